@@ -1,0 +1,128 @@
+//! The shell, the router and the page frame (demo banner, language switch).
+
+use crate::i18n::{Lang, Ui};
+use crate::pages::{account::AccountPage, login::LoginPage};
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::hooks::use_location;
+use leptos_router::path;
+
+/// The language and mode a page renders in. The server decides (cookie /
+/// Accept-Language, configuration) and writes both onto `<html>`, where the browser
+/// reads them back, so hydration renders the same text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageEnv {
+    /// UI language.
+    pub lang: Lang,
+    /// Demo mode (shows the banner).
+    pub demo: bool,
+}
+
+/// The page environment of this render.
+pub fn page_env() -> PageEnv {
+    #[cfg(feature = "ssr")]
+    {
+        crate::server::http::page_env()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let root = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element());
+        let attr = |name: &str| root.as_ref().and_then(|r| r.get_attribute(name));
+        PageEnv {
+            lang: attr("lang").and_then(|l| Lang::from_tag(&l)).unwrap_or_default(),
+            demo: attr("data-demo").as_deref() == Some("1"),
+        }
+    }
+}
+
+/// The UI text table of the current page.
+pub fn use_ui() -> &'static Ui {
+    use_context::<PageEnv>().unwrap_or_default().lang.ui()
+}
+
+/// The HTML document around the app (server only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let env = page_env();
+    view! {
+        <!DOCTYPE html>
+        <html lang=env.lang.tag() data-demo=if env.demo { "1" } else { "0" }>
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The application.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let env = page_env();
+    provide_context(env);
+    let ui = env.lang.ui();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/scanlogin.css" />
+        <Title text=ui.app_name />
+        <Router>
+            <Frame env />
+            <main class="page">
+                <Routes fallback=move || view! { <NotFound /> }>
+                    <Route path=path!("/login") view=LoginPage />
+                    <Route path=path!("/account") view=AccountPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// Percent-encodes a path for a query parameter.
+fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The banner (demo mode) and the header with the language switch.
+#[component]
+fn Frame(env: PageEnv) -> impl IntoView {
+    let ui = env.lang.ui();
+    let other = env.lang.other();
+    let location = use_location();
+    let switch_href = move || {
+        let back = format!("{}{}", location.pathname.get(), location.search.get());
+        format!("/lang?set={}&back={}", other.tag(), encode_component(&back))
+    };
+    view! {
+        {env.demo.then(|| view! { <div class="demo-banner" role="note" data-testid="demo-banner">{ui.demo_banner}</div> })}
+        <header class="topbar">
+            <a class="brand" href="/">{ui.app_name}</a>
+            <a class="lang-switch" href=switch_href rel="nofollow">{other.ui().lang_name}</a>
+        </header>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    let ui = use_ui();
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <section class="card">
+            <h1>{ui.not_found}</h1>
+            <a class="button" href="/">{ui.home}</a>
+        </section>
+    }
+}

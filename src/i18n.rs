@@ -1,0 +1,202 @@
+//! User-facing text in Simplified Chinese (default) and English.
+//!
+//! A typed table rather than a string-keyed catalogue: a missing translation is a
+//! compile error, and the same table serves the server (API error messages) and the
+//! browser (the UI), so both always speak the same language for a request.
+
+use serde::{Deserialize, Serialize};
+
+/// The languages scanlogin speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lang {
+    /// Simplified Chinese, the default.
+    #[default]
+    ZhCn,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// The BCP 47 tag, as used in `<html lang>` and the `lang` cookie.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::ZhCn => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    /// Parses a tag as written by [`Lang::tag`] (case-insensitive, `zh*` and `en*`).
+    pub fn from_tag(tag: &str) -> Option<Lang> {
+        let tag = tag.trim().to_ascii_lowercase();
+        if tag.starts_with("zh") {
+            Some(Lang::ZhCn)
+        } else if tag.starts_with("en") {
+            Some(Lang::En)
+        } else {
+            None
+        }
+    }
+
+    /// Picks the language from an explicit choice (the `lang` cookie) first, then the
+    /// `Accept-Language` header (highest q-value among the languages we speak).
+    pub fn negotiate(cookie: Option<&str>, accept_language: Option<&str>) -> Lang {
+        if let Some(lang) = cookie.and_then(Lang::from_tag) {
+            return lang;
+        }
+        let Some(header) = accept_language else {
+            return Lang::default();
+        };
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("");
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if let Some(lang) = Lang::from_tag(tag) {
+                if best.is_none_or(|(bq, _)| q > bq) {
+                    best = Some((q, lang));
+                }
+            }
+        }
+        best.map(|(_, l)| l).unwrap_or_default()
+    }
+
+    /// The other language, for the switch in the page header.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::ZhCn => Lang::En,
+            Lang::En => Lang::ZhCn,
+        }
+    }
+
+    /// The UI text table for this language.
+    pub fn ui(self) -> &'static Ui {
+        match self {
+            Lang::ZhCn => &ZH,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// Every piece of UI text.
+#[allow(missing_docs)]
+pub struct Ui {
+    pub lang_name: &'static str,
+    pub demo_banner: &'static str,
+    pub app_name: &'static str,
+    pub login_title: &'static str,
+    pub login_hint: &'static str,
+    pub loading_qr: &'static str,
+    pub expires_in: &'static str,
+    pub seconds: &'static str,
+    pub scanned: &'static str,
+    pub scanned_hint: &'static str,
+    pub confirmed: &'static str,
+    pub cancelled: &'static str,
+    pub expired: &'static str,
+    pub refresh: &'static str,
+    pub retry: &'static str,
+    pub reconnecting: &'static str,
+    pub unknown_state: &'static str,
+    pub demo_phone_hint: &'static str,
+    pub open_phone: &'static str,
+    pub account_title: &'static str,
+    pub user_id: &'static str,
+    pub openid: &'static str,
+    pub member_since: &'static str,
+    pub recent_logins: &'static str,
+    pub login_at: &'static str,
+    pub login_ip: &'static str,
+    pub login_browser: &'static str,
+    pub logout: &'static str,
+    pub not_signed_in: &'static str,
+    pub go_login: &'static str,
+    pub not_found: &'static str,
+    pub home: &'static str,
+}
+
+const ZH: Ui = Ui {
+    lang_name: "中文",
+    demo_banner: "演示模式：微信接口由内置模拟器提供，请勿用于生产环境",
+    app_name: "扫码登录",
+    login_title: "微信扫码登录",
+    login_hint: "请使用微信扫描小程序码登录",
+    loading_qr: "正在获取小程序码…",
+    expires_in: "有效期剩余",
+    seconds: "秒",
+    scanned: "扫码成功，请在手机上确认",
+    scanned_hint: "在微信中点击「点击登录」完成登录",
+    confirmed: "登录成功，正在跳转",
+    cancelled: "已在手机上取消登录",
+    expired: "二维码已过期",
+    refresh: "刷新",
+    retry: "重试",
+    reconnecting: "网络连接不稳定，正在重试…",
+    unknown_state: "登录状态异常，请刷新二维码",
+    demo_phone_hint: "演示：在另一个窗口打开二维码中的链接，模拟手机扫码",
+    open_phone: "打开模拟手机",
+    account_title: "我的账号",
+    user_id: "用户编号",
+    openid: "OpenID",
+    member_since: "注册时间",
+    recent_logins: "最近登录",
+    login_at: "时间",
+    login_ip: "IP 地址",
+    login_browser: "浏览器",
+    logout: "退出登录",
+    not_signed_in: "你尚未登录",
+    go_login: "去登录",
+    not_found: "页面不存在",
+    home: "返回首页",
+};
+
+const EN: Ui = Ui {
+    lang_name: "English",
+    demo_banner: "Demo mode: WeChat is played by a built-in simulator. Not for production.",
+    app_name: "Scan to sign in",
+    login_title: "Sign in with WeChat",
+    login_hint: "Scan the mini-program code with WeChat to sign in",
+    loading_qr: "Fetching the code…",
+    expires_in: "Expires in",
+    seconds: "s",
+    scanned: "Scanned. Please confirm on your phone",
+    scanned_hint: "Tap 点击登录 in WeChat to finish",
+    confirmed: "Signed in, redirecting",
+    cancelled: "Sign-in was cancelled on the phone",
+    expired: "The code has expired",
+    refresh: "Refresh",
+    retry: "Retry",
+    reconnecting: "Connection unstable, retrying…",
+    unknown_state: "Unexpected sign-in state; please refresh the code",
+    demo_phone_hint: "Demo: open the code's link in another window to play the phone",
+    open_phone: "Open simulated phone",
+    account_title: "My account",
+    user_id: "User id",
+    openid: "OpenID",
+    member_since: "Member since",
+    recent_logins: "Recent sign-ins",
+    login_at: "Time",
+    login_ip: "IP address",
+    login_browser: "Browser",
+    logout: "Sign out",
+    not_signed_in: "You are not signed in",
+    go_login: "Sign in",
+    not_found: "Page not found",
+    home: "Home",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_prefers_cookie_then_highest_q() {
+        assert_eq!(Lang::negotiate(Some("en"), Some("zh-CN")), Lang::En);
+        assert_eq!(Lang::negotiate(None, Some("en-US,en;q=0.9")), Lang::En);
+        assert_eq!(Lang::negotiate(None, Some("fr, en;q=0.5, zh;q=0.8")), Lang::ZhCn);
+        assert_eq!(Lang::negotiate(None, Some("fr")), Lang::ZhCn);
+        assert_eq!(Lang::negotiate(Some("xx"), None), Lang::ZhCn);
+    }
+}

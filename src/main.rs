@@ -1,0 +1,41 @@
+//! The server: configuration → startup → serve.
+
+use leptos::config::LeptosOptions;
+use scanlogin::server::config::Config;
+use scanlogin::server::startup::Application;
+
+#[tokio::main]
+async fn main() {
+    let config = Config::from_env();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
+        )
+        .init();
+    if let Err(e) = config.validate() {
+        eprintln!("scanlogin: invalid configuration: {e}");
+        std::process::exit(2);
+    }
+    // cargo-leptos passes LEPTOS_* variables; a bare binary falls back to the defaults.
+    let leptos = match leptos::config::get_configuration(None) {
+        Ok(conf) if !conf.leptos_options.output_name.is_empty() => conf.leptos_options,
+        _ => LeptosOptions::builder().output_name("scanlogin").build(),
+    };
+    let app = match Application::build(&config, leptos).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("scanlogin: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mode = if app.state().site.demo { "demo mode (embedded WeChat simulator)" } else { "WeChat mode" };
+    tracing::info!("scanlogin listening on http://{} — {mode}; open {}/login", app.local_addr(), app.public_url());
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = app.run_until(shutdown).await {
+        eprintln!("scanlogin: server error: {e}");
+        std::process::exit(1);
+    }
+}

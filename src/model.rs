@@ -1,0 +1,130 @@
+//! Types shared by the server and the browser: what the endpoints of docs/api.md
+//! return.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a login ticket is in its life (see docs/api.md, "Ticket").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    /// The QR is shown, nobody scanned it yet.
+    Waiting,
+    /// A WeChat user scanned it; waiting for 点击登录 on the phone.
+    Scanned,
+    /// The phone confirmed; the browser may finalize.
+    Confirmed,
+    /// The browser finalized: the login happened.
+    Consumed,
+    /// The phone cancelled.
+    Cancelled,
+    /// Too old.
+    Expired,
+    /// A status this build does not know; the browser fails closed on it.
+    #[serde(other)]
+    Unknown,
+}
+
+impl TicketStatus {
+    /// True when the status can never change again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TicketStatus::Waiting | TicketStatus::Scanned | TicketStatus::Confirmed)
+    }
+}
+
+/// `POST /api/login/ticket`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketIssued {
+    /// The ticket id (also the QR's `scene`).
+    pub ticket: String,
+    /// The mini-program code as a `data:image/...;base64,` URL.
+    pub qr: String,
+    /// Seconds until the ticket expires.
+    pub expires_in: u64,
+}
+
+/// `POST /api/login/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Current status.
+    pub status: TicketStatus,
+    /// Grows by one with every change; 1 at creation.
+    pub version: u64,
+    /// Seconds until the ticket expires (0 when final).
+    pub expires_in: u64,
+}
+
+/// `POST /api/login/finalize`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finalized {
+    /// Where the browser goes now.
+    pub next: String,
+}
+
+/// A signed-in user as the browser sees them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    /// Our user id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// The openid with its middle hidden (`oAbc…xyz9`).
+    pub openid_masked: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// One past login.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginView {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Client IP the server saw.
+    pub ip: String,
+    /// Short browser description ("Chrome 131 · Windows").
+    pub browser: String,
+}
+
+/// `POST /api/me`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeView {
+    /// The user.
+    pub user: UserView,
+    /// Latest logins first.
+    pub recent_logins: Vec<LoginView>,
+}
+
+/// An empty JSON object, `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// Who asks to sign in, shown on the phone so a person can tell a login they started
+/// from one they did not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Requester {
+    /// The site's host.
+    pub site: String,
+    /// Short browser description.
+    pub browser: String,
+    /// The browser's IP.
+    pub ip: String,
+    /// When the browser asked (RFC 3339 UTC).
+    pub created_at: String,
+}
+
+/// `POST /api/mp/scan`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanAnswer {
+    /// Always `scanned`.
+    pub status: TicketStatus,
+    /// Proves to confirm / cancel that the caller is the scanner.
+    pub confirm_token: String,
+    /// Who asks.
+    pub requester: Requester,
+}
+
+/// `POST /api/mp/confirm` and `/api/mp/cancel`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhoneAnswer {
+    /// `confirmed` or `cancelled`.
+    pub status: TicketStatus,
+}

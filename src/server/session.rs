@@ -1,0 +1,167 @@
+//! Sessions: tower-sessions with our own store over the app's database (so sessions
+//! share the pool, the migrations and the purge task, and can be listed per user), and
+//! a small typed wrapper so handlers never touch string keys.
+
+use crate::error::AppError;
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
+use tower_sessions::{Session, SessionStore};
+
+const BROWSER_KEY: &str = "browser_key";
+const USER_ID: &str = "user_id";
+const LOGIN_AT: &str = "login_at";
+
+/// Sessions in the `sessions` table.
+#[derive(Clone, Debug)]
+pub struct SqlSessionStore {
+    pool: AnyPool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqlSessionStore {
+    /// A store over `pool`.
+    pub fn new(pool: AnyPool) -> Self {
+        SqlSessionStore { pool }
+    }
+
+    /// Deletes sessions that expired before `now_ms`.
+    pub async fn delete_expired(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at < $1").bind(now_ms).execute(&self.pool).await?.rows_affected())
+    }
+
+    fn row(r: &Record) -> StoreResult<(String, String, i64, Option<i64>)> {
+        let data = serde_json::to_string(&r.data).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let expires = (r.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        let user = r.data.get(USER_ID).and_then(|v| v.as_i64());
+        Ok((r.id.to_string(), data, expires, user))
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlSessionStore {
+    async fn create(&self, record: &mut Record) -> StoreResult<()> {
+        for _ in 0..4 {
+            let (id, data, expires, user) = Self::row(record)?;
+            let res = sqlx::query("INSERT INTO sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(data)
+                .bind(expires)
+                .bind(user)
+                .execute(&self.pool)
+                .await;
+            match res {
+                Ok(_) => return Ok(()),
+                Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => record.id = Id::default(),
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Err(StoreError::Backend("could not find a free session id".into()))
+    }
+
+    async fn save(&self, record: &Record) -> StoreResult<()> {
+        let (id, data, expires, user) = Self::row(record)?;
+        sqlx::query(
+            "INSERT INTO sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, user_id = excluded.user_id",
+        )
+        .bind(id)
+        .bind(data)
+        .bind(expires)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> StoreResult<Option<Record>> {
+        let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let row: Option<(String, i64)> = sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
+            .bind(id.to_string())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let Some((data, expires)) = row else { return Ok(None) };
+        let data = serde_json::from_str(&data).map_err(|e| StoreError::Decode(e.to_string()))?;
+        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(expires as i128 * 1_000_000)
+            .map_err(|e| StoreError::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *id, data, expiry_date }))
+    }
+
+    async fn delete(&self, id: &Id) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn session_err(e: tower_sessions::session::Error) -> AppError {
+    AppError::internal(format!("session: {e}"))
+}
+
+/// The browser's session, typed.
+#[derive(Clone, Debug)]
+pub struct WebSession(pub Session);
+
+impl WebSession {
+    /// The session of the request being served (inside a server function).
+    pub async fn current() -> Result<Self, AppError> {
+        let s: Session = leptos_axum::extract().await.map_err(|e| AppError::internal(format!("no session layer: {e}")))?;
+        Ok(WebSession(s))
+    }
+
+    /// This browser's binding key: created on first use, kept for the session's life
+    /// (also across `cycle_id` at login, so other tabs keep following their tickets).
+    pub async fn browser_key(&self) -> Result<String, AppError> {
+        if let Some(k) = self.0.get::<String>(BROWSER_KEY).await.map_err(session_err)? {
+            return Ok(k);
+        }
+        let key = crate::server::rules::random_token(16);
+        self.0.insert(BROWSER_KEY, &key).await.map_err(session_err)?;
+        Ok(key)
+    }
+
+    /// The binding key if this browser already has one (never creates a session).
+    pub async fn existing_browser_key(&self) -> Result<Option<String>, AppError> {
+        self.0.get::<String>(BROWSER_KEY).await.map_err(session_err)
+    }
+
+    /// The signed-in user, if the login is younger than `absolute_ms`. An older login
+    /// is ended here (absolute expiry, whatever the activity).
+    pub async fn user_id(&self, now: i64, absolute_ms: i64) -> Result<Option<i64>, AppError> {
+        let Some(user) = self.0.get::<i64>(USER_ID).await.map_err(session_err)? else { return Ok(None) };
+        let at = self.0.get::<i64>(LOGIN_AT).await.map_err(session_err)?.unwrap_or(0);
+        if now - at > absolute_ms {
+            self.sign_out().await?;
+            return Ok(None);
+        }
+        Ok(Some(user))
+    }
+
+    /// Signs `user` in: a new session id (against fixation), the user stored, and the
+    /// session saved now, before the caller marks the ticket consumed.
+    pub async fn sign_in(&self, user: i64, now: i64) -> Result<(), AppError> {
+        self.0.cycle_id().await.map_err(session_err)?;
+        self.0.insert(USER_ID, user).await.map_err(session_err)?;
+        self.0.insert(LOGIN_AT, now).await.map_err(session_err)?;
+        self.0.save().await.map_err(session_err)
+    }
+
+    /// Undoes [`WebSession::sign_in`] when the ticket could not be consumed after all.
+    pub async fn undo_sign_in(&self) -> Result<(), AppError> {
+        self.0.remove_value(USER_ID).await.map_err(session_err)?;
+        self.0.remove_value(LOGIN_AT).await.map_err(session_err)?;
+        self.0.save().await.map_err(session_err)
+    }
+
+    /// Ends the session: deleted from the store, the cookie cleared.
+    pub async fn sign_out(&self) -> Result<(), AppError> {
+        self.0.flush().await.map_err(session_err)
+    }
+}

@@ -1,0 +1,53 @@
+//! The state every handler and server function shares.
+
+use crate::server::clock::Clock;
+use crate::server::session::SqlSessionStore;
+use crate::server::tickets::Tickets;
+use crate::server::wechat::WechatClient;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use sqlx::AnyPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Facts about this deployment.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Public URL without a trailing slash (`https://example.com`).
+    pub public_url: String,
+    /// Its host (`example.com`), shown on the phone.
+    pub host: String,
+    /// Cookies get `Secure` (the public URL is https).
+    pub secure: bool,
+    /// Demo mode (embedded simulator, banner, test hooks).
+    pub demo: bool,
+    /// Longest status long-poll.
+    pub longpoll: Duration,
+    /// A login ends this long after it happened, ms.
+    pub session_absolute_ms: i64,
+}
+
+/// Shared state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    /// Leptos' options.
+    pub leptos: LeptosOptions,
+    /// The database.
+    pub db: AnyPool,
+    /// Login tickets.
+    pub tickets: Arc<Tickets>,
+    /// The WeChat client.
+    pub wechat: Arc<WechatClient>,
+    /// The session store.
+    pub sessions: SqlSessionStore,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Deployment facts.
+    pub site: Arc<Site>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(s: &AppState) -> Self {
+        s.leptos.clone()
+    }
+}

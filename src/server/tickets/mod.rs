@@ -1,0 +1,9 @@
+//! Login tickets: the pure state machine, its store, and the service over both.
+
+pub mod machine;
+pub mod service;
+pub mod store;
+
+pub use machine::{Lifetimes, Origin, Ticket, TicketError};
+pub use service::Tickets;
+pub use store::{SqlTicketStore, TicketStore};

@@ -1,0 +1,171 @@
+//! Ticket operations over a [`TicketStore`]: every transition is load → pure
+//! transition → conditional write, retried when another writer won the race.
+
+use super::machine::{Lifetimes, Ticket, TicketError};
+use super::store::{StoreError, TicketStore};
+use crate::error::{AppError, ErrorCode};
+use crate::server::clock::Clock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::internal(e)
+    }
+}
+
+impl From<TicketError> for AppError {
+    fn from(e: TicketError) -> Self {
+        AppError::new(ErrorCode::from(e))
+    }
+}
+
+/// The ticket service shared by all endpoints.
+pub struct Tickets {
+    store: Arc<dyn TicketStore>,
+    clock: Arc<dyn Clock>,
+    /// Ticket lifetimes.
+    pub life: Lifetimes,
+    polls: PollLimiter,
+}
+
+impl Tickets {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn TicketStore>, clock: Arc<dyn Clock>, life: Lifetimes, polls_per_browser: usize) -> Self {
+        Tickets { store, clock, life, polls: PollLimiter::new(polls_per_browser) }
+    }
+
+    /// Now, by the injected clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Stores a new ticket.
+    pub async fn insert(&self, ticket: &Ticket) -> Result<(), AppError> {
+        Ok(self.store.insert(ticket).await?)
+    }
+
+    /// Loads a ticket, persisting its expiry when its time has come.
+    pub async fn load(&self, id: &str) -> Result<Option<Ticket>, AppError> {
+        let Some(mut t) = self.store.get(id).await? else { return Ok(None) };
+        let before = t.version;
+        if t.expire_at(self.now()) && !self.store.replace(&t, before).await? {
+            // Someone else changed it meanwhile; their version is the truth.
+            return Ok(self.store.get(id).await?);
+        }
+        Ok(Some(t))
+    }
+
+    /// Applies `change` atomically. Refusals change nothing (an expiry that came due is
+    /// still persisted: that is time, not the caller, changing the ticket).
+    pub async fn update<T>(
+        &self,
+        id: &str,
+        change: impl Fn(&mut Ticket, i64) -> Result<T, TicketError>,
+    ) -> Result<(Ticket, T), AppError> {
+        for _ in 0..8 {
+            let Some(current) = self.load(id).await? else {
+                return Err(ErrorCode::TicketNotFound.into());
+            };
+            let mut next = current.clone();
+            let out = change(&mut next, self.now())?;
+            if next == current || self.store.replace(&next, current.version).await? {
+                return Ok((next, out));
+            }
+        }
+        Err(AppError::internal(format!("ticket {id}: too much write contention")))
+    }
+
+    /// Writes an already-transitioned ticket if nobody changed it since `expected_version`.
+    pub async fn commit(&self, ticket: &Ticket, expected_version: i64) -> Result<bool, AppError> {
+        Ok(self.store.replace(ticket, expected_version).await?)
+    }
+
+    /// The long-poll: answers as soon as the ticket's version exceeds `seen`, when it
+    /// expires, or after `wait`. Only the creating browser can follow a ticket.
+    pub async fn follow(&self, id: &str, browser_key: &str, seen: i64, wait: Duration) -> Result<Ticket, AppError> {
+        let _slot = self.polls.enter(browser_key).ok_or_else(|| AppError::new(ErrorCode::RateLimited).retry_after(1))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut changes = self.store.watch(id);
+            let t = match self.load(id).await? {
+                Some(t) if t.is_bound_to(browser_key) => t,
+                _ => return Err(ErrorCode::TicketNotFound.into()),
+            };
+            if t.version > seen || tokio::time::Instant::now() >= deadline {
+                return Ok(t);
+            }
+            let mut wake = deadline;
+            if !t.status.is_final() {
+                // Wake just after expiry so an expiring ticket is answered promptly.
+                let left = (t.expires_at - self.now()).max(0) as u64 + 20;
+                wake = wake.min(tokio::time::Instant::now() + Duration::from_millis(left));
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Deletes tickets finished or expired before `before`.
+    pub async fn purge(&self, before: i64) -> Result<u64, AppError> {
+        Ok(self.store.purge(before).await?)
+    }
+}
+
+/// Bounds the open long-polls per browser.
+struct PollLimiter {
+    max: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+struct PollSlot {
+    key: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl PollLimiter {
+    fn new(max: usize) -> Self {
+        PollLimiter { max, open: Arc::default() }
+    }
+
+    fn enter(&self, key: &str) -> Option<PollSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.to_string()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(PollSlot { key: key.to_string(), open: self.open.clone() })
+    }
+}
+
+impl Drop for PollSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_limiter_bounds_and_releases() {
+        let l = PollLimiter::new(2);
+        let a = l.enter("k").unwrap();
+        let _b = l.enter("k").unwrap();
+        assert!(l.enter("k").is_none());
+        assert!(l.enter("other").is_some());
+        drop(a);
+        assert!(l.enter("k").is_some());
+    }
+}

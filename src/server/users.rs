@@ -1,0 +1,116 @@
+//! Users (found by unionid, else openid) and their login history.
+
+use crate::server::wechat::WxIdentity;
+use sqlx::AnyPool;
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    /// Our id.
+    pub id: i64,
+    /// The mini program's openid.
+    pub openid: String,
+    /// The Open Platform unionid, once known.
+    pub unionid: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Epoch ms.
+    pub created_at: i64,
+}
+
+/// One login.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Login {
+    /// Epoch ms.
+    pub at: i64,
+    /// Client IP.
+    pub ip: String,
+    /// User agent.
+    pub user_agent: String,
+}
+
+const USER_COLUMNS: &str = "id, openid, unionid, name, created_at";
+
+async fn by(pool: &AnyPool, column: &str, value: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE {column} = $1")).bind(value).fetch_optional(pool).await
+}
+
+/// Loads a user.
+pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(pool).await
+}
+
+/// Finds the person without creating them: by unionid when WeChat sent one, else by openid.
+pub async fn find(pool: &AnyPool, who: &WxIdentity) -> Result<Option<User>, sqlx::Error> {
+    if let Some(unionid) = &who.unionid {
+        if let Some(u) = by(pool, "unionid", unionid).await? {
+            return Ok(Some(u));
+        }
+    }
+    by(pool, "openid", &who.openid).await
+}
+
+/// Finds the person by unionid when WeChat sent one, else by openid; creates them on
+/// first sight. A user first seen without a unionid gets it attached later, so the
+/// account stays the same when the mini program is bound to an Open Platform account.
+/// Safe under concurrency: a lost insert race re-reads the winner.
+pub async fn find_or_create(pool: &AnyPool, who: &WxIdentity, now: i64) -> Result<User, sqlx::Error> {
+    let mut last_err = None;
+    for _ in 0..3 {
+        if let Some(unionid) = &who.unionid {
+            if let Some(u) = by(pool, "unionid", unionid).await? {
+                return Ok(u);
+            }
+        }
+        if let Some(mut u) = by(pool, "openid", &who.openid).await? {
+            if let (Some(unionid), None) = (&who.unionid, &u.unionid) {
+                sqlx::query("UPDATE users SET unionid = $1 WHERE id = $2 AND unionid IS NULL")
+                    .bind(unionid)
+                    .bind(u.id)
+                    .execute(pool)
+                    .await?;
+                u.unionid = Some(unionid.clone());
+            }
+            return Ok(u);
+        }
+        let tail: String = who.openid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
+            "INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(&who.openid)
+        .bind(who.unionid.clone())
+        .bind(format!("微信用户 {tail}"))
+        .bind(now)
+        .fetch_one(pool)
+        .await;
+        match inserted {
+            Ok((id,)) => return get(pool, id).await?.ok_or(sqlx::Error::RowNotFound),
+            // A concurrent first login of the same person won the race: read theirs.
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or(sqlx::Error::RowNotFound))
+}
+
+/// Records a login (one per ticket).
+pub async fn record_login(pool: &AnyPool, user: i64, at: i64, ip: &str, user_agent: &str, ticket: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO logins (user_id, at, ip, user_agent, ticket_id) VALUES ($1, $2, $3, $4, $5)")
+        .bind(user)
+        .bind(at)
+        .bind(ip)
+        .bind(user_agent)
+        .bind(ticket)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The latest logins of a user, newest first.
+pub async fn recent_logins(pool: &AnyPool, user: i64, limit: i64) -> Result<Vec<Login>, sqlx::Error> {
+    sqlx::query_as("SELECT at, ip, user_agent FROM logins WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
+        .bind(user)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}

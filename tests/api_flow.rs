@@ -1,0 +1,366 @@
+//! The whole login over HTTP against the real app (demo mode), and every refusal of
+//! docs/api.md with a before/after snapshot showing it changed nothing.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn scan_confirm_finalize_signs_the_browser_in() {
+    let app = spawn(&[]).await;
+    let (browser, other) = (browser(), browser());
+    let (s, issued) = app.post(&browser, "/api/login/ticket", json!({ "next": "/account?tab=1" })).await;
+    assert_eq!(s, 200, "{issued}");
+    let ticket = issued["ticket"].as_str().unwrap().to_string();
+    assert!(ticket.len() >= 22 && ticket.len() <= 32);
+    assert_eq!(issued["expires_in"], 120);
+
+    // The QR is a real JPEG whose code links to the simulated phone for this ticket.
+    let qr = issued["qr"].as_str().unwrap();
+    let b64 = qr.strip_prefix("data:image/jpeg;base64,").expect("JPEG data URL");
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF]);
+    let img = image::load_from_memory(&bytes).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    let (_, content) = grids[0].decode().expect("QR decodes");
+    let link = url::Url::parse(&content).expect("the QR holds a URL");
+    assert_eq!(format!("{}://{}", link.scheme(), link.host_str().unwrap()), app.base.rsplit_once(':').unwrap().0);
+    assert_eq!(link.path(), "/_wechat/phone");
+    let scene = link.query_pairs().find(|(k, _)| k == "scene").map(|(_, v)| v.into_owned());
+    assert_eq!(scene.as_deref(), Some(ticket.as_str()), "the scene is the ticket");
+
+    let (s, st) = app.status(&browser, &ticket, 0).await;
+    assert_eq!((s.as_u16(), &st["status"], &st["version"]), (200, &json!("waiting"), &json!(1)));
+
+    // A long-poll that is waiting answers as soon as the phone scans.
+    let poll = {
+        let (app_base, browser, ticket) = (app.base.clone(), browser.clone(), ticket.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let v: serde_json::Value = browser
+                .post(format!("{app_base}/api/login/status"))
+                .json(&json!({ "ticket": ticket, "seen": 1 }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, scanned) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": ticket, "code": app.wx_code("zhangsan").await })).await;
+    assert_eq!(s, 200, "{scanned}");
+    assert_eq!(scanned["requester"]["browser"], "Chrome 131 · Windows 10");
+    assert_eq!(scanned["requester"]["ip"], "127.0.0.1");
+    assert_eq!(scanned["requester"]["site"], "127.0.0.1");
+    assert!(scanned.to_string().find("session_key").is_none());
+    let (polled, waited) = poll.await.unwrap();
+    assert_eq!(polled["status"], "scanned", "{polled}");
+    assert_eq!(polled["version"], 2);
+    assert!(waited >= Duration::from_millis(250), "the poll waited for the change ({waited:?})");
+    assert!(polled.get("scanner").is_none() && !polled.to_string().contains("openid"));
+
+    app.confirm(&ticket, scanned["confirm_token"].as_str().unwrap()).await;
+    let (_, st) = app.status(&browser, &ticket, 2).await;
+    assert_eq!((&st["status"], &st["version"]), (&json!("confirmed"), &json!(3)));
+
+    let (s, me) = app.post(&browser, "/api/me", json!({})).await;
+    assert_error(&(s, me), 401, "unauthenticated");
+    let before_cookie = app.count("sessions").await;
+    let (s, fin) = app.post(&browser, "/api/login/finalize", json!({ "ticket": ticket })).await;
+    assert_eq!((s.as_u16(), &fin["next"]), (200, &json!("/account?tab=1")), "{fin}");
+    assert_eq!(app.count("sessions").await, before_cookie, "the session id was cycled, not duplicated");
+
+    let (s, me) = app.post(&browser, "/api/me", json!({})).await;
+    assert_eq!(s, 200, "{me}");
+    let masked = me["user"]["openid_masked"].as_str().unwrap();
+    assert!(masked.contains('…') && masked.chars().count() == 9, "{masked}");
+    assert_eq!(me["recent_logins"].as_array().unwrap().len(), 1);
+    assert_eq!(me["recent_logins"][0]["browser"], "Chrome 131 · Windows 10");
+
+    // The other browser is not signed in, and the ticket is spent.
+    assert_error(&app.post(&other, "/api/me", json!({})).await, 401, "unauthenticated");
+    let (_, st) = app.status(&browser, &ticket, 3).await;
+    assert_eq!(st["status"], "consumed");
+
+    // Logout ends the session server-side.
+    let (s, _) = app.post(&browser, "/api/logout", json!({})).await;
+    assert_eq!(s, 200);
+    assert_error(&app.post(&browser, "/api/me", json!({})).await, 401, "unauthenticated");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id IS NOT NULL").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 0, "logout deleted the signed-in session from the store");
+}
+
+#[tokio::test]
+async fn session_id_changes_at_login_and_binding_survives_it() {
+    let app = spawn(&[]).await;
+    let browser = browser();
+    let t1 = app.new_ticket(&browser).await;
+    let t2 = app.new_ticket(&browser).await; // a second tab
+    let ids_before: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions").fetch_all(&app.pool).await.unwrap();
+    let token = app.scan(&t1, "lisi").await;
+    app.confirm(&t1, &token).await;
+    let (s, _) = app.post(&browser, "/api/login/finalize", json!({ "ticket": t1 })).await;
+    assert_eq!(s, 200);
+    let ids_after: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(ids_before.len(), 1);
+    assert_eq!(ids_after.len(), 1);
+    assert_ne!(ids_before[0].0, ids_after[0].0, "session fixation: the id must change at login");
+    // The other tab's ticket still belongs to this browser.
+    let (s, st) = app.status(&browser, &t2, 0).await;
+    assert_eq!((s.as_u16(), &st["status"]), (200, &json!("waiting")));
+}
+
+#[tokio::test]
+async fn refusals_answer_their_code_and_change_nothing() {
+    let app = spawn(&[]).await;
+    let (a, b) = (browser(), browser());
+    let t = app.new_ticket(&a).await;
+    let _ = app.new_ticket(&b).await; // b has a session and a key of its own
+
+    macro_rules! refused {
+        ($call:expr, $status:expr, $code:expr) => {{
+            let before = app.snapshot().await;
+            let answer = $call;
+            assert_error(&answer, $status, $code);
+            assert_eq!(before, app.snapshot().await, "{} changed state", $code);
+        }};
+    }
+
+    // Waiting ticket.
+    refused!(app.status(&b, &t, 0).await, 404, "ticket_not_found");
+    refused!(app.status(&browser(), &t, 0).await, 404, "ticket_not_found");
+    refused!(app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await, 409, "not_confirmed");
+    refused!(app.post(&b, "/api/login/finalize", json!({ "ticket": t })).await, 404, "ticket_not_found");
+    refused!(app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": "guess" })).await, 403, "not_scanner");
+    refused!(app.post(&phone(), "/api/mp/cancel", json!({ "ticket": t, "confirm_token": "guess" })).await, 403, "not_scanner");
+
+    // Unknown and impossible ids.
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
+    refused!(app.status(&a, unknown, 0).await, 404, "ticket_not_found");
+    refused!(app.post(&a, "/api/login/finalize", json!({ "ticket": unknown })).await, 404, "ticket_not_found");
+    refused!(app.post(&phone(), "/api/mp/confirm", json!({ "ticket": unknown, "confirm_token": "x" })).await, 404, "ticket_not_found");
+    refused!(app.post(&phone(), "/api/mp/scan", json!({ "ticket": unknown, "code": "x" })).await, 404, "ticket_not_found");
+    for bad in ["has space", "percent%41", &"a".repeat(33), "", "ü"] {
+        refused!(app.status(&a, bad, 0).await, 400, "bad_request");
+        refused!(app.post(&phone(), "/api/mp/scan", json!({ "ticket": bad, "code": "x" })).await, 400, "bad_request");
+    }
+
+    // Bad `next`.
+    for next in ["//evil.example", "https://evil.example", "/\\evil.example", "javascript:alert(1)", "relative"] {
+        refused!(app.post(&a, "/api/login/ticket", json!({ "next": next })).await, 400, "bad_request");
+    }
+
+    // Malformed requests.
+    refused!(app.post_raw("/api/login/status", "application/json", b"{not json".to_vec()).await, 400, "bad_request");
+    refused!(app.post_raw("/api/login/status", "application/json", b"\xff\xfe{}".to_vec()).await, 400, "bad_request");
+    refused!(app.post_raw("/api/login/status", "application/json", br#"{"ticket": 5, "seen": "x"}"#.to_vec()).await, 400, "bad_request");
+    refused!(app.post_raw("/api/login/status", "application/json", br#"{"seen": 1}"#.to_vec()).await, 400, "bad_request");
+    refused!(app.post_raw("/api/login/status", "application/json", b"[]".to_vec()).await, 400, "bad_request");
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    refused!(app.post_raw("/api/login/status", "application/json", deep.into_bytes()).await, 400, "bad_request");
+    let huge = format!(r#"{{"ticket":"{}","seen":1}}"#, "a".repeat(17 * 1024));
+    refused!(app.post_raw("/api/login/status", "application/json", huge.into_bytes()).await, 413, "payload_too_large");
+    refused!(app.post_raw("/api/login/ticket", "application/x-www-form-urlencoded", b"next=%2F".to_vec()).await, 415, "unsupported_media_type");
+    refused!(app.post_raw("/api/login/ticket", "text/plain", b"{}".to_vec()).await, 415, "unsupported_media_type");
+    refused!(app.post(&a, "/api/nope", json!({})).await, 404, "not_found");
+    let res = reqwest::get(format!("{}/api/login/status", app.base)).await.unwrap();
+    let answer = (res.status(), res.json::<serde_json::Value>().await.unwrap());
+    assert_error(&answer, 405, "method_not_allowed");
+
+    // Cross-site cookie-authenticated POSTs; the mini program is exempt.
+    let before = app.snapshot().await;
+    let res = a
+        .post(format!("{}/api/logout", app.base))
+        .header("origin", "https://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["code"], "cross_site");
+    let res = a.post(format!("{}/api/login/ticket", app.base)).header("sec-fetch-site", "cross-site").json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(before, app.snapshot().await);
+
+    // Invalid and reused wx.login codes change nothing but the WeChat call counter.
+    let before_users = app.count("users").await;
+    let answer = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": "SIMCODE_forged" })).await;
+    assert_error(&answer, 400, "invalid_wx_code");
+    let code = app.wx_code("zhangsan").await;
+    let token = {
+        let (s, v) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": code })).await;
+        assert_eq!(s, 200);
+        v["confirm_token"].as_str().unwrap().to_string()
+    };
+    let answer = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": code })).await;
+    assert_error(&answer, 400, "invalid_wx_code");
+    assert_eq!(app.count("users").await, before_users + 1);
+
+    // Scanned by zhangsan: another WeChat user is refused and gets no account.
+    let before_tickets = app.snapshot().await.lines().next().unwrap().to_string();
+    let answer = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": app.wx_code("wangwu").await })).await;
+    assert_error(&answer, 409, "already_scanned");
+    assert_eq!(app.count("users").await, before_users + 1, "the refused scanner got no account");
+    assert_eq!(before_tickets, app.snapshot().await.lines().next().unwrap());
+
+    refused!(app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await, 409, "not_confirmed");
+    refused!(app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": "wrong" })).await, 403, "not_scanner");
+    app.confirm(&t, &token).await;
+    refused!(app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": token })).await, 409, "already_confirmed");
+    refused!(app.post(&phone(), "/api/mp/cancel", json!({ "ticket": t, "confirm_token": token })).await, 409, "already_confirmed");
+    refused!(app.post(&b, "/api/login/finalize", json!({ "ticket": t })).await, 404, "ticket_not_found");
+    let (s, _) = app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await;
+    assert_eq!(s, 200);
+    refused!(app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await, 409, "ticket_used");
+    refused!(app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": "unused" })).await, 409, "ticket_used");
+
+    // Cancel, then everything after it.
+    let t2 = app.new_ticket(&b).await;
+    let token2 = app.scan(&t2, "lisi").await;
+    let (s, v) = app.post(&phone(), "/api/mp/cancel", json!({ "ticket": t2, "confirm_token": token2 })).await;
+    assert_eq!((s.as_u16(), &v["status"]), (200, &json!("cancelled")));
+    let (_, st) = app.status(&b, &t2, 0).await;
+    assert_eq!(st["status"], "cancelled");
+    refused!(app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t2, "confirm_token": token2 })).await, 409, "ticket_cancelled");
+    refused!(app.post(&b, "/api/login/finalize", json!({ "ticket": t2 })).await, 409, "ticket_cancelled");
+    refused!(app.post(&phone(), "/api/mp/scan", json!({ "ticket": t2, "code": "unused" })).await, 409, "ticket_cancelled");
+}
+
+#[tokio::test]
+async fn rescan_by_the_same_user_rotates_the_confirm_token() {
+    let app = spawn(&[]).await;
+    let a = browser();
+    let t = app.new_ticket(&a).await;
+    let first = app.scan(&t, "zhangsan").await;
+    let second = app.scan(&t, "zhangsan").await;
+    assert_ne!(first, second);
+    let answer = app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": first })).await;
+    assert_error(&answer, 403, "not_scanner");
+    app.confirm(&t, &second).await;
+}
+
+#[tokio::test]
+async fn expiry_is_answered_promptly_and_refuses_the_phone() {
+    let app = spawn(&["--ticket-ttl-secs", "2", "--ticket-scanned-ttl-secs", "3"]).await;
+    let a = browser();
+    let t = app.new_ticket(&a).await;
+    let started = Instant::now();
+    let (s, st) = app.status(&a, &t, 1).await;
+    let waited = started.elapsed();
+    assert_eq!((s.as_u16(), &st["status"], &st["version"]), (200, &json!("expired"), &json!(2)), "{st}");
+    assert!(waited < Duration::from_millis(3000), "answered within a second of expiring ({waited:?})");
+    let answer = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": "whatever" })).await;
+    assert_error(&answer, 410, "ticket_expired");
+
+    // A confirmed ticket that expires before finalize.
+    let t = app.new_ticket(&a).await;
+    let token = app.scan(&t, "zhangsan").await;
+    app.confirm(&t, &token).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let before = app.snapshot().await;
+    let answer = app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await;
+    assert_error(&answer, 410, "ticket_expired");
+    // The expiry itself is recorded (time changed the ticket, not the request).
+    let after = app.snapshot().await;
+    assert!(after.contains("\"expired\""));
+    assert_eq!(before.lines().skip(1).collect::<Vec<_>>(), after.lines().skip(1).collect::<Vec<_>>());
+    assert_error(&app.post(&a, "/api/me", json!({})).await, 401, "unauthenticated");
+}
+
+#[tokio::test]
+async fn wechat_failures_are_clear_errors_and_store_nothing() {
+    let app = spawn(&[]).await;
+    let a = browser();
+    let before = app.count("tickets").await;
+
+    app.fault("getwxacodeunlimit", json!({ "kind": "http_status", "status": 500 }), 1).await;
+    assert_error(&app.post(&a, "/api/login/ticket", json!({})).await, 502, "wechat_unavailable");
+    app.fault("getwxacodeunlimit", json!({ "kind": "garbage" }), 1).await;
+    assert_error(&app.post(&a, "/api/login/ticket", json!({})).await, 502, "wechat_unavailable");
+    app.fault("getwxacodeunlimit", json!({ "kind": "json" }), 1).await;
+    assert_error(&app.post(&a, "/api/login/ticket", json!({})).await, 502, "wechat_unavailable");
+    app.fault("getwxacodeunlimit", json!({ "kind": "errcode", "errcode": 41030 }), 1).await;
+    assert_error(&app.post(&a, "/api/login/ticket", json!({})).await, 502, "wechat_unavailable");
+    app.fault("getwxacodeunlimit", json!({ "kind": "errcode", "errcode": 45009 }), 1).await;
+    let res = a.post(format!("{}/api/login/ticket", app.base)).json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "60");
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["code"], "wechat_quota");
+    // -1 three times in a row: retried twice, then a clear error.
+    app.fault("getwxacodeunlimit", json!({ "kind": "errcode", "errcode": -1 }), 3).await;
+    assert_error(&app.post(&a, "/api/login/ticket", json!({})).await, 502, "wechat_unavailable");
+    assert_eq!(app.count("tickets").await, before, "no ticket stored for a failed code");
+
+    // An image where JSON was expected (code2Session).
+    let t = app.new_ticket(&a).await;
+    app.fault("jscode2session", json!({ "kind": "image" }), 1).await;
+    let answer = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": app.wx_code("zhangsan").await })).await;
+    assert_error(&answer, 502, "wechat_unavailable");
+    let (_, st) = app.status(&a, &t, 0).await;
+    assert_eq!(st["status"], "waiting", "a failed scan leaves the ticket waiting");
+}
+
+#[tokio::test]
+async fn token_errors_refetch_once_and_busy_is_retried() {
+    let app = spawn(&[]).await;
+    let a = browser();
+    app.new_ticket(&a).await;
+    assert_eq!(app.counters().await["stable_token"], 1);
+    app.new_ticket(&a).await;
+    assert_eq!(app.counters().await["stable_token"], 1, "the token is cached");
+
+    // 40001 mid-flight: drop the token, fetch a new one, retry once, succeed.
+    app.fault("getwxacodeunlimit", json!({ "kind": "errcode", "errcode": 40001 }), 1).await;
+    app.new_ticket(&a).await;
+    let c = app.counters().await;
+    assert_eq!((c["stable_token"].as_u64(), c["getwxacodeunlimit"].as_u64()), (Some(2), Some(4)), "{c}");
+    // 42001 twice: the single retry also fails, the caller sees a clear error.
+    app.fault("getwxacodeunlimit", json!({ "kind": "errcode", "errcode": 42001 }), 2).await;
+    assert_error(&app.post(&a, "/api/login/ticket", json!({})).await, 502, "wechat_unavailable");
+    // -1 once: retried with backoff, then fine.
+    app.fault("getwxacodeunlimit", json!({ "kind": "errcode", "errcode": -1 }), 1).await;
+    app.new_ticket(&a).await;
+}
+
+#[tokio::test]
+async fn messages_follow_accept_language() {
+    let app = spawn(&[]).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/me", app.base))
+        .header("accept-language", "en-US,en;q=0.9")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["message"], "Please sign in first");
+    let (_, v) = app.post(&browser(), "/api/me", json!({})).await;
+    assert_eq!(v["message"], "请先登录");
+}
+
+#[tokio::test]
+async fn a_restart_loses_nothing() {
+    let app = spawn(&[]).await;
+    let a = browser();
+    let t = app.new_ticket(&a).await;
+    let token = app.scan(&t, "wangwu").await;
+    // Stop the server; start a new one on the same database.
+    app.server.abort();
+    let _ = app.server.await;
+    let TestApp { dir, db_url, .. } = app;
+    let app = spawn_on(dir, db_url, &[]).await;
+    // The browser's cookie (same host) and the phone's token still work.
+    app.confirm(&t, &token).await;
+    let (s, v) = app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, me) = app.post(&a, "/api/me", json!({})).await;
+    assert_eq!(s, 200, "{me}");
+}

@@ -1,0 +1,158 @@
+//! Test harness: the real application on port 0, demo mode, a temp SQLite database.
+#![allow(dead_code)]
+
+use leptos::config::LeptosOptions;
+use reqwest::StatusCode;
+use scanlogin::server::config::Config;
+use scanlogin::server::startup::Application;
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+
+pub struct TestApp {
+    pub base: String,
+    pub pool: AnyPool,
+    pub db_url: String,
+    pub dir: tempfile::TempDir,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub fn leptos_options() -> LeptosOptions {
+    LeptosOptions::builder().output_name("scanlogin").site_root("target/site").build()
+}
+
+pub fn config(db_url: &str, extra: &[&str]) -> Config {
+    let mut args = vec!["scanlogin", "--listen", "127.0.0.1:0", "--database-url", db_url, "--purge-interval-secs", "3600"];
+    args.extend_from_slice(extra);
+    <Config as clap::Parser>::try_parse_from(args).expect("test config parses")
+}
+
+/// Starts the app; `extra` are command-line flags.
+pub async fn spawn(extra: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
+    spawn_on(dir, db_url, extra).await
+}
+
+/// Starts the app on an existing database (a restart).
+pub async fn spawn_on(dir: tempfile::TempDir, db_url: String, extra: &[&str]) -> TestApp {
+    let app = Application::build(&config(&db_url, extra), leptos_options()).await.expect("app builds");
+    let base = app.public_url().to_string();
+    let pool = app.state().db.clone();
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    TestApp { base, pool, db_url, dir, server }
+}
+
+/// A browser: its own cookie jar, JSON accept.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).build().unwrap()
+}
+
+/// The phone: no cookies.
+pub fn phone() -> reqwest::Client {
+    reqwest::Client::builder().user_agent("Mozilla/5.0 MicroMessenger/8.0.50 miniProgram").build().unwrap()
+}
+
+pub const CHROME_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+impl TestApp {
+    pub async fn post(&self, client: &reqwest::Client, path: &str, body: Value) -> (StatusCode, Value) {
+        let res = client
+            .post(format!("{}{path}", self.base))
+            .header("accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text:?}")))
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("accept", "application/json")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text:?}")))
+    }
+
+    /// `wx.login()` for `user` (via the simulator).
+    pub async fn wx_code(&self, user: &str) -> String {
+        let (s, v) = self.post(&phone(), "/_wechat/sim/wx-login", json!({ "user": user })).await;
+        assert_eq!(s, 200, "{v}");
+        v["code"].as_str().unwrap().to_string()
+    }
+
+    pub async fn new_ticket(&self, browser: &reqwest::Client) -> String {
+        let (s, v) = self.post(browser, "/api/login/ticket", json!({})).await;
+        assert_eq!(s, 200, "{v}");
+        v["ticket"].as_str().unwrap().to_string()
+    }
+
+    /// Scans as `user`; returns the confirm token.
+    pub async fn scan(&self, ticket: &str, user: &str) -> String {
+        let code = self.wx_code(user).await;
+        let (s, v) = self.post(&phone(), "/api/mp/scan", json!({ "ticket": ticket, "code": code })).await;
+        assert_eq!(s, 200, "{v}");
+        v["confirm_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn confirm(&self, ticket: &str, token: &str) {
+        let (s, v) = self.post(&phone(), "/api/mp/confirm", json!({ "ticket": ticket, "confirm_token": token })).await;
+        assert_eq!((s, &v["status"]), (StatusCode::OK, &json!("confirmed")), "{v}");
+    }
+
+    pub async fn status(&self, browser: &reqwest::Client, ticket: &str, seen: u64) -> (StatusCode, Value) {
+        self.post(browser, "/api/login/status", json!({ "ticket": ticket, "seen": seen })).await
+    }
+
+    pub async fn fault(&self, endpoint: &str, fault: Value, count: u32) {
+        let mut body = fault;
+        body["endpoint"] = json!(endpoint);
+        body["count"] = json!(count);
+        let (s, v) = self.post(&phone(), "/_wechat/sim/faults", body).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    pub async fn counters(&self) -> Value {
+        reqwest::get(format!("{}/_wechat/sim/counters", self.base)).await.unwrap().json().await.unwrap()
+    }
+
+    /// Everything a refusal must leave alone: tickets, sessions, users, logins and the
+    /// simulator's call counters.
+    pub async fn snapshot(&self) -> String {
+        let tickets: Vec<(String, String, i64, Option<i64>, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT id, status, version, scanner_id, confirm_hash, expires_at, updated_at FROM tickets ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        let sessions: Vec<(String, String, i64, Option<i64>)> =
+            sqlx::query_as("SELECT id, data, expires_at, user_id FROM sessions ORDER BY id").fetch_all(&self.pool).await.unwrap();
+        let users: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, openid, unionid FROM users ORDER BY id").fetch_all(&self.pool).await.unwrap();
+        let logins: Vec<(i64, String)> =
+            sqlx::query_as("SELECT user_id, ticket_id FROM logins ORDER BY id").fetch_all(&self.pool).await.unwrap();
+        format!("{tickets:?}\n{sessions:?}\n{users:?}\n{logins:?}\n{}", self.counters().await)
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await.unwrap();
+        n
+    }
+}
+
+/// Asserts the answer's status and code.
+#[track_caller]
+pub fn assert_error(answer: &(StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(answer.0.as_u16(), status, "{}", answer.1);
+    assert_eq!(answer.1["code"], code, "{}", answer.1);
+    assert!(answer.1["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", answer.1);
+}

@@ -1,0 +1,81 @@
+//! Server-side route guards, driven through the router with `oneshot`: they answer a
+//! 302 before any HTML.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use scanlogin::server::startup::Application;
+use tower::ServiceExt as _;
+
+async fn router() -> (axum::Router, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/g.db", dir.path().display());
+    let app = Application::build(&config(&db, &[]), leptos_options()).await.unwrap();
+    (app.router(), dir)
+}
+
+async fn get(router: &axum::Router, path: &str, cookie: Option<&str>) -> axum::response::Response {
+    let mut req = Request::get(path);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn signed_out_account_goes_to_login() {
+    let (r, _dir) = router().await;
+    let res = get(&r, "/account", None).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()[header::LOCATION], "/login?next=/account");
+    let res = get(&r, "/", None).await;
+    assert_eq!((res.status(), &res.headers()[header::LOCATION]), (StatusCode::FOUND, &"/login".parse().unwrap()));
+    let res = get(&r, "/login", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = String::from_utf8(axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(html.contains("微信扫码登录"), "Chinese by default");
+    assert!(html.contains("data-testid=\"demo-banner\""), "demo banner on every page");
+}
+
+#[tokio::test]
+async fn signed_in_login_goes_on_to_next_or_account() {
+    let app = spawn(&[]).await;
+    let b = browser();
+    let t = app.new_ticket(&b).await;
+    let token = app.scan(&t, "zhangsan").await;
+    app.confirm(&t, &token).await;
+    let (s, _) = app.post(&b, "/api/login/finalize", serde_json::json!({ "ticket": t })).await;
+    assert_eq!(s, 200);
+    let no_redirects = |c: &reqwest::Client| c.get(format!("{}/login", app.base));
+    let _ = no_redirects;
+    // reqwest follows redirects; look at the final URL instead.
+    let res = b.get(format!("{}/login", app.base)).send().await.unwrap();
+    assert_eq!(res.url().path(), "/account");
+    let res = b.get(format!("{}/login?next=/somewhere", app.base)).send().await.unwrap();
+    assert_eq!(res.url().path(), "/somewhere");
+    let res = b.get(format!("{}/login?next=//evil.example", app.base)).send().await.unwrap();
+    assert_eq!(res.url().path(), "/account", "an off-site next is ignored");
+    let res = b.get(format!("{}/account", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("微信用户"), "account page renders the user server-side");
+}
+
+#[tokio::test]
+async fn english_via_the_switch_and_unknown_pages_404() {
+    let (r, _dir) = router().await;
+    let res = get(&r, "/lang?set=en&back=/login", None).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()[header::LOCATION], "/login");
+    assert!(res.headers()[header::SET_COOKIE].to_str().unwrap().starts_with("lang=en"));
+    let res = get(&r, "/lang?set=en&back=//evil.example", None).await;
+    assert_eq!(res.headers()[header::LOCATION], "/login");
+    let res = get(&r, "/login", Some("lang=en")).await;
+    let html = String::from_utf8(axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(html.contains("Sign in with WeChat") && html.contains("lang=\"en\""));
+    let res = get(&r, "/no-such-page", None).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+}
