@@ -106,8 +106,8 @@ fn Frame(env: PageEnv) -> impl IntoView {
     view! {
         {env.demo.then(|| view! { <div class="demo-banner" role="note" data-testid="demo-banner">{ui.demo_banner}</div> })}
         <header class="topbar">
-            <a class="brand" href="/">{ui.app_name}</a>
-            <a class="lang-switch" href=switch_href rel="nofollow">{other.ui().lang_name}</a>
+            <a class="brand" href="/" rel="external">{ui.app_name}</a>
+            <a class="lang-switch" href=switch_href rel="external nofollow">{other.ui().lang_name}</a>
         </header>
     }
 }
@@ -122,7 +122,7 @@ fn NotFound() -> impl IntoView {
     view! {
         <section class="card">
             <h1>{ui.not_found}</h1>
-            <a class="button" href="/">{ui.home}</a>
+            <a class="button" href="/" rel="external">{ui.home}</a>
         </section>
     }
 }

@@ -50,7 +50,7 @@ fn AccountDetails(m: MeView) -> impl IntoView {
     };
     view! {
         <div class="profile">
-            <div class="avatar" aria-hidden="true">{m.user.name.chars().last().map(String::from).unwrap_or_default()}</div>
+            <div class="avatar" aria-hidden="true">{m.user.name.chars().next().map(String::from).unwrap_or_default()}</div>
             <div>
                 <div class="name" data-testid="user-name">{m.user.name.clone()}</div>
                 <div class="muted">{ui.openid}": " <code data-testid="openid">{m.user.openid_masked.clone()}</code></div>

@@ -1,0 +1,44 @@
+import { defineConfig } from '@playwright/test';
+import * as path from 'path';
+
+// Two demo servers built by `cargo leptos build`: one with default lifetimes, one whose
+// codes expire after 3 s (for the expired → 刷新 path). Each gets a fresh database.
+const root = path.resolve(__dirname, '..');
+const out = path.join(root, 'target', 'e2e');
+const server = (port: number, extra: string) => ({
+  command: `rm -f ${out}/db-${port}.db* && mkdir -p ${out} && ${root}/target/debug/scanlogin ${extra}`,
+  cwd: root,
+  url: `http://127.0.0.1:${port}/login`,
+  reuseExistingServer: false,
+  timeout: 60_000,
+  env: {
+    LISTEN: `127.0.0.1:${port}`,
+    DATABASE_URL: `sqlite://${out}/db-${port}.db`,
+    LEPTOS_SITE_ROOT: 'target/site',
+    RUST_LOG: 'warn',
+  },
+});
+
+export default defineConfig({
+  testDir: './tests',
+  outputDir: './test-results',
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: [['list']],
+  use: {
+    baseURL: 'http://127.0.0.1:3100',
+    locale: 'zh-CN',
+    viewport: { width: 1100, height: 760 },
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+      args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ],
+    },
+  },
+  webServer: [server(3100, ''), server(3101, '--ticket-ttl-secs 4')],
+});

@@ -1,0 +1,120 @@
+import { test, expect, Page, Browser } from '@playwright/test';
+import * as path from 'path';
+import * as fs from 'fs';
+
+const shots = path.join(__dirname, '..', 'output');
+fs.mkdirSync(shots, { recursive: true });
+const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+
+/** Reads the QR image off the page and decodes it with jsQR (in the page, from a canvas). */
+async function readQr(page: Page): Promise<string> {
+  const img = page.getByTestId('qr');
+  await expect(img).toBeVisible();
+  await page.addScriptTag({ path: require.resolve('jsqr/dist/jsQR.js') });
+  const text = await page.evaluate(async () => {
+    const el = document.querySelector('[data-testid=qr]') as HTMLImageElement;
+    await el.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = el.naturalWidth;
+    canvas.height = el.naturalHeight;
+    const ctx = canvas.getContext('2d')!;
+    ctx.drawImage(el, 0, 0);
+    const data = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    const code = (window as any).jsQR(data.data, data.width, data.height);
+    return code ? code.data : null;
+  });
+  expect(text, 'the QR decodes').toBeTruthy();
+  return text as string;
+}
+
+/** Opens the QR's link in a separate browser context (the phone) and scans as `user`. */
+async function phoneScan(browser: Browser, link: string, user: string) {
+  const context = await browser.newContext({ viewport: { width: 390, height: 760 }, locale: 'zh-CN' });
+  const phone = await context.newPage();
+  await phone.goto(link);
+  await phone.getByRole('button', { name: user }).click();
+  await expect(phone.locator('#requester')).toBeVisible();
+  return { context, phone };
+}
+
+test('scan with the phone, confirm, and the browser lands on /account', async ({ page, browser }) => {
+  await page.goto('/login');
+  await expect(page.getByTestId('demo-banner')).toContainText('演示模式');
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+  await expect(page.getByTestId('countdown')).toContainText('秒');
+  await shot(page, '01-login-waiting');
+
+  const link = await readQr(page);
+  expect(link).toMatch(/\/_wechat\/phone\?scene=[A-Za-z0-9_-]{22}$/);
+  const { context, phone } = await phoneScan(browser, link, '张三');
+  await expect(phone.locator('#req-browser')).toContainText('Chrom');
+  await expect(phone.locator('#req-ip')).toHaveText('127.0.0.1');
+  await shot(phone, '02-phone-scanned');
+
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'scanned');
+  await expect(page.getByTestId('overlay-title')).toHaveText('扫码成功，请在手机上确认');
+  await shot(page, '03-login-scanned');
+
+  await phone.getByRole('button', { name: '点击登录' }).click();
+  await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+  await expect(phone.getByRole('button', { name: '点击登录' })).toBeDisabled();
+  await shot(phone, '04-phone-confirmed');
+
+  await page.waitForURL('**/account');
+  await expect(page.getByTestId('user-name')).toContainText('微信用户');
+  await expect(page.getByTestId('openid')).toContainText('…');
+  await expect(page.locator('table.logins tbody tr')).toHaveCount(1);
+  await shot(page, '05-account');
+
+  // Signed in: /login goes straight on; sign out ends it.
+  await page.goto('/login');
+  await expect(page).toHaveURL(/\/account$/);
+  await page.getByTestId('logout').click();
+  await page.waitForURL('**/login');
+  await page.goto('/account');
+  await expect(page).toHaveURL(/\/login\?next=\/account$/);
+  await context.close();
+});
+
+test('cancel on the phone, then 刷新 brings a new code', async ({ page, browser }) => {
+  await page.goto('/login');
+  const link = await readQr(page);
+  const firstSrc = await page.getByTestId('qr').getAttribute('src');
+  const { context, phone } = await phoneScan(browser, link, '李四');
+  await phone.getByRole('button', { name: '取消' }).click();
+  await expect(phone.locator('#motto')).toHaveText('已取消');
+
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'cancelled');
+  await expect(page.getByTestId('overlay-title')).toHaveText('已在手机上取消登录');
+  await shot(page, '06-login-cancelled');
+
+  await page.getByTestId('refresh').click();
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+  const secondSrc = await page.getByTestId('qr').getAttribute('src');
+  expect(secondSrc).not.toEqual(firstSrc);
+  const link2 = await readQr(page);
+  expect(link2).not.toEqual(link);
+  await context.close();
+});
+
+test('an expired code shows 刷新, which fetches a fresh one', async ({ page }) => {
+  await page.goto('http://127.0.0.1:3101/login');
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+  const first = await readQr(page);
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'expired', { timeout: 10_000 });
+  await expect(page.getByTestId('overlay-title')).toHaveText('二维码已过期');
+  await shot(page, '07-login-expired');
+  await page.getByTestId('refresh').click();
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+  expect(await readQr(page)).not.toEqual(first);
+});
+
+test('English is one click away', async ({ page }) => {
+  await page.goto('/login');
+  await page.getByRole('link', { name: 'English' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Sign in with WeChat');
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+  await shot(page, '08-login-english');
+  await page.getByRole('link', { name: '中文' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('微信扫码登录');
+});
