@@ -1,0 +1,109 @@
+// The web-login page: opened by scanning a website's code (options.scene = the ticket).
+// On load it identifies the user (wx.login → /api/mp/scan) and shows who asks to sign
+// in; 点击登录 confirms, 取消 cancels.
+const api = require('../../utils/api.js');
+
+// What the person reads for each error code of the server's contract.
+const MOTTO = {
+  ticket_expired: '二维码已过期，请在网页上刷新后重新扫码',
+  ticket_not_found: '二维码无效或已失效，请在网页上刷新后重新扫码',
+  ticket_used: '此次登录已完成，二维码不能重复使用',
+  ticket_cancelled: '此次登录已取消，请在网页上刷新后重新扫码',
+  already_scanned: '该二维码已被其他微信用户扫描',
+  already_confirmed: '此次登录已确认',
+  not_scanner: '只有扫码的微信用户可以确认此次登录，请重新扫码',
+  invalid_wx_code: '微信登录凭证无效，请重试',
+  rate_limited: '操作太频繁，请稍后重试',
+  wechat_unavailable: '微信服务暂时不可用，请稍后重试',
+  wechat_quota: '微信服务繁忙，请稍后重试',
+  network: '网络连接失败，请检查网络后重试',
+  wx_login: '微信登录失败，请重试',
+};
+// Errors worth a 重试 button (trying again may work).
+const RETRYABLE = ['network', 'wechat_unavailable', 'wechat_quota', 'rate_limited', 'invalid_wx_code', 'wx_login', 'internal'];
+
+function formatTime(iso) {
+  const d = new Date(iso);
+  if (isNaN(d.getTime())) return iso || '';
+  const p = (n) => (n < 10 ? '0' + n : '' + n);
+  return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
+}
+
+Page({
+  data: {
+    // loading | ready | busy | done | error | noscene
+    phase: 'loading',
+    motto: '正在确认登录信息…',
+    ticket: '',
+    confirmToken: '',
+    requester: null,
+    canRetry: false,
+  },
+
+  onLoad(options) {
+    const scene = options && options.scene ? decodeURIComponent(options.scene) : '';
+    if (!scene) {
+      this.setData({ phase: 'noscene', motto: '请在电脑上打开网站的登录页，用微信扫描其中的小程序码进入此页面' });
+      return;
+    }
+    this.setData({ ticket: scene });
+    return this.scan();
+  },
+
+  // Identify the person and show who asks. Reopening the page scans again and gets a
+  // fresh confirm token.
+  scan() {
+    this.setData({ phase: 'loading', motto: '正在确认登录信息…', canRetry: false });
+    return api
+      .login()
+      .then((code) => api.scan(this.data.ticket, code))
+      .then((res) => {
+        const r = res.requester || {};
+        this.setData({
+          phase: 'ready',
+          confirmToken: res.confirm_token,
+          requester: { site: r.site, browser: r.browser, ip: r.ip, time: formatTime(r.created_at) },
+          motto: '请确认是你本人在上述网页发起的登录',
+        });
+      })
+      .catch((err) => this.fail(err));
+  },
+
+  // 点击登录
+  getUserLogin() {
+    return this.finish(api.confirm, '已在网页端登录');
+  },
+
+  // 取消
+  cancelLogin() {
+    return this.finish(api.cancel, '已取消');
+  },
+
+  finish(call, doneMotto) {
+    // setData updates this.data at once (the view follows later), so a second tap
+    // that arrives before the button shows as disabled stops here: one request.
+    if (this.data.phase !== 'ready') return Promise.resolve();
+    this.setData({ phase: 'busy' });
+    return call(this.data.ticket, this.data.confirmToken)
+      .then(() => this.setData({ phase: 'done', motto: doneMotto, canRetry: false }))
+      .catch((err) => this.fail(err));
+  },
+
+  retry() {
+    return this.scan();
+  },
+
+  backToWeChat() {
+    if (wx.exitMiniProgram) wx.exitMiniProgram({});
+    else wx.navigateBack({ delta: 1 });
+  },
+
+  fail(err) {
+    const code = (err && err.code) || 'internal';
+    this.setData({
+      phase: 'error',
+      motto: MOTTO[code] || (err && err.message) || '登录失败，请重试',
+      canRetry: RETRYABLE.indexOf(code) >= 0,
+    });
+  },
+});

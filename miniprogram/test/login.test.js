@@ -1,0 +1,187 @@
+// The mini program's login page, run unchanged against real servers.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { startServer, Browser, sim, openPage } = require('./harness');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function withServer(env, fn) {
+  const server = await startServer(env);
+  try {
+    await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function newTicket(browser) {
+  const r = await browser.post('/api/login/ticket', {});
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.ticket;
+}
+
+async function ticketState(browser, ticket) {
+  const r = await browser.post('/api/login/status', { ticket, seen: 0 });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body;
+}
+
+const scanned = (d) => d.phase === 'ready';
+
+test('scan and 点击登录 sign the browser in', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+  phone.load({ scene: encodeURIComponent(ticket) });
+  await phone.until(scanned, 'the scan');
+  assert.equal(phone.data.requester.site, '127.0.0.1');
+  assert.equal(phone.data.requester.ip, '127.0.0.1');
+  assert.match(phone.data.requester.browser, /^Chrome 131/);
+  assert.equal(phone.data.motto, '请确认是你本人在上述网页发起的登录');
+  assert.equal((await ticketState(browser, ticket)).status, 'scanned');
+
+  assert.equal(phone.tap('点击登录'), true);
+  await phone.until((d) => d.phase === 'done', 'the confirm');
+  assert.equal(phone.data.motto, '已在网页端登录');
+  assert.equal(phone.tap('点击登录'), false, 'buttons are disabled afterwards');
+  assert.equal(phone.tap('取消'), false);
+  assert.equal(phone.tap('返回微信'), true);
+  assert.deepEqual(phone.calls, ['exitMiniProgram']);
+
+  assert.equal((await ticketState(browser, ticket)).status, 'confirmed');
+  const fin = await browser.post('/api/login/finalize', { ticket });
+  assert.equal(fin.status, 200, JSON.stringify(fin.body));
+  const me = await browser.post('/api/me', {});
+  assert.equal(me.status, 200);
+  assert.match(me.body.user.openid_masked, /…/);
+}));
+
+test('取消 cancels the login', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const phone = openPage({ base, wechat: base, user: 'lisi' });
+  phone.load({ scene: encodeURIComponent(ticket) });
+  await phone.until(scanned, 'the scan');
+  assert.equal(phone.tap('取消'), true);
+  await phone.until((d) => d.phase === 'done', 'the cancel');
+  assert.equal(phone.data.motto, '已取消');
+  assert.equal((await ticketState(browser, ticket)).status, 'cancelled');
+  assert.equal(phone.tap('点击登录'), false);
+}));
+
+test('a double tap sends one request', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const phone = openPage({ base, wechat: base, user: 'wangwu' });
+  phone.load({ scene: encodeURIComponent(ticket) });
+  await phone.until(scanned, 'the scan');
+  // Both taps land before the view re-renders the button as disabled.
+  assert.equal(phone.tap('点击登录'), true);
+  assert.equal(phone.tap('点击登录'), true);
+  await phone.until((d) => d.phase === 'done', 'the confirm');
+  const confirms = phone.requests.filter((r) => r.url.endsWith('/api/mp/confirm'));
+  assert.equal(confirms.length, 1);
+  assert.equal(phone.data.motto, '已在网页端登录');
+}));
+
+test('reopening the page scans again with a fresh token; a replayed confirm changes nothing', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const first = openPage({ base, wechat: base, user: 'zhangsan' });
+  first.load({ scene: encodeURIComponent(ticket) });
+  await first.until(scanned, 'the first scan');
+  const again = openPage({ base, wechat: base, user: 'zhangsan' });
+  again.load({ scene: encodeURIComponent(ticket) });
+  await again.until(scanned, 'the second scan');
+  assert.notEqual(again.data.confirmToken, first.data.confirmToken);
+  // The first page's token stopped working.
+  first.tap('点击登录');
+  await first.until((d) => d.phase === 'error', 'the refusal');
+  assert.equal(first.data.motto, '只有扫码的微信用户可以确认此次登录，请重新扫码');
+  again.tap('点击登录');
+  await again.until((d) => d.phase === 'done', 'the confirm');
+  const before = await ticketState(browser, ticket);
+
+  // Replay the confirm request as sent, and reopen the page: both refused, nothing changes.
+  const replay = await fetch(base + '/api/mp/confirm', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ ticket, confirm_token: again.data.confirmToken }),
+  });
+  assert.equal(replay.status, 409);
+  assert.equal((await replay.json()).code, 'already_confirmed');
+  const third = openPage({ base, wechat: base, user: 'zhangsan' });
+  third.load({ scene: encodeURIComponent(ticket) });
+  await third.until((d) => d.phase === 'error', 'the refusal');
+  assert.equal(third.data.motto, '此次登录已确认');
+  assert.deepEqual(await ticketState(browser, ticket), before);
+}));
+
+test('a second WeChat user scanning the same code is refused', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const owner = openPage({ base, wechat: base, user: 'zhangsan' });
+  owner.load({ scene: encodeURIComponent(ticket) });
+  await owner.until(scanned, 'the scan');
+  const before = await ticketState(browser, ticket);
+  const intruder = openPage({ base, wechat: base, user: 'lisi' });
+  intruder.load({ scene: encodeURIComponent(ticket) });
+  await intruder.until((d) => d.phase === 'error', 'the refusal');
+  assert.equal(intruder.data.motto, '该二维码已被其他微信用户扫描');
+  assert.equal(intruder.data.requester, null, 'the intruder learns nothing about the requester');
+  assert.equal(intruder.buttons().find((b) => b.text === '点击登录').visible, false);
+  assert.deepEqual(await ticketState(browser, ticket), before);
+}));
+
+test('an expired code says so and changes nothing', () => withServer({ TICKET_TTL_SECS: '1' }, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  await sleep(1300);
+  const before = await ticketState(browser, ticket);
+  assert.equal(before.status, 'expired');
+  const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+  phone.load({ scene: encodeURIComponent(ticket) });
+  await phone.until((d) => d.phase === 'error', 'the refusal');
+  assert.equal(phone.data.motto, '二维码已过期，请在网页上刷新后重新扫码');
+  assert.equal(phone.data.canRetry, false);
+  assert.deepEqual(await ticketState(browser, ticket), before);
+}));
+
+test('a server that is down gives a network message and a retry', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  // WeChat (wx.login) answers, but our server is unreachable.
+  const phone = openPage({ base: 'http://127.0.0.1:9', wechat: base, user: 'zhangsan' });
+  phone.load({ scene: encodeURIComponent(ticket) });
+  await phone.until((d) => d.phase === 'error', 'the failure');
+  assert.equal(phone.data.motto, '网络连接失败，请检查网络后重试');
+  assert.equal(phone.buttons().find((b) => b.text === '重试').visible, true);
+  assert.equal((await ticketState(browser, ticket)).status, 'waiting');
+}));
+
+test('WeChat failing (HTTP 5xx) shows wechat_unavailable and changes nothing', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const before = await ticketState(browser, ticket);
+  await sim(base, '/sim/faults', { endpoint: 'jscode2session', kind: 'http_status', status: 502, count: 1 });
+  const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+  phone.load({ scene: encodeURIComponent(ticket) });
+  await phone.until((d) => d.phase === 'error', 'the failure');
+  assert.equal(phone.data.motto, '微信服务暂时不可用，请稍后重试');
+  assert.deepEqual(await ticketState(browser, ticket), before);
+  // 重试 works once WeChat is back.
+  assert.equal(phone.tap('重试'), true);
+  await phone.until(scanned, 'the retried scan');
+  assert.equal((await ticketState(browser, ticket)).status, 'scanned');
+}));
+
+test('opened without a scene, the page explains how to get here', () => withServer({}, async ({ base }) => {
+  const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+  phone.load({});
+  await sleep(50);
+  assert.equal(phone.data.phase, 'noscene');
+  assert.match(phone.data.motto, /扫描/);
+  assert.equal(phone.requests.length, 0);
+  assert.equal(phone.buttons().find((b) => b.text === '点击登录').visible, false);
+}));
