@@ -21,7 +21,10 @@ pub fn leptos_options() -> LeptosOptions {
 }
 
 pub fn config(db_url: &str, extra: &[&str]) -> Config {
-    let mut args = vec!["scanlogin", "--listen", "127.0.0.1:0", "--database-url", db_url, "--purge-interval-secs", "3600"];
+    let mut args = vec!["scanlogin", "--listen", "127.0.0.1:0", "--database-url", db_url];
+    if !extra.contains(&"--purge-interval-secs") {
+        args.extend_from_slice(&["--purge-interval-secs", "3600"]);
+    }
     args.extend_from_slice(extra);
     <Config as clap::Parser>::try_parse_from(args).expect("test config parses")
 }

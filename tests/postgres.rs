@@ -1,0 +1,69 @@
+//! The whole flow on PostgreSQL (`DATABASE_URL=postgres://…`), in a fresh database per
+//! run. Uses TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); set it
+//! to `skip` to skip.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use sqlx::Connection as _;
+
+async fn fresh_database() -> Option<(String, String)> {
+    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if base == "skip" {
+        eprintln!("TEST_POSTGRES_URL=skip: PostgreSQL test skipped");
+        return None;
+    }
+    let name = format!("scanlogin_test_{}", scanlogin::server::rules::random_token(6).to_lowercase().replace(['-', '_'], "x"));
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("PostgreSQL reachable at TEST_POSTGRES_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let url = match base.rsplit_once('/') {
+        Some((head, _)) => format!("{head}/{name}"),
+        None => panic!("TEST_POSTGRES_URL needs a database path"),
+    };
+    Some((url, name))
+}
+
+async fn drop_database(name: &str) {
+    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+    }
+}
+
+#[tokio::test]
+async fn full_login_and_refusals_on_postgres() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_on(dir, url, &[]).await;
+    let (a, b) = (browser(), browser());
+    let t = app.new_ticket(&a).await;
+    assert_error(&app.status(&b, &t, 0).await, 404, "ticket_not_found");
+    let token = app.scan(&t, "lisi").await;
+    let answer = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": app.wx_code("wangwu").await })).await;
+    assert_error(&answer, 409, "already_scanned");
+    app.confirm(&t, &token).await;
+    let (s, fin) = app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await;
+    assert_eq!(s, 200, "{fin}");
+    assert_error(&app.post(&a, "/api/login/finalize", json!({ "ticket": t })).await, 409, "ticket_used");
+    let (s, me) = app.post(&a, "/api/me", json!({})).await;
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(me["recent_logins"].as_array().unwrap().len(), 1);
+    assert_eq!(app.count("users").await, 1, "the refused second scanner got no account");
+
+    // unionid attached on a later login of the same person.
+    let t2 = app.new_ticket(&a).await;
+    let code = {
+        let (_, v) = app.post(&phone(), "/_wechat/sim/wx-login", json!({ "user": "lisi", "unionid": true })).await;
+        v["code"].as_str().unwrap().to_string()
+    };
+    let (s, _) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t2, "code": code })).await;
+    assert_eq!(s, 200);
+    let users: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT id, unionid FROM users").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert!(users[0].1.is_some(), "unionid attached to the existing account");
+
+    app.server.abort();
+    app.pool.close().await;
+    drop_database(&name).await;
+}
