@@ -65,6 +65,24 @@ pub struct Config {
     /// A login ends this long after it happened whatever the activity, seconds (30 days).
     #[arg(long, env = "SESSION_ABSOLUTE_SECS", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(60..))]
     pub session_absolute_secs: u64,
+    /// Login tickets one client IP may create per minute (0 = no limit).
+    #[arg(long, env = "RATE_TICKETS_PER_IP", default_value_t = 30)]
+    pub rate_tickets_per_ip: u32,
+    /// Login tickets one browser may create per minute (0 = no limit).
+    #[arg(long, env = "RATE_TICKETS_PER_BROWSER", default_value_t = 10)]
+    pub rate_tickets_per_browser: u32,
+    /// Mini-program calls one client IP may make per minute (0 = no limit).
+    #[arg(long, env = "RATE_PHONE_PER_IP", default_value_t = 120)]
+    pub rate_phone_per_ip: u32,
+    /// Mini-program calls per ticket and minute (0 = no limit).
+    #[arg(long, env = "RATE_PHONE_PER_TICKET", default_value_t = 20)]
+    pub rate_phone_per_ticket: u32,
+    /// Tickets one browser may have alive at once (0 = no limit).
+    #[arg(long, env = "LIVE_TICKETS_PER_BROWSER", default_value_t = 10)]
+    pub live_tickets_per_browser: u32,
+    /// Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs). Empty: the socket's peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Finished tickets are purged this long after they finished, seconds.
     #[arg(long, env = "PURGE_GRACE_SECS", default_value_t = 600)]
     pub purge_grace_secs: u64,

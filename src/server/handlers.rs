@@ -12,7 +12,7 @@ use crate::server::users;
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use leptos::prelude::use_context;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Who is calling: IP and user agent of the request being served.
 #[derive(Clone, Debug)]
@@ -23,13 +23,28 @@ pub struct Caller {
     pub user_agent: String,
 }
 
-/// Reads the caller from a request.
-pub fn caller_of(parts: &Parts) -> Caller {
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+/// The client behind trusted proxies: the rightmost `X-Forwarded-For` entry that is not
+/// itself a trusted proxy (entries further left are whatever the client claimed).
+pub fn forwarded_client(headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.into_iter().rev().find(|ip| !trusted.contains(ip))
+}
+
+/// Reads the caller from a request. The socket's peer is the client, unless it is a
+/// trusted proxy: then `X-Forwarded-For` says who is behind it.
+pub fn caller_of(parts: &Parts, trusted: &[IpAddr]) -> Caller {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let ip = match peer {
+        Some(p) if trusted.contains(&p) => forwarded_client(&parts.headers, trusted).unwrap_or(p).to_string(),
+        Some(p) => p.to_string(),
+        None => "unknown".into(),
+    };
     let user_agent = parts
         .headers
         .get(axum::http::header::USER_AGENT)
@@ -41,8 +56,10 @@ pub fn caller_of(parts: &Parts) -> Caller {
     Caller { ip, user_agent }
 }
 
-fn caller() -> Caller {
-    use_context::<Parts>().map(|p| caller_of(&p)).unwrap_or(Caller { ip: "unknown".into(), user_agent: String::new() })
+fn caller(st: &AppState) -> Caller {
+    use_context::<Parts>()
+        .map(|p| caller_of(&p, &st.site.trusted_proxies))
+        .unwrap_or(Caller { ip: "unknown".into(), user_agent: String::new() })
 }
 
 fn state() -> Result<AppState, AppError> {
@@ -64,12 +81,20 @@ pub async fn create_ticket(next: Option<String>) -> Result<TicketIssued, AppErro
         None => DEFAULT_NEXT.to_string(),
         Some(n) => rules::validate_next(n).map_err(|_| AppError::new(ErrorCode::BadRequest))?.to_string(),
     };
+    let who = caller(&st);
+    st.limits.tickets_per_ip.check(&who.ip)?;
+    let session = WebSession::current().await?;
+    if let Some(key) = session.existing_browser_key().await? {
+        st.limits.tickets_per_browser.check(&key)?;
+        let cap = st.limits.live_tickets_per_browser;
+        if cap > 0 && st.tickets.count_live(&key).await? >= cap {
+            return Err(AppError::new(ErrorCode::RateLimited).retry_after(st.tickets.life.waiting_ms as u64 / 1000));
+        }
+    }
     let id = rules::new_ticket_id();
     // The code first: when WeChat fails, nothing has been stored.
     let code = st.wechat.mini_program_code(&id).await?;
-    let session = WebSession::current().await?;
     let browser_key = session.browser_key().await?;
-    let who = caller();
     let now = st.tickets.now();
     let ticket = Ticket::new(id, browser_key, next, Origin { ip: who.ip, user_agent: who.user_agent }, now, st.tickets.life);
     st.tickets.insert(&ticket).await?;
@@ -116,7 +141,7 @@ pub async fn finalize(ticket: String) -> Result<Finalized, AppError> {
         };
         return Err(err.into());
     }
-    let who = caller();
+    let who = caller(&st);
     if let Err(e) = users::record_login(&st.db, user, now, &who.ip, &who.user_agent, &ticket).await {
         tracing::error!(error = %e, "login succeeded but could not be recorded");
     }
@@ -169,7 +194,7 @@ pub async fn scan(ticket: String, code: String) -> Result<ScanAnswer, AppError> 
     if code.is_empty() || code.len() > 128 {
         return Err(ErrorCode::BadRequest.into());
     }
-    let st = state()?;
+    let st = phone_state(&ticket)?;
     let Some(current) = st.tickets.load(&ticket).await? else {
         return Err(ErrorCode::TicketNotFound.into());
     };
@@ -199,11 +224,19 @@ pub async fn scan(ticket: String, code: String) -> Result<ScanAnswer, AppError> 
     })
 }
 
+/// The state, after the phone endpoints' rate limits (per client IP, per ticket).
+fn phone_state(ticket: &str) -> Result<AppState, AppError> {
+    let st = state()?;
+    st.limits.phone_per_ip.check(&caller(&st).ip)?;
+    st.limits.phone_per_ticket.check(ticket)?;
+    Ok(st)
+}
+
 /// `POST /api/mp/confirm`.
 pub async fn confirm(ticket: String, confirm_token: String) -> Result<PhoneAnswer, AppError> {
     plausible_ticket(&ticket)?;
     let hash = phone_token(&confirm_token)?;
-    let (t, ()) = state()?.tickets.update(&ticket, |t, now| t.confirm(&hash, now)).await?;
+    let (t, ()) = phone_state(&ticket)?.tickets.update(&ticket, |t, now| t.confirm(&hash, now)).await?;
     Ok(PhoneAnswer { status: t.status })
 }
 
@@ -211,6 +244,21 @@ pub async fn confirm(ticket: String, confirm_token: String) -> Result<PhoneAnswe
 pub async fn cancel(ticket: String, confirm_token: String) -> Result<PhoneAnswer, AppError> {
     plausible_ticket(&ticket)?;
     let hash = phone_token(&confirm_token)?;
-    let (t, ()) = state()?.tickets.update(&ticket, |t, now| t.cancel(&hash, now)).await?;
+    let (t, ()) = phone_state(&ticket)?.tickets.update(&ticket, |t, now| t.cancel(&hash, now)).await?;
     Ok(PhoneAnswer { status: t.status })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_read_from_the_right_past_trusted_hops() {
+        let mut h = axum::http::HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        let trusted: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap()];
+        assert_eq!(forwarded_client(&h, &trusted), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(forwarded_client(&axum::http::HeaderMap::new(), &trusted), None);
+    }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod handlers;
 pub mod http;
+pub mod limits;
 pub mod rules;
 pub mod session;
 pub mod simulator;

@@ -4,6 +4,7 @@
 use crate::app::{App, shell};
 use crate::server::clock::{Clock, SystemClock};
 use crate::server::config::Config;
+use crate::server::limits::{KeyedLimit, Limits};
 use crate::server::session::SqlSessionStore;
 use crate::server::simulator::{self, SimConfig, Simulator};
 use crate::server::state::{AppState, Site};
@@ -108,6 +109,14 @@ impl Application {
                 demo,
                 longpoll: Duration::from_secs(config.longpoll_secs),
                 session_absolute_ms: config.session_absolute_secs as i64 * 1000,
+                trusted_proxies: config.trusted_proxies.clone(),
+            }),
+            limits: Arc::new(Limits {
+                tickets_per_ip: KeyedLimit::per_minute(config.rate_tickets_per_ip),
+                tickets_per_browser: KeyedLimit::per_minute(config.rate_tickets_per_browser),
+                phone_per_ip: KeyedLimit::per_minute(config.rate_phone_per_ip),
+                phone_per_ticket: KeyedLimit::per_minute(config.rate_phone_per_ticket),
+                live_tickets_per_browser: config.live_tickets_per_browser as i64,
             }),
         };
         let router = router(state.clone(), simulator, config.session_idle_secs);
@@ -165,6 +174,7 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64) {
         if let Err(e) = state.sessions.delete_expired(now).await {
             tracing::warn!(error = %e, "session purge failed");
         }
+        state.limits.forget_idle();
     }
 }
 

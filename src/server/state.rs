@@ -25,6 +25,8 @@ pub struct Site {
     pub longpoll: Duration,
     /// A login ends this long after it happened, ms.
     pub session_absolute_ms: i64,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Shared state (cheap to clone).
@@ -44,6 +46,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Deployment facts.
     pub site: Arc<Site>,
+    /// Rate limits.
+    pub limits: Arc<crate::server::limits::Limits>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -109,6 +109,11 @@ impl Tickets {
         }
     }
 
+    /// How many tickets of this browser are alive now.
+    pub async fn count_live(&self, browser_key: &str) -> Result<i64, AppError> {
+        Ok(self.store.count_live(browser_key, self.now()).await?)
+    }
+
     /// Deletes tickets finished or expired before `before`.
     pub async fn purge(&self, before: i64) -> Result<u64, AppError> {
         Ok(self.store.purge(before).await?)

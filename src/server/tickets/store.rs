@@ -33,6 +33,8 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Writes `ticket` only if the stored version is still `expected_version`, then
     /// notifies watchers. `false` when someone else changed it first.
     async fn replace(&self, ticket: &Ticket, expected_version: i64) -> Result<bool, StoreError>;
+    /// How many tickets of one browser are alive (not final, not past expiry) at `now`.
+    async fn count_live(&self, browser_key: &str, now: i64) -> Result<i64, StoreError>;
     /// Deletes tickets that expired or finished before `before` (epoch ms).
     async fn purge(&self, before: i64) -> Result<u64, StoreError>;
     /// Subscribes to changes of one ticket. Subscribe *before* reading the ticket: a
@@ -186,6 +188,18 @@ impl TicketStore for SqlTicketStore {
         Ok(done)
     }
 
+    async fn count_live(&self, browser_key: &str, now: i64) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM tickets WHERE browser_key = $1 \
+             AND status IN ('waiting', 'scanned', 'confirmed') AND expires_at > $2",
+        )
+        .bind(browser_key)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
     async fn purge(&self, before: i64) -> Result<u64, StoreError> {
         let n = sqlx::query(
             "DELETE FROM tickets WHERE expires_at < $1 \
@@ -195,6 +209,7 @@ impl TicketStore for SqlTicketStore {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        self.notifier.sweep();
         Ok(n)
     }
 

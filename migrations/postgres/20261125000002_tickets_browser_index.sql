@@ -1,0 +1,1 @@
+CREATE INDEX tickets_browser ON tickets (browser_key);
