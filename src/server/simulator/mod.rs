@@ -212,7 +212,8 @@ impl Simulator {
         }
         let token = random_string("SIMTOKEN_");
         s.tokens.insert(token.clone(), t + TOKEN_LIFE);
-        s.tokens.retain(|_, exp| *exp > t);
+        // Keep expired tokens a while so their use answers 42001 (expired), not 40001.
+        s.tokens.retain(|_, exp| *exp > t - TOKEN_LIFE);
         if stable {
             s.latest_stable = Some(token.clone());
         } else {
@@ -417,6 +418,16 @@ async fn add_fault(State(sim): Sim, Json(req): Json<FaultRequest>) -> Response {
     Json(json!({})).into_response()
 }
 
+/// Ends every access token now (their next use answers 42001).
+async fn expire_tokens(State(sim): Sim) -> Response {
+    let mut s = sim.lock();
+    let t = now();
+    for exp in s.tokens.values_mut() {
+        *exp = t;
+    }
+    Json(json!({})).into_response()
+}
+
 async fn counters(State(sim): Sim) -> Response {
     Json(json!(sim.lock().counters)).into_response()
 }
@@ -444,6 +455,7 @@ pub fn router<S>(sim: Arc<Simulator>) -> axum::Router<S> {
         .route("/sim/wx-login", post(wx_login))
         .route("/sim/faults", post(add_fault))
         .route("/sim/counters", get(counters))
+        .route("/sim/expire-tokens", post(expire_tokens))
         .route("/sim/reset", post(reset))
         .route("/sim/users", get(users))
         .route("/phone", get(phone::page))
