@@ -6,6 +6,7 @@ pub mod db;
 pub mod handlers;
 pub mod http;
 pub mod limits;
+pub mod loadgen;
 pub mod rules;
 pub mod session;
 pub mod simulator;

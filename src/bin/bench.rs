@@ -1,0 +1,39 @@
+//! `scripts/bench`: N concurrent complete logins against one demo server, beside a bare
+//! axum baseline from the same run. Usage: `bench [LOGINS]` (default 1000).
+
+use scanlogin::server::loadgen;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let dir = tempfile_dir();
+    let deadline = Duration::from_secs(300);
+    let base = match loadgen::run_baseline(n, deadline).await {
+        Ok(f) => f,
+        Err(e) => fail(&format!("baseline: {e}")),
+    };
+    let (ours, verdict) = match loadgen::run_scanlogin(n, &dir, deadline).await {
+        Ok(r) => r,
+        Err(e) => fail(&e),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    print!("{}", loadgen::report(n, &ours, &base, &verdict));
+    for problem in verdict.lost.iter().chain(&verdict.cross_bound).take(10) {
+        eprintln!("  {problem}");
+    }
+    if !verdict.lost.is_empty() || !verdict.cross_bound.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("scanlogin-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+    dir
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("bench failed: {msg}");
+    std::process::exit(1);
+}

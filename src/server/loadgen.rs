@@ -1,0 +1,260 @@
+//! The load generator behind `scripts/bench` and `tests/load.rs`: N concurrent complete
+//! logins (browser and phone, a cookie jar per browser, a distinct WeChat user each)
+//! against one server on loopback, each verified against the database afterwards, and
+//! the same traffic shape against a bare axum endpoint as a baseline from the same run.
+
+use crate::server::config::Config;
+use crate::server::startup::Application;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// One run's figures.
+#[derive(Clone, Debug)]
+pub struct Figures {
+    /// Logins completed.
+    pub logins: usize,
+    /// Wall time for all of them.
+    pub elapsed: Duration,
+    /// Confirm answered on the phone → the browser's long-poll answered, per login.
+    pub confirm_to_browser: Vec<Duration>,
+}
+
+impl Figures {
+    /// Logins per second.
+    pub fn rate(&self) -> f64 {
+        self.logins as f64 / self.elapsed.as_secs_f64()
+    }
+    /// The `p`-th percentile (0–100) of confirm→browser.
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut v = self.confirm_to_browser.clone();
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        v[(((v.len() - 1) as f64) * p / 100.0).round() as usize]
+    }
+}
+
+/// What went wrong, per login.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Logins that did not end signed in.
+    pub lost: Vec<String>,
+    /// Logins signed in as someone other than their scanner.
+    pub cross_bound: Vec<String>,
+}
+
+async fn post_json(client: &reqwest::Client, url: String, body: Value) -> Result<Value, String> {
+    let res = client.post(&url).header("accept", "application/json").json(&body).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = res.status();
+    let v: Value = res.json().await.map_err(|e| format!("{url}: {e}"))?;
+    if status.is_success() { Ok(v) } else { Err(format!("{url}: {status} {v}")) }
+}
+
+struct Outcome {
+    ticket: String,
+    me_user: i64,
+    confirm_to_browser: Duration,
+}
+
+/// One complete login; `user` is the WeChat user playing the phone.
+async fn one_login(base: &str, phone: &reqwest::Client, user: String) -> Result<Outcome, String> {
+    let browser = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+    let issued = post_json(&browser, format!("{base}/api/login/ticket"), json!({})).await?;
+    let ticket = issued["ticket"].as_str().ok_or("no ticket")?.to_string();
+    let confirmed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    // The browser follows the ticket by long-poll, as the page does.
+    let follow = {
+        let (browser, base, ticket) = (browser.clone(), base.to_string(), ticket.clone());
+        tokio::spawn(async move {
+            let mut seen = 1;
+            loop {
+                let s = post_json(&browser, format!("{base}/api/login/status"), json!({ "ticket": ticket, "seen": seen })).await?;
+                seen = s["version"].as_u64().unwrap_or(seen);
+                match s["status"].as_str() {
+                    Some("confirmed") => return Ok::<Instant, String>(Instant::now()),
+                    Some("waiting" | "scanned") => {}
+                    other => return Err(format!("ticket ended {other:?}")),
+                }
+            }
+        })
+    };
+    let code = post_json(phone, format!("{base}/_wechat/sim/wx-login"), json!({ "user": user })).await?;
+    let scanned = post_json(phone, format!("{base}/api/mp/scan"), json!({ "ticket": ticket, "code": code["code"] })).await?;
+    post_json(phone, format!("{base}/api/mp/confirm"), json!({ "ticket": ticket, "confirm_token": scanned["confirm_token"] })).await?;
+    *confirmed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    let seen_at = follow.await.map_err(|e| e.to_string())??;
+    let confirm_done = confirmed_at.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(seen_at);
+    post_json(&browser, format!("{base}/api/login/finalize"), json!({ "ticket": ticket })).await?;
+    let me = post_json(&browser, format!("{base}/api/me"), json!({})).await?;
+    Ok(Outcome {
+        ticket,
+        me_user: me["user"]["id"].as_i64().ok_or("no user id")?,
+        confirm_to_browser: seen_at.saturating_duration_since(confirm_done),
+    })
+}
+
+/// Runs `n` concurrent logins against a fresh demo server (SQLite in `dir`, limits off)
+/// and checks every one against the database. Bounded by `deadline`.
+pub async fn run_scanlogin(n: usize, dir: &std::path::Path, deadline: Duration) -> Result<(Figures, Verdict), String> {
+    let db = format!("sqlite://{}/bench.db", dir.display());
+    let args = [
+        "scanlogin", "--listen", "127.0.0.1:0", "--database-url", &db, "--rate-tickets-per-ip", "0",
+        "--rate-tickets-per-browser", "0", "--rate-phone-per-ip", "0", "--rate-phone-per-ticket", "0",
+        "--live-tickets-per-browser", "0", "--purge-interval-secs", "3600",
+    ];
+    let config = <Config as clap::Parser>::try_parse_from(args).map_err(|e| e.to_string())?;
+    let leptos = leptos::config::LeptosOptions::builder().output_name("scanlogin").build();
+    let app = Application::build(&config, leptos).await?;
+    let base = app.public_url().to_string();
+    let pool = app.state().db.clone();
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    let phone = reqwest::Client::builder().pool_max_idle_per_host(256).build().map_err(|e| e.to_string())?;
+    // Warm up (token fetch, pools) outside the measurement.
+    one_login(&base, &phone, "warmup".into()).await?;
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (base, phone) = (base.clone(), phone.clone());
+            tokio::spawn(async move { (i, one_login(&base, &phone, format!("load-{i}")).await) })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    let joined = tokio::time::timeout(deadline, async {
+        for t in tasks {
+            results.push(t.await.map_err(|e| e.to_string())?);
+        }
+        Ok::<(), String>(())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    joined.map_err(|_| format!("not done within {deadline:?}"))??;
+
+    // Verify against the database: the signed-in user is the ticket's scanner, and
+    // every login is a different user.
+    let rows: Vec<(String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT l.ticket_id, l.user_id, t.scanner_id FROM logins l JOIN tickets t ON t.id = l.ticket_id")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+    let by_ticket: HashMap<String, (i64, Option<i64>)> = rows.into_iter().map(|(t, u, s)| (t, (u, s))).collect();
+    let mut verdict = Verdict::default();
+    let mut users = HashSet::new();
+    let mut lat = Vec::new();
+    for (i, r) in results {
+        match r {
+            Err(e) => verdict.lost.push(format!("login {i}: {e}")),
+            Ok(o) => {
+                match by_ticket.get(&o.ticket) {
+                    Some((user, Some(scanner))) if *user == o.me_user && *scanner == o.me_user => {}
+                    other => verdict.cross_bound.push(format!("login {i}: me={} recorded={other:?}", o.me_user)),
+                }
+                if !users.insert(o.me_user) {
+                    verdict.cross_bound.push(format!("login {i}: user {} signed in twice", o.me_user));
+                }
+                lat.push(o.confirm_to_browser);
+            }
+        }
+    }
+    server.abort();
+    Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat }, verdict))
+}
+
+#[derive(Clone, Default)]
+struct Bare {
+    waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+impl Bare {
+    fn slot(&self, id: &str) -> Arc<Notify> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
+    }
+}
+
+/// The baseline: the same number of requests per login and the same long-poll/notify
+/// shape, against a bare axum server doing no work.
+pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, String> {
+    let bare = Bare::default();
+    let app = axum::Router::new()
+        .route("/echo", post(|| async { axum::Json(json!({"ok": true})) }))
+        .route(
+            "/wait/{id}",
+            post(|State(b): State<Bare>, Path(id): Path<String>| async move {
+                b.slot(&id).notified().await;
+                axum::Json(json!({"status": "confirmed"}))
+            }),
+        )
+        .route(
+            "/notify/{id}",
+            post(|State(b): State<Bare>, Path(id): Path<String>| async move {
+                b.slot(&id).notify_one();
+                axum::Json(json!({}))
+            }),
+        )
+        .with_state(bare);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let phone = reqwest::Client::new();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (base, phone) = (base.clone(), phone.clone());
+            tokio::spawn(async move {
+                let browser = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+                let id = format!("t{i}");
+                post_json(&browser, format!("{base}/echo"), json!({})).await?; // ticket
+                let wait = {
+                    let (browser, url) = (browser.clone(), format!("{base}/wait/{id}"));
+                    tokio::spawn(async move { post_json(&browser, url, json!({})).await.map(|_| Instant::now()) })
+                };
+                post_json(&phone, format!("{base}/echo"), json!({})).await?; // wx.login
+                post_json(&phone, format!("{base}/echo"), json!({})).await?; // scan
+                post_json(&phone, format!("{base}/notify/{id}"), json!({})).await?; // confirm
+                let confirmed = Instant::now();
+                let seen = wait.await.map_err(|e| e.to_string())??;
+                post_json(&browser, format!("{base}/echo"), json!({})).await?; // finalize
+                post_json(&browser, format!("{base}/echo"), json!({})).await?; // me
+                Ok::<Duration, String>(seen.saturating_duration_since(confirmed))
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let joined = tokio::time::timeout(deadline, async {
+        for t in tasks {
+            lat.push(t.await.map_err(|e| e.to_string())??);
+        }
+        Ok::<(), String>(())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    server.abort();
+    joined.map_err(|_| format!("baseline not done within {deadline:?}"))??;
+    Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat })
+}
+
+/// The report printed by `scripts/bench`.
+pub fn report(n: usize, ours: &Figures, base: &Figures, verdict: &Verdict) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let mut out = format!("scanlogin bench: {n} concurrent complete logins, SQLite, loopback\n\n");
+    out += &format!("{:<24}{:>14}{:>14}{:>12}\n", "", "scanlogin", "bare axum", "ratio");
+    out += &format!("{:<24}{:>14.1}{:>14.1}{:>12.3}\n", "logins/s", ours.rate(), base.rate(), ratio(ours.rate(), base.rate()));
+    for p in [50.0, 99.0] {
+        let (a, b) = (ms(ours.percentile(p)), ms(base.percentile(p)));
+        out += &format!("{:<24}{:>11.2} ms{:>11.2} ms{:>11.1}x\n", format!("confirm→browser p{p}"), a, b, ratio(a, b));
+    }
+    out += &format!(
+        "\n{} of {n} signed in as the right user; lost {}; cross-bound {}\n",
+        ours.logins - verdict.cross_bound.len().min(ours.logins),
+        verdict.lost.len(),
+        verdict.cross_bound.len()
+    );
+    out
+}

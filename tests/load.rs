@@ -1,0 +1,13 @@
+//! A correctness run of the load generator: 100 concurrent complete logins against one
+//! server, every one signed in as the right user. No timing assertions (figures come
+//! from `scripts/bench`).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_logins_all_land_on_the_right_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (figures, verdict) =
+        scanlogin::server::loadgen::run_scanlogin(100, dir.path(), std::time::Duration::from_secs(120)).await.unwrap();
+    assert!(verdict.lost.is_empty(), "lost: {:?}", verdict.lost);
+    assert!(verdict.cross_bound.is_empty(), "cross-bound: {:?}", verdict.cross_bound);
+    assert_eq!(figures.logins, 100);
+}
