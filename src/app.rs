@@ -44,6 +44,8 @@ pub fn use_ui() -> &'static Ui {
 /// The HTML document around the app (server only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let env = page_env();
+    #[cfg(feature = "ssr")]
+    crate::server::http::set_page_csp();
     view! {
         <!DOCTYPE html>
         <html lang=env.lang.tag() data-demo=if env.demo { "1" } else { "0" }>

@@ -84,6 +84,21 @@ pub struct LoginView {
     pub browser: String,
 }
 
+/// A browser where the user is signed in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    /// Short browser description.
+    pub browser: String,
+    /// IP at login.
+    pub ip: String,
+    /// RFC 3339 UTC.
+    pub signed_in_at: String,
+    /// Last activity, to the hour (RFC 3339 UTC).
+    pub last_seen: String,
+    /// This browser.
+    pub current: bool,
+}
+
 /// `POST /api/me`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeView {
@@ -91,6 +106,16 @@ pub struct MeView {
     pub user: UserView,
     /// Latest logins first.
     pub recent_logins: Vec<LoginView>,
+    /// Browsers where the user is signed in, this one included.
+    #[serde(default)]
+    pub sessions: Vec<SessionView>,
+}
+
+/// `POST /api/sessions/revoke-others`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revoked {
+    /// How many other sessions ended.
+    pub revoked: u64,
 }
 
 /// An empty JSON object, `{}`.

@@ -248,3 +248,40 @@ async fn a_restart_loses_nothing() {
     let (s, me) = app.post(&a, "/api/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
 }
+
+#[tokio::test]
+async fn signed_in_browsers_are_listed_and_others_can_be_signed_out() {
+    let app = spawn(&[]).await;
+    let (first, second) = (browser(), browser());
+    for b in [&first, &second] {
+        let t = app.new_ticket(b).await;
+        let token = app.scan(&t, "zhangsan").await;
+        app.confirm(&t, &token).await;
+        let (s, _) = app.post(b, "/api/login/finalize", json!({ "ticket": t })).await;
+        assert_eq!(s, 200);
+    }
+    let (_, me) = app.post(&second, "/api/me", json!({})).await;
+    let sessions = me["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{me}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    assert_eq!(sessions[0]["browser"], "Chrome 131 · Windows 10");
+    assert!(!me.to_string().contains("scanlogin_session"), "session ids are never sent");
+
+    // Cross-site attempts are refused before anything happens.
+    let res = second
+        .post(format!("{}/api/sessions/revoke-others", app.base))
+        .header("origin", "https://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_error(&app.post(&phone(), "/api/sessions/revoke-others", json!({})).await, 401, "unauthenticated");
+
+    let (s, v) = app.post(&second, "/api/sessions/revoke-others", json!({})).await;
+    assert_eq!((s.as_u16(), &v["revoked"]), (200, &json!(1)));
+    assert_error(&app.post(&first, "/api/me", json!({})).await, 401, "unauthenticated");
+    let (s, me) = app.post(&second, "/api/me", json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(me["sessions"].as_array().unwrap().len(), 1);
+}

@@ -1,7 +1,7 @@
 //! Endpoints the browser calls (cookie session).
 
 use crate::error::AppError;
-use crate::model::{Empty, Finalized, MeView, StatusView, TicketIssued};
+use crate::model::{Empty, Finalized, MeView, Revoked, StatusView, TicketIssued};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
@@ -33,4 +33,10 @@ pub async fn me() -> Result<MeView, AppError> {
 #[server(prefix = "/api", endpoint = "logout", input = Json, output = Json)]
 pub async fn logout() -> Result<Empty, AppError> {
     crate::server::handlers::logout().await
+}
+
+/// Signs the user out of every other browser (退出其他设备).
+#[server(prefix = "/api", endpoint = "sessions/revoke-others", input = Json, output = Json)]
+pub async fn revoke_other_sessions() -> Result<Revoked, AppError> {
+    crate::server::handlers::revoke_other_sessions().await
 }

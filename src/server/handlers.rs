@@ -131,7 +131,8 @@ pub async fn finalize(ticket: String) -> Result<Finalized, AppError> {
     let mut consumed = current.clone();
     consumed.consume(&key, now)?;
     let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
-    session.sign_in(user, now).await?;
+    let who = caller(&st);
+    session.sign_in(user, now, &who.ip, &who.user_agent).await?;
     if !st.tickets.commit(&consumed, current.version).await? {
         // Someone finalized (or something changed) in between: undo and report why.
         session.undo_sign_in().await?;
@@ -141,7 +142,6 @@ pub async fn finalize(ticket: String) -> Result<Finalized, AppError> {
         };
         return Err(err.into());
     }
-    let who = caller(&st);
     if let Err(e) = users::record_login(&st.db, user, now, &who.ip, &who.user_agent, &ticket).await {
         tracing::error!(error = %e, "login succeeded but could not be recorded");
     }
@@ -161,6 +161,8 @@ pub async fn me() -> Result<MeView, AppError> {
         return Err(ErrorCode::Unauthenticated.into());
     };
     let logins = users::recent_logins(&st.db, id, 10).await.map_err(db_err)?;
+    let current = session.id();
+    let sessions = st.sessions.list_for_user(id, st.clock.now_ms()).await.map_err(db_err)?;
     Ok(MeView {
         user: UserView {
             id: user.id,
@@ -172,7 +174,30 @@ pub async fn me() -> Result<MeView, AppError> {
             .into_iter()
             .map(|l| LoginView { at: rfc3339(l.at), ip: l.ip, browser: rules::describe_browser(&l.user_agent) })
             .collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: current.as_deref() == Some(s.id.as_str()),
+                browser: rules::describe_browser(&s.user_agent),
+                ip: s.ip,
+                signed_in_at: rfc3339(s.login_at),
+                last_seen: rfc3339(s.seen_at),
+            })
+            .collect(),
     })
+}
+
+/// `POST /api/sessions/revoke-others`: signs the user out everywhere but here.
+pub async fn revoke_other_sessions() -> Result<Revoked, AppError> {
+    let st = state()?;
+    let session = WebSession::current().await?;
+    let Some(user) = session.user_id(st.clock.now_ms(), st.site.session_absolute_ms).await? else {
+        return Err(ErrorCode::Unauthenticated.into());
+    };
+    let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;
+    let revoked = st.sessions.delete_others(user, &keep).await.map_err(db_err)?;
+    tracing::info!(user, revoked, "signed out other browsers");
+    Ok(Revoked { revoked })
 }
 
 /// `POST /api/logout`.

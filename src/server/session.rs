@@ -13,6 +13,27 @@ use tower_sessions::{Session, SessionStore};
 const BROWSER_KEY: &str = "browser_key";
 const USER_ID: &str = "user_id";
 const LOGIN_AT: &str = "login_at";
+const LOGIN_IP: &str = "login_ip";
+const LOGIN_UA: &str = "login_ua";
+const SEEN_AT: &str = "seen_at";
+
+/// A signed-in session is re-saved (sliding its idle expiry) at most this often.
+const TOUCH_EVERY_MS: i64 = 3_600_000;
+
+/// One signed-in browser of a user, as listed on the account page.
+#[derive(Clone, Debug)]
+pub struct SignedInBrowser {
+    /// The session id (never sent to a browser).
+    pub id: String,
+    /// User agent at login.
+    pub user_agent: String,
+    /// IP at login.
+    pub ip: String,
+    /// Login time, epoch ms.
+    pub login_at: i64,
+    /// Last activity (to the hour), epoch ms.
+    pub seen_at: i64,
+}
 
 /// Sessions in the `sessions` table.
 #[derive(Clone, Debug)]
@@ -33,6 +54,28 @@ impl SqlSessionStore {
     /// Deletes sessions that expired before `now_ms`.
     pub async fn delete_expired(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_at < $1").bind(now_ms).execute(&self.pool).await?.rows_affected())
+    }
+
+    /// The user's live signed-in sessions, most recently seen first.
+    pub async fn list_for_user(&self, user: i64, now_ms: i64) -> Result<Vec<SignedInBrowser>, sqlx::Error> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, data FROM sessions WHERE user_id = $1 AND expires_at > $2").bind(user).bind(now_ms).fetch_all(&self.pool).await?;
+        let mut list: Vec<SignedInBrowser> = rows
+            .into_iter()
+            .filter_map(|(id, data)| {
+                let v: serde_json::Value = serde_json::from_str(&data).ok()?;
+                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                let n = |k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
+                Some(SignedInBrowser { id, user_agent: s(LOGIN_UA), ip: s(LOGIN_IP), login_at: n(LOGIN_AT), seen_at: n(SEEN_AT).max(n(LOGIN_AT)) })
+            })
+            .collect();
+        list.sort_by(|a, b| b.seen_at.cmp(&a.seen_at));
+        Ok(list)
+    }
+
+    /// Deletes every session of `user` but `keep`; returns how many ended.
+    pub async fn delete_others(&self, user: i64, keep: &str) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2").bind(user).bind(keep).execute(&self.pool).await?.rows_affected())
     }
 
     fn row(r: &Record) -> StoreResult<(String, String, i64, Option<i64>)> {
@@ -141,22 +184,36 @@ impl WebSession {
             self.sign_out().await?;
             return Ok(None);
         }
+        // Activity slides the idle expiry, but writes at most once an hour.
+        let seen = self.0.get::<i64>(SEEN_AT).await.map_err(session_err)?.unwrap_or(at);
+        if now - seen >= TOUCH_EVERY_MS {
+            self.0.insert(SEEN_AT, now).await.map_err(session_err)?;
+        }
         Ok(Some(user))
     }
 
     /// Signs `user` in: a new session id (against fixation), the user stored, and the
     /// session saved now, before the caller marks the ticket consumed.
-    pub async fn sign_in(&self, user: i64, now: i64) -> Result<(), AppError> {
+    pub async fn sign_in(&self, user: i64, now: i64, ip: &str, user_agent: &str) -> Result<(), AppError> {
         self.0.cycle_id().await.map_err(session_err)?;
         self.0.insert(USER_ID, user).await.map_err(session_err)?;
         self.0.insert(LOGIN_AT, now).await.map_err(session_err)?;
+        self.0.insert(SEEN_AT, now).await.map_err(session_err)?;
+        self.0.insert(LOGIN_IP, ip).await.map_err(session_err)?;
+        self.0.insert(LOGIN_UA, user_agent).await.map_err(session_err)?;
         self.0.save().await.map_err(session_err)
+    }
+
+    /// The session id, once it has one.
+    pub fn id(&self) -> Option<String> {
+        self.0.id().map(|id| id.to_string())
     }
 
     /// Undoes [`WebSession::sign_in`] when the ticket could not be consumed after all.
     pub async fn undo_sign_in(&self) -> Result<(), AppError> {
-        self.0.remove_value(USER_ID).await.map_err(session_err)?;
-        self.0.remove_value(LOGIN_AT).await.map_err(session_err)?;
+        for key in [USER_ID, LOGIN_AT, SEEN_AT, LOGIN_IP, LOGIN_UA] {
+            self.0.remove_value(key).await.map_err(session_err)?;
+        }
         self.0.save().await.map_err(session_err)
     }
 

@@ -1,0 +1,86 @@
+import { test, expect } from '@playwright/test';
+import { spawn, ChildProcess } from 'child_process';
+import * as path from 'path';
+import * as fs from 'fs';
+import jsQR from 'jsqr';
+import * as jpeg from 'jpeg-js';
+
+// A server we can SIGKILL and restart on the same port and database.
+const root = path.resolve(__dirname, '..', '..');
+const out = path.join(root, 'target', 'e2e');
+const port = 3102;
+const base = `http://127.0.0.1:${port}`;
+const db = path.join(out, `db-${port}.db`);
+
+function start(): Promise<ChildProcess> {
+  const child = spawn(path.join(root, 'target', 'debug', 'scanlogin'), [], {
+    cwd: root,
+    env: { ...process.env, LISTEN: `127.0.0.1:${port}`, DATABASE_URL: `sqlite://${db}`, LEPTOS_SITE_ROOT: 'target/site', RUST_LOG: 'info', NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let log = '';
+    const onData = (d: Buffer) => {
+      log += d;
+      if (log.includes('listening on')) resolve(child);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
+  });
+}
+
+async function kill(child: ChildProcess) {
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await gone;
+}
+
+test('SIGKILL between every step: the login completes and the page resumes by itself', async ({ page, browser }) => {
+  test.setTimeout(90_000);
+  fs.mkdirSync(out, { recursive: true });
+  for (const f of [db, db + '-wal', db + '-shm']) fs.rmSync(f, { force: true });
+  let server = await start();
+  try {
+    await page.goto(`${base}/login`);
+    await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+    const src = (await page.getByTestId('qr').getAttribute('src'))!;
+    const raw = jpeg.decode(Buffer.from(src.split(',')[1], 'base64'), { useTArray: true, formatAsRGBA: true });
+    const link = jsQR(new Uint8ClampedArray(raw.data.buffer), raw.width, raw.height)!.data;
+
+    // created → killed → restarted: the page keeps long-polling and the phone scans.
+    await kill(server);
+    await page.waitForTimeout(1500);
+    server = await start();
+    const phoneCtx = await browser.newContext({ locale: 'zh-CN' });
+    const phone = await phoneCtx.newPage();
+    await phone.goto(link);
+    await phone.getByRole('button', { name: '王五' }).click();
+    await expect(phone.locator('#requester')).toBeVisible();
+    await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'scanned', { timeout: 20_000 });
+
+    // scanned → killed → restarted: the phone's confirm token still works.
+    await kill(server);
+    server = await start();
+    await phone.getByRole('button', { name: '点击登录' }).click();
+    await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+
+    // confirmed: the page finalizes (through another restart if it must) and lands.
+    await page.waitForURL('**/account', { timeout: 30_000 });
+    await expect(page.getByTestId('user-name')).toContainText('微信用户');
+
+    // finalized → killed → restarted: the session survives; nothing is accepted twice.
+    await kill(server);
+    server = await start();
+    await page.reload();
+    await expect(page).toHaveURL(/\/account$/);
+    await expect(page.getByTestId('user-name')).toContainText('微信用户');
+    const ticket = new URL(link).searchParams.get('scene');
+    const again = await page.request.post(`${base}/api/login/finalize`, { data: { ticket }, headers: { accept: 'application/json' } });
+    expect(again.status()).toBe(409);
+    expect((await again.json()).code).toBe('ticket_used');
+    await phoneCtx.close();
+  } finally {
+    await kill(server).catch(() => {});
+  }
+});
