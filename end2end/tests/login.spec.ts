@@ -150,3 +150,17 @@ test('signed in on two browsers: 退出其他设备 ends the other one', async (
   await first.ctx.close();
   await second.ctx.close();
 });
+
+test('WeChat failing while the code is made: a clear message and 重试, not a spinner', async ({ page }) => {
+  const fault = await page.request.post('/_wechat/sim/faults', {
+    data: { endpoint: 'getwxacodeunlimit', kind: 'http_status', status: 500, count: 1 },
+  });
+  expect(fault.ok()).toBeTruthy();
+  await page.goto('/login');
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'error');
+  await expect(page.getByTestId('overlay-title')).toHaveText('微信服务暂时不可用，请稍后重试');
+  await shot(page, '10-login-wechat-down');
+  await page.getByTestId('refresh').click();
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+  await readQr(page);
+});

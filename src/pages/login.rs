@@ -258,9 +258,10 @@ pub fn LoginPage() -> impl IntoView {
             <h1>{ui.login_title}</h1>
             <p class="muted">{ui.login_hint}</p>
             <div class=move || format!("qr-box state-{}", phase.get().name()) data-state=move || phase.get().name() data-testid="qr-box">
-                {move || match qr.get() {
-                    Some(src) => view! { <img class="qr" src=src alt=ui.login_title data-testid="qr" /> }.into_any(),
-                    None => view! { <div class="qr-placeholder"><span class="spinner"></span>{ui.loading_qr}</div> }.into_any(),
+                {move || match (qr.get(), phase.get()) {
+                    (Some(src), _) => view! { <img class="qr" src=src alt=ui.login_title data-testid="qr" /> }.into_any(),
+                    (None, Phase::Loading) => view! { <div class="qr-placeholder"><span class="spinner"></span>{ui.loading_qr}</div> }.into_any(),
+                    (None, _) => ().into_any(),
                 }}
                 {overlay}
             </div>
