@@ -161,3 +161,35 @@ mod tests {
         assert_eq!(describe_browser(""), "unknown");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The ticket-id check never panics, accepts only the issuable alphabet and
+        /// length, and every accepted id is a valid WeChat scene.
+        #[test]
+        fn ticket_ids(s in "\\PC{0,40}") {
+            if is_plausible_ticket_id(&s) {
+                prop_assert!(!s.is_empty() && s.len() <= MAX_TICKET_LEN);
+                prop_assert!(is_valid_scene(&s));
+            }
+        }
+
+        /// Whatever `next` is accepted stays on this site: it is a path on the same
+        /// origin once resolved against it.
+        #[test]
+        fn accepted_next_stays_on_site(s in "[/\\\\a-z:.%?#@ \t]{0,20}") {
+            if validate_next(&s).is_ok() {
+                let base = url::Url::parse("https://site.example/").unwrap();
+                let joined = base.join(&s).unwrap();
+                prop_assert_eq!(joined.host_str(), Some("site.example"), "{} escaped", s);
+                prop_assert_eq!(joined.scheme(), "https");
+            }
+        }
+    }
+}

@@ -149,3 +149,43 @@ mod tests {
         assert!(matches!(parse_image(b"GIF89a...."), Err(WechatError::Malformed(_))));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(serde::Deserialize)]
+    struct Anything {}
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever bytes WeChat (or a broken proxy) sends, the parsers answer, never panic.
+        #[test]
+        fn parsers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_image(&body);
+            let _ = parse_json::<Anything>(&body);
+        }
+
+        /// Bytes that start like an image are that image, whatever follows.
+        #[test]
+        fn image_magic_wins(tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut png = vec![0x89, b'P', b'N', b'G'];
+            png.extend(&tail);
+            prop_assert_eq!(parse_image(&png), Ok(ImageKind::Png));
+            let mut jpeg = vec![0xFF, 0xD8, 0xFF];
+            jpeg.extend(&tail);
+            prop_assert_eq!(parse_image(&jpeg), Ok(ImageKind::Jpeg));
+        }
+
+        /// Any non-zero errcode in JSON is an error, for images and JSON alike, with any
+        /// surrounding fields.
+        #[test]
+        fn nonzero_errcode_is_always_an_error(code in any::<i64>().prop_filter("non-zero", |c| *c != 0), msg in ".{0,40}", extra in "[a-z_]{1,10}") {
+            let body = serde_json::json!({ "errcode": code, "errmsg": msg, extra: 1 }).to_string();
+            prop_assert_eq!(parse_image(body.as_bytes()).unwrap_err().errcode(), Some(code));
+            prop_assert_eq!(parse_json::<Anything>(body.as_bytes()).err().and_then(|e| e.errcode()), Some(code));
+        }
+    }
+}
