@@ -162,7 +162,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "test-support"))]
 mod properties {
     use super::*;
     use proptest::prelude::*;
