@@ -2,8 +2,7 @@ import { test, expect } from '@playwright/test';
 import { spawn, ChildProcess } from 'child_process';
 import * as path from 'path';
 import * as fs from 'fs';
-import jsQR from 'jsqr';
-import * as jpeg from 'jpeg-js';
+import { decodeQrDataUrl } from './qr';
 
 // A server we can SIGKILL and restart on the same port and database.
 const root = path.resolve(__dirname, '..', '..');
@@ -44,9 +43,8 @@ test('SIGKILL between every step: the login completes and the page resumes by it
   try {
     await page.goto(`${base}/login`);
     await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
-    const src = (await page.getByTestId('qr').getAttribute('src'))!;
-    const raw = jpeg.decode(Buffer.from(src.split(',')[1], 'base64'), { useTArray: true, formatAsRGBA: true });
-    const link = jsQR(new Uint8ClampedArray(raw.data.buffer), raw.width, raw.height)!.data;
+    const link = decodeQrDataUrl((await page.getByTestId('qr').getAttribute('src'))!)!;
+    expect(link).toContain('/_wechat/phone?scene=');
 
     // created → killed → restarted: the page keeps long-polling and the phone scans.
     await kill(server);

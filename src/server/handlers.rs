@@ -101,15 +101,21 @@ pub async fn create_ticket(next: Option<String>) -> Result<TicketIssued, AppErro
     Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url() })
 }
 
+/// The session and its binding key; a browser without a key cannot own any ticket, so
+/// it gets `ticket_not_found` (and no session is created for it).
+async fn bound_session() -> Result<(WebSession, String), AppError> {
+    let session = WebSession::current().await?;
+    match session.existing_browser_key().await? {
+        Some(key) => Ok((session, key)),
+        None => Err(ErrorCode::TicketNotFound.into()),
+    }
+}
+
 /// `POST /api/login/status` (long-poll).
 pub async fn status(ticket: String, seen: u64) -> Result<StatusView, AppError> {
     plausible_ticket(&ticket)?;
     let st = state()?;
-    let session = WebSession::current().await?;
-    // A browser without a key cannot own a ticket; do not create a session for it.
-    let Some(key) = session.existing_browser_key().await? else {
-        return Err(ErrorCode::TicketNotFound.into());
-    };
+    let (_, key) = bound_session().await?;
     let seen = i64::try_from(seen).unwrap_or(i64::MAX);
     let t = st.tickets.follow(&ticket, &key, seen, st.site.longpoll).await?;
     Ok(StatusView { status: t.status, version: t.version as u64, expires_in: t.expires_in(st.tickets.now()) })
@@ -120,10 +126,7 @@ pub async fn status(ticket: String, seen: u64) -> Result<StatusView, AppError> {
 pub async fn finalize(ticket: String) -> Result<Finalized, AppError> {
     plausible_ticket(&ticket)?;
     let st = state()?;
-    let session = WebSession::current().await?;
-    let Some(key) = session.existing_browser_key().await? else {
-        return Err(ErrorCode::TicketNotFound.into());
-    };
+    let (session, key) = bound_session().await?;
     let Some(current) = st.tickets.load(&ticket).await? else {
         return Err(ErrorCode::TicketNotFound.into());
     };

@@ -13,6 +13,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+/// Waits for every task, or fails at `deadline`.
+async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<T>>, deadline: Duration) -> Result<Vec<T>, String> {
+    tokio::time::timeout(deadline, async {
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await.map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|_| format!("not done within {deadline:?}"))?
+}
+
 /// One run's figures.
 #[derive(Clone, Debug)]
 pub struct Figures {
@@ -125,16 +138,8 @@ pub async fn run_scanlogin(n: usize, dir: &std::path::Path, deadline: Duration) 
             tokio::spawn(async move { (i, one_login(&base, &phone, format!("load-{i}")).await) })
         })
         .collect();
-    let mut results = Vec::with_capacity(n);
-    let joined = tokio::time::timeout(deadline, async {
-        for t in tasks {
-            results.push(t.await.map_err(|e| e.to_string())?);
-        }
-        Ok::<(), String>(())
-    })
-    .await;
+    let results = join_all(tasks, deadline).await?;
     let elapsed = started.elapsed();
-    joined.map_err(|_| format!("not done within {deadline:?}"))??;
 
     // Verify against the database: the signed-in user is the ticket's scanner, and
     // every login is a different user.
@@ -225,17 +230,10 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
             })
         })
         .collect();
-    let mut lat = Vec::new();
-    let joined = tokio::time::timeout(deadline, async {
-        for t in tasks {
-            lat.push(t.await.map_err(|e| e.to_string())??);
-        }
-        Ok::<(), String>(())
-    })
-    .await;
+    let joined = join_all(tasks, deadline).await;
     let elapsed = started.elapsed();
     server.abort();
-    joined.map_err(|_| format!("baseline not done within {deadline:?}"))??;
+    let lat = joined?.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat })
 }
 

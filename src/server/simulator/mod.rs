@@ -306,15 +306,20 @@ async fn getwxacodeunlimit(State(sim): Sim, Query(q): Query<HashMap<String, Stri
     if !page.is_empty() && !page_ok(&sim, page, check) {
         return errcode(41030, "invalid page rid");
     }
-    let width = v["width"].as_u64().unwrap_or(430).clamp(280, 1280) as u32;
+    code_image(&sim, &v, "scene", scene)
+}
+
+/// The code image as WeChat sends it: a real QR holding a link to the simulated phone
+/// (`/_wechat/phone?<param>=<value>`), JPEG, or PNG with transparency for `is_hyaline`.
+fn code_image(sim: &Simulator, body: &Value, param: &str, value: &str) -> Response {
+    let width = body["width"].as_u64().unwrap_or(430).clamp(280, 1280) as u32;
     let link = format!(
-        "{}/_wechat/phone?scene={}",
+        "{}/_wechat/phone?{param}={}",
         sim.cfg.public_url,
-        percent_encoding::utf8_percent_encode(scene, QUERY_VALUE)
+        percent_encoding::utf8_percent_encode(value, QUERY_VALUE)
     );
     let img = render(&link, width);
-    let hyaline = v["is_hyaline"].as_bool().unwrap_or(false);
-    image_response(if hyaline { png_bytes(&img, true) } else { jpeg_bytes(&img) })
+    image_response(if body["is_hyaline"].as_bool().unwrap_or(false) { png_bytes(&img, true) } else { jpeg_bytes(&img) })
 }
 
 async fn getwxacode(State(sim): Sim, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -339,14 +344,7 @@ async fn getwxacode(State(sim): Sim, Query(q): Query<HashMap<String, String>>, h
         }
         s.wxacodes_made += 1;
     }
-    let width = v["width"].as_u64().unwrap_or(430).clamp(280, 1280) as u32;
-    let link = format!(
-        "{}/_wechat/phone?path={}",
-        sim.cfg.public_url,
-        percent_encoding::utf8_percent_encode(path, QUERY_VALUE)
-    );
-    let img = render(&link, width);
-    image_response(if v["is_hyaline"].as_bool().unwrap_or(false) { png_bytes(&img, true) } else { jpeg_bytes(&img) })
+    code_image(&sim, &v, "path", path)
 }
 
 async fn jscode2session(State(sim): Sim, Query(q): Query<HashMap<String, String>>) -> Response {
