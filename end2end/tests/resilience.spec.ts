@@ -29,6 +29,9 @@ function start(): Promise<ChildProcess> {
   });
 }
 
+const shot = (page: import('@playwright/test').Page, name: string) =>
+  page.screenshot({ path: path.join(__dirname, '..', 'output', `${name}.png`), fullPage: true });
+
 async function kill(child: ChildProcess) {
   const gone = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');
@@ -46,10 +49,14 @@ test('SIGKILL between every step: the login completes and the page resumes by it
     const link = decodeQrDataUrl((await page.getByTestId('qr').getAttribute('src'))!)!;
     expect(link).toContain('/_wechat/phone?scene=');
 
-    // created → killed → restarted: the page keeps long-polling and the phone scans.
+    // created → killed → restarted: the page retries quietly, says so after a few
+    // failures, and carries on by itself once the server is back.
     await kill(server);
-    await page.waitForTimeout(1500);
+    await expect(page.getByTestId('reconnecting')).toHaveText('网络连接不稳定，正在重试…', { timeout: 15_000 });
+    await shot(page, '11-login-reconnecting');
     server = await start();
+    await expect(page.getByTestId('reconnecting')).toHaveText('', { timeout: 20_000 });
+    await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
     const phoneCtx = await browser.newContext({ locale: 'zh-CN' });
     const phone = await phoneCtx.newPage();
     await phone.goto(link);

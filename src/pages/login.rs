@@ -114,7 +114,9 @@ impl Flow {
         let mut seen = 1;
         failures = 0;
         loop {
-            let answer = login_status(issued.ticket.clone(), seen).await;
+            // After a failure, ask with seen = 0: the server answers at once, so the page
+            // knows it is connected again instead of waiting out a quiet long-poll.
+            let answer = login_status(issued.ticket.clone(), if failures > 0 { 0 } else { seen }).await;
             if !self.current(run) {
                 return;
             }
