@@ -87,12 +87,22 @@ impl Tickets {
     pub async fn follow(&self, id: &str, browser_key: &str, seen: i64, wait: Duration) -> Result<Ticket, AppError> {
         let _slot = self.polls.enter(browser_key).ok_or_else(|| AppError::new(ErrorCode::RateLimited).retry_after(1))?;
         let deadline = tokio::time::Instant::now() + wait;
+        let mut pushed: Option<Ticket> = None;
         loop {
             let mut changes = self.store.watch(id);
-            let t = match self.load(id).await? {
-                Some(t) if t.is_bound_to(browser_key) => t,
-                _ => return Err(ErrorCode::TicketNotFound.into()),
+            // A change notification carries the ticket as written: answer from it without
+            // reading the store again (under load, that read waits for a connection).
+            let fresh = pushed.take().filter(|t| t.version > seen && t.expires_at > self.now());
+            let t = match fresh {
+                Some(t) => t,
+                None => match self.load(id).await? {
+                    Some(t) => t,
+                    None => return Err(ErrorCode::TicketNotFound.into()),
+                },
             };
+            if !t.is_bound_to(browser_key) {
+                return Err(ErrorCode::TicketNotFound.into());
+            }
             if t.version > seen || tokio::time::Instant::now() >= deadline {
                 return Ok(t);
             }
@@ -103,7 +113,11 @@ impl Tickets {
                 wake = wake.min(tokio::time::Instant::now() + Duration::from_millis(left));
             }
             tokio::select! {
-                _ = changes.changed() => {}
+                changed = changes.changed() => {
+                    if changed.is_ok() {
+                        pushed = changes.borrow_and_update().clone();
+                    }
+                }
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }

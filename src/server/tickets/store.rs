@@ -20,8 +20,9 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Wakes whoever follows a ticket when it changes.
-pub type TicketWatch = watch::Receiver<()>;
+/// Wakes whoever follows a ticket when it changes, carrying the ticket as written (so a
+/// woken follower need not read it back from the store).
+pub type TicketWatch = watch::Receiver<Option<Ticket>>;
 
 /// Where tickets live.
 #[async_trait]
@@ -45,24 +46,24 @@ pub trait TicketStore: Send + Sync + 'static {
 /// In-process change notification: one watch channel per followed ticket.
 #[derive(Default)]
 pub struct Notifier {
-    channels: Mutex<HashMap<String, watch::Sender<()>>>,
+    channels: Mutex<HashMap<String, watch::Sender<Option<Ticket>>>>,
 }
 
 impl Notifier {
     /// Subscribes to `id`.
     pub fn watch(&self, id: &str) -> TicketWatch {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(id.to_string()).or_insert_with(|| watch::channel(()).0).subscribe()
+        map.entry(id.to_string()).or_insert_with(|| watch::channel(None).0).subscribe()
     }
 
-    /// Wakes every subscriber of `id`, dropping the channel when nobody listens.
-    pub fn publish(&self, id: &str) {
+    /// Hands `ticket` to every subscriber of its id, dropping the channel when nobody listens.
+    pub fn publish(&self, ticket: &Ticket) {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = map.get(id) {
+        if let Some(tx) = map.get(&ticket.id) {
             if tx.receiver_count() == 0 {
-                map.remove(id);
+                map.remove(&ticket.id);
             } else {
-                tx.send_replace(());
+                tx.send_replace(Some(ticket.clone()));
             }
         }
     }
@@ -183,7 +184,7 @@ impl TicketStore for SqlTicketStore {
         .rows_affected()
             == 1;
         if done {
-            self.notifier.publish(&t.id);
+            self.notifier.publish(t);
         }
         Ok(done)
     }
@@ -225,11 +226,16 @@ mod tests {
     #[tokio::test]
     async fn notifier_wakes_subscribers_and_forgets_idle_channels() {
         let n = Notifier::default();
+        let origin = Origin { ip: String::new(), user_agent: String::new() };
+        let t = Ticket::new("a".into(), "k".into(), "/".into(), origin, 0, Default::default());
         let mut rx = n.watch("a");
-        n.publish("a");
+        n.publish(&t);
         tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await.unwrap().unwrap();
+        assert_eq!(rx.borrow_and_update().as_ref().map(|t| t.version), Some(1), "the ticket travels with the wake-up");
         drop(rx);
         assert_eq!(n.sweep(), 0);
-        n.publish("nobody"); // no channel, no panic
+        let mut other = t.clone();
+        other.id = "nobody".into();
+        n.publish(&other); // no channel, no panic
     }
 }
