@@ -101,3 +101,75 @@ fn invalid_configuration_exits_2_with_a_clear_message() {
         assert!(text.contains(var), "--help documents {var}");
     }
 }
+
+/// Secrets never reach a log, even at `trace`: the real binary, in real-credential mode
+/// with a known appsecret, talks to a demo server's simulator (which refuses that secret),
+/// serves a login attempt, and everything it printed is searched.
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    use std::io::{BufRead as _, Read as _};
+    let wechat = spawn(&[]).await; // plays WeChat
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "TOPSECRET-appsecret-4f1c9e";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", format!("sqlite://{}/s.db", dir.path().display()))
+        .env("WECHAT_APPID", "wxdemo0000000000")
+        .env("WECHAT_SECRET", secret)
+        .env("WECHAT_API_BASE", format!("{}/_wechat", wechat.base))
+        .env("RUST_LOG", "trace")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stdout on a thread; hand over lines until the address shows up.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let base = loop {
+        let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the server starts");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break format!("http://{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    let res = browser().post(format!("{base}/api/login/ticket")).json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), 502, "the simulator refuses the secret");
+    let body = res.text().await.unwrap();
+    // A waiting ticket, planted in its database, makes the scan call code2Session, whose
+    // URL carries the appsecret in its query string.
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&format!("sqlite://{}/s.db", dir.path().display())).await.unwrap();
+    sqlx::query(
+        "INSERT INTO tickets (id, status, version, browser_key, next, created_at, expires_at, origin_ip, origin_ua, updated_at) \
+         VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 'waiting', 1, 'k', '/account', 0, 9999999999999, '127.0.0.1', 'ua', 0)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let res = phone()
+        .post(format!("{base}/api/mp/scan"))
+        .json(&json!({ "ticket": "AAAAAAAAAAAAAAAAAAAAAA", "code": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502, "code2Session refused the secret");
+    assert!(wechat.counters().await["jscode2session"].as_u64() >= Some(1), "code2Session was really called");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let mut log = reader.join().unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("40125"), "the WeChat failure itself is logged:\n{log}");
+    assert!(!log.contains(secret), "the appsecret leaked into the log");
+    assert!(!body.contains(secret));
+}
