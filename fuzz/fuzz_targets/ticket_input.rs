@@ -13,7 +13,7 @@ fuzz_target!(|input: &str| {
         assert!(rules::is_valid_scene(input));
         assert!(input.len() <= rules::MAX_TICKET_LEN);
     }
-    if let Ok(next) = rules::validate_next(input) {
+    if let Some(next) = rules::validate_next(input) {
         // Accepted targets are same-site paths: "/" then not "/" or "\".
         assert!(next.starts_with('/'));
         assert!(!next.starts_with("//") && !next.starts_with("/\\"));

@@ -79,7 +79,7 @@ pub async fn create_ticket(next: Option<String>) -> Result<TicketIssued, AppErro
     let st = state()?;
     let next = match next.as_deref() {
         None => DEFAULT_NEXT.to_string(),
-        Some(n) => rules::validate_next(n).map_err(|_| AppError::new(ErrorCode::BadRequest))?.to_string(),
+        Some(n) => rules::validate_next(n).ok_or_else(|| AppError::new(ErrorCode::BadRequest))?.to_string(),
     };
     let who = caller(&st);
     st.limits.tickets_per_ip.check(&who.ip)?;

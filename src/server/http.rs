@@ -60,11 +60,10 @@ pub fn error_response(err: &AppError, lang: Lang) -> Response {
 /// Refuses a cookie-authenticated request that another site made the browser send.
 /// Requests with neither `Origin` nor `Sec-Fetch-Site` (non-browser clients) pass.
 pub fn check_same_site(site: &crate::server::state::Site, headers: &HeaderMap) -> Result<(), AppError> {
-    if let Some(v) = headers.get("sec-fetch-site") {
-        if !matches!(v.as_bytes(), b"same-origin" | b"same-site" | b"none") {
+    if let Some(v) = headers.get("sec-fetch-site")
+        && !matches!(v.as_bytes(), b"same-origin" | b"same-site" | b"none") {
             return Err(ErrorCode::CrossSite.into());
         }
-    }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("null");
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -93,11 +92,10 @@ pub async fn api_layer(State(st): State<AppState>, req: Request, next: Next) -> 
     }
     let lang = request_lang(req.headers());
     // The mini program carries no cookie: nothing for another site to ride on.
-    if !path.starts_with("/api/mp/") {
-        if let Err(e) = check_same_site(&st.site, req.headers()) {
+    if !path.starts_with("/api/mp/")
+        && let Err(e) = check_same_site(&st.site, req.headers()) {
             return error_response(&e, lang);
         }
-    }
     let req = if req.method() == Method::POST {
         if !is_json(req.headers()) {
             return error_response(&ErrorCode::UnsupportedMediaType.into(), lang);
@@ -169,7 +167,7 @@ pub async fn page_guards(State(st): State<AppState>, session: Session, req: Requ
         ("/", false) => found("/login"),
         ("/login", true) => {
             let query: HashMap<String, String> = req.uri().query().map(parse_query).unwrap_or_default();
-            let target = query.get("next").and_then(|n| rules::validate_next(n).ok()).unwrap_or(rules::DEFAULT_NEXT);
+            let target = query.get("next").and_then(|n| rules::validate_next(n)).unwrap_or(rules::DEFAULT_NEXT);
             found(target)
         }
         ("/account", false) => found("/login?next=/account"),
@@ -192,7 +190,7 @@ pub struct LangSwitch {
 /// The language switch.
 pub async fn set_lang(Query(q): Query<LangSwitch>) -> Response {
     let lang = Lang::from_tag(&q.set).unwrap_or_default();
-    let back = q.back.as_deref().and_then(|b| rules::validate_next(b).ok()).unwrap_or("/login");
+    let back = q.back.as_deref().and_then(rules::validate_next).unwrap_or("/login");
     let mut res = found(back);
     let cookie = format!("lang={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.tag());
     if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -43,14 +43,14 @@ pub const DEFAULT_NEXT: &str = "/account";
 
 /// Checks a `next` target: only a same-site relative path (`/x`), never `//x`, `/\x`,
 /// a scheme, control characters or anything over 512 bytes.
-pub fn validate_next(next: &str) -> Result<&str, ()> {
+pub fn validate_next(next: &str) -> Option<&str> {
     let ok = next.len() <= 512
         && next.starts_with('/')
         && !next.starts_with("//")
         && !next.starts_with("/\\")
         && !next.chars().any(|c| c.is_control() || c == '\\')
         && !next.contains("://");
-    if ok { Ok(next) } else { Err(()) }
+    ok.then_some(next)
 }
 
 /// SHA-256 of a secret token, hex; tokens are stored only as hashes.
@@ -134,13 +134,13 @@ mod tests {
     #[test]
     fn next_must_be_same_site_relative() {
         for good in ["/", "/account", "/a/b?c=d#e", "/%2F%2Fx"] {
-            assert_eq!(validate_next(good), Ok(good));
+            assert_eq!(validate_next(good), Some(good));
         }
         for bad in [
             "", "account", "//evil.com", "/\\evil.com", "https://evil.com", "javascript:alert(1)",
             "/a\\b", "/x\n", "/redirect?u=https://evil.com", &format!("/{}", "a".repeat(600)),
         ] {
-            assert!(validate_next(bad).is_err(), "{bad:?}");
+            assert!(validate_next(bad).is_none(), "{bad:?}");
         }
     }
 
@@ -184,7 +184,7 @@ mod properties {
         /// origin once resolved against it.
         #[test]
         fn accepted_next_stays_on_site(s in "[/\\\\a-z:.%?#@ \t]{0,20}") {
-            if validate_next(&s).is_ok() {
+            if validate_next(&s).is_some() {
                 let base = url::Url::parse("https://site.example/").unwrap();
                 let joined = base.join(&s).unwrap();
                 prop_assert_eq!(joined.host_str(), Some("site.example"), "{} escaped", s);

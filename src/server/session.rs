@@ -69,7 +69,7 @@ impl SqlSessionStore {
                 Some(SignedInBrowser { id, user_agent: s(LOGIN_UA), ip: s(LOGIN_IP), login_at: n(LOGIN_AT), seen_at: n(SEEN_AT).max(n(LOGIN_AT)) })
             })
             .collect();
-        list.sort_by(|a, b| b.seen_at.cmp(&a.seen_at));
+        list.sort_by_key(|s| std::cmp::Reverse(s.seen_at));
         Ok(list)
     }
 

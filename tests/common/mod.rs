@@ -131,7 +131,8 @@ impl TestApp {
     /// Everything a refusal must leave alone: tickets, sessions, users, logins and the
     /// simulator's call counters.
     pub async fn snapshot(&self) -> String {
-        let tickets: Vec<(String, String, i64, Option<i64>, Option<String>, i64, i64)> = sqlx::query_as(
+        type TicketRow = (String, String, i64, Option<i64>, Option<String>, i64, i64);
+        let tickets: Vec<TicketRow> = sqlx::query_as(
             "SELECT id, status, version, scanner_id, confirm_hash, expires_at, updated_at FROM tickets ORDER BY id",
         )
         .fetch_all(&self.pool)

@@ -6,6 +6,9 @@
 //! phone (`/phone`), `wx.login()` (`/sim/wx-login`) and test hooks: fault injection
 //! (`/sim/faults`) and per-endpoint call counters (`/sim/counters`).
 
+// Handler helpers return the WeChat-style error answer itself as their `Err`.
+#![allow(clippy::result_large_err)]
+
 mod phone;
 
 use axum::Json;
@@ -205,11 +208,10 @@ impl Simulator {
         let mut s = self.lock();
         let t = now();
         let previous = if stable { s.latest_stable.clone() } else { s.latest_plain.clone() };
-        if let Some(old) = previous {
-            if let Some(exp) = s.tokens.get_mut(&old) {
+        if let Some(old) = previous
+            && let Some(exp) = s.tokens.get_mut(&old) {
                 *exp = (*exp).min(t + OVERLAP);
             }
-        }
         let token = random_string("SIMTOKEN_");
         s.tokens.insert(token.clone(), t + TOKEN_LIFE);
         // Keep expired tokens a while so their use answers 42001 (expired), not 40001.
