@@ -73,10 +73,8 @@ async fn scan_confirm_finalize_signs_the_browser_in() {
 
     let (s, me) = app.post(&browser, "/api/me", json!({})).await;
     assert_error(&(s, me), 401, "unauthenticated");
-    let before_cookie = app.count("sessions").await;
     let (s, fin) = app.post(&browser, "/api/login/finalize", json!({ "ticket": ticket })).await;
     assert_eq!((s.as_u16(), &fin["next"]), (200, &json!("/account?tab=1")), "{fin}");
-    assert_eq!(app.count("sessions").await, before_cookie, "the session id was cycled, not duplicated");
 
     let (s, me) = app.post(&browser, "/api/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
@@ -109,10 +107,27 @@ async fn session_id_changes_at_login_and_binding_survives_it() {
     app.confirm(&t1, &token).await;
     let (s, _) = app.post(&browser, "/api/login/finalize", json!({ "ticket": t1 })).await;
     assert_eq!(s, 200);
-    let ids_after: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions").fetch_all(&app.pool).await.unwrap();
+    let signed_in: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM sessions WHERE user_id IS NOT NULL").fetch_all(&app.pool).await.unwrap();
     assert_eq!(ids_before.len(), 1);
-    assert_eq!(ids_after.len(), 1);
-    assert_ne!(ids_before[0].0, ids_after[0].0, "session fixation: the id must change at login");
+    assert_eq!(signed_in.len(), 1);
+    assert_ne!(ids_before[0].0, signed_in[0].0, "session fixation: the id must change at login");
+    // The old id lives on briefly without any user, holding only the binding key.
+    let (old_data, old_user): (String, Option<i64>) =
+        sqlx::query_as("SELECT data, user_id FROM sessions WHERE id = $1").bind(&ids_before[0].0).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(old_user, None);
+    let old: serde_json::Value = serde_json::from_str(&old_data).unwrap();
+    assert_eq!(old.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["browser_key"]);
+    // A request still carrying the old cookie is anonymous: not signed in, cookie untouched.
+    let stale = reqwest::Client::new()
+        .post(format!("{}/api/me", app.base))
+        .header("cookie", format!("scanlogin_session={}", ids_before[0].0))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+    assert!(stale.headers().get("set-cookie").is_none(), "no removal cookie for a rotated id");
     // The other tab's ticket still belongs to this browser.
     let (s, st) = app.status(&browser, &t2, 0).await;
     assert_eq!((s.as_u16(), &st["status"]), (200, &json!("waiting")));
@@ -284,4 +299,37 @@ async fn signed_in_browsers_are_listed_and_others_can_be_signed_out() {
     let (s, me) = app.post(&second, "/api/me", json!({})).await;
     assert_eq!(s, 200);
     assert_eq!(me["sessions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_finalizes_from_one_browser_consume_once_and_leave_it_signed_in() {
+    let app = spawn(&[]).await;
+    let b = browser();
+    let t = app.new_ticket(&b).await;
+    let token = app.scan(&t, "zhangsan").await;
+    app.confirm(&t, &token).await;
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let (b, url, t) = (b.clone(), format!("{}/api/login/finalize", app.base), t.clone());
+            tokio::spawn(async move {
+                let res = b.post(url).json(&json!({ "ticket": t })).send().await.unwrap();
+                let status = res.status().as_u16();
+                (status, res.json::<serde_json::Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for c in calls {
+        let (status, body) = c.await.unwrap();
+        match status {
+            200 => ok += 1,
+            409 => assert_eq!(body["code"], "ticket_used", "{body}"),
+            other => panic!("unexpected {other} {body}"),
+        }
+    }
+    assert_eq!(ok, 1, "consumed exactly once");
+    assert_eq!(app.count("logins").await, 1);
+    // Whichever session cookie the browser kept, it is signed in.
+    let (s, me) = app.post(&b, "/api/me", json!({})).await;
+    assert_eq!(s, 200, "{me}");
 }

@@ -136,10 +136,21 @@ pub async fn finalize(ticket: String) -> Result<Finalized, AppError> {
     let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
     let who = caller(&st);
     session.sign_in(user, now, &who.ip, &who.user_agent).await?;
-    if !st.tickets.commit(&consumed, current.version).await? {
-        // Someone finalized (or something changed) in between: undo and report why.
+    let committed = st.tickets.commit(&consumed, current.version).await;
+    if !matches!(committed, Ok(true)) {
+        let now_state = match &committed {
+            Ok(false) => st.tickets.load(&ticket).await.ok().flatten(),
+            _ => None,
+        };
+        // Only this browser can consume its ticket: if a parallel finalize of ours won,
+        // this session stays signed in too (whichever cookie the browser keeps works),
+        // and the answer is still `ticket_used`. Anything else: undo the sign-in.
+        if now_state.as_ref().is_some_and(|t| t.status == TicketStatus::Consumed && t.is_bound_to(&key)) {
+            return Err(ErrorCode::TicketUsed.into());
+        }
         session.undo_sign_in().await?;
-        let err = match st.tickets.load(&ticket).await? {
+        committed?;
+        let err = match now_state {
             Some(mut t) => t.consume(&key, now).err().map(ErrorCode::from).unwrap_or(ErrorCode::TicketUsed),
             None => ErrorCode::TicketNotFound,
         };
@@ -203,9 +214,15 @@ pub async fn revoke_other_sessions() -> Result<Revoked, AppError> {
     Ok(Revoked { revoked })
 }
 
-/// `POST /api/logout`.
+/// `POST /api/logout`: the session row is removed outright, the cookie cleared.
 pub async fn logout() -> Result<Empty, AppError> {
-    WebSession::current().await?.sign_out().await?;
+    let st = state()?;
+    let session = WebSession::current().await?;
+    let id = session.id();
+    session.sign_out().await?;
+    if let Some(id) = id {
+        st.sessions.remove(&id).await.map_err(db_err)?;
+    }
     Ok(Empty {})
 }
 

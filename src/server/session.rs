@@ -17,6 +17,10 @@ const LOGIN_IP: &str = "login_ip";
 const LOGIN_UA: &str = "login_ua";
 const SEEN_AT: &str = "seen_at";
 
+/// After login rotates the session id, the old id stays this long as an anonymous
+/// session holding only the binding key.
+const ROTATED_GRACE_SECS: i64 = 30;
+
 /// A signed-in session is re-saved (sliding its idle expiry) at most this often.
 const TOUCH_EVERY_MS: i64 = 3_600_000;
 
@@ -71,6 +75,12 @@ impl SqlSessionStore {
             .collect();
         list.sort_by_key(|s| std::cmp::Reverse(s.seen_at));
         Ok(list)
+    }
+
+    /// Removes a session row outright.
+    pub async fn remove(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Deletes every session of `user` but `keep`; returns how many ended.
@@ -138,8 +148,34 @@ impl SessionStore for SqlSessionStore {
         Ok(Some(Record { id: *id, data, expiry_date }))
     }
 
+    /// Retires a session. A session with a binding key lives on for a few seconds as an
+    /// anonymous stub holding only that key (no user): when login rotates the id,
+    /// requests already on their way with the old one (another tab, a double submit) keep
+    /// following their tickets instead of finding no session — which would make the
+    /// session layer send a cookie removal that could overwrite the new cookie. A fixed
+    /// id gains an attacker nothing: the stub is never signed in. Logout removes the row
+    /// outright ([`SqlSessionStore::remove`]).
     async fn delete(&self, id: &Id) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
+        let id = id.to_string();
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1").bind(&id).fetch_optional(&self.pool).await.map_err(backend)?;
+        let key = row.as_ref().and_then(|(data, _)| {
+            serde_json::from_str::<serde_json::Value>(data).ok()?.get(BROWSER_KEY).cloned()
+        });
+        match (row, key) {
+            (Some((_, expires)), Some(key)) => {
+                let stub = serde_json::json!({ BROWSER_KEY: key }).to_string();
+                let grace = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 + ROTATED_GRACE_SECS * 1000;
+                sqlx::query("UPDATE sessions SET data = $2, user_id = NULL, expires_at = $3 WHERE id = $1")
+                    .bind(&id)
+                    .bind(stub)
+                    .bind(expires.min(grace))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            }
+            _ => self.remove(&id).await.map_err(backend)?,
+        }
         Ok(())
     }
 }
@@ -192,8 +228,9 @@ impl WebSession {
         Ok(Some(user))
     }
 
-    /// Signs `user` in: a new session id (against fixation), the user stored, and the
-    /// session saved now, before the caller marks the ticket consumed.
+    /// Signs `user` in: a new session id (against fixation; the store retires the old
+    /// one, see [`SqlSessionStore::delete`]), the user stored, and the session saved now,
+    /// before the caller marks the ticket consumed.
     pub async fn sign_in(&self, user: i64, now: i64, ip: &str, user_agent: &str) -> Result<(), AppError> {
         self.0.cycle_id().await.map_err(session_err)?;
         self.0.insert(USER_ID, user).await.map_err(session_err)?;
