@@ -67,3 +67,33 @@ async fn full_login_and_refusals_on_postgres() {
     app.pool.close().await;
     drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn two_instances_on_one_database_wake_each_others_long_polls() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let a = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &["--longpoll-secs", "20"]).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), url, &["--longpoll-secs", "20"]).await;
+    let browser = browser();
+    let t = a.new_ticket(&browser).await;
+    // The browser follows on A (its session lives in the shared database)...
+    let poll = {
+        let (browser, url, t) = (browser.clone(), format!("{}/api/login/status", a.base), t.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let v: serde_json::Value = browser.post(url).json(&json!({ "ticket": t, "seen": 1 })).send().await.unwrap().json().await.unwrap();
+            (v, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // ...while the phone's scan lands on B (B's own simulator issues the code).
+    let (s, v) = b.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": b.wx_code("zhangsan").await })).await;
+    assert_eq!(s, 200, "{v}");
+    let (answer, waited) = poll.await.unwrap();
+    assert_eq!(answer["status"], "scanned", "{answer}");
+    assert!(waited < std::time::Duration::from_secs(5), "woken by B's NOTIFY, not the 20 s deadline ({waited:?})");
+    a.server.abort();
+    b.server.abort();
+    a.pool.close().await;
+    b.pool.close().await;
+    drop_database(&name).await;
+}

@@ -27,6 +27,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// A built, bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
+    pg_listener: Option<(String, Arc<crate::server::tickets::store::Notifier>)>,
     router: Router,
     state: AppState,
     purge_interval: Duration,
@@ -46,14 +47,15 @@ impl Application {
         } else {
             wanted
         };
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let tcp = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = tcp.local_addr().map_err(|e| e.to_string())?;
         let loopback = if local.ip().is_unspecified() { SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port()) } else { local };
         let self_url = format!("http://{loopback}");
         let public_url = config.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()).unwrap_or(self_url.clone());
         let host = url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
 
-        let (pool, _backend) = db::connect(config.database_url.as_deref().unwrap_or(db::DEFAULT_URL)).await?;
+        let database_url = config.database_url.clone().unwrap_or_else(|| db::DEFAULT_URL.to_string());
+        let (pool, backend) = db::connect(&database_url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
         let (appid, secret, base, simulator) = match credentials {
@@ -93,7 +95,10 @@ impl Application {
             waiting_ms: config.ticket_ttl_secs as i64 * 1000,
             active_ms: config.ticket_scanned_ttl_secs as i64 * 1000,
         };
-        let store = Arc::new(SqlTicketStore::new(pool.clone()));
+        let postgres = backend == db::Backend::Postgres;
+        let store = Arc::new(SqlTicketStore::new(pool.clone(), postgres));
+        // Several instances on one PostgreSQL database wake each other's long-polls.
+        let listener = postgres.then(|| (database_url.clone(), store.notifier()));
         let tickets = Tickets::new(store, clock.clone(), life, config.longpolls_per_browser as usize);
         let state = AppState {
             leptos,
@@ -121,7 +126,8 @@ impl Application {
         };
         let router = router(state.clone(), simulator, config.session_idle_secs);
         Ok(Application {
-            listener,
+            listener: tcp,
+            pg_listener: listener,
             router,
             state,
             purge_interval: Duration::from_secs(config.purge_interval_secs),
@@ -152,10 +158,16 @@ impl Application {
     /// Serves until `shutdown` resolves, with the purge task beside it.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms));
+        let changes = self
+            .pg_listener
+            .map(|(url, notifier)| tokio::spawn(crate::server::tickets::store::listen_for_other_instances(url, notifier)));
         let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         purge.abort();
+        if let Some(c) = changes {
+            c.abort();
+        }
         served
     }
 }

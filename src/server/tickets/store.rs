@@ -6,7 +6,7 @@ use crate::model::TicketStatus;
 use async_trait::async_trait;
 use sqlx::AnyPool;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// A storage failure (details are for the log).
@@ -68,6 +68,15 @@ impl Notifier {
         }
     }
 
+    /// Wakes the subscribers of `id` without a ticket (a change made by another
+    /// instance): they read the ticket from the store.
+    pub fn wake(&self, id: &str) {
+        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = map.get(id) {
+            tx.send_replace(None);
+        }
+    }
+
     /// Forgets channels nobody listens to (called by the purge task).
     pub fn sweep(&self) -> usize {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
@@ -76,21 +85,49 @@ impl Notifier {
     }
 }
 
+/// The PostgreSQL channel on which instances announce ticket changes to each other.
+pub const PG_CHANNEL: &str = "scanlogin_tickets";
+
 /// Tickets in SQLite or PostgreSQL (through sqlx's `Any` driver).
 pub struct SqlTicketStore {
     pool: AnyPool,
-    notifier: Notifier,
+    notifier: Arc<Notifier>,
+    /// PostgreSQL: also announce changes to other instances (`NOTIFY`).
+    announce: bool,
 }
 
 impl SqlTicketStore {
-    /// A store over `pool`.
-    pub fn new(pool: AnyPool) -> Self {
-        SqlTicketStore { pool, notifier: Notifier::default() }
+    /// A store over `pool`; with `announce`, every change is also sent on
+    /// [`PG_CHANNEL`] for the other instances sharing the database.
+    pub fn new(pool: AnyPool, announce: bool) -> Self {
+        SqlTicketStore { pool, notifier: Arc::default(), announce }
     }
 
-    /// The notifier (for sweeping).
-    pub fn notifier(&self) -> &Notifier {
-        &self.notifier
+    /// The notifier, for the PostgreSQL listener to wake local followers.
+    pub fn notifier(&self) -> Arc<Notifier> {
+        self.notifier.clone()
+    }
+}
+
+/// Listens on [`PG_CHANNEL`] and wakes this instance's followers of the tickets that
+/// other instances changed. Reconnects by itself; a change announced while it was
+/// reconnecting is still answered, at the long-poll's deadline.
+pub async fn listen_for_other_instances(url: String, notifier: Arc<Notifier>) {
+    loop {
+        let listener = async {
+            let mut l = sqlx::postgres::PgListener::connect(&url).await?;
+            l.listen(PG_CHANNEL).await?;
+            loop {
+                let n = l.recv().await?;
+                notifier.wake(n.payload());
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(e) = listener.await {
+            tracing::warn!(error = %e, "ticket change listener lost its connection; reconnecting");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -185,6 +222,17 @@ impl TicketStore for SqlTicketStore {
             == 1;
         if done {
             self.notifier.publish(t);
+            if self.announce {
+                // pg_notify returns void, which sqlx's Any driver cannot decode: count it.
+                let sent = sqlx::query("SELECT COUNT(*) FROM (SELECT pg_notify($1, $2)) AS n")
+                    .bind(PG_CHANNEL)
+                    .bind(&t.id)
+                    .execute(&self.pool)
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "could not announce a ticket change to other instances");
+                }
+            }
         }
         Ok(done)
     }
