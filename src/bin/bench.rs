@@ -1,5 +1,6 @@
 //! `scripts/bench`: N concurrent complete logins against one demo server, beside a bare
-//! axum baseline from the same run. Usage: `bench [LOGINS]` (default 1000).
+//! axum baseline from the same run. Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]`
+//! (default 1000 logins on a temporary SQLite file).
 
 use scanlogin::server::loadgen;
 use std::time::Duration;
@@ -8,17 +9,22 @@ use std::time::Duration;
 async fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let dir = tempfile_dir();
+    let postgres = std::env::args().nth(2);
+    let (database_url, database) = match &postgres {
+        Some(url) => (url.clone(), "PostgreSQL"),
+        None => (format!("sqlite://{}/bench.db", dir.display()), "SQLite"),
+    };
     let deadline = Duration::from_secs(300);
     let base = match loadgen::run_baseline(n, deadline).await {
         Ok(f) => f,
         Err(e) => fail(&format!("baseline: {e}")),
     };
-    let (ours, verdict) = match loadgen::run_scanlogin(n, &dir, deadline).await {
+    let (ours, verdict) = match loadgen::run_scanlogin(n, &database_url, deadline).await {
         Ok(r) => r,
         Err(e) => fail(&e),
     };
     let _ = std::fs::remove_dir_all(&dir);
-    print!("{}", loadgen::report(n, &ours, &base, &verdict));
+    print!("{}", loadgen::report(n, database, &ours, &base, &verdict));
     for problem in verdict.lost.iter().chain(&verdict.cross_bound).take(10) {
         eprintln!("  {problem}");
     }

@@ -33,7 +33,7 @@ pub struct Figures {
     pub logins: usize,
     /// Wall time for all of them.
     pub elapsed: Duration,
-    /// Confirm answered on the phone → the browser's long-poll answered, per login.
+    /// The phone sends confirm → the browser's long-poll answers, per login.
     pub confirm_to_browser: Vec<Duration>,
 }
 
@@ -99,8 +99,8 @@ async fn one_login(base: &str, phone: &reqwest::Client, user: String) -> Result<
     };
     let code = post_json(phone, format!("{base}/_wechat/sim/wx-login"), json!({ "user": user })).await?;
     let scanned = post_json(phone, format!("{base}/api/mp/scan"), json!({ "ticket": ticket, "code": code["code"] })).await?;
-    post_json(phone, format!("{base}/api/mp/confirm"), json!({ "ticket": ticket, "confirm_token": scanned["confirm_token"] })).await?;
     *confirmed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    post_json(phone, format!("{base}/api/mp/confirm"), json!({ "ticket": ticket, "confirm_token": scanned["confirm_token"] })).await?;
     let seen_at = follow.await.map_err(|e| e.to_string())??;
     let confirm_done = confirmed_at.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(seen_at);
     post_json(&browser, format!("{base}/api/login/finalize"), json!({ "ticket": ticket })).await?;
@@ -112,12 +112,12 @@ async fn one_login(base: &str, phone: &reqwest::Client, user: String) -> Result<
     })
 }
 
-/// Runs `n` concurrent logins against a fresh demo server (SQLite in `dir`, limits off)
-/// and checks every one against the database. Bounded by `deadline`.
-pub async fn run_scanlogin(n: usize, dir: &std::path::Path, deadline: Duration) -> Result<(Figures, Verdict), String> {
-    let db = format!("sqlite://{}/bench.db", dir.display());
+/// Runs `n` concurrent logins against a fresh demo server on the (empty) database at
+/// `database_url`, limits off, and checks every one against the database. Bounded by
+/// `deadline`.
+pub async fn run_scanlogin(n: usize, database_url: &str, deadline: Duration) -> Result<(Figures, Verdict), String> {
     let args = [
-        "scanlogin", "--listen", "127.0.0.1:0", "--database-url", &db, "--rate-tickets-per-ip", "0",
+        "scanlogin", "--listen", "127.0.0.1:0", "--database-url", database_url, "--rate-tickets-per-ip", "0",
         "--rate-tickets-per-browser", "0", "--rate-phone-per-ip", "0", "--rate-phone-per-ticket", "0",
         "--live-tickets-per-browser", "0", "--purge-interval-secs", "3600",
     ];
@@ -221,8 +221,8 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
                 };
                 post_json(&phone, format!("{base}/echo"), json!({})).await?; // wx.login
                 post_json(&phone, format!("{base}/echo"), json!({})).await?; // scan
-                post_json(&phone, format!("{base}/notify/{id}"), json!({})).await?; // confirm
                 let confirmed = Instant::now();
+                post_json(&phone, format!("{base}/notify/{id}"), json!({})).await?; // confirm
                 let seen = wait.await.map_err(|e| e.to_string())??;
                 post_json(&browser, format!("{base}/echo"), json!({})).await?; // finalize
                 post_json(&browser, format!("{base}/echo"), json!({})).await?; // me
@@ -237,11 +237,12 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
     Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat })
 }
 
-/// The report printed by `scripts/bench`.
-pub fn report(n: usize, ours: &Figures, base: &Figures, verdict: &Verdict) -> String {
+/// The report printed by `scripts/bench` (confirm→browser: from the phone sending
+/// confirm to the browser's long-poll answering).
+pub fn report(n: usize, database: &str, ours: &Figures, base: &Figures, verdict: &Verdict) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    let mut out = format!("scanlogin bench: {n} concurrent complete logins, SQLite, loopback\n\n");
+    let mut out = format!("scanlogin bench: {n} concurrent complete logins, {database}, loopback\n\n");
     out += &format!("{:<24}{:>14}{:>14}{:>12}\n", "", "scanlogin", "bare axum", "ratio");
     out += &format!("{:<24}{:>14.1}{:>14.1}{:>12.3}\n", "logins/s", ours.rate(), base.rate(), ratio(ours.rate(), base.rate()));
     for p in [50.0, 99.0] {
