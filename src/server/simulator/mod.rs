@@ -1,6 +1,6 @@
 //! The embedded WeChat API simulator (demo mode only), mounted at `/_wechat`.
 //!
-//! Written from ../docs/wechat-api facts, apart from the client in `server::wechat`: it
+//! Written from docs/wechat-api.md, apart from the client in `server::wechat`: it
 //! shares no types or parsers with it, so a misreading of the API in one shows up as a
 //! failure in the other. Besides the three WeChat endpoints it serves a simulated
 //! phone (`/phone`), `wx.login()` (`/sim/wx-login`) and test hooks: fault injection
