@@ -55,9 +55,10 @@ impl Lang {
                 .and_then(|q| q.parse::<f32>().ok())
                 .unwrap_or(1.0);
             if let Some(lang) = Lang::from_tag(tag)
-                && best.is_none_or(|(bq, _)| q > bq) {
-                    best = Some((q, lang));
-                }
+                && best.is_none_or(|(bq, _)| q > bq)
+            {
+                best = Some((q, lang));
+            }
         }
         best.map(|(_, l)| l).unwrap_or_default()
     }

@@ -137,9 +137,10 @@ impl Config {
             return Err(format!("WECHAT_MP_PAGE {page:?}: a page path like pages/login/index, no leading slash or query"));
         }
         if let Some(u) = &self.public_url
-            && (!matches!(u.scheme(), "http" | "https") || u.host_str().is_none()) {
-                return Err(format!("PUBLIC_URL {u}: must be an http(s) URL with a host"));
-            }
+            && (!matches!(u.scheme(), "http" | "https") || u.host_str().is_none())
+        {
+            return Err(format!("PUBLIC_URL {u}: must be an http(s) URL with a host"));
+        }
         if !matches!(self.wechat_api_base.scheme(), "http" | "https") {
             return Err("WECHAT_API_BASE must be an http(s) URL".into());
         }

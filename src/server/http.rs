@@ -61,9 +61,10 @@ pub fn error_response(err: &AppError, lang: Lang) -> Response {
 /// Requests with neither `Origin` nor `Sec-Fetch-Site` (non-browser clients) pass.
 pub fn check_same_site(site: &crate::server::state::Site, headers: &HeaderMap) -> Result<(), AppError> {
     if let Some(v) = headers.get("sec-fetch-site")
-        && !matches!(v.as_bytes(), b"same-origin" | b"same-site" | b"none") {
-            return Err(ErrorCode::CrossSite.into());
-        }
+        && !matches!(v.as_bytes(), b"same-origin" | b"same-site" | b"none")
+    {
+        return Err(ErrorCode::CrossSite.into());
+    }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("null");
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -93,9 +94,10 @@ pub async fn api_layer(State(st): State<AppState>, req: Request, next: Next) -> 
     let lang = request_lang(req.headers());
     // The mini program carries no cookie: nothing for another site to ride on.
     if !path.starts_with("/api/mp/")
-        && let Err(e) = check_same_site(&st.site, req.headers()) {
-            return error_response(&e, lang);
-        }
+        && let Err(e) = check_same_site(&st.site, req.headers())
+    {
+        return error_response(&e, lang);
+    }
     let req = if req.method() == Method::POST {
         if !is_json(req.headers()) {
             return error_response(&ErrorCode::UnsupportedMediaType.into(), lang);

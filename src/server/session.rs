@@ -45,6 +45,10 @@ pub struct SqlSessionStore {
     pool: AnyPool,
 }
 
+fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -90,7 +94,7 @@ impl SqlSessionStore {
 
     fn row(r: &Record) -> StoreResult<(String, String, i64, Option<i64>)> {
         let data = serde_json::to_string(&r.data).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let expires = (r.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        let expires = epoch_ms(r.expiry_date);
         let user = r.data.get(USER_ID).and_then(|v| v.as_i64());
         Ok((r.id.to_string(), data, expires, user))
     }
@@ -134,7 +138,7 @@ impl SessionStore for SqlSessionStore {
     }
 
     async fn load(&self, id: &Id) -> StoreResult<Option<Record>> {
-        let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let now = epoch_ms(OffsetDateTime::now_utc());
         let row: Option<(String, i64)> = sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
             .bind(id.to_string())
             .bind(now)
@@ -165,7 +169,7 @@ impl SessionStore for SqlSessionStore {
         match (row, key) {
             (Some((_, expires)), Some(key)) => {
                 let stub = serde_json::json!({ BROWSER_KEY: key }).to_string();
-                let grace = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 + ROTATED_GRACE_SECS * 1000;
+                let grace = epoch_ms(OffsetDateTime::now_utc()) + ROTATED_GRACE_SECS * 1000;
                 sqlx::query("UPDATE sessions SET data = $2, user_id = NULL, expires_at = $3 WHERE id = $1")
                     .bind(&id)
                     .bind(stub)

@@ -98,7 +98,7 @@ impl Application {
         let postgres = backend == db::Backend::Postgres;
         let store = Arc::new(SqlTicketStore::new(pool.clone(), postgres));
         // Several instances on one PostgreSQL database wake each other's long-polls.
-        let listener = postgres.then(|| (database_url.clone(), store.notifier()));
+        let pg_listener = postgres.then(|| (database_url.clone(), store.notifier()));
         let tickets = Tickets::new(store, clock.clone(), life, config.longpolls_per_browser as usize);
         let state = AppState {
             leptos,
@@ -127,7 +127,7 @@ impl Application {
         let router = router(state.clone(), simulator, config.session_idle_secs);
         Ok(Application {
             listener: tcp,
-            pg_listener: listener,
+            pg_listener,
             router,
             state,
             purge_interval: Duration::from_secs(config.purge_interval_secs),

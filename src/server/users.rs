@@ -43,9 +43,10 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<User>, sqlx::Error> {
 /// Finds the person without creating them: by unionid when WeChat sent one, else by openid.
 pub async fn find(pool: &AnyPool, who: &WxIdentity) -> Result<Option<User>, sqlx::Error> {
     if let Some(unionid) = &who.unionid
-        && let Some(u) = by(pool, "unionid", unionid).await? {
-            return Ok(Some(u));
-        }
+        && let Some(u) = by(pool, "unionid", unionid).await?
+    {
+        return Ok(Some(u));
+    }
     by(pool, "openid", &who.openid).await
 }
 
@@ -56,11 +57,7 @@ pub async fn find(pool: &AnyPool, who: &WxIdentity) -> Result<Option<User>, sqlx
 pub async fn find_or_create(pool: &AnyPool, who: &WxIdentity, now: i64) -> Result<User, sqlx::Error> {
     let mut last_err = None;
     for _ in 0..3 {
-        if let Some(unionid) = &who.unionid
-            && let Some(u) = by(pool, "unionid", unionid).await? {
-                return Ok(u);
-            }
-        if let Some(mut u) = by(pool, "openid", &who.openid).await? {
+        if let Some(mut u) = find(pool, who).await? {
             if let (Some(unionid), None) = (&who.unionid, &u.unionid) {
                 sqlx::query("UPDATE users SET unionid = $1 WHERE id = $2 AND unionid IS NULL")
                     .bind(unionid)

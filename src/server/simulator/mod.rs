@@ -209,9 +209,10 @@ impl Simulator {
         let t = now();
         let previous = if stable { s.latest_stable.clone() } else { s.latest_plain.clone() };
         if let Some(old) = previous
-            && let Some(exp) = s.tokens.get_mut(&old) {
-                *exp = (*exp).min(t + OVERLAP);
-            }
+            && let Some(exp) = s.tokens.get_mut(&old)
+        {
+            *exp = (*exp).min(t + OVERLAP);
+        }
         let token = random_string("SIMTOKEN_");
         s.tokens.insert(token.clone(), t + TOKEN_LIFE);
         // Keep expired tokens a while so their use answers 42001 (expired), not 40001.

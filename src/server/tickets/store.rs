@@ -56,24 +56,26 @@ impl Notifier {
         map.entry(id.to_string()).or_insert_with(|| watch::channel(None).0).subscribe()
     }
 
-    /// Hands `ticket` to every subscriber of its id, dropping the channel when nobody listens.
+    /// Hands `ticket` to every subscriber of its id.
     pub fn publish(&self, ticket: &Ticket) {
-        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = map.get(&ticket.id) {
-            if tx.receiver_count() == 0 {
-                map.remove(&ticket.id);
-            } else {
-                tx.send_replace(Some(ticket.clone()));
-            }
-        }
+        self.send(&ticket.id, || Some(ticket.clone()));
     }
 
     /// Wakes the subscribers of `id` without a ticket (a change made by another
     /// instance): they read the ticket from the store.
     pub fn wake(&self, id: &str) {
-        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        self.send(id, || None);
+    }
+
+    /// Sends to the subscribers of `id`, dropping the channel when nobody listens.
+    fn send(&self, id: &str, value: impl FnOnce() -> Option<Ticket>) {
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = map.get(id) {
-            tx.send_replace(None);
+            if tx.receiver_count() == 0 {
+                map.remove(id);
+            } else {
+                tx.send_replace(value());
+            }
         }
     }
 
@@ -114,20 +116,18 @@ impl SqlTicketStore {
 /// reconnecting is still answered, at the long-poll's deadline.
 pub async fn listen_for_other_instances(url: String, notifier: Arc<Notifier>) {
     loop {
-        let listener = async {
-            let mut l = sqlx::postgres::PgListener::connect(&url).await?;
-            l.listen(PG_CHANNEL).await?;
-            loop {
-                let n = l.recv().await?;
-                notifier.wake(n.payload());
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        if let Err(e) = listener.await {
-            tracing::warn!(error = %e, "ticket change listener lost its connection; reconnecting");
-        }
+        let Err(e) = relay_changes(&url, &notifier).await;
+        tracing::warn!(error = %e, "ticket change listener lost its connection; reconnecting");
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Relays notifications on [`PG_CHANNEL`] to `notifier` until the connection fails.
+async fn relay_changes(url: &str, notifier: &Notifier) -> Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(PG_CHANNEL).await?;
+    loop {
+        notifier.wake(listener.recv().await?.payload());
     }
 }
 
