@@ -136,21 +136,24 @@ pub async fn finalize(ticket: String) -> Result<Finalized, AppError> {
     let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
     let who = caller(&st);
     session.sign_in(user, now, &who.ip, &who.user_agent).await?;
-    let committed = st.tickets.commit(&consumed, current.version).await;
-    if !matches!(committed, Ok(true)) {
-        let now_state = match &committed {
-            Ok(false) => st.tickets.load(&ticket).await.ok().flatten(),
-            _ => None,
-        };
+    // Not consumed (a store error, or a change in between): re-read what it is now.
+    let after = match st.tickets.commit(&consumed, current.version).await {
+        Ok(true) => None,
+        Ok(false) => Some(st.tickets.load(&ticket).await),
+        Err(e) => Some(Err(e)),
+    };
+    if let Some(after) = after {
         // Only this browser can consume its ticket: if a parallel finalize of ours won,
         // this session stays signed in too (whichever cookie the browser keeps works),
         // and the answer is still `ticket_used`. Anything else: undo the sign-in.
-        if now_state.as_ref().is_some_and(|t| t.status == TicketStatus::Consumed && t.is_bound_to(&key)) {
+        if let Ok(Some(t)) = &after
+            && t.status == TicketStatus::Consumed
+            && t.is_bound_to(&key)
+        {
             return Err(ErrorCode::TicketUsed.into());
         }
         session.undo_sign_in().await?;
-        committed?;
-        let err = match now_state {
+        let err = match after? {
             Some(mut t) => t.consume(&key, now).err().map(ErrorCode::from).unwrap_or(ErrorCode::TicketUsed),
             None => ErrorCode::TicketNotFound,
         };
