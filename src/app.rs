@@ -23,7 +23,7 @@ pub struct PageEnv {
 pub fn page_env() -> PageEnv {
     #[cfg(feature = "ssr")]
     {
-        crate::server::http::page_env()
+        crate::server::http::pages::page_env()
     }
     #[cfg(not(feature = "ssr"))]
     {
@@ -45,7 +45,7 @@ pub fn use_ui() -> &'static Ui {
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let env = page_env();
     #[cfg(feature = "ssr")]
-    crate::server::http::set_page_csp();
+    crate::server::http::pages::set_page_csp();
     view! {
         <!DOCTYPE html>
         <html lang=env.lang.tag() data-demo=if env.demo { "1" } else { "0" }>

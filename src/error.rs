@@ -4,6 +4,8 @@
 //! Internal detail is logged where the error is made and never enters `message`.
 
 use crate::i18n::Lang;
+use leptos::server_fn::Bytes;
+use leptos::server_fn::Encodes;
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,6 @@ use serde::{Deserialize, Serialize};
 /// The machine-readable error codes of the contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum ErrorCode {
     BadRequest,
     InvalidWxCode,
@@ -62,37 +63,9 @@ impl ErrorCode {
         }
     }
 
-    /// The user-facing message in `lang`.
+    /// The user-facing message in `lang` (the text lives in `i18n`).
     pub fn message(self, lang: Lang) -> &'static str {
-        use ErrorCode::*;
-        let (zh, en) = match self {
-            BadRequest => ("请求格式不正确", "The request is malformed"),
-            InvalidWxCode => ("微信登录凭证无效或已使用，请重新扫码", "The WeChat login code is invalid or already used; please scan again"),
-            Unauthenticated => ("请先登录", "Please sign in first"),
-            NotScanner => ("只有扫码的微信用户可以确认或取消此次登录", "Only the WeChat user who scanned can confirm or cancel this sign-in"),
-            CrossSite => ("拒绝来自其他网站的请求", "Requests from other sites are refused"),
-            TicketNotFound => ("登录二维码不存在或已失效", "This sign-in code does not exist or is no longer valid"),
-            NotFound => ("接口不存在", "No such endpoint"),
-            MethodNotAllowed => ("请求方法不被允许", "Method not allowed"),
-            AlreadyScanned => ("该二维码已被其他微信用户扫描", "This code was already scanned by another WeChat user"),
-            NotConfirmed => ("请先在手机上确认登录", "Please confirm on the phone first"),
-            AlreadyConfirmed => ("此次登录已确认", "This sign-in was already confirmed"),
-            TicketCancelled => ("此次登录已取消", "This sign-in was cancelled"),
-            TicketUsed => ("此次登录已完成，二维码不能重复使用", "This sign-in is complete; the code cannot be used again"),
-            TicketExpired => ("二维码已过期，请在网页上刷新", "The code has expired; refresh it on the website"),
-            PayloadTooLarge => ("请求内容过大", "The request body is too large"),
-            UnsupportedMediaType => ("请求内容类型必须是 JSON", "The request body must be JSON"),
-            RateLimited => ("操作太频繁，请稍后再试", "Too many requests; please try again later"),
-            WechatUnavailable => ("微信服务暂时不可用，请稍后重试", "WeChat is unavailable right now; please try again"),
-            WechatQuota => ("微信接口调用已达上限，请稍后再试", "WeChat is rate limiting us; please try again later"),
-            Internal => ("服务器内部错误，请稍后重试", "Internal server error; please try again"),
-            Network => ("无法连接服务器", "Cannot reach the server"),
-            Unknown => ("未知错误", "Unknown error"),
-        };
-        match lang {
-            Lang::ZhCn => zh,
-            Lang::En => en,
-        }
+        crate::i18n::error_message(self, lang)
     }
 }
 
@@ -103,7 +76,7 @@ impl ErrorCode {
 pub struct AppError {
     /// What went wrong, for programs.
     pub code: ErrorCode,
-    /// What went wrong, for people (re-localized per request by the API middleware).
+    /// What went wrong, for people (in the request's language once answered).
     pub message: String,
     /// Seconds to wait before retrying, for `rate_limited` and `wechat_quota`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,19 +113,26 @@ impl FromServerFnError for AppError {
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {
-            // The request's own body did not decode into the function's arguments.
+            // The request's own body did not decode into the function's arguments (a
+            // value that breaks its type's rules, see `crate::domain`, lands here too).
             ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) | ServerFnErrorErr::MissingArg(m) => {
-                if m.contains("length limit exceeded") {
-                    AppError::new(ErrorCode::PayloadTooLarge)
-                } else {
-                    tracing::debug!(detail = %m, "request did not decode");
-                    AppError::new(ErrorCode::BadRequest)
-                }
+                tracing::debug!(detail = %m, "request did not decode");
+                AppError::new(ErrorCode::BadRequest)
             }
             // On the browser side: the request never got an answer.
             ServerFnErrorErr::Request(_) | ServerFnErrorErr::Response(_) => AppError::new(ErrorCode::Network),
             other => AppError::internal(other),
         }
+    }
+
+    /// Runs on the server as the error becomes the response body: the one place where an
+    /// error sets its HTTP status, `Retry-After` and the language of its message.
+    fn ser(&self) -> Bytes {
+        #[cfg(feature = "ssr")]
+        let answer = crate::server::error::prepare_answer(self);
+        #[cfg(not(feature = "ssr"))]
+        let answer = self.clone();
+        <JsonEncoding as Encodes<AppError>>::encode(&answer).unwrap_or_default()
     }
 }
 

@@ -4,6 +4,7 @@
 //! compile error, and the same table serves the server (API error messages) and the
 //! browser (the UI), so both always speak the same language for a request.
 
+use crate::error::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// The languages scanlogin speaks.
@@ -81,7 +82,6 @@ impl Lang {
 }
 
 /// Every piece of UI text.
-#[allow(missing_docs)]
 pub struct Ui {
     pub lang_name: &'static str,
     pub demo_banner: &'static str,
@@ -204,6 +204,39 @@ const EN: Ui = Ui {
     not_found: "Page not found",
     home: "Home",
 };
+
+/// The message of an API error, in `lang`. Every code has one in each language.
+pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
+    use ErrorCode::*;
+    let (zh, en) = match code {
+            BadRequest => ("请求格式不正确", "The request is malformed"),
+            InvalidWxCode => ("微信登录凭证无效或已使用，请重新扫码", "The WeChat login code is invalid or already used; please scan again"),
+            Unauthenticated => ("请先登录", "Please sign in first"),
+            NotScanner => ("只有扫码的微信用户可以确认或取消此次登录", "Only the WeChat user who scanned can confirm or cancel this sign-in"),
+            CrossSite => ("拒绝来自其他网站的请求", "Requests from other sites are refused"),
+            TicketNotFound => ("登录二维码不存在或已失效", "This sign-in code does not exist or is no longer valid"),
+            NotFound => ("接口不存在", "No such endpoint"),
+            MethodNotAllowed => ("请求方法不被允许", "Method not allowed"),
+            AlreadyScanned => ("该二维码已被其他微信用户扫描", "This code was already scanned by another WeChat user"),
+            NotConfirmed => ("请先在手机上确认登录", "Please confirm on the phone first"),
+            AlreadyConfirmed => ("此次登录已确认", "This sign-in was already confirmed"),
+            TicketCancelled => ("此次登录已取消", "This sign-in was cancelled"),
+            TicketUsed => ("此次登录已完成，二维码不能重复使用", "This sign-in is complete; the code cannot be used again"),
+            TicketExpired => ("二维码已过期，请在网页上刷新", "The code has expired; refresh it on the website"),
+            PayloadTooLarge => ("请求内容过大", "The request body is too large"),
+            UnsupportedMediaType => ("请求内容类型必须是 JSON", "The request body must be JSON"),
+            RateLimited => ("操作太频繁，请稍后再试", "Too many requests; please try again later"),
+            WechatUnavailable => ("微信服务暂时不可用，请稍后重试", "WeChat is unavailable right now; please try again"),
+            WechatQuota => ("微信接口调用已达上限，请稍后再试", "WeChat is rate limiting us; please try again later"),
+            Internal => ("服务器内部错误，请稍后重试", "Internal server error; please try again"),
+            Network => ("无法连接服务器", "Cannot reach the server"),
+            Unknown => ("未知错误", "Unknown error"),
+    };
+    match lang {
+        Lang::ZhCn => zh,
+        Lang::En => en,
+    }
+}
 
 #[cfg(test)]
 mod tests {

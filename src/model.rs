@@ -1,9 +1,12 @@
 //! Types shared by the server and the browser: what the endpoints of docs/api.md
 //! return.
 
+use crate::domain::{ConfirmToken, TicketId};
 use serde::{Deserialize, Serialize};
 
-/// Where a login ticket is in its life (see docs/api.md, "Ticket").
+/// Where a login ticket is in its life (see docs/api.md, "Ticket"). Its names are
+/// written once, in [`TicketStatus::as_str`]; serde's `snake_case` spells them alike
+/// (a unit test checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketStatus {
@@ -25,9 +28,43 @@ pub enum TicketStatus {
 }
 
 impl TicketStatus {
+    /// Every status a ticket can be stored with.
+    pub const KNOWN: [TicketStatus; 6] = [
+        TicketStatus::Waiting,
+        TicketStatus::Scanned,
+        TicketStatus::Confirmed,
+        TicketStatus::Consumed,
+        TicketStatus::Cancelled,
+        TicketStatus::Expired,
+    ];
+
+    /// The status's one name: on the wire, in the database and on the page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Waiting => "waiting",
+            TicketStatus::Scanned => "scanned",
+            TicketStatus::Confirmed => "confirmed",
+            TicketStatus::Consumed => "consumed",
+            TicketStatus::Cancelled => "cancelled",
+            TicketStatus::Expired => "expired",
+            TicketStatus::Unknown => "unknown",
+        }
+    }
+
     /// True when the status can never change again.
     pub fn is_final(self) -> bool {
         !matches!(self, TicketStatus::Waiting | TicketStatus::Scanned | TicketStatus::Confirmed)
+    }
+}
+
+impl std::str::FromStr for TicketStatus {
+    type Err = crate::domain::Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TicketStatus::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(crate::domain::Invalid("not a ticket status"))
     }
 }
 
@@ -35,7 +72,7 @@ impl TicketStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TicketIssued {
     /// The ticket id (also the QR's `scene`).
-    pub ticket: String,
+    pub ticket: TicketId,
     /// The mini-program code as a `data:image/...;base64,` URL.
     pub qr: String,
     /// Seconds until the ticket expires.
@@ -142,7 +179,7 @@ pub struct ScanAnswer {
     /// Always `scanned`.
     pub status: TicketStatus,
     /// Proves to confirm / cancel that the caller is the scanner.
-    pub confirm_token: String,
+    pub confirm_token: ConfirmToken,
     /// Who asks.
     pub requester: Requester,
 }
@@ -152,4 +189,20 @@ pub struct ScanAnswer {
 pub struct PhoneAnswer {
     /// `confirmed` or `cancelled`.
     pub status: TicketStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_are_one_on_the_wire_and_in_the_store() {
+        for s in TicketStatus::KNOWN {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str().parse::<TicketStatus>(), Ok(s));
+        }
+        assert!("unknown".parse::<TicketStatus>().is_err(), "never stored");
+        let newer: TicketStatus = serde_json::from_str(r#""teleported""#).unwrap();
+        assert_eq!(newer, TicketStatus::Unknown);
+    }
 }

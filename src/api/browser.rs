@@ -1,42 +1,197 @@
-//! Endpoints the browser calls (cookie session).
+//! Endpoints the browser calls (cookie session). Each server function is its endpoint's
+//! handler; the browser calls the same functions from the pages.
 
+use crate::domain::{NextPath, TicketId};
 use crate::error::AppError;
 use crate::model::{Empty, Finalized, MeView, Revoked, StatusView, TicketIssued};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
+#[cfg(feature = "ssr")]
+use crate::{
+    error::ErrorCode,
+    server::{caller::Caller, session::WebSession, state::AppState},
+};
+
+/// The session and its binding key; a browser without a key cannot own any ticket, so
+/// it gets `ticket_not_found` (and no session is created for it).
+#[cfg(feature = "ssr")]
+async fn bound_session() -> Result<(WebSession, String), AppError> {
+    let session = WebSession::current().await?;
+    match session.existing_browser_key().await? {
+        Some(key) => Ok((session, key)),
+        None => Err(ErrorCode::TicketNotFound.into()),
+    }
+}
+
 /// Creates a login ticket bound to this browser, with its mini-program code.
 #[server(prefix = "/api", endpoint = "login/ticket", input = Json, output = Json)]
-pub async fn create_ticket(next: Option<String>) -> Result<TicketIssued, AppError> {
-    crate::server::handlers::create_ticket(next).await
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppError> {
+    use crate::server::tickets::Ticket;
+    use crate::server::tokens;
+
+    let st = AppState::current()?;
+    let who = Caller::current(&st).await?;
+    st.limits.tickets_per_ip.check(&who.ip)?;
+    let session = WebSession::current().await?;
+    if let Some(key) = session.existing_browser_key().await? {
+        st.limits.tickets_per_browser.check(&key)?;
+        let cap = st.limits.live_tickets_per_browser;
+        if cap > 0 && st.tickets.count_live(&key).await? >= cap {
+            let wait = u64::try_from(st.tickets.life.waiting_ms / 1000).unwrap_or(0);
+            return Err(AppError::new(ErrorCode::RateLimited).retry_after(wait));
+        }
+    }
+    let id = tokens::new_ticket_id();
+    // The code first: when WeChat fails, nothing has been stored.
+    let code = st.wechat.mini_program_code(id.as_str()).await?;
+    let browser_key = session.browser_key().await?;
+    let now = st.tickets.now();
+    let ticket = Ticket::new(id, browser_key, next.unwrap_or_default(), who, now, st.tickets.life);
+    st.tickets.insert(&ticket).await?;
+    Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url() })
 }
 
-/// Long-polls a ticket's status: answers when its version exceeds `seen`.
+/// Long-polls a ticket's status: answers when its version exceeds `seen`, when it
+/// expires, or after the long-poll's length.
 #[server(prefix = "/api", endpoint = "login/status", input = Json, output = Json)]
-pub async fn login_status(ticket: String, seen: u64) -> Result<StatusView, AppError> {
-    crate::server::handlers::status(ticket, seen).await
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, AppError> {
+    let st = AppState::current()?;
+    let (_, key) = bound_session().await?;
+    let t = st.tickets.follow(&ticket, &key, seen, st.site.longpoll).await?;
+    Ok(StatusView { status: t.status, version: t.version, expires_in: t.expires_in(st.tickets.now()) })
 }
 
-/// Turns a confirmed ticket into a signed-in session.
+/// Turns a confirmed ticket into a signed-in session: session id cycled, user stored,
+/// session saved, then the ticket consumed by a conditional write, then the login
+/// recorded.
 #[server(prefix = "/api", endpoint = "login/finalize", input = Json, output = Json)]
-pub async fn finalize_login(ticket: String) -> Result<Finalized, AppError> {
-    crate::server::handlers::finalize(ticket).await
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn finalize_login(ticket: TicketId) -> Result<Finalized, AppError> {
+    use crate::model::TicketStatus;
+    use crate::server::session::SignedIn;
+    use crate::server::users;
+
+    let st = AppState::current()?;
+    let (session, key) = bound_session().await?;
+    let Some(current) = st.tickets.load(&ticket).await? else {
+        return Err(ErrorCode::TicketNotFound.into());
+    };
+    let now = st.tickets.now();
+    if let Some(refusal) = current.consume_refusal(&key, now) {
+        return Err(refusal.into());
+    }
+    let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
+    let who = Caller::current(&st).await?;
+    let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip, user_agent: who.user_agent };
+    session.sign_in(&signed_in).await?;
+    let mut consumed = current.clone();
+    consumed.consume(&key, now)?;
+    match st.tickets.commit(&consumed, current.version).await {
+        Ok(true) => {}
+        lost => {
+            // Not consumed: a store error, or a change in between. Only this browser can
+            // consume its ticket: if a parallel finalize of ours won, this session stays
+            // signed in too (whichever cookie the browser keeps works), and the answer is
+            // still `ticket_used`. Anything else: undo the sign-in first.
+            let after = match lost {
+                Ok(_) => st.tickets.load(&ticket).await,
+                Err(e) => Err(e),
+            };
+            if let Ok(Some(t)) = &after
+                && t.status == TicketStatus::Consumed
+                && t.is_bound_to(&key)
+            {
+                return Err(ErrorCode::TicketUsed.into());
+            }
+            session.undo_sign_in().await?;
+            return Err(match after? {
+                Some(t) => t.consume_refusal(&key, now).map(ErrorCode::from).unwrap_or(ErrorCode::TicketUsed).into(),
+                None => ErrorCode::TicketNotFound.into(),
+            });
+        }
+    }
+    if let Err(e) = users::record_login(&st.db, user, now, &signed_in.ip, &signed_in.user_agent, &ticket).await {
+        tracing::error!(error = %e, "login succeeded but could not be recorded");
+    }
+    tracing::info!(user, "signed in");
+    Ok(Finalized { next: consumed.next.into() })
 }
 
-/// The signed-in user and their recent logins.
+/// The signed-in user, their recent logins and their signed-in browsers.
 #[server(prefix = "/api", endpoint = "me", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn me() -> Result<MeView, AppError> {
-    crate::server::handlers::me().await
+    use crate::model::{LoginView, SessionView, UserView};
+    use crate::server::clock::rfc3339;
+    use crate::server::display::{describe_browser, mask_openid};
+    use crate::server::users;
+
+    let st = AppState::current()?;
+    let session = WebSession::current().await?;
+    let now = st.clock.now();
+    let Some(signed_in) = session.signed_in(now, st.site.session_absolute_ms).await? else {
+        return Err(ErrorCode::Unauthenticated.into());
+    };
+    let Some(user) = users::get(&st.db, signed_in.user).await? else {
+        session.sign_out().await?;
+        return Err(ErrorCode::Unauthenticated.into());
+    };
+    let logins = users::recent_logins(&st.db, user.id, 10).await?;
+    let current = session.id();
+    let sessions = st.sessions.list_for_user(user.id, now).await?;
+    Ok(MeView {
+        user: UserView { id: user.id, name: user.name, openid_masked: mask_openid(&user.openid), created_at: rfc3339(user.created_at) },
+        recent_logins: logins
+            .into_iter()
+            .map(|l| LoginView { at: rfc3339(l.at), ip: l.ip, browser: describe_browser(&l.user_agent) })
+            .collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: current.as_deref() == Some(s.id.as_str()),
+                browser: describe_browser(&s.signed_in.user_agent),
+                ip: s.signed_in.ip,
+                signed_in_at: rfc3339(s.signed_in.login_at),
+                last_seen: rfc3339(s.signed_in.seen_at),
+            })
+            .collect(),
+    })
 }
 
-/// Ends the session.
+/// Ends the session: the session row is removed outright, the cookie cleared.
 #[server(prefix = "/api", endpoint = "logout", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn logout() -> Result<Empty, AppError> {
-    crate::server::handlers::logout().await
+    let st = AppState::current()?;
+    let session = WebSession::current().await?;
+    let id = session.id();
+    session.sign_out().await?;
+    if let Some(id) = id {
+        st.sessions.remove(&id).await?;
+    }
+    Ok(Empty {})
 }
 
 /// Signs the user out of every other browser (退出其他设备).
 #[server(prefix = "/api", endpoint = "sessions/revoke-others", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn revoke_other_sessions() -> Result<Revoked, AppError> {
-    crate::server::handlers::revoke_other_sessions().await
+    let st = AppState::current()?;
+    let session = WebSession::current().await?;
+    let Some(signed_in) = session.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
+        return Err(ErrorCode::Unauthenticated.into());
+    };
+    let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;
+    let revoked = st.sessions.delete_others(signed_in.user, &keep).await?;
+    tracing::info!(user = signed_in.user, revoked, "signed out other browsers");
+    Ok(Revoked { revoked })
 }

@@ -1,25 +1,86 @@
 //! Endpoints the mini program (and the simulated phone) calls. No cookies: the caller
 //! is identified by its `wx.login` code, then by the confirm token it got back.
 
+use crate::domain::{ConfirmToken, TicketId, WxCode};
 use crate::error::AppError;
 use crate::model::{PhoneAnswer, ScanAnswer};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
-/// The phone scanned `ticket`; `code` comes from `wx.login()`.
+#[cfg(feature = "ssr")]
+use crate::server::{caller::Caller, state::AppState};
+
+/// The state, after the phone endpoints' rate limits (per client IP, per ticket).
+#[cfg(feature = "ssr")]
+async fn phone_state(ticket: &TicketId) -> Result<AppState, AppError> {
+    let st = AppState::current()?;
+    st.limits.phone_per_ip.check(&Caller::current(&st).await?.ip)?;
+    st.limits.phone_per_ticket.check(ticket.as_str())?;
+    Ok(st)
+}
+
+/// The phone scanned `ticket`; `code` comes from `wx.login()`. Exchanges the code for
+/// the WeChat user, finds or creates our user, and moves `waiting → scanned`.
 #[server(prefix = "/api", endpoint = "mp/scan", input = Json, output = Json)]
-pub async fn mp_scan(ticket: String, code: String) -> Result<ScanAnswer, AppError> {
-    crate::server::handlers::scan(ticket, code).await
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppError> {
+    use crate::error::ErrorCode;
+    use crate::model::Requester;
+    use crate::server::clock::rfc3339;
+    use crate::server::display::describe_browser;
+    use crate::server::tokens::{TokenHash, new_confirm_token};
+    use crate::server::users;
+
+    let st = phone_state(&ticket).await?;
+    let Some(current) = st.tickets.load(&ticket).await? else {
+        return Err(ErrorCode::TicketNotFound.into());
+    };
+    // Refuse what cannot succeed before spending the single-use code.
+    if let Some(refusal) = current.closed_to_scans(st.tickets.now()) {
+        return Err(refusal.into());
+    }
+    let who = st.wechat.code_to_session(code.as_str()).await?;
+    // Ask with the user as known so far, so that a refused scan (a second WeChat user)
+    // creates no account.
+    let known = users::find(&st.db, &who).await?;
+    if let Some(refusal) = current.scan_refusal(known.as_ref().map(|u| u.id), st.tickets.now()) {
+        return Err(refusal.into());
+    }
+    let user = users::find_or_create(&st.db, &who, known, st.clock.now()).await?;
+    let confirm_token = new_confirm_token();
+    let hash = TokenHash::of(confirm_token.as_str());
+    let life = st.tickets.life;
+    let (t, ()) = st.tickets.update_from(current, |t, now| t.scan(user.id, hash.clone(), now, life)).await?;
+    Ok(ScanAnswer {
+        status: t.status,
+        confirm_token,
+        requester: Requester {
+            site: st.site.host.clone(),
+            browser: describe_browser(&t.origin.user_agent),
+            ip: t.origin.ip.clone(),
+            created_at: rfc3339(t.created_at),
+        },
+    })
 }
 
-/// The scanner tapped 点击登录.
+/// The scanner tapped 点击登录: `scanned → confirmed`.
 #[server(prefix = "/api", endpoint = "mp/confirm", input = Json, output = Json)]
-pub async fn mp_confirm(ticket: String, confirm_token: String) -> Result<PhoneAnswer, AppError> {
-    crate::server::handlers::confirm(ticket, confirm_token).await
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result<PhoneAnswer, AppError> {
+    use crate::server::tokens::TokenHash;
+
+    let hash = TokenHash::of(confirm_token.as_str());
+    let (t, ()) = phone_state(&ticket).await?.tickets.update(&ticket, |t, now| t.confirm(&hash, now)).await?;
+    Ok(PhoneAnswer { status: t.status })
 }
 
-/// The scanner tapped 取消.
+/// The scanner tapped 取消: `scanned → cancelled`.
 #[server(prefix = "/api", endpoint = "mp/cancel", input = Json, output = Json)]
-pub async fn mp_cancel(ticket: String, confirm_token: String) -> Result<PhoneAnswer, AppError> {
-    crate::server::handlers::cancel(ticket, confirm_token).await
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_cancel(ticket: TicketId, confirm_token: ConfirmToken) -> Result<PhoneAnswer, AppError> {
+    use crate::server::tokens::TokenHash;
+
+    let hash = TokenHash::of(confirm_token.as_str());
+    let (t, ()) = phone_state(&ticket).await?.tickets.update(&ticket, |t, now| t.cancel(&hash, now)).await?;
+    Ok(PhoneAnswer { status: t.status })
 }

@@ -1,11 +1,10 @@
-//! `/account`: who is signed in, recent logins, sign out.
+//! `/account`: who is signed in, recent logins, signed-in browsers, sign out.
 
 use super::navigate;
-use crate::api::browser::{logout, me, revoke_other_sessions};
+use crate::api::browser::{Logout, RevokeOtherSessions, me};
 use crate::app::use_ui;
 use crate::model::MeView;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 fn show_time(rfc3339: &str) -> String {
     rfc3339.replacen('T', " ", 1).replace('Z', " UTC")
@@ -37,32 +36,19 @@ pub fn AccountPage() -> impl IntoView {
 #[component]
 fn AccountDetails(m: MeView) -> impl IntoView {
     let ui = use_ui();
-    let busy = RwSignal::new(false);
-    let sessions = RwSignal::new(m.sessions.clone());
-    let revoked = RwSignal::new(false);
-    let sign_out_others = move |_| {
-        if busy.get_untracked() {
-            return;
-        }
-        busy.set(true);
-        spawn_local(async move {
-            if revoke_other_sessions().await.is_ok() {
-                sessions.update(|list| list.retain(|s| s.current));
-                revoked.set(true);
-            }
-            busy.set(false);
-        });
-    };
-    let sign_out = move |_| {
-        if busy.get_untracked() {
-            return;
-        }
-        busy.set(true);
-        spawn_local(async move {
-            let _ = logout().await;
+    let revoke = ServerAction::<RevokeOtherSessions>::new();
+    let logout = ServerAction::<Logout>::new();
+    let busy = Signal::derive(move || revoke.pending().get() || logout.pending().get());
+    let revoked = move || revoke.value().get().is_some_and(|r| r.is_ok());
+    // Once the others are signed out, only this browser is left in the list.
+    let all_sessions = m.sessions.clone();
+    let sessions = move || if revoked() { all_sessions.iter().filter(|s| s.current).cloned().collect() } else { all_sessions.clone() };
+    Effect::new(move |_| {
+        // Signed out (or the session was gone anyway): back to the login page.
+        if logout.value().get().is_some() {
             navigate("/login");
-        });
-    };
+        }
+    });
     view! {
         <div class="profile">
             <div class="avatar" aria-hidden="true">{m.user.name.chars().next().map(String::from).unwrap_or_default()}</div>
@@ -88,21 +74,24 @@ fn AccountDetails(m: MeView) -> impl IntoView {
         <table class="logins" data-testid="devices">
             <thead><tr><th>{ui.login_browser}</th><th>{ui.login_ip}</th><th>{ui.last_seen}</th></tr></thead>
             <tbody>
-                {move || sessions.get().into_iter().map(|s| view! {
-                    <tr>
-                        <td>{s.browser}{s.current.then(|| view! { " " <span class="tag">{ui.this_device}</span> })}</td>
-                        <td>{s.ip}</td>
-                        <td>{show_time(&s.last_seen)}</td>
-                    </tr>
-                }).collect_view()}
+                {
+                    let sessions = sessions.clone();
+                    move || sessions().into_iter().map(|s| view! {
+                        <tr>
+                            <td>{s.browser}{s.current.then(|| view! { " " <span class="tag">{ui.this_device}</span> })}</td>
+                            <td>{s.ip}</td>
+                            <td>{show_time(&s.last_seen)}</td>
+                        </tr>
+                    }).collect_view()
+                }
             </tbody>
         </table>
-        <p class="muted notice-ok" data-testid="revoked">{move || revoked.get().then_some(ui.signed_out_others)}</p>
+        <p class="muted notice-ok" data-testid="revoked">{move || revoked().then_some(ui.signed_out_others)}</p>
         <div class="account-actions">
-            {move || (sessions.get().len() > 1).then(|| view! {
-                <button class="button secondary" on:click=sign_out_others disabled=move || busy.get() data-testid="sign-out-others">{ui.sign_out_others}</button>
+            {move || (sessions().len() > 1).then(|| view! {
+                <button class="button secondary" on:click=move |_| { revoke.dispatch(RevokeOtherSessions {}); } disabled=busy data-testid="sign-out-others">{ui.sign_out_others}</button>
             })}
-            <button class="button secondary" on:click=sign_out disabled=move || busy.get() data-testid="logout">{ui.logout}</button>
+            <button class="button secondary" on:click=move |_| { logout.dispatch(Logout {}); } disabled=busy data-testid="logout">{ui.logout}</button>
         </div>
     }
 }

@@ -4,13 +4,13 @@
 use super::{navigate, sleep_ms};
 use crate::api::browser::{create_ticket, finalize_login, login_status, me};
 use crate::app::{PageEnv, use_ui};
+use crate::domain::{NextPath, TicketId};
 use crate::error::{AppError, ErrorCode};
 use crate::model::TicketStatus;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
+use leptos::task::spawn_local_scoped_with_cancellation;
 use leptos_router::hooks::use_query_map;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::Future;
 
 /// What the QR box shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,31 +21,15 @@ enum Phase {
 }
 
 impl Phase {
+    /// The box's `data-state`: the ticket's status, or `loading` / `error`.
     fn name(self) -> &'static str {
         match self {
             Phase::Loading => "loading",
-            Phase::Live(TicketStatus::Waiting) => "waiting",
-            Phase::Live(TicketStatus::Scanned) => "scanned",
-            Phase::Live(TicketStatus::Confirmed | TicketStatus::Consumed) => "confirmed",
-            Phase::Live(TicketStatus::Cancelled) => "cancelled",
-            Phase::Live(TicketStatus::Expired) => "expired",
+            Phase::Live(TicketStatus::Consumed) => TicketStatus::Confirmed.as_str(),
             Phase::Live(TicketStatus::Unknown) | Phase::Failed(_) => "error",
+            Phase::Live(s) => s.as_str(),
         }
     }
-}
-
-/// Everything the background loop touches. `alive` turns false when the page unmounts;
-/// `run` counts refreshes so an old loop stops when a new ticket replaces its own.
-#[derive(Clone)]
-struct Flow {
-    next: Option<String>,
-    phase: RwSignal<Phase>,
-    qr: RwSignal<Option<String>>,
-    ticket: RwSignal<Option<String>>,
-    remaining: RwSignal<u64>,
-    reconnecting: RwSignal<bool>,
-    alive: Arc<AtomicBool>,
-    run: Arc<AtomicU64>,
 }
 
 /// Backoff after `n` consecutive failures: 0.5 s, 1 s, 2 s … capped at 10 s.
@@ -53,77 +37,81 @@ fn backoff_ms(n: u32) -> u32 {
     (500u32 << n.min(5).saturating_sub(1)).min(10_000)
 }
 
+/// Failures that say nothing about the ticket: try again without bothering the person.
 fn quietly_retryable(code: ErrorCode) -> bool {
     matches!(code, ErrorCode::Network | ErrorCode::Internal | ErrorCode::Unknown | ErrorCode::RateLimited)
 }
 
+/// The signals one login round writes. A round runs in a task spawned by an `Effect`
+/// keyed on the round counter: 刷新 / 重试 starts a new round, which cancels the old
+/// task, and leaving the page cancels it too.
+#[derive(Clone, Copy)]
+struct Flow {
+    next: StoredValue<Option<NextPath>>,
+    phase: RwSignal<Phase>,
+    qr: RwSignal<Option<String>>,
+    ticket: RwSignal<Option<TicketId>>,
+    remaining: RwSignal<u64>,
+    reconnecting: RwSignal<bool>,
+}
+
 impl Flow {
-    fn current(&self, run: u64) -> bool {
-        self.alive.load(Ordering::SeqCst) && self.run.load(Ordering::SeqCst) == run
-    }
-
-    fn start(&self) {
-        let run = self.run.fetch_add(1, Ordering::SeqCst) + 1;
-        let flow = self.clone();
-        spawn_local(async move { flow.drive(run).await });
-    }
-
-    /// Waits after a failure; says so once failures pile up.
-    async fn pause(&self, err: &AppError, failures: u32) {
-        if failures >= 3 {
-            self.reconnecting.set(true);
-        }
-        let ms = err.retry_after.map(|s| (s.min(60) * 1000) as u32).unwrap_or_else(|| backoff_ms(failures));
-        sleep_ms(ms).await;
-    }
-
-    async fn drive(self, run: u64) {
-        self.phase.set(Phase::Loading);
-        self.qr.set(None);
-        self.reconnecting.set(false);
+    /// Calls `call` until it succeeds or fails for good: a failure `retryable` accepts
+    /// is retried after a pause (the server's `Retry-After`, else backoff), at most
+    /// `max` times in a row; after three, the page says it is reconnecting. `call`
+    /// learns how many failures came just before it.
+    async fn with_retries<T, Fut>(
+        &self,
+        max: u32,
+        retryable: impl Fn(ErrorCode) -> bool,
+        call: impl Fn(u32) -> Fut,
+    ) -> Result<T, AppError>
+    where
+        Fut: Future<Output = Result<T, AppError>>,
+    {
         let mut failures = 0;
-        let issued = loop {
-            match create_ticket(self.next.clone()).await {
-                Ok(t) => break t,
-                Err(e) if quietly_retryable(e.code) && failures < 6 => {
+        loop {
+            match call(failures).await {
+                Err(e) if retryable(e.code) && failures < max => {
                     failures += 1;
-                    self.pause(&e, failures).await;
-                    if !self.current(run) {
-                        return;
+                    if failures >= 3 {
+                        self.reconnecting.set(true);
                     }
+                    let ms = e.retry_after.map(|s| u32::try_from(s.min(60) * 1000).unwrap_or(60_000)).unwrap_or_else(|| backoff_ms(failures));
+                    sleep_ms(ms).await;
                 }
-                Err(e) => {
-                    if self.current(run) {
-                        self.reconnecting.set(false);
-                        self.phase.set(Phase::Failed(e.code));
-                    }
-                    return;
+                answer => {
+                    self.reconnecting.set(false);
+                    return answer;
                 }
             }
-        };
-        if !self.current(run) {
-            return;
         }
-        self.reconnecting.set(false);
+    }
+
+    /// One round: a new ticket, then its status until it is final.
+    async fn run(self) {
+        self.phase.set(Phase::Loading);
+        self.qr.set(None);
+        self.ticket.set(None);
+        let issued = match self.with_retries(6, quietly_retryable, |_| create_ticket(self.next.get_value())).await {
+            Ok(t) => t,
+            Err(e) => return self.phase.set(Phase::Failed(e.code)),
+        };
         self.qr.set(Some(issued.qr));
         self.ticket.set(Some(issued.ticket.clone()));
         self.remaining.set(issued.expires_in);
         self.phase.set(Phase::Live(TicketStatus::Waiting));
-        self.tick(run);
 
         let mut seen = 1;
-        failures = 0;
         loop {
-            // After a failure, ask with seen = 0: the server answers at once, so the page
-            // knows it is connected again instead of waiting out a quiet long-poll.
-            let answer = login_status(issued.ticket.clone(), if failures > 0 { 0 } else { seen }).await;
-            if !self.current(run) {
-                return;
-            }
-            match answer {
+            let follow = |failures: u32| {
+                // After a failure, ask with seen = 0: the server answers at once, so the
+                // page knows it is connected again instead of waiting out a quiet poll.
+                login_status(issued.ticket.clone(), if failures > 0 { 0 } else { seen })
+            };
+            let retryable = |c: ErrorCode| quietly_retryable(c) || c == ErrorCode::WechatUnavailable;
+            match self.with_retries(u32::MAX, retryable, follow).await {
                 Ok(s) => {
-                    failures = 0;
-                    self.reconnecting.set(false);
                     seen = s.version;
                     self.remaining.set(s.expires_in);
                     self.phase.set(Phase::Live(s.status));
@@ -132,66 +120,41 @@ impl Flow {
                         TicketStatus::Confirmed => return self.finish(&issued.ticket).await,
                         // Finalized already (e.g. a lost answer): proceed if signed in.
                         TicketStatus::Consumed => return self.proceed_if_signed_in().await,
-                        TicketStatus::Cancelled | TicketStatus::Expired => return,
-                        // Fail closed on anything this build does not know.
-                        TicketStatus::Unknown => return,
+                        // Final, or unknown to this build: fail closed.
+                        TicketStatus::Cancelled | TicketStatus::Expired | TicketStatus::Unknown => return,
                     }
                 }
                 // Purged, or the session is gone (e.g. cookies cleared): a new code is needed.
                 Err(e) if matches!(e.code, ErrorCode::TicketNotFound | ErrorCode::TicketExpired) => {
-                    self.phase.set(Phase::Live(TicketStatus::Expired));
-                    return;
-                }
-                Err(e) if quietly_retryable(e.code) || e.code == ErrorCode::WechatUnavailable => {
-                    failures += 1;
-                    self.pause(&e, failures).await;
-                }
-                Err(e) => {
-                    self.phase.set(Phase::Failed(e.code));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The countdown, one second at a time, while this run lives.
-    fn tick(&self, run: u64) {
-        let flow = self.clone();
-        spawn_local(async move {
-            loop {
-                sleep_ms(1000).await;
-                if !flow.current(run) {
-                    return;
-                }
-                match flow.phase.get_untracked() {
-                    Phase::Live(TicketStatus::Waiting | TicketStatus::Scanned) => {
-                        flow.remaining.update(|r| *r = r.saturating_sub(1))
-                    }
-                    _ => return,
-                }
-            }
-        });
-    }
-
-    async fn finish(&self, ticket: &str) {
-        let mut failures = 0;
-        loop {
-            match finalize_login(ticket.to_string()).await {
-                Ok(f) => return navigate(&f.next),
-                // A retry after a lost answer: the first finalize may have signed us in.
-                Err(e) if e.code == ErrorCode::TicketUsed => return self.proceed_if_signed_in().await,
-                Err(e) if quietly_retryable(e.code) && failures < 5 => {
-                    failures += 1;
-                    self.pause(&e, failures).await;
+                    return self.phase.set(Phase::Live(TicketStatus::Expired));
                 }
                 Err(e) => return self.phase.set(Phase::Failed(e.code)),
             }
         }
     }
 
+    /// The countdown, one second at a time, while the ticket is live.
+    async fn count_down(self) {
+        loop {
+            sleep_ms(1000).await;
+            if matches!(self.phase.get_untracked(), Phase::Live(TicketStatus::Waiting | TicketStatus::Scanned)) {
+                self.remaining.update(|r| *r = r.saturating_sub(1));
+            }
+        }
+    }
+
+    async fn finish(&self, ticket: &TicketId) {
+        match self.with_retries(5, quietly_retryable, |_| finalize_login(ticket.clone())).await {
+            Ok(f) => navigate(&f.next),
+            // A retry after a lost answer: the first finalize may have signed us in.
+            Err(e) if e.code == ErrorCode::TicketUsed => self.proceed_if_signed_in().await,
+            Err(e) => self.phase.set(Phase::Failed(e.code)),
+        }
+    }
+
     async fn proceed_if_signed_in(&self) {
         match me().await {
-            Ok(_) => navigate(self.next.as_deref().unwrap_or("/account")),
+            Ok(_) => navigate(self.next.get_value().as_ref().map_or(crate::domain::DEFAULT_NEXT, NextPath::as_str)),
             Err(e) => self.phase.set(Phase::Failed(e.code)),
         }
     }
@@ -202,30 +165,27 @@ impl Flow {
 pub fn LoginPage() -> impl IntoView {
     let ui = use_ui();
     let env = use_context::<PageEnv>().unwrap_or_default();
-    let next = use_query_map().get_untracked().get("next");
+    // A `next` that is not a same-site path is dropped here; the server would refuse it.
+    let next = use_query_map().get_untracked().get("next").and_then(|n| NextPath::try_from(n).ok());
     let flow = Flow {
-        next,
+        next: StoredValue::new(next),
         phase: RwSignal::new(Phase::Loading),
         qr: RwSignal::new(None),
         ticket: RwSignal::new(None),
         remaining: RwSignal::new(0),
         reconnecting: RwSignal::new(false),
-        alive: Arc::new(AtomicBool::new(true)),
-        run: Arc::new(AtomicU64::new(0)),
     };
     // The ticket is made from the browser after hydration: creating it binds the
     // browser's session, and a cookie set while a page streams would be lost.
-    Effect::new({
-        let flow = flow.clone();
-        move |_| flow.start()
-    });
-    on_cleanup({
-        let alive = flow.alive.clone();
-        move || alive.store(false, Ordering::SeqCst)
+    let round = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        round.track();
+        spawn_local_scoped_with_cancellation(flow.run());
+        spawn_local_scoped_with_cancellation(flow.count_down());
     });
 
-    let Flow { phase, qr, ticket, remaining, reconnecting, .. } = flow.clone();
-    let restart = move |_| flow.start();
+    let Flow { phase, qr, ticket, remaining, reconnecting, .. } = flow;
+    let restart = move |_| round.update(|r| *r += 1);
     let overlay = move || {
         let (title, sub, button): (&str, Option<&str>, bool) = match phase.get() {
             Phase::Loading | Phase::Live(TicketStatus::Waiting) => return None,
@@ -241,7 +201,7 @@ pub fn LoginPage() -> impl IntoView {
             <div class="overlay" role="status">
                 <p class="overlay-title" data-testid="overlay-title">{title}</p>
                 {sub.map(|s| view! { <p class="overlay-sub">{s}</p> })}
-                {button.then(|| view! { <button class="button" data-testid="refresh" on:click=restart.clone()>{label}</button> })}
+                {button.then(|| view! { <button class="button" data-testid="refresh" on:click=restart>{label}</button> })}
             </div>
         })
     };

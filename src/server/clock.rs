@@ -1,13 +1,14 @@
-//! Time as milliseconds since the Unix epoch, behind a trait so the ticket machine and
-//! the token cache can be tested with a fake clock.
+//! The current time behind a trait, so the ticket machine and the token cache can be
+//! tested with a fake clock.
 
+use crate::domain::UnixMillis;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
+    /// Now.
+    fn now(&self) -> UnixMillis;
 }
 
 /// The system clock.
@@ -15,11 +16,12 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
+    fn now(&self) -> UnixMillis {
+        let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        UnixMillis(ms)
     }
 }
 
@@ -39,15 +41,15 @@ impl FakeClock {
 }
 
 impl Clock for FakeClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+    fn now(&self) -> UnixMillis {
+        UnixMillis(self.0.load(Ordering::SeqCst))
     }
 }
 
-/// Formats epoch milliseconds as RFC 3339 UTC (`2026-11-25T06:04:00Z`).
-pub fn rfc3339(ms: i64) -> String {
+/// Formats a time as RFC 3339 UTC to the second (`2026-11-25T06:04:00Z`).
+pub fn rfc3339(t: UnixMillis) -> String {
     use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+    time::OffsetDateTime::from_unix_timestamp(t.0.div_euclid(1000))
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
@@ -55,9 +57,11 @@ pub fn rfc3339(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn formats_utc() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_764_050_640_000), "2025-11-25T06:04:00Z");
+        assert_eq!(rfc3339(UnixMillis(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UnixMillis(1_764_050_640_000)), "2025-11-25T06:04:00Z");
     }
 }

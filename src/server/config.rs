@@ -1,11 +1,14 @@
 //! Configuration: every setting is a command-line flag and an environment variable,
 //! read once at start-up (`scanlogin --help` lists them all).
 
-use crate::server::wechat::QrApi;
-use clap::{ArgAction, Parser};
+use crate::server::limits::{KeyedLimit, Limits};
+use crate::server::tickets::Lifetimes;
+use crate::server::wechat::{QrApi, WechatConfig};
+use clap::{ArgAction, Args, Parser};
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The command line / environment.
 #[derive(Parser, Clone, Debug)]
@@ -20,83 +23,124 @@ pub struct Config {
     /// Database: sqlite://path or postgres://… [default: sqlite://data/scanlogin.db].
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// The mini program's appid. With a secret, switches off demo mode.
-    #[arg(long, env = "WECHAT_APPID")]
-    pub wechat_appid: Option<String>,
-    /// The mini program's appsecret (prefer WECHAT_SECRET_FILE).
-    #[arg(long, env = "WECHAT_SECRET", hide_env_values = true)]
-    pub wechat_secret: Option<String>,
-    /// A file holding the appsecret.
-    #[arg(long, env = "WECHAT_SECRET_FILE")]
-    pub wechat_secret_file: Option<PathBuf>,
-    /// WeChat API base URL (ignored in demo mode, which uses the embedded simulator).
-    #[arg(long, env = "WECHAT_API_BASE", default_value = "https://api.weixin.qq.com")]
-    pub wechat_api_base: url::Url,
-    /// The mini program's login page (no leading slash).
-    #[arg(long, env = "WECHAT_MP_PAGE", default_value = "pages/login/index")]
-    pub wechat_mp_page: String,
-    /// Which version of the mini program the code opens.
-    #[arg(long, env = "WECHAT_ENV_VERSION", default_value = "release", value_parser = ["release", "trial", "develop"])]
-    pub wechat_env_version: String,
-    /// Whether WeChat checks that the page is published (set false for trial/develop).
-    #[arg(long, env = "WECHAT_CHECK_PATH", default_value_t = true, action = ArgAction::Set)]
-    pub wechat_check_path: bool,
-    /// QR endpoint: unlimited (getwxacodeunlimit) or wxacode (getwxacode, capped at 100,000 codes).
-    #[arg(long, env = "WECHAT_QR_API", value_enum, default_value = "unlimited")]
-    pub wechat_qr_api: QrApi,
-    /// Timeout of each WeChat call, seconds.
-    #[arg(long, env = "WECHAT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
-    pub wechat_timeout_secs: u64,
-    /// A waiting ticket (QR) expires after this many seconds.
-    #[arg(long, env = "TICKET_TTL_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub ticket_ttl_secs: u64,
-    /// A scanned or confirmed ticket expires this many seconds after creation.
-    #[arg(long, env = "TICKET_SCANNED_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=7200))]
-    pub ticket_scanned_ttl_secs: u64,
-    /// Longest wait of one status long-poll, seconds.
-    #[arg(long, env = "LONGPOLL_SECS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=120))]
-    pub longpoll_secs: u64,
-    /// Open long-polls allowed per browser.
-    #[arg(long, env = "LONGPOLLS_PER_BROWSER", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=100))]
-    pub longpolls_per_browser: u64,
-    /// A session idle this long ends, seconds (7 days).
-    #[arg(long, env = "SESSION_IDLE_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..))]
-    pub session_idle_secs: u64,
-    /// A login ends this long after it happened whatever the activity, seconds (30 days).
-    #[arg(long, env = "SESSION_ABSOLUTE_SECS", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(60..))]
-    pub session_absolute_secs: u64,
-    /// Login tickets one client IP may create per minute (0 = no limit).
-    #[arg(long, env = "RATE_TICKETS_PER_IP", default_value_t = 30)]
-    pub rate_tickets_per_ip: u32,
-    /// Login tickets one browser may create per minute (0 = no limit).
-    #[arg(long, env = "RATE_TICKETS_PER_BROWSER", default_value_t = 10)]
-    pub rate_tickets_per_browser: u32,
-    /// Mini-program calls one client IP may make per minute (0 = no limit).
-    #[arg(long, env = "RATE_PHONE_PER_IP", default_value_t = 120)]
-    pub rate_phone_per_ip: u32,
-    /// Mini-program calls per ticket and minute (0 = no limit).
-    #[arg(long, env = "RATE_PHONE_PER_TICKET", default_value_t = 20)]
-    pub rate_phone_per_ticket: u32,
-    /// Tickets one browser may have alive at once (0 = no limit).
-    #[arg(long, env = "LIVE_TICKETS_PER_BROWSER", default_value_t = 10)]
-    pub live_tickets_per_browser: u32,
     /// Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs). Empty: the socket's peer is the client.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    #[command(flatten)]
+    pub wechat: WechatArgs,
+    #[command(flatten)]
+    pub tickets: TicketArgs,
+    #[command(flatten)]
+    pub sessions: SessionArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// How to reach WeChat, and as which mini program.
+#[derive(Args, Clone, Debug)]
+pub struct WechatArgs {
+    /// The mini program's appid. With a secret, switches off demo mode.
+    #[arg(long = "wechat-appid", env = "WECHAT_APPID")]
+    pub appid: Option<String>,
+    /// The mini program's appsecret (prefer WECHAT_SECRET_FILE).
+    #[arg(long = "wechat-secret", env = "WECHAT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// A file holding the appsecret.
+    #[arg(long = "wechat-secret-file", env = "WECHAT_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// WeChat API base URL (ignored in demo mode, which uses the embedded simulator).
+    #[arg(long = "wechat-api-base", env = "WECHAT_API_BASE", default_value = "https://api.weixin.qq.com")]
+    pub api_base: url::Url,
+    /// The mini program's login page (no leading slash).
+    #[arg(long = "wechat-mp-page", env = "WECHAT_MP_PAGE", default_value = "pages/login/index")]
+    pub mp_page: String,
+    /// Which version of the mini program the code opens.
+    #[arg(long = "wechat-env-version", env = "WECHAT_ENV_VERSION", default_value = "release", value_parser = ["release", "trial", "develop"])]
+    pub env_version: String,
+    /// Whether WeChat checks that the page is published (set false for trial/develop).
+    #[arg(long = "wechat-check-path", env = "WECHAT_CHECK_PATH", default_value_t = true, action = ArgAction::Set)]
+    pub check_path: bool,
+    /// QR endpoint: unlimited (getwxacodeunlimit) or wxacode (getwxacode, capped at 100,000 codes).
+    #[arg(long = "wechat-qr-api", env = "WECHAT_QR_API", value_enum, default_value = "unlimited")]
+    pub qr_api: QrApi,
+    /// Timeout of each WeChat call, seconds.
+    #[arg(long = "wechat-timeout-secs", env = "WECHAT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub timeout_secs: u64,
+}
+
+/// How long tickets live and how they are followed.
+#[derive(Args, Clone, Debug)]
+pub struct TicketArgs {
+    /// A waiting ticket (QR) expires after this many seconds.
+    #[arg(long = "ticket-ttl-secs", env = "TICKET_TTL_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ttl_secs: u64,
+    /// A scanned or confirmed ticket expires this many seconds after creation.
+    #[arg(long = "ticket-scanned-ttl-secs", env = "TICKET_SCANNED_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=7200))]
+    pub scanned_ttl_secs: u64,
+    /// Longest wait of one status long-poll, seconds.
+    #[arg(long = "longpoll-secs", env = "LONGPOLL_SECS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub longpoll_secs: u64,
+    /// Open long-polls allowed per browser.
+    #[arg(long = "longpolls-per-browser", env = "LONGPOLLS_PER_BROWSER", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub longpolls_per_browser: u64,
     /// Finished tickets are purged this long after they finished, seconds.
-    #[arg(long, env = "PURGE_GRACE_SECS", default_value_t = 600)]
+    #[arg(long = "purge-grace-secs", env = "PURGE_GRACE_SECS", default_value_t = 600)]
     pub purge_grace_secs: u64,
     /// How often the purge task runs, seconds.
-    #[arg(long, env = "PURGE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "purge-interval-secs", env = "PURGE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub purge_interval_secs: u64,
+}
+
+/// How long sign-ins last.
+#[derive(Args, Clone, Debug)]
+pub struct SessionArgs {
+    /// A session idle this long ends, seconds (7 days).
+    #[arg(long = "session-idle-secs", env = "SESSION_IDLE_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..))]
+    pub idle_secs: u64,
+    /// A login ends this long after it happened whatever the activity, seconds (30 days).
+    #[arg(long = "session-absolute-secs", env = "SESSION_ABSOLUTE_SECS", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(60..))]
+    pub absolute_secs: u64,
+}
+
+/// Rate limits and caps.
+#[derive(Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Login tickets one client IP may create per minute (0 = no limit).
+    #[arg(long = "rate-tickets-per-ip", env = "RATE_TICKETS_PER_IP", default_value_t = 30)]
+    pub tickets_per_ip: u32,
+    /// Login tickets one browser may create per minute (0 = no limit).
+    #[arg(long = "rate-tickets-per-browser", env = "RATE_TICKETS_PER_BROWSER", default_value_t = 10)]
+    pub tickets_per_browser: u32,
+    /// Mini-program calls one client IP may make per minute (0 = no limit).
+    #[arg(long = "rate-phone-per-ip", env = "RATE_PHONE_PER_IP", default_value_t = 120)]
+    pub phone_per_ip: u32,
+    /// Mini-program calls per ticket and minute (0 = no limit).
+    #[arg(long = "rate-phone-per-ticket", env = "RATE_PHONE_PER_TICKET", default_value_t = 20)]
+    pub phone_per_ticket: u32,
+    /// Tickets one browser may have alive at once (0 = no limit).
+    #[arg(long = "live-tickets-per-browser", env = "LIVE_TICKETS_PER_BROWSER", default_value_t = 10)]
+    pub live_tickets_per_browser: u32,
+}
+
+/// What is wrong with a configuration (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Seconds as milliseconds, or an error naming `what` when that cannot be represented.
+fn millis(secs: u64, what: &str) -> Result<i64, ConfigError> {
+    i64::try_from(secs).ok().and_then(|s| s.checked_mul(1000)).ok_or_else(|| invalid(format!("{what} is too large")))
 }
 
 /// Real WeChat credentials.
 #[derive(Clone, Debug)]
 pub struct Credentials {
-    /// appid.
     pub appid: String,
-    /// appsecret (redacted in `Debug`).
+    /// The appsecret (redacted in `Debug`).
     pub secret: SecretString,
 }
 
@@ -106,48 +150,114 @@ impl Config {
         Config::parse()
     }
 
+    /// Checks what clap cannot: page shape, URL schemes, lifetimes that fit.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(u) = &self.public_url
+            && (!matches!(u.scheme(), "http" | "https") || u.host_str().is_none())
+        {
+            return Err(invalid(format!("PUBLIC_URL {u}: must be an http(s) URL with a host")));
+        }
+        self.wechat.validate()?;
+        self.tickets.lifetimes()?;
+        self.tickets.purge_grace_ms()?;
+        self.sessions.absolute_ms()?;
+        self.sessions.idle()?;
+        Ok(())
+    }
+}
+
+impl WechatArgs {
     /// Real credentials, `None` in demo mode, or an error for half a configuration.
-    pub fn credentials(&self) -> Result<Option<Credentials>, String> {
-        let secret = match (&self.wechat_secret, &self.wechat_secret_file) {
-            (Some(_), Some(_)) => return Err("set WECHAT_SECRET or WECHAT_SECRET_FILE, not both".into()),
+    pub fn credentials(&self) -> Result<Option<Credentials>, ConfigError> {
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(_), Some(_)) => return Err(invalid("set WECHAT_SECRET or WECHAT_SECRET_FILE, not both")),
             (Some(s), None) => Some(s.trim().to_string()),
             (None, Some(path)) => Some(
                 std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read WECHAT_SECRET_FILE {}: {e}", path.display()))?
+                    .map_err(|e| invalid(format!("cannot read WECHAT_SECRET_FILE {}: {e}", path.display())))?
                     .trim()
                     .to_string(),
             ),
             (None, None) => None,
         };
-        match (self.wechat_appid.as_deref().map(str::trim), secret) {
+        match (self.appid.as_deref().map(str::trim), secret) {
             (None, None) => Ok(None),
             (Some(appid), Some(secret)) if !appid.is_empty() && !secret.is_empty() => {
                 Ok(Some(Credentials { appid: appid.to_string(), secret: SecretString::from(secret) }))
             }
-            (Some(_), None) => Err("WECHAT_APPID is set but WECHAT_SECRET / WECHAT_SECRET_FILE is not".into()),
-            (None, Some(_)) => Err("WECHAT_SECRET is set but WECHAT_APPID is not".into()),
-            _ => Err("WECHAT_APPID and the secret must not be empty".into()),
+            (Some(_), None) => Err(invalid("WECHAT_APPID is set but WECHAT_SECRET / WECHAT_SECRET_FILE is not")),
+            (None, Some(_)) => Err(invalid("WECHAT_SECRET is set but WECHAT_APPID is not")),
+            _ => Err(invalid("WECHAT_APPID and the secret must not be empty")),
         }
     }
 
-    /// Checks what clap cannot: page shape, URL schemes.
-    pub fn validate(&self) -> Result<(), String> {
-        let page = &self.wechat_mp_page;
+    fn validate(&self) -> Result<(), ConfigError> {
+        let page = &self.mp_page;
         if page.is_empty() || page.starts_with('/') || page.contains('?') {
-            return Err(format!("WECHAT_MP_PAGE {page:?}: a page path like pages/login/index, no leading slash or query"));
+            return Err(invalid(format!("WECHAT_MP_PAGE {page:?}: a page path like pages/login/index, no leading slash or query")));
         }
-        if let Some(u) = &self.public_url
-            && (!matches!(u.scheme(), "http" | "https") || u.host_str().is_none())
-        {
-            return Err(format!("PUBLIC_URL {u}: must be an http(s) URL with a host"));
-        }
-        if !matches!(self.wechat_api_base.scheme(), "http" | "https") {
-            return Err("WECHAT_API_BASE must be an http(s) URL".into());
-        }
-        if self.ticket_scanned_ttl_secs < self.ticket_ttl_secs {
-            return Err("TICKET_SCANNED_TTL_SECS must not be shorter than TICKET_TTL_SECS".into());
+        if !matches!(self.api_base.scheme(), "http" | "https") {
+            return Err(invalid("WECHAT_API_BASE must be an http(s) URL"));
         }
         self.credentials().map(|_| ())
+    }
+
+    /// The client's configuration for talking to `base` as `appid`.
+    pub fn client(&self, base: String, appid: String, secret: SecretString) -> WechatConfig {
+        WechatConfig {
+            base,
+            appid,
+            secret,
+            page: self.mp_page.clone(),
+            env_version: self.env_version.clone(),
+            check_path: self.check_path,
+            qr_api: self.qr_api,
+            timeout: Duration::from_secs(self.timeout_secs),
+            busy_retries: 2,
+            busy_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl TicketArgs {
+    /// The tickets' lifetimes.
+    pub fn lifetimes(&self) -> Result<Lifetimes, ConfigError> {
+        if self.scanned_ttl_secs < self.ttl_secs {
+            return Err(invalid("TICKET_SCANNED_TTL_SECS must not be shorter than TICKET_TTL_SECS"));
+        }
+        Ok(Lifetimes { waiting_ms: millis(self.ttl_secs, "TICKET_TTL_SECS")?, active_ms: millis(self.scanned_ttl_secs, "TICKET_SCANNED_TTL_SECS")? })
+    }
+
+    /// How long finished tickets are kept.
+    pub fn purge_grace_ms(&self) -> Result<i64, ConfigError> {
+        millis(self.purge_grace_secs, "PURGE_GRACE_SECS")
+    }
+}
+
+impl SessionArgs {
+    /// A login's absolute life.
+    pub fn absolute_ms(&self) -> Result<i64, ConfigError> {
+        millis(self.absolute_secs, "SESSION_ABSOLUTE_SECS")
+    }
+
+    /// The idle expiry of the session cookie.
+    pub fn idle(&self) -> Result<time::Duration, ConfigError> {
+        let secs = i64::try_from(self.idle_secs).map_err(|_| invalid("SESSION_IDLE_SECS is too large"))?;
+        millis(self.idle_secs, "SESSION_IDLE_SECS")?;
+        Ok(time::Duration::seconds(secs))
+    }
+}
+
+impl LimitArgs {
+    /// The limits, counting from now.
+    pub fn build(&self) -> Limits {
+        Limits {
+            tickets_per_ip: KeyedLimit::per_minute(self.tickets_per_ip),
+            tickets_per_browser: KeyedLimit::per_minute(self.tickets_per_browser),
+            phone_per_ip: KeyedLimit::per_minute(self.phone_per_ip),
+            phone_per_ticket: KeyedLimit::per_minute(self.phone_per_ticket),
+            live_tickets_per_browser: i64::from(self.live_tickets_per_browser),
+        }
     }
 }
 
@@ -164,10 +274,10 @@ mod tests {
     #[test]
     fn demo_by_default_and_half_credentials_refused() {
         let c = parse(&[]).unwrap();
-        assert!(c.credentials().unwrap().is_none() || std::env::var("WECHAT_APPID").is_ok());
+        assert!(c.wechat.credentials().unwrap().is_none() || std::env::var("WECHAT_APPID").is_ok());
         assert!(parse(&["--wechat-appid", "wx1"]).unwrap().validate().is_err());
         let c = parse(&["--wechat-appid", "wx1", "--wechat-secret", "s"]).unwrap();
-        let creds = c.credentials().unwrap().unwrap();
+        let creds = c.wechat.credentials().unwrap().unwrap();
         assert_eq!(creds.appid, "wx1");
         assert!(!format!("{creds:?}").contains("\"s\""), "secret must not show in Debug");
     }
@@ -180,5 +290,7 @@ mod tests {
         assert_eq!(parse(&["--listen", "nope"]).unwrap_err().exit_code(), 2);
         assert!(parse(&["--wechat-mp-page", "/pages/x"]).unwrap().validate().is_err());
         assert!(parse(&["--public-url", "ftp://x"]).unwrap().validate().is_err());
+        assert!(parse(&["--purge-grace-secs", "18446744073709551615"]).unwrap().validate().is_err(), "no wrap into the past");
+        assert!(parse(&["--session-idle-secs", "18446744073709551615"]).unwrap().validate().is_err());
     }
 }

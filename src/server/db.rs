@@ -1,6 +1,7 @@
 //! The database: SQLite by default, PostgreSQL when `DATABASE_URL` says so, through
 //! sqlx's `Any` driver so one set of queries serves both. Migrations run at start-up.
 
+use crate::server::error::StartupError;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use std::time::Duration;
@@ -18,14 +19,14 @@ pub enum Backend {
 pub const DEFAULT_URL: &str = "sqlite://data/scanlogin.db";
 
 /// Connects and runs the migrations.
-pub async fn connect(url: &str) -> Result<(AnyPool, Backend), String> {
+pub async fn connect(url: &str) -> Result<(AnyPool, Backend), StartupError> {
     sqlx::any::install_default_drivers();
     let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Backend::Postgres
     } else if url.starts_with("sqlite:") {
         Backend::Sqlite
     } else {
-        return Err("DATABASE_URL must start with sqlite: or postgres:".into());
+        return Err(StartupError::Config("DATABASE_URL must start with sqlite: or postgres:".into()));
     };
     let url = match backend {
         Backend::Sqlite => sqlite_url(url)?,
@@ -51,25 +52,24 @@ pub async fn connect(url: &str) -> Result<(AnyPool, Backend), String> {
             })
         })
         .connect(&url)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))?;
+        .await?;
     let migrated = match backend {
         Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
         Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
     };
-    migrated.map_err(|e| format!("database migration failed: {e}"))?;
+    migrated?;
     Ok((pool, backend))
 }
 
 /// Makes sure a file database can be created (its directory exists, `mode=rwc`).
-fn sqlite_url(url: &str) -> Result<String, String> {
+fn sqlite_url(url: &str) -> Result<String, StartupError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() || path == ":memory:" {
-        return Err("an in-memory SQLite database would lose everything on restart; use a file".into());
+        return Err(StartupError::Config("an in-memory SQLite database would lose everything on restart; use a file".into()));
     }
     if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| StartupError::DatabaseDir { path: dir.display().to_string(), source })?;
     }
     let query = if query.contains("mode=") { query.to_string() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
     Ok(format!("sqlite://{path}?{query}"))

@@ -123,7 +123,7 @@ pub async fn run_scanlogin(n: usize, database_url: &str, deadline: Duration) -> 
     ];
     let config = <Config as clap::Parser>::try_parse_from(args).map_err(|e| e.to_string())?;
     let leptos = leptos::config::LeptosOptions::builder().output_name("scanlogin").build();
-    let app = Application::build(&config, leptos).await?;
+    let app = Application::build(&config, leptos).await.map_err(|e| e.to_string())?;
     let base = app.public_url().to_string();
     let pool = app.state().db.clone();
     let server = tokio::spawn(app.run_until(std::future::pending()));

@@ -1,17 +1,20 @@
 //! Everything that runs only on the server (`ssr` feature).
 
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod handlers;
+pub mod display;
+pub mod error;
 pub mod http;
 pub mod limits;
+#[cfg(feature = "test-support")]
 pub mod loadgen;
-pub mod rules;
 pub mod session;
 pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod tickets;
+pub mod tokens;
 pub mod users;
 pub mod wechat;

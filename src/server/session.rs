@@ -1,9 +1,12 @@
 //! Sessions: tower-sessions with our own store over the app's database (so sessions
 //! share the pool, the migrations and the purge task, and can be listed per user), and
-//! a small typed wrapper so handlers never touch string keys.
+//! a typed wrapper: a session holds the browser's binding key and, once signed in, one
+//! [`SignedIn`] struct under one key.
 
+use crate::domain::UnixMillis;
 use crate::error::AppError;
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
@@ -11,11 +14,21 @@ use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::{Session, SessionStore};
 
 const BROWSER_KEY: &str = "browser_key";
-const USER_ID: &str = "user_id";
-const LOGIN_AT: &str = "login_at";
-const LOGIN_IP: &str = "login_ip";
-const LOGIN_UA: &str = "login_ua";
-const SEEN_AT: &str = "seen_at";
+const SIGNED_IN: &str = "signed_in";
+
+/// Who is signed in on this browser, since when, from where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedIn {
+    /// Our user id.
+    pub user: i64,
+    pub login_at: UnixMillis,
+    /// Last activity, to the hour.
+    pub seen_at: UnixMillis,
+    /// IP at login.
+    pub ip: String,
+    /// User agent at login.
+    pub user_agent: String,
+}
 
 /// After login rotates the session id, the old id stays this long as an anonymous
 /// session holding only the binding key.
@@ -29,14 +42,7 @@ const TOUCH_EVERY_MS: i64 = 3_600_000;
 pub struct SignedInBrowser {
     /// The session id (never sent to a browser).
     pub id: String,
-    /// User agent at login.
-    pub user_agent: String,
-    /// IP at login.
-    pub ip: String,
-    /// Login time, epoch ms.
-    pub login_at: i64,
-    /// Last activity (to the hour), epoch ms.
-    pub seen_at: i64,
+    pub signed_in: SignedIn,
 }
 
 /// Sessions in the `sessions` table.
@@ -45,8 +51,8 @@ pub struct SqlSessionStore {
     pool: AnyPool,
 }
 
-fn epoch_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
+fn millis(t: OffsetDateTime) -> UnixMillis {
+    UnixMillis(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -59,25 +65,27 @@ impl SqlSessionStore {
         SqlSessionStore { pool }
     }
 
-    /// Deletes sessions that expired before `now_ms`.
-    pub async fn delete_expired(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at < $1").bind(now_ms).execute(&self.pool).await?.rows_affected())
+    /// Deletes sessions that expired before `now`.
+    pub async fn delete_expired(&self, now: UnixMillis) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at < $1").bind(now).execute(&self.pool).await?.rows_affected())
     }
 
     /// The user's live signed-in sessions, most recently seen first.
-    pub async fn list_for_user(&self, user: i64, now_ms: i64) -> Result<Vec<SignedInBrowser>, sqlx::Error> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, data FROM sessions WHERE user_id = $1 AND expires_at > $2").bind(user).bind(now_ms).fetch_all(&self.pool).await?;
+    pub async fn list_for_user(&self, user: i64, now: UnixMillis) -> Result<Vec<SignedInBrowser>, sqlx::Error> {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, data FROM sessions WHERE user_id = $1 AND expires_at > $2")
+            .bind(user)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
         let mut list: Vec<SignedInBrowser> = rows
             .into_iter()
             .filter_map(|(id, data)| {
-                let v: serde_json::Value = serde_json::from_str(&data).ok()?;
-                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-                let n = |k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
-                Some(SignedInBrowser { id, user_agent: s(LOGIN_UA), ip: s(LOGIN_IP), login_at: n(LOGIN_AT), seen_at: n(SEEN_AT).max(n(LOGIN_AT)) })
+                let mut v: serde_json::Value = serde_json::from_str(&data).ok()?;
+                let signed_in = serde_json::from_value(v.get_mut(SIGNED_IN)?.take()).ok()?;
+                Some(SignedInBrowser { id, signed_in })
             })
             .collect();
-        list.sort_by_key(|s| std::cmp::Reverse(s.seen_at));
+        list.sort_by_key(|s| std::cmp::Reverse(s.signed_in.seen_at));
         Ok(list)
     }
 
@@ -92,11 +100,10 @@ impl SqlSessionStore {
         Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2").bind(user).bind(keep).execute(&self.pool).await?.rows_affected())
     }
 
-    fn row(r: &Record) -> StoreResult<(String, String, i64, Option<i64>)> {
+    fn row(r: &Record) -> StoreResult<(String, String, UnixMillis, Option<i64>)> {
         let data = serde_json::to_string(&r.data).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let expires = epoch_ms(r.expiry_date);
-        let user = r.data.get(USER_ID).and_then(|v| v.as_i64());
-        Ok((r.id.to_string(), data, expires, user))
+        let user = r.data.get(SIGNED_IN).and_then(|v| v.get("user")).and_then(|v| v.as_i64());
+        Ok((r.id.to_string(), data, millis(r.expiry_date), user))
     }
 }
 
@@ -138,7 +145,7 @@ impl SessionStore for SqlSessionStore {
     }
 
     async fn load(&self, id: &Id) -> StoreResult<Option<Record>> {
-        let now = epoch_ms(OffsetDateTime::now_utc());
+        let now = millis(OffsetDateTime::now_utc());
         let row: Option<(String, i64)> = sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
             .bind(id.to_string())
             .bind(now)
@@ -169,11 +176,11 @@ impl SessionStore for SqlSessionStore {
         match (row, key) {
             (Some((_, expires)), Some(key)) => {
                 let stub = serde_json::json!({ BROWSER_KEY: key }).to_string();
-                let grace = epoch_ms(OffsetDateTime::now_utc()) + ROTATED_GRACE_SECS * 1000;
+                let grace = millis(OffsetDateTime::now_utc()).plus_ms(ROTATED_GRACE_SECS * 1000);
                 sqlx::query("UPDATE sessions SET data = $2, user_id = NULL, expires_at = $3 WHERE id = $1")
                     .bind(&id)
                     .bind(stub)
-                    .bind(expires.min(grace))
+                    .bind(UnixMillis(expires).min(grace))
                     .execute(&self.pool)
                     .await
                     .map_err(backend)?;
@@ -182,10 +189,6 @@ impl SessionStore for SqlSessionStore {
         }
         Ok(())
     }
-}
-
-fn session_err(e: tower_sessions::session::Error) -> AppError {
-    AppError::internal(format!("session: {e}"))
 }
 
 /// The browser's session, typed.
@@ -202,47 +205,42 @@ impl WebSession {
     /// This browser's binding key: created on first use, kept for the session's life
     /// (also across `cycle_id` at login, so other tabs keep following their tickets).
     pub async fn browser_key(&self) -> Result<String, AppError> {
-        if let Some(k) = self.0.get::<String>(BROWSER_KEY).await.map_err(session_err)? {
+        if let Some(k) = self.0.get::<String>(BROWSER_KEY).await? {
             return Ok(k);
         }
-        let key = crate::server::rules::random_token(16);
-        self.0.insert(BROWSER_KEY, &key).await.map_err(session_err)?;
+        let key = crate::server::tokens::random_token(16);
+        self.0.insert(BROWSER_KEY, &key).await?;
         Ok(key)
     }
 
     /// The binding key if this browser already has one (never creates a session).
     pub async fn existing_browser_key(&self) -> Result<Option<String>, AppError> {
-        self.0.get::<String>(BROWSER_KEY).await.map_err(session_err)
+        Ok(self.0.get::<String>(BROWSER_KEY).await?)
     }
 
-    /// The signed-in user, if the login is younger than `absolute_ms`. An older login
-    /// is ended here (absolute expiry, whatever the activity).
-    pub async fn user_id(&self, now: i64, absolute_ms: i64) -> Result<Option<i64>, AppError> {
-        let Some(user) = self.0.get::<i64>(USER_ID).await.map_err(session_err)? else { return Ok(None) };
-        let at = self.0.get::<i64>(LOGIN_AT).await.map_err(session_err)?.unwrap_or(0);
-        if now - at > absolute_ms {
+    /// Who is signed in, if the login is younger than `absolute_ms`. An older login is
+    /// ended here (absolute expiry, whatever the activity).
+    pub async fn signed_in(&self, now: UnixMillis, absolute_ms: i64) -> Result<Option<SignedIn>, AppError> {
+        let Some(mut s) = self.0.get::<SignedIn>(SIGNED_IN).await? else { return Ok(None) };
+        if now.since(s.login_at) > absolute_ms {
             self.sign_out().await?;
             return Ok(None);
         }
         // Activity slides the idle expiry, but writes at most once an hour.
-        let seen = self.0.get::<i64>(SEEN_AT).await.map_err(session_err)?.unwrap_or(at);
-        if now - seen >= TOUCH_EVERY_MS {
-            self.0.insert(SEEN_AT, now).await.map_err(session_err)?;
+        if now.since(s.seen_at) >= TOUCH_EVERY_MS {
+            s.seen_at = now;
+            self.0.insert(SIGNED_IN, &s).await?;
         }
-        Ok(Some(user))
+        Ok(Some(s))
     }
 
-    /// Signs `user` in: a new session id (against fixation; the store retires the old
-    /// one, see [`SqlSessionStore::delete`]), the user stored, and the session saved now,
-    /// before the caller marks the ticket consumed.
-    pub async fn sign_in(&self, user: i64, now: i64, ip: &str, user_agent: &str) -> Result<(), AppError> {
-        self.0.cycle_id().await.map_err(session_err)?;
-        self.0.insert(USER_ID, user).await.map_err(session_err)?;
-        self.0.insert(LOGIN_AT, now).await.map_err(session_err)?;
-        self.0.insert(SEEN_AT, now).await.map_err(session_err)?;
-        self.0.insert(LOGIN_IP, ip).await.map_err(session_err)?;
-        self.0.insert(LOGIN_UA, user_agent).await.map_err(session_err)?;
-        self.0.save().await.map_err(session_err)
+    /// Signs `who` in: a new session id (against fixation; the store retires the old
+    /// one, see [`SqlSessionStore::delete`]), and the session saved now, before the caller
+    /// marks the ticket consumed.
+    pub async fn sign_in(&self, who: &SignedIn) -> Result<(), AppError> {
+        self.0.cycle_id().await?;
+        self.0.insert(SIGNED_IN, who).await?;
+        Ok(self.0.save().await?)
     }
 
     /// The session id, once it has one.
@@ -252,14 +250,12 @@ impl WebSession {
 
     /// Undoes [`WebSession::sign_in`] when the ticket could not be consumed after all.
     pub async fn undo_sign_in(&self) -> Result<(), AppError> {
-        for key in [USER_ID, LOGIN_AT, SEEN_AT, LOGIN_IP, LOGIN_UA] {
-            self.0.remove_value(key).await.map_err(session_err)?;
-        }
-        self.0.save().await.map_err(session_err)
+        self.0.remove_value(SIGNED_IN).await?;
+        Ok(self.0.save().await?)
     }
 
     /// Ends the session: deleted from the store, the cookie cleared.
     pub async fn sign_out(&self) -> Result<(), AppError> {
-        self.0.flush().await.map_err(session_err)
+        Ok(self.0.flush().await?)
     }
 }

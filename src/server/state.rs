@@ -50,6 +50,13 @@ pub struct AppState {
     pub limits: Arc<crate::server::limits::Limits>,
 }
 
+impl AppState {
+    /// The state, inside a server function or a page render.
+    pub fn current() -> Result<AppState, crate::error::AppError> {
+        leptos::prelude::use_context::<AppState>().ok_or_else(|| crate::error::AppError::internal("AppState missing from context"))
+    }
+}
+
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(s: &AppState) -> Self {
         s.leptos.clone()

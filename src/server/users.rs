@@ -1,5 +1,6 @@
 //! Users (found by unionid, else openid) and their login history.
 
+use crate::domain::{TicketId, UnixMillis};
 use crate::server::wechat::WxIdentity;
 use sqlx::AnyPool;
 
@@ -14,15 +15,13 @@ pub struct User {
     pub unionid: Option<String>,
     /// Display name.
     pub name: String,
-    /// Epoch ms.
-    pub created_at: i64,
+    pub created_at: UnixMillis,
 }
 
 /// One login.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Login {
-    /// Epoch ms.
-    pub at: i64,
+    pub at: UnixMillis,
     /// Client IP.
     pub ip: String,
     /// User agent.
@@ -50,52 +49,48 @@ pub async fn find(pool: &AnyPool, who: &WxIdentity) -> Result<Option<User>, sqlx
     by(pool, "openid", &who.openid).await
 }
 
-/// Finds the person by unionid when WeChat sent one, else by openid; creates them on
-/// first sight. A user first seen without a unionid gets it attached later, so the
-/// account stays the same when the mini program is bound to an Open Platform account.
-/// Safe under concurrency: a lost insert race re-reads the winner.
-pub async fn find_or_create(pool: &AnyPool, who: &WxIdentity, now: i64) -> Result<User, sqlx::Error> {
-    let mut last_err = None;
-    for _ in 0..3 {
-        if let Some(mut u) = find(pool, who).await? {
-            if let (Some(unionid), None) = (&who.unionid, &u.unionid) {
-                sqlx::query("UPDATE users SET unionid = $1 WHERE id = $2 AND unionid IS NULL")
-                    .bind(unionid)
-                    .bind(u.id)
-                    .execute(pool)
-                    .await?;
-                u.unionid = Some(unionid.clone());
-            }
-            return Ok(u);
+/// The account of `who`: `known` (what [`find`] returned) with the unionid attached
+/// when WeChat sends one for the first time, so the account stays the same when the
+/// mini program gets bound to an Open Platform account; or a new account on first
+/// sight. Safe under concurrency: a lost insert race reads the winner.
+pub async fn find_or_create(pool: &AnyPool, who: &WxIdentity, known: Option<User>, now: UnixMillis) -> Result<User, sqlx::Error> {
+    if let Some(mut u) = known {
+        if let (Some(unionid), None) = (&who.unionid, &u.unionid) {
+            sqlx::query("UPDATE users SET unionid = $1 WHERE id = $2 AND unionid IS NULL")
+                .bind(unionid)
+                .bind(u.id)
+                .execute(pool)
+                .await?;
+            u.unionid = Some(unionid.clone());
         }
-        let tail: String = who.openid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-        let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
-            "INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(&who.openid)
-        .bind(who.unionid.clone())
-        .bind(format!("微信用户 {tail}"))
-        .bind(now)
-        .fetch_one(pool)
-        .await;
-        match inserted {
-            Ok((id,)) => return get(pool, id).await?.ok_or(sqlx::Error::RowNotFound),
-            // A concurrent first login of the same person won the race: read theirs.
-            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => last_err = Some(e),
-            Err(e) => return Err(e),
-        }
+        return Ok(u);
     }
-    Err(last_err.unwrap_or(sqlx::Error::RowNotFound))
+    let tail: String = who.openid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let name = format!("微信用户 {tail}");
+    let inserted: Result<(i64,), sqlx::Error> =
+        sqlx::query_as("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(&who.openid)
+            .bind(who.unionid.clone())
+            .bind(&name)
+            .bind(now)
+            .fetch_one(pool)
+            .await;
+    match inserted {
+        Ok((id,)) => Ok(User { id, openid: who.openid.clone(), unionid: who.unionid.clone(), name, created_at: now }),
+        // A concurrent first login of the same person won the race: theirs it is.
+        Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => find(pool, who).await?.ok_or(e),
+        Err(e) => Err(e),
+    }
 }
 
 /// Records a login (one per ticket).
-pub async fn record_login(pool: &AnyPool, user: i64, at: i64, ip: &str, user_agent: &str, ticket: &str) -> Result<(), sqlx::Error> {
+pub async fn record_login(pool: &AnyPool, user: i64, at: UnixMillis, ip: &str, user_agent: &str, ticket: &TicketId) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO logins (user_id, at, ip, user_agent, ticket_id) VALUES ($1, $2, $3, $4, $5)")
         .bind(user)
         .bind(at)
         .bind(ip)
         .bind(user_agent)
-        .bind(ticket)
+        .bind(ticket.as_str())
         .execute(pool)
         .await?;
     Ok(())

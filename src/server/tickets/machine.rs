@@ -1,9 +1,16 @@
-//! The login ticket as a pure state machine. Every method takes `now` (epoch ms) from
-//! the caller's clock; nothing here does I/O. Stores persist the result atomically.
+//! The login ticket as a pure state machine. Every method takes `now` from the caller's
+//! clock; nothing here does I/O. Stores persist the result atomically.
+//!
+//! Each transition has a guard that answers "would this be refused, and why" without
+//! changing anything (`scan_refusal`, `phone_refusal`, `consume_refusal`): callers ask
+//! it before doing anything costly, and the transition itself is the guard plus the
+//! change.
 
+use crate::domain::{NextPath, TicketId, UnixMillis};
 use crate::error::ErrorCode;
 use crate::model::TicketStatus;
-use crate::server::rules::constant_time_eq;
+use crate::server::caller::Caller;
+use crate::server::tokens::{TokenHash, constant_time_eq};
 
 /// Why a transition was refused. Maps 1:1 onto contract error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,7 +19,6 @@ pub enum TicketError {
     NotFound,
     /// The confirm token is not the scanner's.
     NotScanner,
-    /// Past its expiry.
     Expired,
     /// Another WeChat user scanned it first.
     AlreadyScanned,
@@ -56,45 +62,33 @@ impl Default for Lifetimes {
     }
 }
 
-/// Who asked for the ticket (shown on the phone).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    /// Client IP.
-    pub ip: String,
-    /// The browser's User-Agent (truncated).
-    pub user_agent: String,
-}
-
 /// One login attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ticket {
     /// The id (the QR's scene).
-    pub id: String,
-    /// Current state.
+    pub id: TicketId,
     pub status: TicketStatus,
     /// 1 at creation, +1 per change.
-    pub version: i64,
+    pub version: u64,
     /// The binding key of the browser that created it.
     pub browser_key: String,
     /// Where to go after login.
-    pub next: String,
-    /// Creation, epoch ms.
-    pub created_at: i64,
-    /// Expiry, epoch ms (moves to `created_at + active` on scan).
-    pub expires_at: i64,
+    pub next: NextPath,
+    pub created_at: UnixMillis,
+    /// Moves to `created_at + active` on scan.
+    pub expires_at: UnixMillis,
     /// The WeChat user who scanned it (our user id).
     pub scanner_id: Option<i64>,
-    /// SHA-256 of the scanner's current confirm token.
-    pub confirm_hash: Option<String>,
-    /// Who asked.
-    pub origin: Origin,
-    /// Last change, epoch ms.
-    pub updated_at: i64,
+    /// The hash of the scanner's current confirm token.
+    pub confirm_hash: Option<TokenHash>,
+    /// The browser that asked, shown on the phone.
+    pub origin: Caller,
+    pub updated_at: UnixMillis,
 }
 
 impl Ticket {
     /// A new waiting ticket.
-    pub fn new(id: String, browser_key: String, next: String, origin: Origin, now: i64, life: Lifetimes) -> Self {
+    pub fn new(id: TicketId, browser_key: String, next: NextPath, origin: Caller, now: UnixMillis, life: Lifetimes) -> Self {
         Ticket {
             id,
             status: TicketStatus::Waiting,
@@ -102,7 +96,7 @@ impl Ticket {
             browser_key,
             next,
             created_at: now,
-            expires_at: now + life.waiting_ms,
+            expires_at: now.plus_ms(life.waiting_ms),
             scanner_id: None,
             confirm_hash: None,
             origin,
@@ -110,25 +104,29 @@ impl Ticket {
         }
     }
 
-    fn bump(&mut self, status: TicketStatus, now: i64) {
+    fn bump(&mut self, status: TicketStatus, now: UnixMillis) {
         self.status = status;
         self.version += 1;
         self.updated_at = now;
     }
 
+    /// The status as time has left it: a live ticket past its expiry is expired.
+    fn status_at(&self, now: UnixMillis) -> TicketStatus {
+        if !self.status.is_final() && now >= self.expires_at { TicketStatus::Expired } else { self.status }
+    }
+
     /// Marks a live ticket expired once `now` reached its expiry. True when it changed.
-    pub fn expire_at(&mut self, now: i64) -> bool {
-        if !self.status.is_final() && now >= self.expires_at {
+    pub fn expire_at(&mut self, now: UnixMillis) -> bool {
+        let changed = self.status_at(now) != self.status;
+        if changed {
             self.bump(TicketStatus::Expired, now);
-            true
-        } else {
-            false
         }
+        changed
     }
 
     /// Whole seconds left (rounded up), 0 once final.
-    pub fn expires_in(&self, now: i64) -> u64 {
-        if self.status.is_final() { 0 } else { ((self.expires_at - now).max(0) as u64).div_ceil(1000) }
+    pub fn expires_in(&self, now: UnixMillis) -> u64 {
+        if self.status.is_final() { 0 } else { u64::try_from(self.expires_at.since(now).max(0)).unwrap_or(0).div_ceil(1000) }
     }
 
     /// True when `key` is the creating browser's key.
@@ -136,87 +134,109 @@ impl Ticket {
         constant_time_eq(&self.browser_key, key)
     }
 
-    fn is_scanner_token(&self, hash: &str) -> bool {
-        self.confirm_hash.as_deref().is_some_and(|h| constant_time_eq(h, hash))
+    /// Why nobody at all could scan this ticket now (it is finished or expired), before
+    /// anyone spends a `wx.login` code on it.
+    pub fn closed_to_scans(&self, now: UnixMillis) -> Option<TicketError> {
+        match self.status_at(now) {
+            TicketStatus::Waiting | TicketStatus::Scanned | TicketStatus::Confirmed => None,
+            TicketStatus::Consumed => Some(TicketError::Used),
+            TicketStatus::Cancelled => Some(TicketError::Cancelled),
+            TicketStatus::Expired | TicketStatus::Unknown => Some(TicketError::Expired),
+        }
+    }
+
+    /// Why `user` could not scan this ticket now (`None`: the scan would be accepted).
+    /// `user` is `None` for a WeChat user we have never seen, who is nobody's scanner.
+    pub fn scan_refusal(&self, user: Option<i64>, now: UnixMillis) -> Option<TicketError> {
+        let by_scanner = user.is_some() && self.scanner_id == user;
+        match self.status_at(now) {
+            TicketStatus::Waiting => None,
+            TicketStatus::Scanned if by_scanner => None,
+            TicketStatus::Scanned => Some(TicketError::AlreadyScanned),
+            TicketStatus::Confirmed if by_scanner => Some(TicketError::AlreadyConfirmed),
+            TicketStatus::Confirmed => Some(TicketError::AlreadyScanned),
+            _ => self.closed_to_scans(now),
+        }
     }
 
     /// The phone scanned: `waiting → scanned` by `user`, or a re-scan by the same user
     /// (page reloaded), which replaces the confirm token.
-    pub fn scan(&mut self, user: i64, confirm_hash: String, now: i64, life: Lifetimes) -> Result<(), TicketError> {
+    pub fn scan(&mut self, user: i64, confirm_hash: TokenHash, now: UnixMillis, life: Lifetimes) -> Result<(), TicketError> {
         self.expire_at(now);
-        match self.status {
-            TicketStatus::Waiting => {
-                self.scanner_id = Some(user);
-                self.confirm_hash = Some(confirm_hash);
-                self.expires_at = self.created_at + life.active_ms;
-                self.bump(TicketStatus::Scanned, now);
-                Ok(())
-            }
-            TicketStatus::Scanned if self.scanner_id == Some(user) => {
-                self.confirm_hash = Some(confirm_hash);
-                self.bump(TicketStatus::Scanned, now);
-                Ok(())
-            }
-            TicketStatus::Scanned => Err(TicketError::AlreadyScanned),
-            TicketStatus::Confirmed if self.scanner_id == Some(user) => Err(TicketError::AlreadyConfirmed),
-            TicketStatus::Confirmed => Err(TicketError::AlreadyScanned),
-            TicketStatus::Consumed => Err(TicketError::Used),
-            TicketStatus::Cancelled => Err(TicketError::Cancelled),
-            TicketStatus::Expired | TicketStatus::Unknown => Err(TicketError::Expired),
+        if let Some(refusal) = self.scan_refusal(Some(user), now) {
+            return Err(refusal);
+        }
+        if self.status == TicketStatus::Waiting {
+            self.scanner_id = Some(user);
+            self.expires_at = self.created_at.plus_ms(life.active_ms);
+        }
+        self.confirm_hash = Some(confirm_hash);
+        self.bump(TicketStatus::Scanned, now);
+        Ok(())
+    }
+
+    /// Why the holder of `confirm_hash` could not confirm or cancel now. A wrong token
+    /// (403) is checked before expiry (410).
+    pub fn phone_refusal(&self, confirm_hash: &TokenHash, now: UnixMillis) -> Option<TicketError> {
+        if !self.confirm_hash.as_ref().is_some_and(|h| h.matches(confirm_hash)) {
+            return Some(TicketError::NotScanner);
+        }
+        match self.status_at(now) {
+            TicketStatus::Scanned => None,
+            TicketStatus::Confirmed | TicketStatus::Consumed => Some(TicketError::AlreadyConfirmed),
+            TicketStatus::Cancelled => Some(TicketError::Cancelled),
+            TicketStatus::Waiting => Some(TicketError::NotScanner),
+            TicketStatus::Expired | TicketStatus::Unknown => Some(TicketError::Expired),
         }
     }
 
     /// The scanner tapped 点击登录: `scanned → confirmed`.
-    pub fn confirm(&mut self, confirm_hash: &str, now: i64) -> Result<(), TicketError> {
-        if !self.is_scanner_token(confirm_hash) {
-            return Err(TicketError::NotScanner);
-        }
-        self.expire_at(now);
-        match self.status {
-            TicketStatus::Scanned => {
-                self.bump(TicketStatus::Confirmed, now);
-                Ok(())
-            }
-            TicketStatus::Confirmed | TicketStatus::Consumed => Err(TicketError::AlreadyConfirmed),
-            TicketStatus::Cancelled => Err(TicketError::Cancelled),
-            TicketStatus::Waiting => Err(TicketError::NotScanner),
-            TicketStatus::Expired | TicketStatus::Unknown => Err(TicketError::Expired),
-        }
+    pub fn confirm(&mut self, confirm_hash: &TokenHash, now: UnixMillis) -> Result<(), TicketError> {
+        self.phone_answer(confirm_hash, now, TicketStatus::Confirmed)
     }
 
     /// The scanner tapped 取消: `scanned → cancelled`.
-    pub fn cancel(&mut self, confirm_hash: &str, now: i64) -> Result<(), TicketError> {
-        if !self.is_scanner_token(confirm_hash) {
-            return Err(TicketError::NotScanner);
-        }
+    pub fn cancel(&mut self, confirm_hash: &TokenHash, now: UnixMillis) -> Result<(), TicketError> {
+        self.phone_answer(confirm_hash, now, TicketStatus::Cancelled)
+    }
+
+    fn phone_answer(&mut self, confirm_hash: &TokenHash, now: UnixMillis, to: TicketStatus) -> Result<(), TicketError> {
+        let refusal = self.phone_refusal(confirm_hash, now);
         self.expire_at(now);
-        match self.status {
-            TicketStatus::Scanned => {
-                self.bump(TicketStatus::Cancelled, now);
+        match refusal {
+            Some(e) => Err(e),
+            None => {
+                self.bump(to, now);
                 Ok(())
             }
-            TicketStatus::Confirmed | TicketStatus::Consumed => Err(TicketError::AlreadyConfirmed),
-            TicketStatus::Cancelled => Err(TicketError::Cancelled),
-            TicketStatus::Waiting => Err(TicketError::NotScanner),
-            TicketStatus::Expired | TicketStatus::Unknown => Err(TicketError::Expired),
+        }
+    }
+
+    /// Why the browser holding `browser_key` could not finalize now. Binding (404) is
+    /// checked before expiry (410).
+    pub fn consume_refusal(&self, browser_key: &str, now: UnixMillis) -> Option<TicketError> {
+        if !self.is_bound_to(browser_key) {
+            return Some(TicketError::NotFound);
+        }
+        match self.status_at(now) {
+            TicketStatus::Confirmed => None,
+            TicketStatus::Waiting | TicketStatus::Scanned => Some(TicketError::NotConfirmed),
+            TicketStatus::Consumed => Some(TicketError::Used),
+            TicketStatus::Cancelled => Some(TicketError::Cancelled),
+            TicketStatus::Expired | TicketStatus::Unknown => Some(TicketError::Expired),
         }
     }
 
     /// The creating browser finalizes: `confirmed → consumed`.
-    pub fn consume(&mut self, browser_key: &str, now: i64) -> Result<(), TicketError> {
-        if !self.is_bound_to(browser_key) {
-            return Err(TicketError::NotFound);
-        }
+    pub fn consume(&mut self, browser_key: &str, now: UnixMillis) -> Result<(), TicketError> {
+        let refusal = self.consume_refusal(browser_key, now);
         self.expire_at(now);
-        match self.status {
-            TicketStatus::Confirmed => {
+        match refusal {
+            Some(e) => Err(e),
+            None => {
                 self.bump(TicketStatus::Consumed, now);
                 Ok(())
             }
-            TicketStatus::Waiting | TicketStatus::Scanned => Err(TicketError::NotConfirmed),
-            TicketStatus::Consumed => Err(TicketError::Used),
-            TicketStatus::Cancelled => Err(TicketError::Cancelled),
-            TicketStatus::Expired | TicketStatus::Unknown => Err(TicketError::Expired),
         }
     }
 }
@@ -225,80 +245,90 @@ impl Ticket {
 mod tests {
     use super::*;
 
-    const T0: i64 = 1_800_000_000_000;
+    const T0: UnixMillis = UnixMillis(1_800_000_000_000);
     const LIFE: Lifetimes = Lifetimes { waiting_ms: 120_000, active_ms: 300_000 };
 
     fn ticket() -> Ticket {
-        let origin = Origin { ip: "127.0.0.1".into(), user_agent: "test".into() };
-        Ticket::new("t1".into(), "browser-a".into(), "/account".into(), origin, T0, LIFE)
+        let origin = Caller { ip: "127.0.0.1".into(), user_agent: "test".into() };
+        Ticket::new(TicketId::try_from("t1").unwrap(), "browser-a".into(), NextPath::default(), origin, T0, LIFE)
+    }
+
+    /// The hash of confirm token `s`.
+    fn h(s: &str) -> TokenHash {
+        TokenHash::of(s)
+    }
+
+    /// `T0` plus `ms`.
+    fn at(ms: i64) -> UnixMillis {
+        T0.plus_ms(ms)
     }
 
     #[test]
     fn happy_path_bumps_version_each_step() {
         let mut t = ticket();
         assert_eq!((t.status, t.version), (TicketStatus::Waiting, 1));
-        t.scan(7, "h1".into(), T0 + 1_000, LIFE).unwrap();
+        t.scan(7, h("h1"), at(1_000), LIFE).unwrap();
         assert_eq!((t.status, t.version, t.scanner_id), (TicketStatus::Scanned, 2, Some(7)));
-        assert_eq!(t.expires_at, T0 + 300_000, "scanning extends the life to the active lifetime");
-        t.confirm("h1", T0 + 2_000).unwrap();
+        assert_eq!(t.expires_at, at(300_000), "scanning extends the life to the active lifetime");
+        t.confirm(&h("h1"), at(2_000)).unwrap();
         assert_eq!((t.status, t.version), (TicketStatus::Confirmed, 3));
-        t.consume("browser-a", T0 + 3_000).unwrap();
+        t.consume("browser-a", at(3_000)).unwrap();
         assert_eq!((t.status, t.version), (TicketStatus::Consumed, 4));
-        assert_eq!(t.consume("browser-a", T0 + 4_000), Err(TicketError::Used));
+        assert_eq!(t.consume("browser-a", at(4_000)), Err(TicketError::Used));
         assert_eq!(t.version, 4, "a refused transition changes nothing");
     }
 
     #[test]
     fn rescan_by_same_user_rotates_token_other_user_refused() {
         let mut t = ticket();
-        t.scan(7, "h1".into(), T0, LIFE).unwrap();
-        assert_eq!(t.scan(8, "h2".into(), T0, LIFE), Err(TicketError::AlreadyScanned));
-        t.scan(7, "h3".into(), T0, LIFE).unwrap();
-        assert_eq!(t.confirm("h1", T0), Err(TicketError::NotScanner), "old token stops working");
-        t.confirm("h3", T0).unwrap();
-        assert_eq!(t.scan(7, "h4".into(), T0, LIFE), Err(TicketError::AlreadyConfirmed));
-        assert_eq!(t.scan(8, "h4".into(), T0, LIFE), Err(TicketError::AlreadyScanned));
+        t.scan(7, h("h1"), T0, LIFE).unwrap();
+        assert_eq!(t.scan(8, h("h2"), T0, LIFE), Err(TicketError::AlreadyScanned));
+        t.scan(7, h("h3"), T0, LIFE).unwrap();
+        assert_eq!(t.confirm(&h("h1"), T0), Err(TicketError::NotScanner), "old token stops working");
+        t.confirm(&h("h3"), T0).unwrap();
+        assert_eq!(t.scan(7, h("h4"), T0, LIFE), Err(TicketError::AlreadyConfirmed));
+        assert_eq!(t.scan(8, h("h4"), T0, LIFE), Err(TicketError::AlreadyScanned));
     }
 
     #[test]
     fn waiting_expires_after_120s_scanned_after_300s() {
         let mut t = ticket();
-        assert!(!t.expire_at(T0 + 119_999));
-        assert_eq!(t.expires_in(T0 + 119_001), 1);
-        assert!(t.expire_at(T0 + 120_000));
-        assert_eq!((t.status, t.version, t.expires_in(T0 + 120_000)), (TicketStatus::Expired, 2, 0));
-        assert!(!t.expire_at(T0 + 500_000), "expiring twice is not a change");
+        assert!(!t.expire_at(at(119_999)));
+        assert_eq!(t.expires_in(at(119_001)), 1);
+        assert!(t.expire_at(at(120_000)));
+        assert_eq!((t.status, t.version, t.expires_in(at(120_000))), (TicketStatus::Expired, 2, 0));
+        assert!(!t.expire_at(at(500_000)), "expiring twice is not a change");
 
         let mut t = ticket();
-        t.scan(1, "h".into(), T0 + 100_000, LIFE).unwrap();
-        assert!(!t.expire_at(T0 + 200_000));
-        assert_eq!(t.confirm("h", T0 + 300_000), Err(TicketError::Expired));
+        t.scan(1, h("h"), at(100_000), LIFE).unwrap();
+        assert!(!t.expire_at(at(200_000)));
+        assert_eq!(t.confirm(&h("h"), at(300_000)), Err(TicketError::Expired));
         assert_eq!(t.status, TicketStatus::Expired);
     }
 
     #[test]
     fn scan_of_expired_ticket_is_refused() {
         let mut t = ticket();
-        assert_eq!(t.scan(1, "h".into(), T0 + 120_000, LIFE), Err(TicketError::Expired));
+        assert_eq!(t.scan(1, h("h"), at(120_000), LIFE), Err(TicketError::Expired));
     }
 
     #[test]
     fn cancel_rules() {
         let mut t = ticket();
-        assert_eq!(t.cancel("h", T0), Err(TicketError::NotScanner), "nobody scanned: no token is valid");
-        t.scan(1, "h".into(), T0, LIFE).unwrap();
-        assert_eq!(t.cancel("x", T0), Err(TicketError::NotScanner));
-        t.cancel("h", T0).unwrap();
+        assert_eq!(t.cancel(&h("h"), T0), Err(TicketError::NotScanner), "nobody scanned: no token is valid");
+        t.scan(1, h("h"), T0, LIFE).unwrap();
+        assert_eq!(t.cancel(&h("x"), T0), Err(TicketError::NotScanner));
+        t.cancel(&h("h"), T0).unwrap();
         assert_eq!(t.status, TicketStatus::Cancelled);
-        assert_eq!(t.confirm("h", T0), Err(TicketError::Cancelled));
-        assert_eq!(t.scan(1, "h".into(), T0, LIFE), Err(TicketError::Cancelled));
+        assert_eq!(t.confirm(&h("h"), T0), Err(TicketError::Cancelled));
+        assert_eq!(t.scan(1, h("h"), T0, LIFE), Err(TicketError::Cancelled));
         assert_eq!(t.consume("browser-a", T0), Err(TicketError::Cancelled));
 
         let mut t = ticket();
-        t.scan(1, "h".into(), T0, LIFE).unwrap();
-        t.confirm("h", T0).unwrap();
-        assert_eq!(t.cancel("h", T0), Err(TicketError::AlreadyConfirmed));
-        assert_eq!(t.confirm("h", T0), Err(TicketError::AlreadyConfirmed));
+        t.scan(1, h("h"), T0, LIFE).unwrap();
+        t.confirm(&h("h"), T0).unwrap();
+        assert_eq!(t.cancel(&h("h"), T0), Err(TicketError::AlreadyConfirmed));
+        assert_eq!(t.confirm(&h("h"), T0), Err(TicketError::AlreadyConfirmed));
     }
 
     #[test]
@@ -306,13 +336,29 @@ mod tests {
         let mut t = ticket();
         assert_eq!(t.consume("browser-a", T0), Err(TicketError::NotConfirmed));
         assert_eq!(t.consume("browser-b", T0), Err(TicketError::NotFound), "another browser sees not-found");
-        t.scan(1, "h".into(), T0, LIFE).unwrap();
+        t.scan(1, h("h"), T0, LIFE).unwrap();
         assert_eq!(t.consume("browser-a", T0), Err(TicketError::NotConfirmed));
-        t.confirm("h", T0).unwrap();
+        t.confirm(&h("h"), T0).unwrap();
         // Binding (404) is checked before expiry (410).
-        assert_eq!(t.clone().consume("browser-b", T0 + 400_000), Err(TicketError::NotFound));
-        assert_eq!(t.clone().consume("browser-a", T0 + 400_000), Err(TicketError::Expired));
+        assert_eq!(t.clone().consume("browser-b", at(400_000)), Err(TicketError::NotFound));
+        assert_eq!(t.clone().consume("browser-a", at(400_000)), Err(TicketError::Expired));
         // A wrong token (403) is checked before expiry (410).
-        assert_eq!(t.clone().cancel("x", T0 + 400_000), Err(TicketError::NotScanner));
+        assert_eq!(t.clone().cancel(&h("x"), at(400_000)), Err(TicketError::NotScanner));
+    }
+
+    #[test]
+    fn guards_answer_without_changing_anything() {
+        let mut t = ticket();
+        t.scan(7, h("h"), T0, LIFE).unwrap();
+        let before = t.clone();
+        assert_eq!(t.closed_to_scans(T0), None, "the scanner may still re-scan");
+        assert_eq!(t.scan_refusal(None, T0), Some(TicketError::AlreadyScanned), "a WeChat user never seen is not the scanner");
+        assert_eq!(t.scan_refusal(Some(7), T0), None);
+        assert_eq!(t.scan_refusal(Some(7), at(300_000)), Some(TicketError::Expired));
+        assert_eq!(t.closed_to_scans(at(300_000)), Some(TicketError::Expired));
+        assert_eq!(t.phone_refusal(&h("x"), T0), Some(TicketError::NotScanner));
+        assert_eq!(t.consume_refusal("browser-a", T0), Some(TicketError::NotConfirmed));
+        assert_eq!(t.consume_refusal("browser-b", T0), Some(TicketError::NotFound));
+        assert_eq!(t, before);
     }
 }

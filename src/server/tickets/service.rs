@@ -2,24 +2,13 @@
 //! transition → conditional write, retried when another writer won the race.
 
 use super::machine::{Lifetimes, Ticket, TicketError};
-use super::store::{StoreError, TicketStore};
+use super::store::TicketStore;
+use crate::domain::{TicketId, UnixMillis};
 use crate::error::{AppError, ErrorCode};
 use crate::server::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> Self {
-        AppError::internal(e)
-    }
-}
-
-impl From<TicketError> for AppError {
-    fn from(e: TicketError) -> Self {
-        AppError::new(ErrorCode::from(e))
-    }
-}
 
 /// The ticket service shared by all endpoints.
 pub struct Tickets {
@@ -37,8 +26,8 @@ impl Tickets {
     }
 
     /// Now, by the injected clock.
-    pub fn now(&self) -> i64 {
-        self.clock.now_ms()
+    pub fn now(&self) -> UnixMillis {
+        self.clock.now()
     }
 
     /// Stores a new ticket.
@@ -47,7 +36,7 @@ impl Tickets {
     }
 
     /// Loads a ticket, persisting its expiry when its time has come.
-    pub async fn load(&self, id: &str) -> Result<Option<Ticket>, AppError> {
+    pub async fn load(&self, id: &TicketId) -> Result<Option<Ticket>, AppError> {
         let Some(mut t) = self.store.get(id).await? else { return Ok(None) };
         let before = t.version;
         if t.expire_at(self.now()) && !self.store.replace(&t, before).await? {
@@ -61,30 +50,44 @@ impl Tickets {
     /// still persisted: that is time, not the caller, changing the ticket).
     pub async fn update<T>(
         &self,
-        id: &str,
-        change: impl Fn(&mut Ticket, i64) -> Result<T, TicketError>,
+        id: &TicketId,
+        change: impl Fn(&mut Ticket, UnixMillis) -> Result<T, TicketError>,
+    ) -> Result<(Ticket, T), AppError> {
+        let Some(current) = self.load(id).await? else {
+            return Err(ErrorCode::TicketNotFound.into());
+        };
+        self.update_from(current, change).await
+    }
+
+    /// [`Tickets::update`] starting from a ticket the caller has just loaded; it is read
+    /// again only when another writer changed it in between.
+    pub async fn update_from<T>(
+        &self,
+        mut current: Ticket,
+        change: impl Fn(&mut Ticket, UnixMillis) -> Result<T, TicketError>,
     ) -> Result<(Ticket, T), AppError> {
         for _ in 0..8 {
-            let Some(current) = self.load(id).await? else {
-                return Err(ErrorCode::TicketNotFound.into());
-            };
             let mut next = current.clone();
             let out = change(&mut next, self.now())?;
             if next == current || self.store.replace(&next, current.version).await? {
                 return Ok((next, out));
             }
+            current = match self.load(&current.id).await? {
+                Some(t) => t,
+                None => return Err(ErrorCode::TicketNotFound.into()),
+            };
         }
-        Err(AppError::internal(format!("ticket {id}: too much write contention")))
+        Err(AppError::internal(format!("ticket {}: too much write contention", current.id)))
     }
 
     /// Writes an already-transitioned ticket if nobody changed it since `expected_version`.
-    pub async fn commit(&self, ticket: &Ticket, expected_version: i64) -> Result<bool, AppError> {
+    pub async fn commit(&self, ticket: &Ticket, expected_version: u64) -> Result<bool, AppError> {
         Ok(self.store.replace(ticket, expected_version).await?)
     }
 
     /// The long-poll: answers as soon as the ticket's version exceeds `seen`, when it
     /// expires, or after `wait`. Only the creating browser can follow a ticket.
-    pub async fn follow(&self, id: &str, browser_key: &str, seen: i64, wait: Duration) -> Result<Ticket, AppError> {
+    pub async fn follow(&self, id: &TicketId, browser_key: &str, seen: u64, wait: Duration) -> Result<Ticket, AppError> {
         let _slot = self.polls.enter(browser_key).ok_or_else(|| AppError::new(ErrorCode::RateLimited).retry_after(1))?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut pushed: Option<Ticket> = None;
@@ -109,7 +112,7 @@ impl Tickets {
             let mut wake = deadline;
             if !t.status.is_final() {
                 // Wake just after expiry so an expiring ticket is answered promptly.
-                let left = (t.expires_at - self.now()).max(0) as u64 + 20;
+                let left = u64::try_from(t.expires_at.since(self.now()).max(0)).unwrap_or(0) + 20;
                 wake = wake.min(tokio::time::Instant::now() + Duration::from_millis(left));
             }
             tokio::select! {
@@ -129,7 +132,7 @@ impl Tickets {
     }
 
     /// Deletes tickets finished or expired before `before`.
-    pub async fn purge(&self, before: i64) -> Result<u64, AppError> {
+    pub async fn purge(&self, before: UnixMillis) -> Result<u64, AppError> {
         Ok(self.store.purge(before).await?)
     }
 }

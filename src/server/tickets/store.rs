@@ -1,12 +1,15 @@
 //! Persistence of tickets: one seam ([`TicketStore`]) that the SQL store implements
 //! today and a Redis store can implement later, change notification included.
 
-use super::machine::{Origin, Ticket};
+use super::machine::Ticket;
+use crate::domain::{NextPath, TicketId, UnixMillis};
 use crate::model::TicketStatus;
+use crate::server::caller::Caller;
+use crate::server::tokens::TokenHash;
 use async_trait::async_trait;
 use sqlx::AnyPool;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::watch;
 
 /// A storage failure (details are for the log).
@@ -30,17 +33,17 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Stores a new ticket.
     async fn insert(&self, ticket: &Ticket) -> Result<(), StoreError>;
     /// Loads a ticket.
-    async fn get(&self, id: &str) -> Result<Option<Ticket>, StoreError>;
+    async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError>;
     /// Writes `ticket` only if the stored version is still `expected_version`, then
     /// notifies watchers. `false` when someone else changed it first.
-    async fn replace(&self, ticket: &Ticket, expected_version: i64) -> Result<bool, StoreError>;
+    async fn replace(&self, ticket: &Ticket, expected_version: u64) -> Result<bool, StoreError>;
     /// How many tickets of one browser are alive (not final, not past expiry) at `now`.
-    async fn count_live(&self, browser_key: &str, now: i64) -> Result<i64, StoreError>;
-    /// Deletes tickets that expired or finished before `before` (epoch ms).
-    async fn purge(&self, before: i64) -> Result<u64, StoreError>;
+    async fn count_live(&self, browser_key: &str, now: UnixMillis) -> Result<i64, StoreError>;
+    /// Deletes tickets that expired or finished before `before`.
+    async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
     /// Subscribes to changes of one ticket. Subscribe *before* reading the ticket: a
     /// change after the subscription always wakes the receiver.
-    fn watch(&self, id: &str) -> TicketWatch;
+    fn watch(&self, id: &TicketId) -> TicketWatch;
 }
 
 /// In-process change notification: one watch channel per followed ticket.
@@ -58,7 +61,7 @@ impl Notifier {
 
     /// Hands `ticket` to every subscriber of its id.
     pub fn publish(&self, ticket: &Ticket) {
-        self.send(&ticket.id, || Some(ticket.clone()));
+        self.send(ticket.id.as_str(), || Some(ticket.clone()));
     }
 
     /// Wakes the subscribers of `id` without a ticket (a change made by another
@@ -131,29 +134,62 @@ async fn relay_changes(url: &str, notifier: &Notifier) -> Result<std::convert::I
     }
 }
 
-fn status_str(s: TicketStatus) -> &'static str {
-    match s {
-        TicketStatus::Waiting => "waiting",
-        TicketStatus::Scanned => "scanned",
-        TicketStatus::Confirmed => "confirmed",
-        TicketStatus::Consumed => "consumed",
-        TicketStatus::Cancelled => "cancelled",
-        TicketStatus::Expired | TicketStatus::Unknown => "expired",
-    }
+/// `'a', 'b', …`: statuses as an SQL list, spelled by [`TicketStatus::as_str`].
+fn sql_list(statuses: &[TicketStatus]) -> String {
+    statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
 }
 
-fn parse_status(s: &str) -> TicketStatus {
-    match s {
-        "waiting" => TicketStatus::Waiting,
-        "scanned" => TicketStatus::Scanned,
-        "confirmed" => TicketStatus::Confirmed,
-        "consumed" => TicketStatus::Consumed,
-        "cancelled" => TicketStatus::Cancelled,
-        _ => TicketStatus::Expired,
-    }
+const LIVE: [TicketStatus; 3] = [TicketStatus::Waiting, TicketStatus::Scanned, TicketStatus::Confirmed];
+const DONE: [TicketStatus; 3] = [TicketStatus::Consumed, TicketStatus::Cancelled, TicketStatus::Expired];
+
+static COUNT_LIVE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT COUNT(*) FROM tickets WHERE browser_key = $1 AND status IN ({}) AND expires_at > $2", sql_list(&LIVE))
+});
+static PURGE: LazyLock<String> = LazyLock::new(|| {
+    format!("DELETE FROM tickets WHERE expires_at < $1 OR (status IN ({}) AND updated_at < $1)", sql_list(&DONE))
+});
+
+/// A stored version (BIGINT) as the machine counts it.
+fn version_to_sql(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-type Row = (String, String, i64, String, String, i64, i64, Option<i64>, Option<String>, String, String, i64);
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    id: String,
+    status: String,
+    version: i64,
+    browser_key: String,
+    next: String,
+    created_at: UnixMillis,
+    expires_at: UnixMillis,
+    scanner_id: Option<i64>,
+    confirm_hash: Option<String>,
+    origin_ip: String,
+    origin_ua: String,
+    updated_at: UnixMillis,
+}
+
+impl TryFrom<TicketRow> for Ticket {
+    type Error = StoreError;
+
+    fn try_from(r: TicketRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| StoreError(format!("ticket row with a bad {what}"));
+        Ok(Ticket {
+            id: TicketId::try_from(r.id).map_err(|_| bad("id"))?,
+            status: r.status.parse().map_err(|_| bad("status"))?,
+            version: u64::try_from(r.version).map_err(|_| bad("version"))?,
+            browser_key: r.browser_key,
+            next: NextPath::try_from(r.next).map_err(|_| bad("next"))?,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            scanner_id: r.scanner_id,
+            confirm_hash: r.confirm_hash.map(TokenHash::from_stored),
+            origin: Caller { ip: r.origin_ip, user_agent: r.origin_ua },
+            updated_at: r.updated_at,
+        })
+    }
+}
 
 #[async_trait]
 impl TicketStore for SqlTicketStore {
@@ -163,15 +199,15 @@ impl TicketStore for SqlTicketStore {
              scanner_id, confirm_hash, origin_ip, origin_ua, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
-        .bind(&t.id)
-        .bind(status_str(t.status))
-        .bind(t.version)
+        .bind(t.id.as_str())
+        .bind(t.status.as_str())
+        .bind(version_to_sql(t.version))
         .bind(&t.browser_key)
-        .bind(&t.next)
+        .bind(t.next.as_str())
         .bind(t.created_at)
         .bind(t.expires_at)
         .bind(t.scanner_id)
-        .bind(t.confirm_hash.clone())
+        .bind(t.confirm_hash.as_ref().map(|h| h.as_str().to_string()))
         .bind(&t.origin.ip)
         .bind(&t.origin.user_agent)
         .bind(t.updated_at)
@@ -180,42 +216,30 @@ impl TicketStore for SqlTicketStore {
         Ok(())
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(
+    async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        let row: Option<TicketRow> = sqlx::query_as(
             "SELECT id, status, version, browser_key, next, created_at, expires_at, scanner_id, \
              confirm_hash, origin_ip, origin_ua, updated_at FROM tickets WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| Ticket {
-            id: r.0,
-            status: parse_status(&r.1),
-            version: r.2,
-            browser_key: r.3,
-            next: r.4,
-            created_at: r.5,
-            expires_at: r.6,
-            scanner_id: r.7,
-            confirm_hash: r.8,
-            origin: Origin { ip: r.9, user_agent: r.10 },
-            updated_at: r.11,
-        }))
+        row.map(Ticket::try_from).transpose()
     }
 
-    async fn replace(&self, t: &Ticket, expected_version: i64) -> Result<bool, StoreError> {
+    async fn replace(&self, t: &Ticket, expected_version: u64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tickets SET status = $2, version = $3, expires_at = $4, scanner_id = $5, \
              confirm_hash = $6, updated_at = $7 WHERE id = $1 AND version = $8",
         )
-        .bind(&t.id)
-        .bind(status_str(t.status))
-        .bind(t.version)
+        .bind(t.id.as_str())
+        .bind(t.status.as_str())
+        .bind(version_to_sql(t.version))
         .bind(t.expires_at)
         .bind(t.scanner_id)
-        .bind(t.confirm_hash.clone())
+        .bind(t.confirm_hash.as_ref().map(|h| h.as_str().to_string()))
         .bind(t.updated_at)
-        .bind(expected_version)
+        .bind(version_to_sql(expected_version))
         .execute(&self.pool)
         .await?
         .rows_affected()
@@ -226,7 +250,7 @@ impl TicketStore for SqlTicketStore {
                 // pg_notify returns void, which sqlx's Any driver cannot decode: count it.
                 let sent = sqlx::query("SELECT COUNT(*) FROM (SELECT pg_notify($1, $2)) AS n")
                     .bind(PG_CHANNEL)
-                    .bind(&t.id)
+                    .bind(t.id.as_str())
                     .execute(&self.pool)
                     .await;
                 if let Err(e) = sent {
@@ -237,33 +261,19 @@ impl TicketStore for SqlTicketStore {
         Ok(done)
     }
 
-    async fn count_live(&self, browser_key: &str, now: i64) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM tickets WHERE browser_key = $1 \
-             AND status IN ('waiting', 'scanned', 'confirmed') AND expires_at > $2",
-        )
-        .bind(browser_key)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+    async fn count_live(&self, browser_key: &str, now: UnixMillis) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(&COUNT_LIVE).bind(browser_key).bind(now).fetch_one(&self.pool).await?;
         Ok(n)
     }
 
-    async fn purge(&self, before: i64) -> Result<u64, StoreError> {
-        let n = sqlx::query(
-            "DELETE FROM tickets WHERE expires_at < $1 \
-             OR (status IN ('consumed', 'cancelled', 'expired') AND updated_at < $1)",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+    async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
+        let n = sqlx::query(&PURGE).bind(before).execute(&self.pool).await?.rows_affected();
         self.notifier.sweep();
         Ok(n)
     }
 
-    fn watch(&self, id: &str) -> TicketWatch {
-        self.notifier.watch(id)
+    fn watch(&self, id: &TicketId) -> TicketWatch {
+        self.notifier.watch(id.as_str())
     }
 }
 
@@ -274,8 +284,9 @@ mod tests {
     #[tokio::test]
     async fn notifier_wakes_subscribers_and_forgets_idle_channels() {
         let n = Notifier::default();
-        let origin = Origin { ip: String::new(), user_agent: String::new() };
-        let t = Ticket::new("a".into(), "k".into(), "/".into(), origin, 0, Default::default());
+        let origin = Caller { ip: String::new(), user_agent: String::new() };
+        let id = TicketId::try_from("a").unwrap();
+        let t = Ticket::new(id, "k".into(), NextPath::default(), origin, UnixMillis(0), Default::default());
         let mut rx = n.watch("a");
         n.publish(&t);
         tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await.unwrap().unwrap();
@@ -283,7 +294,7 @@ mod tests {
         drop(rx);
         assert_eq!(n.sweep(), 0);
         let mut other = t.clone();
-        other.id = "nobody".into();
+        other.id = TicketId::try_from("nobody").unwrap();
         n.publish(&other); // no channel, no panic
     }
 }

@@ -4,7 +4,6 @@
 pub mod parse;
 pub mod token;
 
-use crate::error::{AppError, ErrorCode};
 use crate::server::clock::Clock;
 use parse::{ImageKind, WechatError, parse_image, parse_json};
 use secrecy::{ExposeSecret, SecretString};
@@ -100,11 +99,6 @@ impl WechatClient {
             .user_agent(concat!("scanlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(WechatClient { http, cfg, tokens: TokenCache::new(clock, 240) })
-    }
-
-    /// The configuration (for diagnostics; the secret stays redacted).
-    pub fn config(&self) -> &WechatConfig {
-        &self.cfg
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, WechatError> {
@@ -225,16 +219,5 @@ impl WechatClient {
             parse_json::<WxIdentity>(&self.send(req).await?)
         })
         .await
-    }
-}
-
-impl From<WechatError> for AppError {
-    fn from(e: WechatError) -> Self {
-        tracing::warn!(error = %e, "wechat call failed");
-        match e.errcode() {
-            Some(40029 | 40163) => AppError::new(ErrorCode::InvalidWxCode),
-            Some(45009 | 45011) => AppError::new(ErrorCode::WechatQuota).retry_after(60),
-            _ => AppError::new(ErrorCode::WechatUnavailable),
-        }
     }
 }

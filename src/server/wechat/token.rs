@@ -1,6 +1,7 @@
 //! The access-token cache: one fetcher at a time (single flight), refreshed a margin
 //! before expiry, and dropped on a token error only if it is still the failing one.
 
+use crate::domain::UnixMillis;
 use crate::server::clock::Clock;
 use std::future::Future;
 use std::sync::Arc;
@@ -28,8 +29,8 @@ impl std::fmt::Debug for AccessToken {
 
 struct Cached {
     token: AccessToken,
-    fetched_at: i64,
-    expires_at: i64,
+    fetched_at: UnixMillis,
+    expires_at: UnixMillis,
 }
 
 /// Caches one access token.
@@ -47,9 +48,9 @@ impl TokenCache {
         TokenCache { slot: tokio::sync::Mutex::new(None), clock, margin_ms: (margin_secs.min(299) * 1000) as i64 }
     }
 
-    fn is_fresh(&self, c: &Cached, now: i64) -> bool {
-        let margin = self.margin_ms.min((c.expires_at - c.fetched_at) / 2);
-        now < c.expires_at - margin
+    fn is_fresh(&self, c: &Cached, now: UnixMillis) -> bool {
+        let margin = self.margin_ms.min(c.expires_at.since(c.fetched_at) / 2);
+        now < c.expires_at.plus_ms(-margin)
     }
 
     /// The cached token, or the result of `fetch` (`(token, expires_in seconds)`).
@@ -60,13 +61,14 @@ impl TokenCache {
         Fut: Future<Output = Result<(AccessToken, u64), E>>,
     {
         let mut slot = self.slot.lock().await;
-        let now = self.clock.now_ms();
+        let now = self.clock.now();
         if let Some(c) = slot.as_ref().filter(|c| self.is_fresh(c, now)) {
             return Ok(c.token.clone());
         }
         let (token, expires_in) = fetch().await?;
-        let now = self.clock.now_ms();
-        *slot = Some(Cached { token: token.clone(), fetched_at: now, expires_at: now + expires_in as i64 * 1000 });
+        let now = self.clock.now();
+        let life_ms = i64::try_from(expires_in).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+        *slot = Some(Cached { token: token.clone(), fetched_at: now, expires_at: now.plus_ms(life_ms) });
         Ok(token)
     }
 

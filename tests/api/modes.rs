@@ -1,9 +1,8 @@
 //! Start-up modes and operations: real-credential mode, configuration errors, demo
 //! loopback, WeChat timeouts, the purge task.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use leptos::config::LeptosOptions;
 use scanlogin::server::startup::Application;
 use serde_json::json;

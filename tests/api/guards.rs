@@ -1,11 +1,10 @@
 //! Server-side route guards, driven through the router with `oneshot`: they answer a
 //! 302 before any HTML.
 
-mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::*;
+use crate::common::*;
 use scanlogin::server::startup::Application;
 use tower::ServiceExt as _;
 

@@ -1,9 +1,8 @@
 //! The whole login over HTTP against the real app (demo mode), and every refusal of
 //! docs/api.md with a before/after snapshot showing it changed nothing.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -2,9 +2,8 @@
 //! run. Uses TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); set it
 //! to `skip` to skip.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use sqlx::Connection as _;
 
@@ -14,7 +13,7 @@ async fn fresh_database() -> Option<(String, String)> {
         eprintln!("TEST_POSTGRES_URL=skip: PostgreSQL test skipped");
         return None;
     }
-    let name = format!("scanlogin_test_{}", scanlogin::server::rules::random_token(6).to_lowercase().replace(['-', '_'], "x"));
+    let name = format!("scanlogin_test_{}", scanlogin::server::tokens::random_token(6).to_lowercase().replace(['-', '_'], "x"));
     let mut admin = sqlx::PgConnection::connect(&base).await.expect("PostgreSQL reachable at TEST_POSTGRES_URL");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
     let url = match base.rsplit_once('/') {

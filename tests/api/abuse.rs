@@ -1,9 +1,8 @@
 //! Limits that bite (each configured low here), proxy-aware client IPs, and the token
 //! cache under a crowd.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -2,9 +2,8 @@
 //! with its expected status and code, and a check that it changed nothing — tickets,
 //! sessions, users, logins, and the calls made to WeChat.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy)]

@@ -1,0 +1,267 @@
+//! Values that come from outside, parsed once where they enter (parse, don't validate).
+//!
+//! Each type can only hold a value that passed its rules, and decodes with
+//! `#[serde(try_from = "String")]`: a bad value fails while the request body is decoded
+//! (400 `bad_request`), so no handler checks it again. The types are shared by the
+//! server and the browser; the fuzz targets include this file by path, so it depends on
+//! `serde` alone.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A value that broke its type's rules (the detail is for logs and tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid(pub &'static str);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// True for the URL-safe base64 alphabet our random ids and tokens are written in.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+macro_rules! string_newtype {
+    ($(#[$meta:meta])* $name:ident, $check:expr) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The value as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Invalid;
+            fn try_from(s: String) -> Result<Self, Invalid> {
+                let check: fn(&str) -> Result<(), Invalid> = $check;
+                check(&s)?;
+                Ok($name(s))
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = Invalid;
+            fn try_from(s: &str) -> Result<Self, Invalid> {
+                $name::try_from(s.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// The longest ticket id that could ever be issued (WeChat's `scene` limit).
+pub const MAX_TICKET_LEN: usize = 32;
+
+string_newtype!(
+    /// A login ticket's id, also the QR's `scene`: 1–32 characters of `[A-Za-z0-9_-]`.
+    /// Anything else could never have been issued, so it is a 400, not a 404.
+    TicketId,
+    |s| {
+        if s.is_empty() || s.len() > MAX_TICKET_LEN || !s.bytes().all(is_token_char) {
+            return Err(Invalid("a ticket id is 1-32 characters of A-Z a-z 0-9 - _"));
+        }
+        Ok(())
+    }
+);
+
+// Debug is written by hand for the secrets below so that they never reach a log.
+impl fmt::Debug for TicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TicketId({})", self.0)
+    }
+}
+
+string_newtype!(
+    /// The token the phone got from a scan; it proves to confirm / cancel that the
+    /// caller is the scanner. Only its hash is stored.
+    ConfirmToken,
+    |s| {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(is_token_char) {
+            return Err(Invalid("a confirm token is 1-64 characters of A-Z a-z 0-9 - _"));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
+    /// The code from the mini program's `wx.login()`, spent once on `code2Session`.
+    WxCode,
+    |s| {
+        if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Invalid("a wx.login code is 1-128 visible ASCII characters"));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
+    /// Where the browser goes after login: a same-site path (`/x`), never `//x`, `/\x`,
+    /// a scheme, control characters, or more than 512 bytes.
+    NextPath,
+    |s| {
+        let ok = s.len() <= 512
+            && s.starts_with('/')
+            && !s.starts_with("//")
+            && !s.chars().any(|c| c.is_control() || c == '\\')
+            && !s.contains("://");
+        if ok { Ok(()) } else { Err(Invalid("next must be a same-site path like /account")) }
+    }
+);
+
+impl Default for NextPath {
+    fn default() -> Self {
+        NextPath(DEFAULT_NEXT.to_string())
+    }
+}
+
+/// Where a browser goes after login when it did not say.
+pub const DEFAULT_NEXT: &str = "/account";
+
+impl fmt::Debug for ConfirmToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConfirmToken(…)")
+    }
+}
+
+impl fmt::Debug for WxCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WxCode(…)")
+    }
+}
+
+impl fmt::Debug for NextPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NextPath({})", self.0)
+    }
+}
+
+/// A point in time: milliseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::Type), sqlx(transparent))]
+#[serde(transparent)]
+pub struct UnixMillis(pub i64);
+
+impl UnixMillis {
+    /// This instant plus `ms` milliseconds (saturating).
+    pub fn plus_ms(self, ms: i64) -> UnixMillis {
+        UnixMillis(self.0.saturating_add(ms))
+    }
+
+    /// Milliseconds from `earlier` to this instant (negative when `earlier` is later).
+    pub fn since(self, earlier: UnixMillis) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_ids() {
+        for bad in ["", "a b", "abc%20", "ü", "a/b", &"a".repeat(33), "a.b"] {
+            assert!(TicketId::try_from(bad).is_err(), "{bad:?}");
+        }
+        assert!(TicketId::try_from("a".repeat(32)).is_ok());
+        let decoded: Result<TicketId, _> = serde_json::from_str(r#""a b""#);
+        assert!(decoded.is_err(), "a bad id fails while decoding");
+        let id: TicketId = serde_json::from_str(r#""AbC_-9""#).unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""AbC_-9""#);
+    }
+
+    #[test]
+    fn next_must_be_same_site_relative() {
+        for good in ["/", "/account", "/a/b?c=d#e", "/%2F%2Fx"] {
+            assert_eq!(NextPath::try_from(good).map(String::from), Ok(good.to_string()));
+        }
+        for bad in [
+            "",
+            "account",
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "javascript:alert(1)",
+            "/a\\b",
+            "/x\n",
+            "/redirect?u=https://evil.com",
+            &format!("/{}", "a".repeat(600)),
+        ] {
+            assert!(NextPath::try_from(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(NextPath::default().as_str(), "/account");
+    }
+
+    #[test]
+    fn tokens_and_codes() {
+        assert!(ConfirmToken::try_from("").is_err());
+        assert!(ConfirmToken::try_from("x".repeat(65)).is_err());
+        assert!(ConfirmToken::try_from("abc def").is_err());
+        assert!(ConfirmToken::try_from("abc_DEF-09").is_ok());
+        assert!(WxCode::try_from("").is_err());
+        assert!(WxCode::try_from("c".repeat(129)).is_err());
+        assert!(WxCode::try_from("a b").is_err());
+        assert!(WxCode::try_from("sim:081AbC").is_ok());
+        let t = ConfirmToken::try_from("secret123").unwrap();
+        assert!(!format!("{t:?}").contains("secret123"), "tokens stay out of Debug");
+    }
+
+    #[test]
+    fn millis_arithmetic_saturates() {
+        assert_eq!(UnixMillis(5).plus_ms(10), UnixMillis(15));
+        assert_eq!(UnixMillis(i64::MAX).plus_ms(1), UnixMillis(i64::MAX));
+        assert_eq!(UnixMillis(15).since(UnixMillis(5)), 10);
+    }
+}
+
+#[cfg(all(test, feature = "test-support"))]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Parsing a ticket id never panics, and every id it accepts is a valid WeChat
+        /// `scene` (1–32 of `0-9A-Za-z!#$&'()*+,/:;=?@-._~`).
+        #[test]
+        fn ticket_ids(s in "\\PC{0,40}") {
+            if TicketId::try_from(s.as_str()).is_ok() {
+                const EXTRA: &[u8] = b"!#$&'()*+,/:;=?@-._~";
+                prop_assert!(!s.is_empty() && s.len() <= MAX_TICKET_LEN);
+                prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || EXTRA.contains(&b)));
+            }
+        }
+
+        /// Whatever `next` is accepted stays on this site once resolved against it.
+        #[test]
+        fn accepted_next_stays_on_site(s in "[/\\\\a-z:.%?#@ \t]{0,20}") {
+            if NextPath::try_from(s.as_str()).is_ok() {
+                let base = url::Url::parse("https://site.example/").unwrap();
+                let joined = base.join(&s).unwrap();
+                prop_assert_eq!(joined.host_str(), Some("site.example"), "{} escaped", s);
+                prop_assert_eq!(joined.scheme(), "https");
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The pages' side of HTTP: guards answered before any HTML, the language switch, the
+//! Content-Security-Policy of a rendered page, and what a page renders in.
+
+use super::found;
+use crate::domain::{DEFAULT_NEXT, NextPath};
+use crate::i18n::Lang;
+use crate::server::error::request_lang;
+use crate::server::session::WebSession;
+use crate::server::state::AppState;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+/// `/login` when signed in goes on; `/account` when signed out goes to the login page;
+/// `/` picks one of them.
+pub async fn page_guards(State(st): State<AppState>, session: Session, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if req.method() != Method::GET || !matches!(path, "/" | "/login" | "/account") {
+        return next.run(req).await;
+    }
+    let signed_in = WebSession(session)
+        .signed_in(st.clock.now(), st.site.session_absolute_ms)
+        .await
+        .is_ok_and(|s| s.is_some());
+    match (path, signed_in) {
+        ("/", true) => found(DEFAULT_NEXT),
+        ("/", false) => found("/login"),
+        ("/login", true) => {
+            #[derive(Deserialize)]
+            struct LoginQuery {
+                next: Option<NextPath>,
+            }
+            let query = Query::<LoginQuery>::try_from_uri(req.uri()).ok().and_then(|q| q.0.next);
+            found(query.unwrap_or_default().as_str())
+        }
+        ("/account", false) => found("/login?next=/account"),
+        _ => next.run(req).await,
+    }
+}
+
+/// `GET /lang?set=en&back=/login`.
+#[derive(Deserialize)]
+pub struct LangSwitch {
+    set: String,
+    #[serde(default)]
+    back: Option<String>,
+}
+
+/// The language switch: remembers the language in a cookie and goes back.
+pub async fn set_lang(Query(q): Query<LangSwitch>) -> Response {
+    let lang = Lang::from_tag(&q.set).unwrap_or_default();
+    let back = q.back.and_then(|b| NextPath::try_from(b).ok()).map(String::from).unwrap_or_else(|| "/login".into());
+    let mut res = found(&back);
+    let cookie = format!("lang={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.tag());
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// The Content-Security-Policy of a rendered page: scripts only from us or carrying this
+/// response's nonce (Leptos' hydration script), WASM allowed to compile, no framing.
+pub fn set_page_csp() {
+    use leptos::prelude::use_context;
+    let Some(res) = use_context::<leptos_axum::ResponseOptions>() else { return };
+    let script = match leptos::nonce::use_nonce() {
+        Some(n) => format!("'self' 'nonce-{n}' 'wasm-unsafe-eval'"),
+        None => "'self' 'wasm-unsafe-eval'".to_string(),
+    };
+    // `cargo leptos watch` reloads the page over a websocket.
+    let connect = if std::env::var_os("LEPTOS_WATCH").is_some() { "'self' ws: wss:" } else { "'self'" };
+    let csp = format!(
+        "default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        res.insert_header(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
+/// The language and mode of the page being rendered.
+pub fn page_env() -> crate::app::PageEnv {
+    use leptos::prelude::use_context;
+    let lang = use_context::<axum::http::request::Parts>().map(|p| request_lang(&p.headers)).unwrap_or_default();
+    let demo = use_context::<AppState>().is_some_and(|s| s.site.demo);
+    crate::app::PageEnv { lang, demo }
+}

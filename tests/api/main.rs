@@ -1,0 +1,12 @@
+//! The integration tests, one binary (one link, shared helpers in `common`): the real
+//! application spawned on port 0 and driven over HTTP, as browsers with their own
+//! cookie jars and as the phone.
+
+mod abuse;
+mod api_flow;
+mod bad_input;
+mod common;
+mod guards;
+mod load;
+mod modes;
+mod postgres;
