@@ -29,10 +29,7 @@ pub fn page_env() -> PageEnv {
     {
         let root = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element());
         let attr = |name: &str| root.as_ref().and_then(|r| r.get_attribute(name));
-        PageEnv {
-            lang: attr("lang").and_then(|l| Lang::from_tag(&l)).unwrap_or_default(),
-            demo: attr("data-demo").as_deref() == Some("1"),
-        }
+        PageEnv { lang: attr("lang").and_then(|l| Lang::from_tag(&l)).unwrap_or_default(), demo: attr("data-demo").as_deref() == Some("1") }
     }
 }
 

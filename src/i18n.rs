@@ -51,10 +51,7 @@ impl Lang {
         for part in header.split(',') {
             let mut pieces = part.split(';');
             let tag = pieces.next().unwrap_or("");
-            let q = pieces
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
+            let q = pieces.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
             if let Some(lang) = Lang::from_tag(tag)
                 && best.is_none_or(|(bq, _)| q > bq)
             {
@@ -113,7 +110,6 @@ pub struct Ui {
     pub logout: &'static str,
     pub devices: &'static str,
     pub this_device: &'static str,
-    pub signed_in_at: &'static str,
     pub last_seen: &'static str,
     pub sign_out_others: &'static str,
     pub signed_out_others: &'static str,
@@ -154,7 +150,6 @@ const ZH: Ui = Ui {
     logout: "退出登录",
     devices: "已登录的设备",
     this_device: "本设备",
-    signed_in_at: "登录时间",
     last_seen: "最近活动",
     sign_out_others: "退出其他设备",
     signed_out_others: "已退出其他设备",
@@ -195,7 +190,6 @@ const EN: Ui = Ui {
     logout: "Sign out",
     devices: "Signed-in devices",
     this_device: "This device",
-    signed_in_at: "Signed in",
     last_seen: "Last active",
     sign_out_others: "Sign out other devices",
     signed_out_others: "Other devices signed out",
@@ -209,28 +203,28 @@ const EN: Ui = Ui {
 pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
     use ErrorCode::*;
     let (zh, en) = match code {
-            BadRequest => ("请求格式不正确", "The request is malformed"),
-            InvalidWxCode => ("微信登录凭证无效或已使用，请重新扫码", "The WeChat login code is invalid or already used; please scan again"),
-            Unauthenticated => ("请先登录", "Please sign in first"),
-            NotScanner => ("只有扫码的微信用户可以确认或取消此次登录", "Only the WeChat user who scanned can confirm or cancel this sign-in"),
-            CrossSite => ("拒绝来自其他网站的请求", "Requests from other sites are refused"),
-            TicketNotFound => ("登录二维码不存在或已失效", "This sign-in code does not exist or is no longer valid"),
-            NotFound => ("接口不存在", "No such endpoint"),
-            MethodNotAllowed => ("请求方法不被允许", "Method not allowed"),
-            AlreadyScanned => ("该二维码已被其他微信用户扫描", "This code was already scanned by another WeChat user"),
-            NotConfirmed => ("请先在手机上确认登录", "Please confirm on the phone first"),
-            AlreadyConfirmed => ("此次登录已确认", "This sign-in was already confirmed"),
-            TicketCancelled => ("此次登录已取消", "This sign-in was cancelled"),
-            TicketUsed => ("此次登录已完成，二维码不能重复使用", "This sign-in is complete; the code cannot be used again"),
-            TicketExpired => ("二维码已过期，请在网页上刷新", "The code has expired; refresh it on the website"),
-            PayloadTooLarge => ("请求内容过大", "The request body is too large"),
-            UnsupportedMediaType => ("请求内容类型必须是 JSON", "The request body must be JSON"),
-            RateLimited => ("操作太频繁，请稍后再试", "Too many requests; please try again later"),
-            WechatUnavailable => ("微信服务暂时不可用，请稍后重试", "WeChat is unavailable right now; please try again"),
-            WechatQuota => ("微信接口调用已达上限，请稍后再试", "WeChat is rate limiting us; please try again later"),
-            Internal => ("服务器内部错误，请稍后重试", "Internal server error; please try again"),
-            Network => ("无法连接服务器", "Cannot reach the server"),
-            Unknown => ("未知错误", "Unknown error"),
+        BadRequest => ("请求格式不正确", "The request is malformed"),
+        InvalidWxCode => ("微信登录凭证无效或已使用，请重新扫码", "The WeChat login code is invalid or already used; please scan again"),
+        Unauthenticated => ("请先登录", "Please sign in first"),
+        NotScanner => ("只有扫码的微信用户可以确认或取消此次登录", "Only the WeChat user who scanned can confirm or cancel this sign-in"),
+        CrossSite => ("拒绝来自其他网站的请求", "Requests from other sites are refused"),
+        TicketNotFound => ("登录二维码不存在或已失效", "This sign-in code does not exist or is no longer valid"),
+        NotFound => ("接口不存在", "No such endpoint"),
+        MethodNotAllowed => ("请求方法不被允许", "Method not allowed"),
+        AlreadyScanned => ("该二维码已被其他微信用户扫描", "This code was already scanned by another WeChat user"),
+        NotConfirmed => ("请先在手机上确认登录", "Please confirm on the phone first"),
+        AlreadyConfirmed => ("此次登录已确认", "This sign-in was already confirmed"),
+        TicketCancelled => ("此次登录已取消", "This sign-in was cancelled"),
+        TicketUsed => ("此次登录已完成，二维码不能重复使用", "This sign-in is complete; the code cannot be used again"),
+        TicketExpired => ("二维码已过期，请在网页上刷新", "The code has expired; refresh it on the website"),
+        PayloadTooLarge => ("请求内容过大", "The request body is too large"),
+        UnsupportedMediaType => ("请求内容类型必须是 JSON", "The request body must be JSON"),
+        RateLimited => ("操作太频繁，请稍后再试", "Too many requests; please try again later"),
+        WechatUnavailable => ("微信服务暂时不可用，请稍后重试", "WeChat is unavailable right now; please try again"),
+        WechatQuota => ("微信接口调用已达上限，请稍后再试", "WeChat is rate limiting us; please try again later"),
+        Internal => ("服务器内部错误，请稍后重试", "Internal server error; please try again"),
+        Network => ("无法连接服务器", "Cannot reach the server"),
+        Unknown => ("未知错误", "Unknown error"),
     };
     match lang {
         Lang::ZhCn => zh,

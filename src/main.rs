@@ -8,10 +8,7 @@ use scanlogin::server::startup::Application;
 async fn main() {
     let config = Config::from_env();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()))
         .init();
     if let Err(e) = config.validate() {
         eprintln!("scanlogin: invalid configuration: {e}");

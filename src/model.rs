@@ -61,10 +61,7 @@ impl std::str::FromStr for TicketStatus {
     type Err = crate::domain::Invalid;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TicketStatus::KNOWN
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or(crate::domain::Invalid("not a ticket status"))
+        TicketStatus::KNOWN.into_iter().find(|k| k.as_str() == s).ok_or(crate::domain::Invalid("not a ticket status"))
     }
 }
 

@@ -75,7 +75,6 @@ pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, App
 pub async fn finalize_login(ticket: TicketId) -> Result<Finalized, AppError> {
     use crate::model::TicketStatus;
     use crate::server::session::SignedIn;
-    use crate::server::users;
 
     let st = AppState::current()?;
     let (session, key) = bound_session().await?;
@@ -116,7 +115,7 @@ pub async fn finalize_login(ticket: TicketId) -> Result<Finalized, AppError> {
             });
         }
     }
-    if let Err(e) = users::record_login(&st.db, user, now, &signed_in.ip, &signed_in.user_agent, &ticket).await {
+    if let Err(e) = st.users.record_login(user, now, &signed_in.ip, &signed_in.user_agent, &ticket).await {
         tracing::error!(error = %e, "login succeeded but could not be recorded");
     }
     tracing::info!(user, "signed in");
@@ -131,7 +130,6 @@ pub async fn me() -> Result<MeView, AppError> {
     use crate::model::{LoginView, SessionView, UserView};
     use crate::server::clock::rfc3339;
     use crate::server::display::{describe_browser, mask_openid};
-    use crate::server::users;
 
     let st = AppState::current()?;
     let session = WebSession::current().await?;
@@ -139,11 +137,11 @@ pub async fn me() -> Result<MeView, AppError> {
     let Some(signed_in) = session.signed_in(now, st.site.session_absolute_ms).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };
-    let Some(user) = users::get(&st.db, signed_in.user).await? else {
+    let Some(user) = st.users.get(signed_in.user).await? else {
         session.sign_out().await?;
         return Err(ErrorCode::Unauthenticated.into());
     };
-    let logins = users::recent_logins(&st.db, user.id, 10).await?;
+    let logins = st.users.recent_logins(user.id, 10).await?;
     let current = session.id();
     let sessions = st.sessions.list_for_user(user.id, now).await?;
     Ok(MeView {

@@ -29,7 +29,6 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     use crate::server::clock::rfc3339;
     use crate::server::display::describe_browser;
     use crate::server::tokens::{TokenHash, new_confirm_token};
-    use crate::server::users;
 
     let st = phone_state(&ticket).await?;
     let Some(current) = st.tickets.load(&ticket).await? else {
@@ -42,11 +41,11 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     let who = st.wechat.code_to_session(code.as_str()).await?;
     // Ask with the user as known so far, so that a refused scan (a second WeChat user)
     // creates no account.
-    let known = users::find(&st.db, &who).await?;
+    let known = st.users.find(&who).await?;
     if let Some(refusal) = current.scan_refusal(known.as_ref().map(|u| u.id), st.tickets.now()) {
         return Err(refusal.into());
     }
-    let user = users::find_or_create(&st.db, &who, known, st.clock.now()).await?;
+    let user = st.users.find_or_create(&who, known, st.clock.now()).await?;
     let confirm_token = new_confirm_token();
     let hash = TokenHash::of(confirm_token.as_str());
     let life = st.tickets.life;

@@ -60,12 +60,7 @@ impl Flow {
     /// is retried after a pause (the server's `Retry-After`, else backoff), at most
     /// `max` times in a row; after three, the page says it is reconnecting. `call`
     /// learns how many failures came just before it.
-    async fn with_retries<T, Fut>(
-        &self,
-        max: u32,
-        retryable: impl Fn(ErrorCode) -> bool,
-        call: impl Fn(u32) -> Fut,
-    ) -> Result<T, AppError>
+    async fn with_retries<T, Fut>(&self, max: u32, retryable: impl Fn(ErrorCode) -> bool, call: impl Fn(u32) -> Fut) -> Result<T, AppError>
     where
         Fut: Future<Output = Result<T, AppError>>,
     {
@@ -77,7 +72,8 @@ impl Flow {
                     if failures >= 3 {
                         self.reconnecting.set(true);
                     }
-                    let ms = e.retry_after.map(|s| u32::try_from(s.min(60) * 1000).unwrap_or(60_000)).unwrap_or_else(|| backoff_ms(failures));
+                    let ms =
+                        e.retry_after.map(|s| u32::try_from(s.min(60) * 1000).unwrap_or(60_000)).unwrap_or_else(|| backoff_ms(failures));
                     sleep_ms(ms).await;
                 }
                 answer => {

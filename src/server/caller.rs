@@ -41,14 +41,8 @@ impl Caller {
             Some(p) => p.to_string(),
             None => "unknown".into(),
         };
-        let user_agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .chars()
-            .take(300)
-            .collect();
+        let user_agent =
+            parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(300).collect();
         Caller { ip, user_agent }
     }
 }

@@ -7,11 +7,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
-    /// Now.
     fn now(&self) -> UnixMillis;
 }
 
-/// The system clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -49,10 +47,7 @@ impl Clock for FakeClock {
 /// Formats a time as RFC 3339 UTC to the second (`2026-11-25T06:04:00Z`).
 pub fn rfc3339(t: UnixMillis) -> String {
     use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp(t.0.div_euclid(1000))
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    time::OffsetDateTime::from_unix_timestamp(t.0.div_euclid(1000)).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
 }
 
 #[cfg(test)]

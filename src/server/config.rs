@@ -12,7 +12,11 @@ use std::time::Duration;
 
 /// The command line / environment.
 #[derive(Parser, Clone, Debug)]
-#[command(name = "scanlogin", version, about = "Sign in to a website by scanning a WeChat mini-program code.\n\nWithout WECHAT_APPID/WECHAT_SECRET it runs in demo mode with an embedded WeChat simulator.")]
+#[command(
+    name = "scanlogin",
+    version,
+    about = "Sign in to a website by scanning a WeChat mini-program code.\n\nWithout WECHAT_APPID/WECHAT_SECRET it runs in demo mode with an embedded WeChat simulator."
+)]
 pub struct Config {
     /// Address to listen on [default: LEPTOS_SITE_ADDR, else 127.0.0.1:3000]. Demo mode stays on loopback unless this is given.
     #[arg(long, env = "LISTEN")]
@@ -225,7 +229,10 @@ impl TicketArgs {
         if self.scanned_ttl_secs < self.ttl_secs {
             return Err(invalid("TICKET_SCANNED_TTL_SECS must not be shorter than TICKET_TTL_SECS"));
         }
-        Ok(Lifetimes { waiting_ms: millis(self.ttl_secs, "TICKET_TTL_SECS")?, active_ms: millis(self.scanned_ttl_secs, "TICKET_SCANNED_TTL_SECS")? })
+        Ok(Lifetimes {
+            waiting_ms: millis(self.ttl_secs, "TICKET_TTL_SECS")?,
+            active_ms: millis(self.scanned_ttl_secs, "TICKET_SCANNED_TTL_SECS")?,
+        })
     }
 
     /// How long finished tickets are kept.

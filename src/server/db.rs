@@ -11,7 +11,6 @@ use std::time::Duration;
 pub enum Backend {
     /// SQLite (a file).
     Sqlite,
-    /// PostgreSQL.
     Postgres,
 }
 
@@ -71,6 +70,12 @@ fn sqlite_url(url: &str) -> Result<String, StartupError> {
     if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StartupError::DatabaseDir { path: dir.display().to_string(), source })?;
     }
-    let query = if query.contains("mode=") { query.to_string() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".into()
+    } else {
+        format!("{query}&mode=rwc")
+    };
     Ok(format!("sqlite://{path}?{query}"))
 }

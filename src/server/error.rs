@@ -128,7 +128,10 @@ mod tests {
         let res = error_response(&AppError::new(ErrorCode::RateLimited).retry_after(7), &h);
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(res.headers()[header::RETRY_AFTER], "7");
-        assert_eq!(localized(&AppError::new(ErrorCode::RateLimited), request_lang(&h)).message, "Too many requests; please try again later");
+        assert_eq!(
+            localized(&AppError::new(ErrorCode::RateLimited), request_lang(&h)).message,
+            "Too many requests; please try again later"
+        );
         h.insert(header::COOKIE, HeaderValue::from_static("a=1; lang=zh-CN"));
         assert_eq!(request_lang(&h), Lang::ZhCn, "the cookie wins over Accept-Language");
     }

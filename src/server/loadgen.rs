@@ -117,9 +117,23 @@ async fn one_login(base: &str, phone: &reqwest::Client, user: String) -> Result<
 /// `deadline`.
 pub async fn run_scanlogin(n: usize, database_url: &str, deadline: Duration) -> Result<(Figures, Verdict), String> {
     let args = [
-        "scanlogin", "--listen", "127.0.0.1:0", "--database-url", database_url, "--rate-tickets-per-ip", "0",
-        "--rate-tickets-per-browser", "0", "--rate-phone-per-ip", "0", "--rate-phone-per-ticket", "0",
-        "--live-tickets-per-browser", "0", "--purge-interval-secs", "3600",
+        "scanlogin",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        database_url,
+        "--rate-tickets-per-ip",
+        "0",
+        "--rate-tickets-per-browser",
+        "0",
+        "--rate-phone-per-ip",
+        "0",
+        "--rate-phone-per-ticket",
+        "0",
+        "--live-tickets-per-browser",
+        "0",
+        "--purge-interval-secs",
+        "3600",
     ];
     let config = <Config as clap::Parser>::try_parse_from(args).map_err(|e| e.to_string())?;
     let leptos = leptos::config::LeptosOptions::builder().output_name("scanlogin").build();

@@ -97,7 +97,12 @@ impl SqlSessionStore {
 
     /// Deletes every session of `user` but `keep`; returns how many ended.
     pub async fn delete_others(&self, user: i64, keep: &str) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2").bind(user).bind(keep).execute(&self.pool).await?.rows_affected())
+        Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+            .bind(user)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     fn row(r: &Record) -> StoreResult<(String, String, UnixMillis, Option<i64>)> {
@@ -154,8 +159,8 @@ impl SessionStore for SqlSessionStore {
             .map_err(backend)?;
         let Some((data, expires)) = row else { return Ok(None) };
         let data = serde_json::from_str(&data).map_err(|e| StoreError::Decode(e.to_string()))?;
-        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(expires as i128 * 1_000_000)
-            .map_err(|e| StoreError::Decode(e.to_string()))?;
+        let expiry_date =
+            OffsetDateTime::from_unix_timestamp_nanos(expires as i128 * 1_000_000).map_err(|e| StoreError::Decode(e.to_string()))?;
         Ok(Some(Record { id: *id, data, expiry_date }))
     }
 
@@ -168,11 +173,12 @@ impl SessionStore for SqlSessionStore {
     /// outright ([`SqlSessionStore::remove`]).
     async fn delete(&self, id: &Id) -> StoreResult<()> {
         let id = id.to_string();
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1").bind(&id).fetch_optional(&self.pool).await.map_err(backend)?;
-        let key = row.as_ref().and_then(|(data, _)| {
-            serde_json::from_str::<serde_json::Value>(data).ok()?.get(BROWSER_KEY).cloned()
-        });
+        let row: Option<(String, i64)> = sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let key = row.as_ref().and_then(|(data, _)| serde_json::from_str::<serde_json::Value>(data).ok()?.get(BROWSER_KEY).cloned());
         match (row, key) {
             (Some((_, expires)), Some(key)) => {
                 let stub = serde_json::json!({ BROWSER_KEY: key }).to_string();

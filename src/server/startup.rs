@@ -11,6 +11,7 @@ use crate::server::simulator::{self, SimConfig, Simulator};
 use crate::server::state::{AppState, Site};
 use crate::server::tickets::store::Notifier;
 use crate::server::tickets::{SqlTicketStore, Tickets};
+use crate::server::users::SqlUserStore;
 use crate::server::wechat::WechatClient;
 use crate::server::{db, tokens};
 use axum::Router;
@@ -70,7 +71,8 @@ impl Application {
             db: pool.clone(),
             tickets: Arc::new(tickets),
             wechat: Arc::new(wechat),
-            sessions: SqlSessionStore::new(pool),
+            sessions: SqlSessionStore::new(pool.clone()),
+            users: SqlUserStore::new(pool),
             clock,
             site: Arc::new(Site {
                 secure: addresses.public_url.starts_with("https://"),
@@ -99,7 +101,6 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// The public URL.
     pub fn public_url(&self) -> &str {
         &self.state.site.public_url
     }
@@ -109,7 +110,6 @@ impl Application {
         self.router.clone()
     }
 
-    /// The state.
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -117,9 +117,8 @@ impl Application {
     /// Serves until `shutdown` resolves, with the purge task beside it.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms));
-        let changes = self
-            .pg_listener
-            .map(|(url, notifier)| tokio::spawn(crate::server::tickets::store::listen_for_other_instances(url, notifier)));
+        let changes =
+            self.pg_listener.map(|(url, notifier)| tokio::spawn(crate::server::tickets::store::listen_for_other_instances(url, notifier)));
         let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
@@ -225,9 +224,9 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, session_idle: 
         .layer(DefaultBodyLimit::max(api::MAX_BODY))
         .layer(
             // Spans name the path only: simulator URLs carry secrets in their query.
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            }),
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()),
+            ),
         )
         .with_state(state)
 }

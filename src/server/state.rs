@@ -3,6 +3,7 @@
 use crate::server::clock::Clock;
 use crate::server::session::SqlSessionStore;
 use crate::server::tickets::Tickets;
+use crate::server::users::SqlUserStore;
 use crate::server::wechat::WechatClient;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -32,21 +33,15 @@ pub struct Site {
 /// Shared state (cheap to clone).
 #[derive(Clone)]
 pub struct AppState {
-    /// Leptos' options.
     pub leptos: LeptosOptions,
-    /// The database.
     pub db: AnyPool,
-    /// Login tickets.
     pub tickets: Arc<Tickets>,
-    /// The WeChat client.
     pub wechat: Arc<WechatClient>,
-    /// The session store.
     pub sessions: SqlSessionStore,
-    /// The clock.
+    pub users: SqlUserStore,
     pub clock: Arc<dyn Clock>,
     /// Deployment facts.
     pub site: Arc<Site>,
-    /// Rate limits.
     pub limits: Arc<crate::server::limits::Limits>,
 }
 

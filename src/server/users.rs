@@ -4,7 +4,6 @@ use crate::domain::{TicketId, UnixMillis};
 use crate::server::wechat::WxIdentity;
 use sqlx::AnyPool;
 
-/// A user.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct User {
     /// Our id.
@@ -13,94 +12,102 @@ pub struct User {
     pub openid: String,
     /// The Open Platform unionid, once known.
     pub unionid: Option<String>,
-    /// Display name.
     pub name: String,
     pub created_at: UnixMillis,
 }
 
-/// One login.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Login {
     pub at: UnixMillis,
-    /// Client IP.
     pub ip: String,
-    /// User agent.
     pub user_agent: String,
 }
 
 const USER_COLUMNS: &str = "id, openid, unionid, name, created_at";
 
-async fn by(pool: &AnyPool, column: &str, value: &str) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE {column} = $1")).bind(value).fetch_optional(pool).await
+/// Users and logins in the app's database.
+#[derive(Clone, Debug)]
+pub struct SqlUserStore {
+    pool: AnyPool,
 }
 
-/// Loads a user.
-pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(pool).await
-}
-
-/// Finds the person without creating them: by unionid when WeChat sent one, else by openid.
-pub async fn find(pool: &AnyPool, who: &WxIdentity) -> Result<Option<User>, sqlx::Error> {
-    if let Some(unionid) = &who.unionid
-        && let Some(u) = by(pool, "unionid", unionid).await?
-    {
-        return Ok(Some(u));
+impl SqlUserStore {
+    /// A store over `pool`.
+    pub fn new(pool: AnyPool) -> Self {
+        SqlUserStore { pool }
     }
-    by(pool, "openid", &who.openid).await
-}
 
-/// The account of `who`: `known` (what [`find`] returned) with the unionid attached
-/// when WeChat sends one for the first time, so the account stays the same when the
-/// mini program gets bound to an Open Platform account; or a new account on first
-/// sight. Safe under concurrency: a lost insert race reads the winner.
-pub async fn find_or_create(pool: &AnyPool, who: &WxIdentity, known: Option<User>, now: UnixMillis) -> Result<User, sqlx::Error> {
-    if let Some(mut u) = known {
-        if let (Some(unionid), None) = (&who.unionid, &u.unionid) {
-            sqlx::query("UPDATE users SET unionid = $1 WHERE id = $2 AND unionid IS NULL")
-                .bind(unionid)
-                .bind(u.id)
-                .execute(pool)
-                .await?;
-            u.unionid = Some(unionid.clone());
+    async fn by(&self, column: &str, value: &str) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE {column} = $1")).bind(value).fetch_optional(&self.pool).await
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(&self.pool).await
+    }
+
+    /// Finds the person without creating them: by unionid when WeChat sent one, else by openid.
+    pub async fn find(&self, who: &WxIdentity) -> Result<Option<User>, sqlx::Error> {
+        if let Some(unionid) = &who.unionid
+            && let Some(u) = self.by("unionid", unionid).await?
+        {
+            return Ok(Some(u));
         }
-        return Ok(u);
+        self.by("openid", &who.openid).await
     }
-    let tail: String = who.openid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-    let name = format!("微信用户 {tail}");
-    let inserted: Result<(i64,), sqlx::Error> =
-        sqlx::query_as("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
-            .bind(&who.openid)
-            .bind(who.unionid.clone())
-            .bind(&name)
-            .bind(now)
-            .fetch_one(pool)
-            .await;
-    match inserted {
-        Ok((id,)) => Ok(User { id, openid: who.openid.clone(), unionid: who.unionid.clone(), name, created_at: now }),
-        // A concurrent first login of the same person won the race: theirs it is.
-        Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => find(pool, who).await?.ok_or(e),
-        Err(e) => Err(e),
+
+    /// The account of `who`: `known` (what [`find`] returned) with the unionid attached
+    /// when WeChat sends one for the first time, so the account stays the same when the
+    /// mini program gets bound to an Open Platform account; or a new account on first
+    /// sight. Safe under concurrency: a lost insert race reads the winner.
+    pub async fn find_or_create(&self, who: &WxIdentity, known: Option<User>, now: UnixMillis) -> Result<User, sqlx::Error> {
+        if let Some(mut u) = known {
+            if let (Some(unionid), None) = (&who.unionid, &u.unionid) {
+                sqlx::query("UPDATE users SET unionid = $1 WHERE id = $2 AND unionid IS NULL")
+                    .bind(unionid)
+                    .bind(u.id)
+                    .execute(&self.pool)
+                    .await?;
+                u.unionid = Some(unionid.clone());
+            }
+            return Ok(u);
+        }
+        let tail: String = who.openid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        let name = format!("微信用户 {tail}");
+        let inserted: Result<(i64,), sqlx::Error> =
+            sqlx::query_as("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+                .bind(&who.openid)
+                .bind(who.unionid.clone())
+                .bind(&name)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await;
+        match inserted {
+            Ok((id,)) => Ok(User { id, openid: who.openid.clone(), unionid: who.unionid.clone(), name, created_at: now }),
+            // A concurrent first login of the same person won the race: theirs it is.
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => self.find(who).await?.ok_or(e),
+            Err(e) => Err(e),
+        }
     }
-}
 
-/// Records a login (one per ticket).
-pub async fn record_login(pool: &AnyPool, user: i64, at: UnixMillis, ip: &str, user_agent: &str, ticket: &TicketId) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO logins (user_id, at, ip, user_agent, ticket_id) VALUES ($1, $2, $3, $4, $5)")
-        .bind(user)
-        .bind(at)
-        .bind(ip)
-        .bind(user_agent)
-        .bind(ticket.as_str())
-        .execute(pool)
-        .await?;
-    Ok(())
-}
+    /// Records a login (one per ticket).
+    pub async fn record_login(&self, user: i64, at: UnixMillis, ip: &str, user_agent: &str, ticket: &TicketId) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO logins (user_id, at, ip, user_agent, ticket_id) VALUES ($1, $2, $3, $4, $5)")
+            .bind(user)
+            .bind(at)
+            .bind(ip)
+            .bind(user_agent)
+            .bind(ticket.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 
-/// The latest logins of a user, newest first.
-pub async fn recent_logins(pool: &AnyPool, user: i64, limit: i64) -> Result<Vec<Login>, sqlx::Error> {
-    sqlx::query_as("SELECT at, ip, user_agent FROM logins WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
-        .bind(user)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+    /// The latest logins of a user, newest first.
+    pub async fn recent_logins(&self, user: i64, limit: i64) -> Result<Vec<Login>, sqlx::Error> {
+        sqlx::query_as("SELECT at, ip, user_agent FROM logins WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
+            .bind(user)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
 }

@@ -1,7 +1,6 @@
 //! Limits that bite (each configured low here), proxy-aware client IPs, and the token
 //! cache under a crowd.
 
-
 use crate::common::*;
 use serde_json::json;
 
@@ -71,7 +70,13 @@ async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
     let app = spawn(&[]).await;
     let b = browser();
     let t = {
-        let res = b.post(format!("{}/api/login/ticket", app.base)).header("x-forwarded-for", "203.0.113.7").json(&json!({})).send().await.unwrap();
+        let res = b
+            .post(format!("{}/api/login/ticket", app.base))
+            .header("x-forwarded-for", "203.0.113.7")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
         res.json::<serde_json::Value>().await.unwrap()["ticket"].as_str().unwrap().to_string()
     };
     let (_, v) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": app.wx_code("zhangsan").await })).await;

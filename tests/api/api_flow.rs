@@ -1,7 +1,6 @@
 //! The whole login over HTTP against the real app (demo mode), and every refusal of
 //! docs/api.md with a before/after snapshot showing it changed nothing.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -106,8 +105,7 @@ async fn session_id_changes_at_login_and_binding_survives_it() {
     app.confirm(&t1, &token).await;
     let (s, _) = app.post(&browser, "/api/login/finalize", json!({ "ticket": t1 })).await;
     assert_eq!(s, 200);
-    let signed_in: Vec<(String,)> =
-        sqlx::query_as("SELECT id FROM sessions WHERE user_id IS NOT NULL").fetch_all(&app.pool).await.unwrap();
+    let signed_in: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions WHERE user_id IS NOT NULL").fetch_all(&app.pool).await.unwrap();
     assert_eq!(ids_before.len(), 1);
     assert_eq!(signed_in.len(), 1);
     assert_ne!(ids_before[0].0, signed_in[0].0, "session fixation: the id must change at login");

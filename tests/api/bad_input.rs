@@ -2,7 +2,6 @@
 //! with its expected status and code, and a check that it changed nothing — tickets,
 //! sessions, users, logins, and the calls made to WeChat.
 
-
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -125,21 +124,48 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
         row("scan: empty wx code", Phone, "/api/mp/scan", json!({"ticket": tw, "code": ""}), 400, "bad_request"),
         row("scan: over-long wx code", Phone, "/api/mp/scan", json!({"ticket": tw, "code": "c".repeat(200)}), 400, "bad_request"),
         row("scan: fields of the wrong type", Phone, "/api/mp/scan", json!({"ticket": 1, "code": 2}), 400, "bad_request"),
-        Row { asks_wechat: true, ..row("scan: invalid wx code", Phone, "/api/mp/scan", json!({"ticket": tw, "code": "SIMCODE_forged"}), 400, "invalid_wx_code") },
-        Row { asks_wechat: true, ..row("scan: reused wx code", Phone, "/api/mp/scan", json!({"ticket": tw, "code": used_code}), 400, "invalid_wx_code") },
+        Row {
+            asks_wechat: true,
+            ..row("scan: invalid wx code", Phone, "/api/mp/scan", json!({"ticket": tw, "code": "SIMCODE_forged"}), 400, "invalid_wx_code")
+        },
+        Row {
+            asks_wechat: true,
+            ..row("scan: reused wx code", Phone, "/api/mp/scan", json!({"ticket": tw, "code": used_code}), 400, "invalid_wx_code")
+        },
         row("scan: cancelled ticket", Phone, "/api/mp/scan", json!({"ticket": tx, "code": "x"}), 409, "ticket_cancelled"),
         row("scan: consumed ticket", Phone, "/api/mp/scan", json!({"ticket": tu, "code": "x"}), 409, "ticket_used"),
         row("scan: expired ticket", Phone, "/api/mp/scan", json!({"ticket": te, "code": "x"}), 410, "ticket_expired"),
         // Confirm and cancel.
         row("confirm: wrong token", Phone, "/api/mp/confirm", json!({"ticket": ts, "confirm_token": "wrong"}), 403, "not_scanner"),
-        row("confirm: the scanner's previous token", Phone, "/api/mp/confirm", json!({"ticket": ts, "confirm_token": ts_tok_old}), 403, "not_scanner"),
-        row("confirm: another ticket's token", Phone, "/api/mp/confirm", json!({"ticket": ts, "confirm_token": tc_tok}), 403, "not_scanner"),
+        row(
+            "confirm: the scanner's previous token",
+            Phone,
+            "/api/mp/confirm",
+            json!({"ticket": ts, "confirm_token": ts_tok_old}),
+            403,
+            "not_scanner",
+        ),
+        row(
+            "confirm: another ticket's token",
+            Phone,
+            "/api/mp/confirm",
+            json!({"ticket": ts, "confirm_token": tc_tok}),
+            403,
+            "not_scanner",
+        ),
         row("confirm: nobody scanned yet", Phone, "/api/mp/confirm", json!({"ticket": tw, "confirm_token": ts_tok}), 403, "not_scanner"),
         row("confirm: replayed", Phone, "/api/mp/confirm", json!({"ticket": tc, "confirm_token": tc_tok}), 409, "already_confirmed"),
         row("confirm: after cancel", Phone, "/api/mp/confirm", json!({"ticket": tx, "confirm_token": tx_tok}), 409, "ticket_cancelled"),
         row("confirm: expired ticket", Phone, "/api/mp/confirm", json!({"ticket": te, "confirm_token": te_tok}), 410, "ticket_expired"),
         row("confirm: empty token", Phone, "/api/mp/confirm", json!({"ticket": ts, "confirm_token": ""}), 400, "bad_request"),
-        row("confirm: over-long token", Phone, "/api/mp/confirm", json!({"ticket": ts, "confirm_token": "t".repeat(65)}), 400, "bad_request"),
+        row(
+            "confirm: over-long token",
+            Phone,
+            "/api/mp/confirm",
+            json!({"ticket": ts, "confirm_token": "t".repeat(65)}),
+            400,
+            "bad_request",
+        ),
         row("confirm: unknown ticket", Phone, "/api/mp/confirm", json!({"ticket": unknown, "confirm_token": "t"}), 404, "ticket_not_found"),
         row("cancel: after confirm", Phone, "/api/mp/cancel", json!({"ticket": tc, "confirm_token": tc_tok}), 409, "already_confirmed"),
         row("cancel: wrong token", Phone, "/api/mp/cancel", json!({"ticket": ts, "confirm_token": tc_tok}), 403, "not_scanner"),
@@ -153,9 +179,23 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
         row("ticket: next not a string", A, "/api/login/ticket", json!({"next": 5}), 400, "bad_request"),
         // The request's shape.
         raw("body: Content-Type text/plain", "/api/login/ticket", Some("text/plain"), b"{}".to_vec(), 415, "unsupported_media_type"),
-        raw("body: form-encoded", "/api/login/ticket", Some("application/x-www-form-urlencoded"), b"next=%2F".to_vec(), 415, "unsupported_media_type"),
+        raw(
+            "body: form-encoded",
+            "/api/login/ticket",
+            Some("application/x-www-form-urlencoded"),
+            b"next=%2F".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
         raw("body: no Content-Type", "/api/login/ticket", None, b"{}".to_vec(), 415, "unsupported_media_type"),
-        raw("body: invalid UTF-8", "/api/login/status", Some("application/json"), b"{\"ticket\":\"\xff\xfe\",\"seen\":0}".to_vec(), 400, "bad_request"),
+        raw(
+            "body: invalid UTF-8",
+            "/api/login/status",
+            Some("application/json"),
+            b"{\"ticket\":\"\xff\xfe\",\"seen\":0}".to_vec(),
+            400,
+            "bad_request",
+        ),
         raw("body: broken JSON", "/api/login/status", Some("application/json"), b"{not json".to_vec(), 400, "bad_request"),
         raw("body: a JSON array", "/api/login/status", Some("application/json"), b"[]".to_vec(), 400, "bad_request"),
         raw("body: JSON nested 200 deep", "/api/login/status", Some("application/json"), deep.into_bytes(), 400, "bad_request"),
@@ -164,8 +204,14 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
         Row { method: "GET", ..row("method: GET on an endpoint", A, "/api/login/status", json!({}), 405, "method_not_allowed") },
         Row { method: "PUT", ..row("method: PUT on an endpoint", A, "/api/login/ticket", json!({}), 405, "method_not_allowed") },
         // Cross-site requests riding on the cookie.
-        Row { headers: vec![("origin", "https://evil.example")], ..row("cross-site: Origin of another site", A, "/api/login/ticket", json!({}), 403, "cross_site") },
-        Row { headers: vec![("sec-fetch-site", "cross-site")], ..row("cross-site: logout with Sec-Fetch-Site cross-site", A, "/api/logout", json!({}), 403, "cross_site") },
+        Row {
+            headers: vec![("origin", "https://evil.example")],
+            ..row("cross-site: Origin of another site", A, "/api/login/ticket", json!({}), 403, "cross_site")
+        },
+        Row {
+            headers: vec![("sec-fetch-site", "cross-site")],
+            ..row("cross-site: logout with Sec-Fetch-Site cross-site", A, "/api/logout", json!({}), 403, "cross_site")
+        },
         Row { headers: vec![("origin", "null")], ..row("cross-site: Origin null", A, "/api/logout", json!({}), 403, "cross_site") },
         // Signed-in calls.
         row("me: no cookie", Anon, "/api/me", json!({}), 401, "unauthenticated"),

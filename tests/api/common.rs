@@ -60,13 +60,7 @@ pub const CHROME_UA: &str =
 
 impl TestApp {
     pub async fn post(&self, client: &reqwest::Client, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = client
-            .post(format!("{}{path}", self.base))
-            .header("accept", "application/json")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = client.post(format!("{}{path}", self.base)).header("accept", "application/json").json(&body).send().await.unwrap();
         let status = res.status();
         let text = res.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text:?}")))
@@ -132,12 +126,11 @@ impl TestApp {
     /// simulator's call counters.
     pub async fn snapshot(&self) -> String {
         type TicketRow = (String, String, i64, Option<i64>, Option<String>, i64, i64);
-        let tickets: Vec<TicketRow> = sqlx::query_as(
-            "SELECT id, status, version, scanner_id, confirm_hash, expires_at, updated_at FROM tickets ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .unwrap();
+        let tickets: Vec<TicketRow> =
+            sqlx::query_as("SELECT id, status, version, scanner_id, confirm_hash, expires_at, updated_at FROM tickets ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
         let sessions: Vec<(String, String, i64, Option<i64>)> =
             sqlx::query_as("SELECT id, data, expires_at, user_id FROM sessions ORDER BY id").fetch_all(&self.pool).await.unwrap();
         let users: Vec<(i64, String, Option<String>)> =

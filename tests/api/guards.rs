@@ -1,10 +1,9 @@
 //! Server-side route guards, driven through the router with `oneshot`: they answer a
 //! 302 before any HTML.
 
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use crate::common::*;
 use scanlogin::server::startup::Application;
 use tower::ServiceExt as _;
 

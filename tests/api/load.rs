@@ -5,14 +5,13 @@
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_logins_all_land_on_the_right_user() {
     let dir = tempfile::tempdir().unwrap();
-    let (figures, verdict) =
-        scanlogin::server::loadgen::run_scanlogin(
-            100,
-            &format!("sqlite://{}/load.db", dir.path().display()),
-            std::time::Duration::from_secs(120),
-        )
-        .await
-        .unwrap();
+    let (figures, verdict) = scanlogin::server::loadgen::run_scanlogin(
+        100,
+        &format!("sqlite://{}/load.db", dir.path().display()),
+        std::time::Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
     assert!(verdict.lost.is_empty(), "lost: {:?}", verdict.lost);
     assert!(verdict.cross_bound.is_empty(), "cross-bound: {:?}", verdict.cross_bound);
     assert_eq!(figures.logins, 100);

@@ -2,6 +2,9 @@
 //! application spawned on port 0 and driven over HTTP, as browsers with their own
 //! cookie jars and as the phone.
 
+// Tests may unwrap: a panic there is a failed test with its reason.
+#![allow(clippy::unwrap_used)]
+
 mod abuse;
 mod api_flow;
 mod bad_input;

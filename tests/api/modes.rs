@@ -1,7 +1,6 @@
 //! Start-up modes and operations: real-credential mode, configuration errors, demo
 //! loopback, WeChat timeouts, the purge task.
 
-
 use crate::common::*;
 use leptos::config::LeptosOptions;
 use scanlogin::server::startup::Application;
@@ -11,7 +10,9 @@ use std::process::Command;
 #[tokio::test]
 async fn real_mode_has_no_simulator_and_reports_wechat_down() {
     // Credentials set, WeChat unreachable (nothing listens on port 9).
-    let app = spawn(&["--wechat-appid", "wx0123456789abcdef", "--wechat-secret", "not-a-real-secret", "--wechat-api-base", "http://127.0.0.1:9"]).await;
+    let app =
+        spawn(&["--wechat-appid", "wx0123456789abcdef", "--wechat-secret", "not-a-real-secret", "--wechat-api-base", "http://127.0.0.1:9"])
+            .await;
     for path in ["/_wechat/phone", "/_wechat/sim/counters"] {
         let res = reqwest::get(format!("{}{path}", app.base)).await.unwrap();
         assert_eq!(res.status(), 404, "{path} must not exist with real credentials");
@@ -96,7 +97,17 @@ fn invalid_configuration_exits_2_with_a_clear_message() {
     let help = run_binary(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
     let text = String::from_utf8_lossy(&help.stdout);
-    for var in ["WECHAT_APPID", "WECHAT_SECRET_FILE", "WECHAT_API_BASE", "WECHAT_MP_PAGE", "WECHAT_ENV_VERSION", "WECHAT_CHECK_PATH", "WECHAT_QR_API", "PUBLIC_URL", "DATABASE_URL"] {
+    for var in [
+        "WECHAT_APPID",
+        "WECHAT_SECRET_FILE",
+        "WECHAT_API_BASE",
+        "WECHAT_MP_PAGE",
+        "WECHAT_ENV_VERSION",
+        "WECHAT_CHECK_PATH",
+        "WECHAT_QR_API",
+        "PUBLIC_URL",
+        "DATABASE_URL",
+    ] {
         assert!(text.contains(var), "--help documents {var}");
     }
 }
@@ -156,12 +167,8 @@ async fn secrets_never_reach_the_log() {
     .execute(&db)
     .await
     .unwrap();
-    let res = phone()
-        .post(format!("{base}/api/mp/scan"))
-        .json(&json!({ "ticket": "AAAAAAAAAAAAAAAAAAAAAA", "code": "x" }))
-        .send()
-        .await
-        .unwrap();
+    let res =
+        phone().post(format!("{base}/api/mp/scan")).json(&json!({ "ticket": "AAAAAAAAAAAAAAAAAAAAAA", "code": "x" })).send().await.unwrap();
     assert_eq!(res.status(), 502, "code2Session refused the secret");
     assert!(wechat.counters().await["jscode2session"].as_u64() >= Some(1), "code2Session was really called");
     child.kill().unwrap();

@@ -2,7 +2,6 @@
 //! run. Uses TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); set it
 //! to `skip` to skip.
 
-
 use crate::common::*;
 use serde_json::json;
 use sqlx::Connection as _;
@@ -79,7 +78,8 @@ async fn two_instances_on_one_database_wake_each_others_long_polls() {
         let (browser, url, t) = (browser.clone(), format!("{}/api/login/status", a.base), t.clone());
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let v: serde_json::Value = browser.post(url).json(&json!({ "ticket": t, "seen": 1 })).send().await.unwrap().json().await.unwrap();
+            let v: serde_json::Value =
+                browser.post(url).json(&json!({ "ticket": t, "seen": 1 })).send().await.unwrap().json().await.unwrap();
             (v, started.elapsed())
         })
     };

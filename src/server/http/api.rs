@@ -53,8 +53,8 @@ fn same_site(headers: &HeaderMap) -> Result<(), AppError> {
         let origin = origin.to_str().unwrap_or("null");
         let public_url = use_context::<AppState>().map(|s| s.site.public_url.clone()).unwrap_or_default();
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let same = origin == public_url
-            || (!host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}")));
+        let same =
+            origin == public_url || (!host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}")));
         if !same {
             return Err(ErrorCode::CrossSite.into());
         }

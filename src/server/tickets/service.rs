@@ -14,7 +14,6 @@ use std::time::Duration;
 pub struct Tickets {
     store: Arc<dyn TicketStore>,
     clock: Arc<dyn Clock>,
-    /// Ticket lifetimes.
     pub life: Lifetimes,
     polls: PollLimiter,
 }

@@ -32,7 +32,6 @@ pub type TicketWatch = watch::Receiver<Option<Ticket>>;
 pub trait TicketStore: Send + Sync + 'static {
     /// Stores a new ticket.
     async fn insert(&self, ticket: &Ticket) -> Result<(), StoreError>;
-    /// Loads a ticket.
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError>;
     /// Writes `ticket` only if the stored version is still `expected_version`, then
     /// notifies watchers. `false` when someone else changed it first.
@@ -53,7 +52,6 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Subscribes to `id`.
     pub fn watch(&self, id: &str) -> TicketWatch {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(id.to_string()).or_insert_with(|| watch::channel(None).0).subscribe()
@@ -145,9 +143,8 @@ const DONE: [TicketStatus; 3] = [TicketStatus::Consumed, TicketStatus::Cancelled
 static COUNT_LIVE: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT COUNT(*) FROM tickets WHERE browser_key = $1 AND status IN ({}) AND expires_at > $2", sql_list(&LIVE))
 });
-static PURGE: LazyLock<String> = LazyLock::new(|| {
-    format!("DELETE FROM tickets WHERE expires_at < $1 OR (status IN ({}) AND updated_at < $1)", sql_list(&DONE))
-});
+static PURGE: LazyLock<String> =
+    LazyLock::new(|| format!("DELETE FROM tickets WHERE expires_at < $1 OR (status IN ({}) AND updated_at < $1)", sql_list(&DONE)));
 
 /// A stored version (BIGINT) as the machine counts it.
 fn version_to_sql(v: u64) -> i64 {

@@ -51,7 +51,6 @@ pub struct WechatConfig {
 pub struct MiniProgramCode {
     /// PNG or JPEG, as sniffed from the bytes.
     pub kind: ImageKind,
-    /// The image.
     pub bytes: Vec<u8>,
 }
 

@@ -10,7 +10,6 @@ pub enum WechatError {
     /// WeChat answered an `errcode`.
     #[error("wechat errcode {errcode}: {errmsg}")]
     Api {
-        /// The error code.
         errcode: i64,
         /// WeChat's message (no secrets in it).
         errmsg: String,
@@ -44,8 +43,7 @@ impl WechatError {
 /// Parses a JSON answer: an `errcode` other than 0 is an error whatever the HTTP
 /// status or content type said.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WechatError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| WechatError::Malformed(format!("not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| WechatError::Malformed(format!("not JSON: {e}")))?;
     if !value.is_object() {
         return Err(WechatError::Malformed("JSON is not an object".into()));
     }
@@ -92,10 +90,9 @@ pub fn parse_image(body: &[u8]) -> Result<ImageKind, WechatError> {
     }
     let trimmed = body.trim_ascii_start();
     if trimmed.starts_with(b"{") {
-        let value: serde_json::Value = serde_json::from_slice(trimmed)
-            .map_err(|_| WechatError::Malformed("truncated JSON where an image was expected".into()))?;
-        return Err(api_error(&value)
-            .unwrap_or_else(|| WechatError::Malformed("JSON without errcode where an image was expected".into())));
+        let value: serde_json::Value =
+            serde_json::from_slice(trimmed).map_err(|_| WechatError::Malformed("truncated JSON where an image was expected".into()))?;
+        return Err(api_error(&value).unwrap_or_else(|| WechatError::Malformed("JSON without errcode where an image was expected".into())));
     }
     Err(WechatError::Malformed(format!("neither an image nor JSON ({} bytes)", body.len())))
 }

@@ -91,10 +91,7 @@ mod tests {
     use crate::server::clock::FakeClock;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn counting_fetch(
-        calls: &Arc<AtomicUsize>,
-        expires_in: u64,
-    ) -> impl Future<Output = Result<(AccessToken, u64), ()>> + use<> {
+    fn counting_fetch(calls: &Arc<AtomicUsize>, expires_in: u64) -> impl Future<Output = Result<(AccessToken, u64), ()>> + use<> {
         let calls = calls.clone();
         async move {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;

@@ -1,0 +1,209 @@
+//! The WeChat endpoints the client calls, answered as docs/wechat-api.md describes:
+//! access tokens, mini-program codes, code2Session.
+
+use super::images::code_image;
+use super::{CODE_LIFE, OVERLAP, Sim, Simulator, TOKEN_LIFE, WXACODE_CAP, derived_id, errcode, json_ok, now, random_string};
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+impl Simulator {
+    fn check_app(&self, appid: Option<&str>, secret: Option<&str>) -> Result<(), Response> {
+        match appid {
+            None | Some("") => Err(errcode(41002, "appid missing")),
+            Some(a) if a != self.cfg.appid => Err(errcode(40013, "invalid appid")),
+            _ if secret != Some(self.cfg.secret.as_str()) => Err(errcode(40125, "invalid appsecret")),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_token(&self, query: &HashMap<String, String>) -> Result<(), Response> {
+        let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
+            return Err(errcode(41001, "access_token missing"));
+        };
+        match self.lock().tokens.get(token) {
+            None => Err(errcode(40001, "invalid credential, access_token is invalid or not latest")),
+            Some(&exp) if exp <= now() => Err(errcode(42001, "access_token expired")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Issues a new token; the previous one of the same kind keeps working for 5 minutes.
+    fn issue_token(&self, stable: bool) -> (String, i64) {
+        let mut s = self.lock();
+        let t = now();
+        let previous = if stable { s.latest_stable.clone() } else { s.latest_plain.clone() };
+        if let Some(old) = previous
+            && let Some(exp) = s.tokens.get_mut(&old)
+        {
+            *exp = (*exp).min(t + OVERLAP);
+        }
+        let token = random_string("SIMTOKEN_");
+        s.tokens.insert(token.clone(), t + TOKEN_LIFE);
+        // Keep expired tokens a while so their use answers 42001 (expired), not 40001.
+        s.tokens.retain(|_, exp| *exp > t - TOKEN_LIFE);
+        if stable {
+            s.latest_stable = Some(token.clone());
+        } else {
+            s.latest_plain = Some(token.clone());
+        }
+        (token, TOKEN_LIFE)
+    }
+}
+
+fn scene_ok(scene: &str) -> bool {
+    const EXTRA: &str = "!#$&'()*+,/:;=?@-._~";
+    scene.chars().all(|c| c.is_ascii_alphanumeric() || EXTRA.contains(c))
+}
+
+pub(super) async fn token(State(sim): Sim, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(r) = sim.fault_response(sim.enter("token")).await {
+        return r;
+    }
+    if q.get("grant_type").map(String::as_str) != Some("client_credential") {
+        return errcode(40002, "invalid grant_type");
+    }
+    if let Err(r) = sim.check_app(q.get("appid").map(String::as_str), q.get("secret").map(String::as_str)) {
+        return r;
+    }
+    let (token, expires_in) = sim.issue_token(false);
+    json_ok(json!({"access_token": token, "expires_in": expires_in}), "application/json; charset=UTF-8")
+}
+
+pub(super) async fn stable_token(State(sim): Sim, body: Bytes) -> Response {
+    if let Some(r) = sim.fault_response(sim.enter("stable_token")).await {
+        return r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return errcode(47001, "data format error");
+    };
+    if v["grant_type"].as_str() != Some("client_credential") {
+        return errcode(40002, "invalid grant_type");
+    }
+    if let Err(r) = sim.check_app(v["appid"].as_str(), v["secret"].as_str()) {
+        return r;
+    }
+    let force = v["force_refresh"].as_bool().unwrap_or(false);
+    let current = {
+        let s = sim.lock();
+        s.latest_stable.as_ref().and_then(|t| s.tokens.get(t).map(|exp| (t.clone(), *exp)))
+    };
+    let (token, expires_in) = match current {
+        // Same token while more than 5 minutes remain.
+        Some((t, exp)) if !force && exp - now() > OVERLAP => (t, exp - now()),
+        _ => sim.issue_token(true),
+    };
+    json_ok(json!({"access_token": token, "expires_in": expires_in}), "application/json; charset=UTF-8")
+}
+
+/// Reads a JSON body; WeChat rejects form bodies and tokens in the body.
+fn wxa_body(sim: &Simulator, headers: &HeaderMap, body: &[u8], query: &HashMap<String, String>) -> Result<Value, Response> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        let form = headers.get(header::CONTENT_TYPE).is_some_and(|c| c.as_bytes().starts_with(b"application/x-www-form"));
+        return Err(errcode(47001, if form { "data format error: form body" } else { "data format error" }));
+    };
+    if !v.is_object() {
+        return Err(errcode(47001, "data format error"));
+    }
+    sim.check_token(query)?;
+    Ok(v)
+}
+
+fn page_ok(sim: &Simulator, page: &str, check: bool) -> bool {
+    !page.starts_with('/') && !page.contains('?') && (!check || sim.cfg.released_pages.iter().any(|p| p == page))
+}
+
+pub(super) async fn getwxacodeunlimit(
+    State(sim): Sim,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = sim.fault_response(sim.enter("getwxacodeunlimit")).await {
+        return r;
+    }
+    let v = match wxa_body(&sim, &headers, &body, &q) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let scene = v["scene"].as_str().unwrap_or("");
+    if scene.is_empty() || !scene_ok(scene) {
+        return errcode(40129, "invalid scene");
+    }
+    if scene.chars().count() > 32 {
+        return errcode(40169, "invalid length for scene, or the data is not json string");
+    }
+    let env = v["env_version"].as_str().unwrap_or("release");
+    if !["release", "trial", "develop"].contains(&env) {
+        return errcode(40097, "invalid args: env_version");
+    }
+    let page = v["page"].as_str().unwrap_or("");
+    let check = v["check_path"].as_bool().unwrap_or(true) && env == "release";
+    if !page.is_empty() && !page_ok(&sim, page, check) {
+        return errcode(41030, "invalid page rid");
+    }
+    code_image(&sim, &v, "scene", scene)
+}
+
+pub(super) async fn getwxacode(State(sim): Sim, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = sim.fault_response(sim.enter("getwxacode")).await {
+        return r;
+    }
+    let v = match wxa_body(&sim, &headers, &body, &q) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let path = v["path"].as_str().unwrap_or("");
+    if path.is_empty() || path.len() > 1024 {
+        return errcode(40159, "invalid length for path, or the data is not json string");
+    }
+    if !page_ok(&sim, path.split('?').next().unwrap_or(""), true) {
+        return errcode(41030, "invalid page rid");
+    }
+    {
+        let mut s = sim.lock();
+        if s.wxacodes_made >= WXACODE_CAP {
+            return errcode(45029, "max limit of wxacode");
+        }
+        s.wxacodes_made += 1;
+    }
+    code_image(&sim, &v, "path", path)
+}
+
+pub(super) async fn jscode2session(State(sim): Sim, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(r) = sim.fault_response(sim.enter("jscode2session")).await {
+        return r;
+    }
+    if let Err(r) = sim.check_app(q.get("appid").map(String::as_str), q.get("secret").map(String::as_str)) {
+        return r;
+    }
+    if q.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return errcode(40002, "invalid grant_type");
+    }
+    let Some(code) = q.get("js_code").filter(|c| !c.is_empty()) else {
+        return errcode(41008, "missing code");
+    };
+    let mut s = sim.lock();
+    let Some(grant) = s.grants.get_mut(code) else {
+        return errcode(40029, "invalid code");
+    };
+    if grant.used {
+        return errcode(40163, "code been used");
+    }
+    if now() - grant.issued > CODE_LIFE {
+        return errcode(40029, "invalid code");
+    }
+    grant.used = true;
+    let mut answer = json!({
+        "openid": derived_id("openid", &sim.cfg.appid, &grant.user),
+        "session_key": random_string("SIMSESSIONKEY_"),
+    });
+    if grant.unionid {
+        answer["unionid"] = json!(derived_id("unionid", "open-platform", &grant.user));
+    }
+    // Seen in the wild: code2Session answers JSON as text/plain.
+    json_ok(answer, "text/plain")
+}

@@ -1,0 +1,78 @@
+'use strict';
+(function () {
+  var $ = function (id) { return document.getElementById(id); };
+  var params = new URLSearchParams(location.search);
+  // WeChat hands the page options.scene; the wxacode mode carries it in the path's query.
+  var ticket = params.get('scene');
+  if (!ticket && params.get('path')) {
+    var q = params.get('path').split('?')[1] || '';
+    ticket = new URLSearchParams(q).get('scene');
+  }
+  var confirmToken = null;
+  var busy = false;
+
+  function motto(text, kind) { var m = $('motto'); m.textContent = text; m.className = 'motto ' + (kind || ''); }
+  function show(id, on) { $(id).hidden = !on; }
+  function enable(on) { $('confirm').disabled = !on; $('cancel').disabled = !on; }
+
+  function call(path, body) {
+    return fetch(path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+      body: JSON.stringify(body)
+    }).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (data) {
+        if (!res.ok) { var e = new Error(data.message || ('HTTP ' + res.status)); e.code = data.code; throw e; }
+        return data;
+      });
+    });
+  }
+
+  function fmtTime(iso) { try { return new Date(iso).toLocaleString('zh-CN'); } catch (e) { return iso; } }
+
+  function scanAs(user) {
+    if (busy) return;
+    busy = true;
+    motto('正在登录微信…');
+    call('/_wechat/sim/wx-login', { user: user })
+      .then(function (r) { return call('/api/mp/scan', { ticket: ticket, code: r.code }); })
+      .then(function (r) {
+        confirmToken = r.confirm_token;
+        $('req-site').textContent = r.requester.site;
+        $('req-browser').textContent = r.requester.browser;
+        $('req-ip').textContent = r.requester.ip;
+        $('req-time').textContent = fmtTime(r.requester.created_at);
+        show('pick', false); show('requester', true);
+        show('confirm', true); show('cancel', true); show('again', false); enable(true);
+        motto('请确认是你本人在上述网页发起的登录');
+      })
+      .catch(function (e) { motto(e.message, 'error'); show('again', true); })
+      .then(function () { busy = false; });
+  }
+
+  function finish(path, doneText, doneKind) {
+    if (busy || !confirmToken) return;
+    busy = true; enable(false);
+    call(path, { ticket: ticket, confirm_token: confirmToken })
+      .then(function () { motto(doneText, doneKind); show('again', false); })
+      .catch(function (e) { motto(e.message, 'error'); })
+      .then(function () { busy = false; });
+  }
+
+  document.addEventListener('DOMContentLoaded', function () {
+    $('confirm').addEventListener('click', function () { finish('/api/mp/confirm', '已在网页端登录', 'ok'); });
+    $('cancel').addEventListener('click', function () { finish('/api/mp/cancel', '已取消', ''); });
+    $('again').addEventListener('click', function () { show('requester', false); show('pick', true); show('again', false); motto('选择一个演示微信用户'); });
+    if (!ticket) { motto('请在网站上扫描小程序码进入此页面', 'error'); return; }
+    fetch('/_wechat/sim/users').then(function (r) { return r.json(); }).then(function (list) {
+      list.forEach(function (u) {
+        var b = document.createElement('button');
+        b.className = 'user'; b.textContent = u.name; b.dataset.user = u.user;
+        b.addEventListener('click', function () { scanAs(u.user); });
+        $('users').appendChild(b);
+      });
+      show('pick', true);
+      motto('模拟扫码：选择扫码的微信用户');
+    });
+  });
+})();
