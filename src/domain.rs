@@ -105,6 +105,18 @@ string_newtype!(
 );
 
 string_newtype!(
+    /// The secret that lets the page that created a ticket finalize it: returned once,
+    /// with the ticket, held in the page's memory only. The server keeps its hash.
+    FinalizeKey,
+    |s| {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(is_token_char) {
+            return Err(Invalid("a finalize key is 1-64 characters of A-Z a-z 0-9 - _"));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
     /// The code from the mini program's `wx.login()`, spent once on `code2Session`.
     WxCode,
     |s| {
@@ -141,6 +153,12 @@ pub const DEFAULT_NEXT: &str = "/account";
 impl fmt::Debug for ConfirmToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ConfirmToken(…)")
+    }
+}
+
+impl fmt::Debug for FinalizeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FinalizeKey(…)")
     }
 }
 

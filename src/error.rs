@@ -33,6 +33,8 @@ pub enum ErrorCode {
     RateLimited,
     WechatUnavailable,
     WechatQuota,
+    /// Too many logins in progress across the service; try again shortly.
+    Busy,
     /// A fault of ours; details are in the server log.
     Internal,
     /// The browser could not reach the server (never sent by the server).
@@ -58,7 +60,7 @@ impl ErrorCode {
             UnsupportedMediaType => 415,
             RateLimited => 429,
             WechatUnavailable => 502,
-            WechatQuota => 503,
+            WechatQuota | Busy => 503,
             Internal | Network | Unknown => 500,
         }
     }

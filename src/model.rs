@@ -1,7 +1,7 @@
 //! Types shared by the server and the browser: what the endpoints of docs/api.md
 //! return.
 
-use crate::domain::{ConfirmToken, TicketId};
+use crate::domain::{ConfirmToken, FinalizeKey, TicketId};
 use serde::{Deserialize, Serialize};
 
 /// Where a login ticket is in its life (see docs/api.md, "Ticket"). Its names are
@@ -74,6 +74,8 @@ pub struct TicketIssued {
     pub qr: String,
     /// Seconds until the ticket expires.
     pub expires_in: u64,
+    /// The secret finalize needs; only this answer carries it.
+    pub finalize_key: FinalizeKey,
 }
 
 /// `POST /api/login/status`.

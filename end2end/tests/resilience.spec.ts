@@ -74,7 +74,8 @@ test('SIGKILL between every step: the login completes and the page resumes by it
     await page.waitForURL('**/account', { timeout: 30_000 });
     await expect(page.getByTestId('user-name')).toContainText('微信用户');
 
-    // finalized → killed → restarted: the session survives; nothing is accepted twice.
+    // finalized → killed → restarted: the session survives; nothing is accepted twice
+    // (and without the finalize key, which only the page had, not even once).
     await kill(server);
     server = await start();
     await page.reload();
@@ -82,8 +83,8 @@ test('SIGKILL between every step: the login completes and the page resumes by it
     await expect(page.getByTestId('user-name')).toContainText('微信用户');
     const ticket = new URL(link).searchParams.get('scene');
     const again = await page.request.post(`${base}/api/login/finalize`, { data: { ticket }, headers: { accept: 'application/json' } });
-    expect(again.status()).toBe(409);
-    expect((await again.json()).code).toBe('ticket_used');
+    expect(again.status()).toBe(404);
+    expect((await again.json()).code).toBe('ticket_not_found');
     await phoneCtx.close();
   } finally {
     await kill(server).catch(() => {});

@@ -15,9 +15,13 @@ async function withServer(env, fn) {
   }
 }
 
+// The finalize key of each ticket, as the page keeps it (in memory).
+const finalizeKeys = new Map();
+
 async function newTicket(browser) {
   const r = await browser.post('/api/login/ticket', {});
   assert.equal(r.status, 200, JSON.stringify(r.body));
+  finalizeKeys.set(r.body.ticket, r.body.finalize_key);
   return r.body.ticket;
 }
 
@@ -50,7 +54,7 @@ test('scan and 点击登录 sign the browser in', () => withServer({}, async ({ 
   assert.deepEqual(phone.calls, ['exitMiniProgram']);
 
   assert.equal((await ticketState(browser, ticket)).status, 'confirmed');
-  const fin = await browser.post('/api/login/finalize', { ticket });
+  const fin = await browser.post('/api/login/finalize', { ticket, finalize_key: finalizeKeys.get(ticket) });
   assert.equal(fin.status, 200, JSON.stringify(fin.body));
   const me = await browser.post('/api/me', {});
   assert.equal(me.status, 200);
@@ -184,4 +188,73 @@ test('opened without a scene, the page explains how to get here', () => withServ
   assert.match(phone.data.motto, /扫描/);
   assert.equal(phone.requests.length, 0);
   assert.equal(phone.buttons().find((b) => b.text === '点击登录').visible, false);
+}));
+
+/** A stand-in for what sits between the phone and the server: answers every request
+ *  with `status` and an HTML page. */
+async function htmlProxy(status) {
+  const http = require('node:http');
+  const server = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(status, { 'content-type': 'text/html' });
+    res.end('<html><body>upstream says hello</body></html>');
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { base: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+test('two taps on 重试 send one scan, and the page ends ready', () => withServer({}, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  await sim(base, '/sim/faults', { endpoint: 'jscode2session', kind: 'http_status', status: 502, count: 1 });
+  const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+  phone.load({ scene: encodeURIComponent(ticket) });
+  await phone.until((d) => d.phase === 'error', 'the failure');
+  const scansBefore = phone.requests.filter((r) => r.url.endsWith('/api/mp/scan')).length;
+  // Both taps land before the view hides 重试.
+  assert.equal(phone.tap('重试'), true);
+  assert.equal(phone.tap('重试'), true);
+  await phone.until(scanned, 'the retried scan');
+  const scans = phone.requests.filter((r) => r.url.endsWith('/api/mp/scan')).length - scansBefore;
+  assert.equal(scans, 1, 'one scan for two taps');
+  assert.equal(phone.buttons().find((b) => b.text === '点击登录').visible, true);
+  assert.equal(phone.tap('点击登录'), true);
+  await phone.until((d) => d.phase === 'done', 'the confirm');
+  assert.equal((await ticketState(browser, ticket)).status, 'confirmed');
+}));
+
+test('a 200 that is not JSON is a failure with 重试, not a blank success', () => withServer({}, async ({ base }) => {
+  const proxy = await htmlProxy(200);
+  try {
+    const phone = openPage({ base: proxy.base, wechat: base, user: 'zhangsan' });
+    phone.load({ scene: 'AAAAAAAAAAAAAAAAAAAAAA' });
+    await phone.until((d) => d.phase === 'error', 'the failure');
+    assert.equal(phone.data.motto, '服务暂时不可用，请稍后重试');
+    assert.equal(phone.data.requester, null);
+    assert.equal(phone.buttons().find((b) => b.text === '点击登录').visible, false);
+    assert.equal(phone.buttons().find((b) => b.text === '重试').visible, true);
+  } finally {
+    await proxy.close();
+  }
+}));
+
+test('a 502 page from a proxy offers 重试', () => withServer({}, async ({ base }) => {
+  const proxy = await htmlProxy(502);
+  try {
+    const phone = openPage({ base: proxy.base, wechat: base, user: 'zhangsan' });
+    phone.load({ scene: 'AAAAAAAAAAAAAAAAAAAAAA' });
+    await phone.until((d) => d.phase === 'error', 'the failure');
+    assert.equal(phone.data.motto, '服务暂时不可用，请稍后重试');
+    assert.equal(phone.buttons().find((b) => b.text === '重试').visible, true);
+  } finally {
+    await proxy.close();
+  }
+}));
+
+test('a scene that does not decode says the code is invalid', () => withServer({}, async ({ base }) => {
+  const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+  phone.load({ scene: '%E4%' });
+  await phone.until((d) => d.phase === 'error', 'the refusal');
+  assert.equal(phone.data.motto, '二维码内容无效，请在网页上刷新后重新扫码');
+  assert.equal(phone.requests.length, 0, 'nothing sent');
 }));

@@ -2,6 +2,14 @@
 // every HTTP status, so the status code decides; `fail` means no answer came at all.
 const config = require('../config.js');
 
+/** The error code for an answer that is not ours: 429 is a limit, 5xx or a 200 that is
+ *  not JSON means something between the phone and the server is failing. */
+function unreadableCode(status) {
+  if (status === 429) return 'rate_limited';
+  if (status === 200 || status >= 500) return 'server_unavailable';
+  return 'http_' + status;
+}
+
 function request(path, body) {
   return new Promise((resolve, reject) => {
     wx.request({
@@ -12,11 +20,15 @@ function request(path, body) {
       header: { 'Content-Type': 'application/json', Accept: 'application/json' },
       timeout: 15000,
       success(res) {
-        const data = res.data && typeof res.data === 'object' ? res.data : {};
-        if (res.statusCode === 200) {
+        // A JSON object is our answer; anything else (a proxy's HTML page, a captive
+        // portal) is not, whatever its status says.
+        const data = res.data && typeof res.data === 'object' ? res.data : null;
+        if (res.statusCode === 200 && data) {
           resolve(data);
+        } else if (data && data.code) {
+          reject({ code: data.code, message: data.message || '', status: res.statusCode });
         } else {
-          reject({ code: data.code || 'http_' + res.statusCode, message: data.message || '', status: res.statusCode });
+          reject({ code: unreadableCode(res.statusCode), message: '', status: res.statusCode });
         }
       },
       fail(err) {

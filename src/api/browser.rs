@@ -1,7 +1,7 @@
 //! Endpoints the browser calls (cookie session). Each server function is its endpoint's
 //! handler; the browser calls the same functions from the pages.
 
-use crate::domain::{NextPath, TicketId};
+use crate::domain::{FinalizeKey, NextPath, TicketId};
 use crate::error::AppError;
 use crate::model::{Empty, Finalized, MeView, Revoked, StatusView, TicketIssued};
 use leptos::prelude::*;
@@ -16,8 +16,8 @@ use crate::{
 /// The session and its binding key; a browser without a key cannot own any ticket, so
 /// it gets `ticket_not_found` (and no session is created for it).
 #[cfg(feature = "ssr")]
-async fn bound_session() -> Result<(WebSession, String), AppError> {
-    let session = WebSession::current().await?;
+async fn bound_session(st: &AppState) -> Result<(WebSession, String), AppError> {
+    let session = WebSession::current(st.site.session_life).await?;
     match session.existing_browser_key().await? {
         Some(key) => Ok((session, key)),
         None => Err(ErrorCode::TicketNotFound.into()),
@@ -29,29 +29,38 @@ async fn bound_session() -> Result<(WebSession, String), AppError> {
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppError> {
+    use crate::server::limits::client_bucket;
     use crate::server::tickets::Ticket;
-    use crate::server::tokens;
+    use crate::server::tokens::{self, TokenHash};
 
     let st = AppState::current()?;
     let who = Caller::current(&st).await?;
-    st.limits.tickets_per_ip.check(&who.ip)?;
-    let session = WebSession::current().await?;
+    st.limits.tickets_per_ip.check(&client_bucket(&who.ip))?;
+    let session = WebSession::current(st.site.session_life).await?;
+    let wait = u64::try_from(st.tickets.life.waiting_ms / 1000).unwrap_or(0);
     if let Some(key) = session.existing_browser_key().await? {
         st.limits.tickets_per_browser.check(&key)?;
         let cap = st.limits.live_tickets_per_browser;
         if cap > 0 && st.tickets.count_live(&key).await? >= cap {
-            let wait = u64::try_from(st.tickets.life.waiting_ms / 1000).unwrap_or(0);
             return Err(AppError::new(ErrorCode::RateLimited).retry_after(wait));
         }
+    }
+    // The ceiling over everyone: what bounds a flood from many addresses.
+    let ceiling = st.limits.max_live_tickets;
+    if ceiling > 0 && st.tickets.count_all_live().await? >= ceiling {
+        tracing::warn!(ceiling, "live-ticket ceiling reached");
+        return Err(AppError::new(ErrorCode::Busy).retry_after(wait.min(30)));
     }
     let id = tokens::new_ticket_id();
     // The code first: when WeChat fails, nothing has been stored.
     let code = st.wechat.mini_program_code(id.as_str()).await?;
     let browser_key = session.browser_key().await?;
+    let finalize_key = tokens::new_finalize_key();
     let now = st.tickets.now();
-    let ticket = Ticket::new(id, browser_key, next.unwrap_or_default(), who, now, st.tickets.life);
+    let hash = TokenHash::of(finalize_key.as_str());
+    let ticket = Ticket::new(id, browser_key, hash, next.unwrap_or_default(), who, now, st.tickets.life);
     st.tickets.insert(&ticket).await?;
-    Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url() })
+    Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url(), finalize_key })
 }
 
 /// Long-polls a ticket's status: answers when its version exceeds `seen`, when it
@@ -61,56 +70,67 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, AppError> {
     let st = AppState::current()?;
-    let (_, key) = bound_session().await?;
+    let (_, key) = bound_session(&st).await?;
     let t = st.tickets.follow(&ticket, &key, seen, st.site.longpoll).await?;
     Ok(StatusView { status: t.status, version: t.version, expires_in: t.expires_in(st.tickets.now()) })
 }
 
-/// Turns a confirmed ticket into a signed-in session: session id cycled, user stored,
-/// session saved, then the ticket consumed by a conditional write, then the login
-/// recorded.
+/// Turns a confirmed ticket into a signed-in session: session id and binding key
+/// rotated, user stored, session saved, then the ticket consumed by a conditional write,
+/// then the login recorded. Needs the ticket's finalize key; a repeat within a minute
+/// (the first answer was lost) signs the same browser in again.
 #[server(prefix = "/api", endpoint = "login/finalize", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn finalize_login(ticket: TicketId) -> Result<Finalized, AppError> {
-    use crate::model::TicketStatus;
+pub async fn finalize_login(ticket: TicketId, finalize_key: Option<FinalizeKey>) -> Result<Finalized, AppError> {
     use crate::server::session::SignedIn;
+    use crate::server::tickets::{Finalize, FinalizeAttempt};
+    use crate::server::tokens::TokenHash;
 
     let st = AppState::current()?;
-    let (session, key) = bound_session().await?;
+    let session = WebSession::current(st.site.session_life).await?;
+    let now = st.tickets.now();
+    let key = session.existing_browser_key().await?;
+    let signed_in_as = session.signed_in(now, st.site.session_absolute_ms).await?.map(|s| s.user);
+    let key_hash = finalize_key.map(|k| TokenHash::of(k.as_str()));
+    let attempt = FinalizeAttempt { browser_key: key.as_deref(), signed_in_as, key_hash: key_hash.as_ref() };
     let Some(current) = st.tickets.load(&ticket).await? else {
         return Err(ErrorCode::TicketNotFound.into());
     };
-    let now = st.tickets.now();
-    if let Some(refusal) = current.consume_refusal(&key, now) {
-        return Err(refusal.into());
-    }
+    let decision = current.finalize_check(&attempt, now)?;
     let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
+    let next = Finalized { next: current.next.to_string() };
     let who = Caller::current(&st).await?;
     let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip, user_agent: who.user_agent };
+    if decision == Finalize::Repeat {
+        if signed_in_as != Some(user) {
+            session.sign_in(&signed_in).await?;
+        }
+        tracing::info!(user, "signed in again after a lost finalize answer");
+        return Ok(next);
+    }
     session.sign_in(&signed_in).await?;
     let mut consumed = current.clone();
-    consumed.consume(&key, now)?;
+    consumed.consume(&attempt, now)?;
     match st.tickets.commit(&consumed, current.version).await {
         Ok(true) => {}
         lost => {
-            // Not consumed: a store error, or a change in between. Only this browser can
-            // consume its ticket: if a parallel finalize of ours won, this session stays
-            // signed in too (whichever cookie the browser keeps works), and the answer is
-            // still `ticket_used`. Anything else: undo the sign-in first.
+            // Not consumed: a store error, or a change in between. When a parallel
+            // finalize of this same page won, this is a repeat and this session stays
+            // signed in too; anything else undoes the sign-in first.
             let after = match lost {
                 Ok(_) => st.tickets.load(&ticket).await,
                 Err(e) => Err(e),
             };
+            let again = FinalizeAttempt { signed_in_as: Some(user), ..attempt };
             if let Ok(Some(t)) = &after
-                && t.status == TicketStatus::Consumed
-                && t.is_bound_to(&key)
+                && t.finalize_check(&again, now) == Ok(Finalize::Repeat)
             {
-                return Err(ErrorCode::TicketUsed.into());
+                return Ok(next);
             }
             session.undo_sign_in().await?;
             return Err(match after? {
-                Some(t) => t.consume_refusal(&key, now).map(ErrorCode::from).unwrap_or(ErrorCode::TicketUsed).into(),
+                Some(t) => t.finalize_check(&attempt, now).err().map(ErrorCode::from).unwrap_or(ErrorCode::TicketUsed).into(),
                 None => ErrorCode::TicketNotFound.into(),
             });
         }
@@ -119,7 +139,7 @@ pub async fn finalize_login(ticket: TicketId) -> Result<Finalized, AppError> {
         tracing::error!(error = %e, "login succeeded but could not be recorded");
     }
     tracing::info!(user, "signed in");
-    Ok(Finalized { next: consumed.next.into() })
+    Ok(next)
 }
 
 /// The signed-in user, their recent logins and their signed-in browsers.
@@ -130,9 +150,10 @@ pub async fn me() -> Result<MeView, AppError> {
     use crate::model::{LoginView, SessionView, UserView};
     use crate::server::clock::rfc3339;
     use crate::server::display::{describe_browser, mask_openid};
+    use crate::server::error::current_lang;
 
     let st = AppState::current()?;
-    let session = WebSession::current().await?;
+    let session = WebSession::current(st.site.session_life).await?;
     let now = st.clock.now();
     let Some(signed_in) = session.signed_in(now, st.site.session_absolute_ms).await? else {
         return Err(ErrorCode::Unauthenticated.into());
@@ -144,17 +165,22 @@ pub async fn me() -> Result<MeView, AppError> {
     let logins = st.users.recent_logins(user.id, 10).await?;
     let current = session.id();
     let sessions = st.sessions.list_for_user(user.id, now).await?;
+    let unknown = current_lang().ui().unknown_browser;
     Ok(MeView {
         user: UserView { id: user.id, name: user.name, openid_masked: mask_openid(&user.openid), created_at: rfc3339(user.created_at) },
         recent_logins: logins
             .into_iter()
-            .map(|l| LoginView { at: rfc3339(l.at), ip: l.ip, browser: describe_browser(&l.user_agent) })
+            .map(|l| LoginView {
+                at: rfc3339(l.at),
+                ip: l.ip,
+                browser: describe_browser(&l.user_agent).unwrap_or_else(|| unknown.to_string()),
+            })
             .collect(),
         sessions: sessions
             .into_iter()
             .map(|s| SessionView {
                 current: current.as_deref() == Some(s.id.as_str()),
-                browser: describe_browser(&s.signed_in.user_agent),
+                browser: describe_browser(&s.signed_in.user_agent).unwrap_or_else(|| unknown.to_string()),
                 ip: s.signed_in.ip,
                 signed_in_at: rfc3339(s.signed_in.login_at),
                 last_seen: rfc3339(s.signed_in.seen_at),
@@ -163,17 +189,22 @@ pub async fn me() -> Result<MeView, AppError> {
     })
 }
 
-/// Ends the session: the session row is removed outright, the cookie cleared.
+/// Ends the session: the session row is removed outright, the cookie cleared. Always
+/// 200: a store failure is logged, and the browser forgets its cookie either way.
 #[server(prefix = "/api", endpoint = "logout", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn logout() -> Result<Empty, AppError> {
     let st = AppState::current()?;
-    let session = WebSession::current().await?;
+    let session = WebSession::current(st.site.session_life).await?;
     let id = session.id();
-    session.sign_out().await?;
-    if let Some(id) = id {
-        st.sessions.remove(&id).await?;
+    if let Err(e) = session.sign_out().await {
+        tracing::error!(error = ?e, "logout: the session could not be cleared");
+    }
+    if let Some(id) = id
+        && let Err(e) = st.sessions.remove(&id).await
+    {
+        tracing::error!(error = %e, "logout: the session row could not be removed");
     }
     Ok(Empty {})
 }
@@ -184,7 +215,7 @@ pub async fn logout() -> Result<Empty, AppError> {
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn revoke_other_sessions() -> Result<Revoked, AppError> {
     let st = AppState::current()?;
-    let session = WebSession::current().await?;
+    let session = WebSession::current(st.site.session_life).await?;
     let Some(signed_in) = session.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };

@@ -10,13 +10,22 @@ use leptos::server_fn::codec::Json;
 #[cfg(feature = "ssr")]
 use crate::server::{caller::Caller, state::AppState};
 
-/// The state, after the phone endpoints' rate limits (per client IP, per ticket).
+/// The state and the ticket, after the phone endpoints' rate limits: per client, then,
+/// once the ticket is known to exist, per ticket and client (so one client's garbage
+/// cannot lock the real scanner out, and unknown ids allocate no limiter entry).
 #[cfg(feature = "ssr")]
-async fn phone_state(ticket: &TicketId) -> Result<AppState, AppError> {
+async fn phone_call(ticket: &TicketId) -> Result<(AppState, crate::server::tickets::Ticket), AppError> {
+    use crate::error::ErrorCode;
+    use crate::server::limits::client_bucket;
+
     let st = AppState::current()?;
-    st.limits.phone_per_ip.check(&Caller::current(&st).await?.ip)?;
-    st.limits.phone_per_ticket.check(ticket.as_str())?;
-    Ok(st)
+    let client = client_bucket(&Caller::current(&st).await?.ip);
+    st.limits.phone_per_ip.check(&client)?;
+    let Some(current) = st.tickets.load(ticket).await? else {
+        return Err(ErrorCode::TicketNotFound.into());
+    };
+    st.limits.phone_per_ticket.check(&format!("{ticket} {client}"))?;
+    Ok((st, current))
 }
 
 /// The phone scanned `ticket`; `code` comes from `wx.login()`. Exchanges the code for
@@ -24,16 +33,13 @@ async fn phone_state(ticket: &TicketId) -> Result<AppState, AppError> {
 #[server(prefix = "/api", endpoint = "mp/scan", input = Json, output = Json)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppError> {
-    use crate::error::ErrorCode;
     use crate::model::Requester;
     use crate::server::clock::rfc3339;
     use crate::server::display::describe_browser;
+    use crate::server::error::current_lang;
     use crate::server::tokens::{TokenHash, new_confirm_token};
 
-    let st = phone_state(&ticket).await?;
-    let Some(current) = st.tickets.load(&ticket).await? else {
-        return Err(ErrorCode::TicketNotFound.into());
-    };
+    let (st, current) = phone_call(&ticket).await?;
     // Refuse what cannot succeed before spending the single-use code.
     if let Some(refusal) = current.closed_to_scans(st.tickets.now()) {
         return Err(refusal.into());
@@ -55,7 +61,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
         confirm_token,
         requester: Requester {
             site: st.site.host.clone(),
-            browser: describe_browser(&t.origin.user_agent),
+            browser: describe_browser(&t.origin.user_agent).unwrap_or_else(|| current_lang().ui().unknown_browser.to_string()),
             ip: t.origin.ip.clone(),
             created_at: rfc3339(t.created_at),
         },
@@ -69,7 +75,8 @@ pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result
     use crate::server::tokens::TokenHash;
 
     let hash = TokenHash::of(confirm_token.as_str());
-    let (t, ()) = phone_state(&ticket).await?.tickets.update(&ticket, |t, now| t.confirm(&hash, now)).await?;
+    let (st, current) = phone_call(&ticket).await?;
+    let (t, ()) = st.tickets.update_from(current, |t, now| t.confirm(&hash, now)).await?;
     Ok(PhoneAnswer { status: t.status })
 }
 
@@ -80,6 +87,7 @@ pub async fn mp_cancel(ticket: TicketId, confirm_token: ConfirmToken) -> Result<
     use crate::server::tokens::TokenHash;
 
     let hash = TokenHash::of(confirm_token.as_str());
-    let (t, ()) = phone_state(&ticket).await?.tickets.update(&ticket, |t, now| t.cancel(&hash, now)).await?;
+    let (st, current) = phone_call(&ticket).await?;
+    let (t, ()) = st.tickets.update_from(current, |t, now| t.cancel(&hash, now)).await?;
     Ok(PhoneAnswer { status: t.status })
 }

@@ -4,7 +4,7 @@
 use super::{navigate, sleep_ms};
 use crate::api::browser::{create_ticket, finalize_login, login_status, me};
 use crate::app::{PageEnv, use_ui};
-use crate::domain::{NextPath, TicketId};
+use crate::domain::{FinalizeKey, NextPath, TicketId};
 use crate::error::{AppError, ErrorCode};
 use crate::model::TicketStatus;
 use leptos::prelude::*;
@@ -39,7 +39,7 @@ fn backoff_ms(n: u32) -> u32 {
 
 /// Failures that say nothing about the ticket: try again without bothering the person.
 fn quietly_retryable(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::Network | ErrorCode::Internal | ErrorCode::Unknown | ErrorCode::RateLimited)
+    matches!(code, ErrorCode::Network | ErrorCode::Internal | ErrorCode::Unknown | ErrorCode::RateLimited | ErrorCode::Busy)
 }
 
 /// The signals one login round writes. A round runs in a task spawned by an `Effect`
@@ -113,7 +113,7 @@ impl Flow {
                     self.phase.set(Phase::Live(s.status));
                     match s.status {
                         TicketStatus::Waiting | TicketStatus::Scanned => {}
-                        TicketStatus::Confirmed => return self.finish(&issued.ticket).await,
+                        TicketStatus::Confirmed => return self.finish(&issued.ticket, &issued.finalize_key).await,
                         // Finalized already (e.g. a lost answer): proceed if signed in.
                         TicketStatus::Consumed => return self.proceed_if_signed_in().await,
                         // Final, or unknown to this build: fail closed.
@@ -139,8 +139,10 @@ impl Flow {
         }
     }
 
-    async fn finish(&self, ticket: &TicketId) {
-        match self.with_retries(5, quietly_retryable, |_| finalize_login(ticket.clone())).await {
+    /// Finalizes with the key that came with the ticket (kept in this task's memory
+    /// only). A lost answer is simply asked again: a repeat within a minute signs in.
+    async fn finish(&self, ticket: &TicketId, key: &FinalizeKey) {
+        match self.with_retries(5, quietly_retryable, |_| finalize_login(ticket.clone(), Some(key.clone()))).await {
             Ok(f) => navigate(&f.next),
             // A retry after a lost answer: the first finalize may have signed us in.
             Err(e) if e.code == ErrorCode::TicketUsed => self.proceed_if_signed_in().await,

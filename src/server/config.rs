@@ -2,6 +2,7 @@
 //! read once at start-up (`scanlogin --help` lists them all).
 
 use crate::server::limits::{KeyedLimit, Limits};
+use crate::server::session::SessionLifetimes;
 use crate::server::tickets::Lifetimes;
 use crate::server::wechat::{QrApi, WechatConfig};
 use clap::{ArgAction, Args, Parser};
@@ -124,6 +125,9 @@ pub struct LimitArgs {
     /// Tickets one browser may have alive at once (0 = no limit).
     #[arg(long = "live-tickets-per-browser", env = "LIVE_TICKETS_PER_BROWSER", default_value_t = 10)]
     pub live_tickets_per_browser: u32,
+    /// Tickets alive at once across the service (0 = no limit); past it new ones get 503 busy.
+    #[arg(long = "max-live-tickets", env = "MAX_LIVE_TICKETS", default_value_t = 10_000)]
+    pub max_live_tickets: u32,
 }
 
 /// What is wrong with a configuration (exit code 2).
@@ -165,7 +169,7 @@ impl Config {
         self.tickets.lifetimes()?;
         self.tickets.purge_grace_ms()?;
         self.sessions.absolute_ms()?;
-        self.sessions.idle()?;
+        self.sessions.lifetimes(&self.tickets)?;
         Ok(())
     }
 }
@@ -203,7 +207,18 @@ impl WechatArgs {
         if !matches!(self.api_base.scheme(), "http" | "https") {
             return Err(invalid("WECHAT_API_BASE must be an http(s) URL"));
         }
-        self.credentials().map(|_| ())
+        // The appsecret travels in these requests: in real mode only https leaves the
+        // machine (plain http is allowed to a loopback address, e.g. a local simulator).
+        let loopback = match self.api_base.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if self.credentials()?.is_some() && self.api_base.scheme() == "http" && !loopback {
+            return Err(invalid("WECHAT_API_BASE must be https in real mode (the appsecret travels in its requests)"));
+        }
+        Ok(())
     }
 
     /// The client's configuration for talking to `base` as `appid`.
@@ -217,7 +232,6 @@ impl WechatArgs {
             check_path: self.check_path,
             qr_api: self.qr_api,
             timeout: Duration::from_secs(self.timeout_secs),
-            busy_retries: 2,
             busy_backoff: Duration::from_millis(200),
         }
     }
@@ -247,11 +261,15 @@ impl SessionArgs {
         millis(self.absolute_secs, "SESSION_ABSOLUTE_SECS")
     }
 
-    /// The idle expiry of the session cookie.
-    pub fn idle(&self) -> Result<time::Duration, ConfigError> {
-        let secs = i64::try_from(self.idle_secs).map_err(|_| invalid("SESSION_IDLE_SECS is too large"))?;
-        millis(self.idle_secs, "SESSION_IDLE_SECS")?;
-        Ok(time::Duration::seconds(secs))
+    /// How long sessions live without activity: signed in, `SESSION_IDLE_SECS`;
+    /// anonymous (a binding key only), its longest ticket plus the purge grace.
+    pub fn lifetimes(&self, tickets: &TicketArgs) -> Result<SessionLifetimes, ConfigError> {
+        let secs = |n: u64, what: &str| {
+            millis(n, what)?;
+            i64::try_from(n).map(time::Duration::seconds).map_err(|_| invalid(format!("{what} is too large")))
+        };
+        let anonymous = tickets.scanned_ttl_secs.max(tickets.ttl_secs).saturating_add(tickets.purge_grace_secs);
+        Ok(SessionLifetimes { anonymous: secs(anonymous, "PURGE_GRACE_SECS")?, signed_in: secs(self.idle_secs, "SESSION_IDLE_SECS")? })
     }
 }
 
@@ -264,6 +282,7 @@ impl LimitArgs {
             phone_per_ip: KeyedLimit::per_minute(self.phone_per_ip),
             phone_per_ticket: KeyedLimit::per_minute(self.phone_per_ticket),
             live_tickets_per_browser: i64::from(self.live_tickets_per_browser),
+            max_live_tickets: i64::from(self.max_live_tickets),
         }
     }
 }
@@ -299,5 +318,9 @@ mod tests {
         assert!(parse(&["--public-url", "ftp://x"]).unwrap().validate().is_err());
         assert!(parse(&["--purge-grace-secs", "18446744073709551615"]).unwrap().validate().is_err(), "no wrap into the past");
         assert!(parse(&["--session-idle-secs", "18446744073709551615"]).unwrap().validate().is_err());
+        let real = ["--wechat-appid", "wx1", "--wechat-secret", "s", "--wechat-api-base"];
+        assert!(parse(&[&real[..], &["http://api.example.com"]].concat()).unwrap().validate().is_err(), "http in real mode");
+        assert!(parse(&[&real[..], &["http://127.0.0.1:9"]].concat()).unwrap().validate().is_ok(), "loopback http is local");
+        assert!(parse(&[&real[..], &["https://api.example.com"]].concat()).unwrap().validate().is_ok());
     }
 }

@@ -60,6 +60,11 @@ pub fn request_lang(headers: &HeaderMap) -> Lang {
     Lang::negotiate(cookie.as_deref(), accept)
 }
 
+/// The language of the request being served (inside a server function).
+pub fn current_lang() -> Lang {
+    use_context::<Parts>().map(|p| request_lang(&p.headers)).unwrap_or_default()
+}
+
 /// `err` with its message in `lang`.
 fn localized(err: &AppError, lang: Lang) -> AppError {
     AppError { message: err.code.message(lang).to_string(), ..err.clone() }
@@ -78,7 +83,7 @@ fn status_and_headers(err: &AppError) -> (StatusCode, Vec<(header::HeaderName, H
 /// Called as a server function's error becomes its answer (see `AppError::ser`): sets
 /// the status and headers through `ResponseOptions` and returns the body to send.
 pub fn prepare_answer(err: &AppError) -> AppError {
-    let lang = use_context::<Parts>().map(|p| request_lang(&p.headers)).unwrap_or_default();
+    let lang = current_lang();
     if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
         let (status, headers) = status_and_headers(err);
         res.set_status(status);
@@ -92,8 +97,13 @@ pub fn prepare_answer(err: &AppError) -> AppError {
 /// An error as a complete answer, for what runs outside a server function (middleware,
 /// fallbacks).
 pub fn error_response(err: &AppError, request: &HeaderMap) -> Response {
+    error_response_in(err, request_lang(request))
+}
+
+/// [`error_response`] in `lang`.
+pub fn error_response_in(err: &AppError, lang: Lang) -> Response {
     let (status, headers) = status_and_headers(err);
-    let body = axum::Json(localized(err, request_lang(request)));
+    let body = axum::Json(localized(err, lang));
     let mut res = (status, body).into_response();
     res.headers_mut().extend(headers);
     res

@@ -1,6 +1,9 @@
-//! Rate limits (GCRA, via `governor`): ticket creation per client IP and per browser,
-//! the phone endpoints per client IP and per ticket. A refused call answers 429
-//! `rate_limited` with `Retry-After` and changes nothing.
+//! Rate limits (GCRA, via `governor`): ticket creation per client and per browser,
+//! the phone endpoints per client and per ticket and client. A refused call answers
+//! 429 `rate_limited` with `Retry-After` and changes nothing.
+//!
+//! A "client" is an IPv4 address, or an IPv6 /64: one customer's network, which hands
+//! its machines as many addresses as it likes.
 
 use crate::error::{AppError, ErrorCode};
 use governor::clock::{Clock as _, DefaultClock};
@@ -26,6 +29,16 @@ impl KeyedLimit {
         })
     }
 
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |l| l.len())
+    }
+
+    /// True when it holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets keys that are back to a full quota (memory stays bounded).
     pub fn forget_idle(&self) {
         if let Some(l) = &self.0 {
@@ -47,6 +60,21 @@ pub struct Limits {
     pub phone_per_ticket: KeyedLimit,
     /// Tickets one browser may have alive at once (0 = unlimited).
     pub live_tickets_per_browser: i64,
+    /// Tickets alive at once across the service (0 = unlimited): past it, 503 `busy`.
+    pub max_live_tickets: i64,
+}
+
+/// The key a client's IP is counted under: the address itself for IPv4 (IPv4-mapped
+/// IPv6 included), its /64 for IPv6. Anything that is not an IP counts as itself.
+pub fn client_bucket(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(v4) => v4.to_string(),
+        Err(_) => ip.to_string(),
+    }
 }
 
 impl Limits {
@@ -61,6 +89,15 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_are_addresses_or_ipv6_64s() {
+        assert_eq!(client_bucket("1.2.3.4"), "1.2.3.4");
+        assert_eq!(client_bucket("::ffff:1.2.3.4"), "1.2.3.4");
+        assert_eq!(client_bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(client_bucket("2001:db8:1:2:bbbb::9"), client_bucket("2001:db8:1:2::1"));
+        assert_ne!(client_bucket("2001:db8:1:3::1"), client_bucket("2001:db8:1:2::1"));
+    }
 
     #[test]
     fn limits_bite_per_key_and_zero_is_unlimited() {

@@ -103,7 +103,8 @@ async fn one_login(base: &str, phone: &reqwest::Client, user: String) -> Result<
     post_json(phone, format!("{base}/api/mp/confirm"), json!({ "ticket": ticket, "confirm_token": scanned["confirm_token"] })).await?;
     let seen_at = follow.await.map_err(|e| e.to_string())??;
     let confirm_done = confirmed_at.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(seen_at);
-    post_json(&browser, format!("{base}/api/login/finalize"), json!({ "ticket": ticket })).await?;
+    let finalize = json!({ "ticket": ticket, "finalize_key": issued["finalize_key"] });
+    post_json(&browser, format!("{base}/api/login/finalize"), finalize).await?;
     let me = post_json(&browser, format!("{base}/api/me"), json!({})).await?;
     Ok(Outcome {
         ticket,

@@ -11,7 +11,7 @@ use sqlx::AnyPool;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
-use tower_sessions::{Session, SessionStore};
+use tower_sessions::{Expiry, Session, SessionStore};
 
 const BROWSER_KEY: &str = "browser_key";
 const SIGNED_IN: &str = "signed_in";
@@ -31,8 +31,19 @@ pub struct SignedIn {
 }
 
 /// After login rotates the session id, the old id stays this long as an anonymous
-/// session holding only the binding key.
-const ROTATED_GRACE_SECS: i64 = 30;
+/// session holding only the old binding key: longer than the minute in which a lost
+/// finalize answer may be repeated with the old cookie.
+const ROTATED_GRACE_SECS: i64 = 90;
+
+/// How long sessions live without activity.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLifetimes {
+    /// A session with only a binding key: no longer than its longest ticket plus the
+    /// purge grace.
+    pub anonymous: time::Duration,
+    /// A signed-in session (`SESSION_IDLE_SECS`), counted from sign-in.
+    pub signed_in: time::Duration,
+}
 
 /// A signed-in session is re-saved (sliding its idle expiry) at most this often.
 const TOUCH_EVERY_MS: i64 = 3_600_000;
@@ -133,11 +144,15 @@ impl SessionStore for SqlSessionStore {
         Err(StoreError::Backend("could not find a free session id".into()))
     }
 
+    /// Updates a session that still exists, and only that: a request already in flight
+    /// when its session was logged out or revoked must not bring it back (a save is
+    /// never an insert here; new sessions come through `create`). Nor can a save sign
+    /// an anonymous row in or change its user: signing in always makes a new id.
     async fn save(&self, record: &Record) -> StoreResult<()> {
         let (id, data, expires, user) = Self::row(record)?;
-        sqlx::query(
-            "INSERT INTO sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, user_id = excluded.user_id",
+        let updated = sqlx::query(
+            "UPDATE sessions SET data = $2, expires_at = $3, user_id = $4 \
+             WHERE id = $1 AND (CAST($4 AS BIGINT) IS NULL OR user_id = CAST($4 AS BIGINT))",
         )
         .bind(id)
         .bind(data)
@@ -145,7 +160,11 @@ impl SessionStore for SqlSessionStore {
         .bind(user)
         .execute(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .rows_affected();
+        if updated == 0 {
+            tracing::debug!("a session that ended meanwhile was not saved again");
+        }
         Ok(())
     }
 
@@ -199,35 +218,46 @@ impl SessionStore for SqlSessionStore {
 
 /// The browser's session, typed.
 #[derive(Clone, Debug)]
-pub struct WebSession(pub Session);
+pub struct WebSession {
+    session: Session,
+    life: SessionLifetimes,
+}
 
 impl WebSession {
-    /// The session of the request being served (inside a server function).
-    pub async fn current() -> Result<Self, AppError> {
-        let s: Session = leptos_axum::extract().await.map_err(|e| AppError::internal(format!("no session layer: {e}")))?;
-        Ok(WebSession(s))
+    /// `session` with these lifetimes.
+    pub fn new(session: Session, life: SessionLifetimes) -> Self {
+        WebSession { session, life }
     }
 
-    /// This browser's binding key: created on first use, kept for the session's life
-    /// (also across `cycle_id` at login, so other tabs keep following their tickets).
+    /// The session of the request being served (inside a server function).
+    pub async fn current(life: SessionLifetimes) -> Result<Self, AppError> {
+        let s: Session = leptos_axum::extract().await.map_err(|e| AppError::internal(format!("no session layer: {e}")))?;
+        Ok(WebSession::new(s, life))
+    }
+
+    /// This browser's binding key, created on first use (which makes the session: an
+    /// anonymous one, short-lived).
     pub async fn browser_key(&self) -> Result<String, AppError> {
-        if let Some(k) = self.0.get::<String>(BROWSER_KEY).await? {
+        if let Some(k) = self.session.get::<String>(BROWSER_KEY).await? {
             return Ok(k);
         }
         let key = crate::server::tokens::random_token(16);
-        self.0.insert(BROWSER_KEY, &key).await?;
+        self.session.insert(BROWSER_KEY, &key).await?;
+        if self.session.get::<SignedIn>(SIGNED_IN).await?.is_none() {
+            self.session.set_expiry(Some(Expiry::OnInactivity(self.life.anonymous)));
+        }
         Ok(key)
     }
 
     /// The binding key if this browser already has one (never creates a session).
     pub async fn existing_browser_key(&self) -> Result<Option<String>, AppError> {
-        Ok(self.0.get::<String>(BROWSER_KEY).await?)
+        Ok(self.session.get::<String>(BROWSER_KEY).await?)
     }
 
     /// Who is signed in, if the login is younger than `absolute_ms`. An older login is
     /// ended here (absolute expiry, whatever the activity).
     pub async fn signed_in(&self, now: UnixMillis, absolute_ms: i64) -> Result<Option<SignedIn>, AppError> {
-        let Some(mut s) = self.0.get::<SignedIn>(SIGNED_IN).await? else { return Ok(None) };
+        let Some(mut s) = self.session.get::<SignedIn>(SIGNED_IN).await? else { return Ok(None) };
         if now.since(s.login_at) > absolute_ms {
             self.sign_out().await?;
             return Ok(None);
@@ -235,33 +265,38 @@ impl WebSession {
         // Activity slides the idle expiry, but writes at most once an hour.
         if now.since(s.seen_at) >= TOUCH_EVERY_MS {
             s.seen_at = now;
-            self.0.insert(SIGNED_IN, &s).await?;
+            self.session.insert(SIGNED_IN, &s).await?;
+            self.session.set_expiry(Some(Expiry::OnInactivity(self.life.signed_in)));
         }
         Ok(Some(s))
     }
 
-    /// Signs `who` in: a new session id (against fixation; the store retires the old
-    /// one, see [`SqlSessionStore::delete`]), and the session saved now, before the caller
-    /// marks the ticket consumed.
+    /// Signs `who` in: a new session id and a new binding key (against fixation: a
+    /// planted or copied pre-login cookie is worth nothing afterwards; the store retires
+    /// the old id, see [`SqlSessionStore::delete`]), the idle expiry of a signed-in
+    /// session, and the session saved now, before the caller marks the ticket consumed.
     pub async fn sign_in(&self, who: &SignedIn) -> Result<(), AppError> {
-        self.0.cycle_id().await?;
-        self.0.insert(SIGNED_IN, who).await?;
-        Ok(self.0.save().await?)
+        self.session.cycle_id().await?;
+        self.session.insert(BROWSER_KEY, crate::server::tokens::random_token(16)).await?;
+        self.session.insert(SIGNED_IN, who).await?;
+        self.session.set_expiry(Some(Expiry::OnInactivity(self.life.signed_in)));
+        Ok(self.session.save().await?)
     }
 
     /// The session id, once it has one.
     pub fn id(&self) -> Option<String> {
-        self.0.id().map(|id| id.to_string())
+        self.session.id().map(|id| id.to_string())
     }
 
     /// Undoes [`WebSession::sign_in`] when the ticket could not be consumed after all.
     pub async fn undo_sign_in(&self) -> Result<(), AppError> {
-        self.0.remove_value(SIGNED_IN).await?;
-        Ok(self.0.save().await?)
+        self.session.remove_value(SIGNED_IN).await?;
+        self.session.set_expiry(Some(Expiry::OnInactivity(self.life.anonymous)));
+        Ok(self.session.save().await?)
     }
 
     /// Ends the session: deleted from the store, the cookie cleared.
     pub async fn sign_out(&self) -> Result<(), AppError> {
-        Ok(self.0.flush().await?)
+        Ok(self.session.flush().await?)
     }
 }

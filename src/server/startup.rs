@@ -54,6 +54,7 @@ impl Application {
         let demo = credentials.is_none();
         let tcp = bind(config, &leptos, demo).await?;
         let addresses = addresses(config, &tcp)?;
+        warn_about_exposure(config, &tcp, demo, &addresses);
         let database_url = config.database_url.clone().unwrap_or_else(|| db::DEFAULT_URL.to_string());
         let (pool, backend) = db::connect(&database_url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -66,6 +67,7 @@ impl Application {
         let tickets = Tickets::new(store, clock.clone(), life, usize::try_from(config.tickets.longpolls_per_browser).unwrap_or(usize::MAX));
         let host = url::Url::parse(&addresses.public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         let config_err = |e: crate::server::config::ConfigError| StartupError::Config(e.to_string());
+        let session_life = config.sessions.lifetimes(&config.tickets).map_err(config_err)?;
         let state = AppState {
             leptos,
             db: pool.clone(),
@@ -81,11 +83,12 @@ impl Application {
                 demo,
                 longpoll: Duration::from_secs(config.tickets.longpoll_secs),
                 session_absolute_ms: config.sessions.absolute_ms().map_err(config_err)?,
+                session_life,
                 trusted_proxies: config.trusted_proxies.clone(),
             }),
             limits: Arc::new(config.limits.build()),
         };
-        let router = router(state.clone(), simulator, config.sessions.idle().map_err(config_err)?);
+        let router = router(state.clone(), simulator);
         Ok(Application {
             listener: tcp,
             pg_listener,
@@ -151,6 +154,23 @@ fn addresses(config: &Config, tcp: &TcpListener) -> Result<Addresses, StartupErr
     Ok(Addresses { self_url, public_url })
 }
 
+/// Start-up warnings for deployments that are probably not what was meant.
+fn warn_about_exposure(config: &Config, tcp: &TcpListener, demo: bool, at: &Addresses) {
+    let exposed = tcp.local_addr().is_ok_and(|a| !a.ip().is_loopback());
+    if demo && exposed {
+        tracing::warn!(
+            "DEMO MODE IS LISTENING BEYOND THIS MACHINE: anyone who reaches it can sign in as a simulated WeChat user \
+             and drive the simulator's test hooks. Configure WECHAT_APPID and WECHAT_SECRET for real use."
+        );
+    }
+    if at.public_url.starts_with("https://") && config.trusted_proxies.is_empty() {
+        tracing::warn!(
+            "PUBLIC_URL is https but TRUSTED_PROXIES is empty: behind a TLS-terminating proxy every client will look like \
+             the proxy (one IP for all rate limits, the login history and the phone's confirm screen)"
+        );
+    }
+}
+
 /// The WeChat client: real WeChat with credentials; in demo mode a fresh app identity
 /// per start, and our own client talking real HTTP to the simulator mounted on this
 /// very server.
@@ -196,15 +216,17 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64) {
 }
 
 /// The whole HTTP surface.
-pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, session_idle: time::Duration) -> Router {
+pub fn router(state: AppState, simulator: Option<Arc<Simulator>>) -> Router {
     let routes = generate_route_list(App);
     let sessions = SessionManagerLayer::new(state.sessions.clone())
-        .with_name("scanlogin_session")
+        // https: the `__Host-` prefix pins the cookie to this host, Secure, path `/`.
+        .with_name(if state.site.secure { "__Host-scanlogin_session" } else { "scanlogin_session" })
         .with_secure(state.site.secure)
         .with_same_site(SameSite::Lax)
         .with_http_only(true)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(session_idle));
+        // A session starts anonymous and short-lived; signing in gives it the idle expiry.
+        .with_expiry(Expiry::OnInactivity(state.site.session_life.anonymous));
     let mut app = Router::new()
         .route("/lang", get(http::pages::set_lang))
         .route("/api/{*rest}", any(api::not_found))
@@ -218,8 +240,9 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, session_idle: 
     app.fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), http::pages::page_guards))
-        .layer(from_fn(http::headers::security_headers))
+        .layer(from_fn_with_state(state.clone(), http::headers::security_headers))
         .layer(sessions)
+        .layer(from_fn(api::json_failures))
         .layer(from_fn(api::body_limit))
         .layer(DefaultBodyLimit::max(api::MAX_BODY))
         .layer(

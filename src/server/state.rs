@@ -26,6 +26,8 @@ pub struct Site {
     pub longpoll: Duration,
     /// A login ends this long after it happened, ms.
     pub session_absolute_ms: i64,
+    /// How long sessions live without activity.
+    pub session_life: crate::server::session::SessionLifetimes,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }

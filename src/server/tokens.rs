@@ -1,7 +1,7 @@
 //! Secret random tokens: made from the OS CSPRNG, handed out once in plaintext, kept
 //! only as a SHA-256 hash, compared in constant time.
 
-use crate::domain::{ConfirmToken, TicketId};
+use crate::domain::{ConfirmToken, FinalizeKey, TicketId};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -23,6 +23,11 @@ pub fn new_ticket_id() -> TicketId {
 /// A fresh confirm token for the phone: 192 bits.
 pub fn new_confirm_token() -> ConfirmToken {
     ConfirmToken::try_from(random_token(24)).unwrap_or_else(|_| unreachable!("32 base64url characters are a token"))
+}
+
+/// A fresh finalize key for the page that creates a ticket: 192 bits.
+pub fn new_finalize_key() -> FinalizeKey {
+    FinalizeKey::try_from(random_token(24)).unwrap_or_else(|_| unreachable!("32 base64url characters are a key"))
 }
 
 /// The SHA-256 of a secret token, hex: what is stored in its place.

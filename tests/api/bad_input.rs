@@ -57,6 +57,15 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
     let app = spawn(&[]).await;
     let (a, b) = (browser(), browser());
     // Fixture: tickets of browser A in every state.
+    // First a used ticket: signing in rotates A's binding key, so A's other tickets
+    // are made after it.
+    let tu = app.new_ticket(&a).await;
+    let tu_tok = app.scan(&tu, "wangwu").await;
+    app.confirm(&tu, &tu_tok).await;
+    let (s, _) = app.finalize(&a, &tu).await;
+    assert_eq!(s, 200);
+    // Used more than the minute ago in which a lost answer may be repeated.
+    sqlx::query("UPDATE tickets SET updated_at = updated_at - 120000 WHERE id = $1").bind(&tu).execute(&app.pool).await.unwrap();
     let tw = app.new_ticket(&a).await;
     let ts = app.new_ticket(&a).await;
     let ts_tok = app.scan(&ts, "zhangsan").await;
@@ -66,11 +75,6 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
     let tx = app.new_ticket(&a).await;
     let tx_tok = app.scan(&tx, "lisi").await;
     let (s, _) = app.post(&phone(), "/api/mp/cancel", json!({ "ticket": tx, "confirm_token": tx_tok })).await;
-    assert_eq!(s, 200);
-    let tu = app.new_ticket(&a).await;
-    let tu_tok = app.scan(&tu, "wangwu").await;
-    app.confirm(&tu, &tu_tok).await;
-    let (s, _) = app.post(&a, "/api/login/finalize", json!({ "ticket": tu })).await;
     assert_eq!(s, 200);
     let te = app.new_ticket(&a).await;
     let te_tok = app.scan(&te, "zhangsan").await;
@@ -93,6 +97,7 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     let huge = format!(r#"{{"ticket":"{}","seen":1}}"#, "a".repeat(17 * 1024));
 
+    let k = |t: &str| app.key(t);
     use Who::*;
     let mut rows = vec![
         // The ticket id itself.
@@ -109,15 +114,74 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
         row("status: seen as a string", A, "/api/login/status", json!({"ticket": tw, "seen": "1"}), 400, "bad_request"),
         row("status: seen missing", A, "/api/login/status", json!({"ticket": tw}), 400, "bad_request"),
         // Finalize.
-        row("finalize: unknown ticket", A, "/api/login/finalize", json!({"ticket": unknown}), 404, "ticket_not_found"),
-        row("finalize: another browser's confirmed ticket", B, "/api/login/finalize", json!({"ticket": tc}), 404, "ticket_not_found"),
-        row("finalize: no cookie", Anon, "/api/login/finalize", json!({"ticket": tc}), 404, "ticket_not_found"),
-        row("finalize: forged session cookie", Forged, "/api/login/finalize", json!({"ticket": tc}), 404, "ticket_not_found"),
-        row("finalize: before anyone scanned", A, "/api/login/finalize", json!({"ticket": tw}), 409, "not_confirmed"),
-        row("finalize: scanned, not confirmed", A, "/api/login/finalize", json!({"ticket": ts}), 409, "not_confirmed"),
-        row("finalize: after cancel", A, "/api/login/finalize", json!({"ticket": tx}), 409, "ticket_cancelled"),
-        row("finalize: a second time", A, "/api/login/finalize", json!({"ticket": tu}), 409, "ticket_used"),
-        row("finalize: expired ticket", A, "/api/login/finalize", json!({"ticket": te}), 410, "ticket_expired"),
+        row(
+            "finalize: unknown ticket",
+            A,
+            "/api/login/finalize",
+            json!({"ticket": unknown, "finalize_key": k(&tc)}),
+            404,
+            "ticket_not_found",
+        ),
+        row(
+            "finalize: another browser's confirmed ticket",
+            B,
+            "/api/login/finalize",
+            json!({"ticket": tc, "finalize_key": k(&tc)}),
+            404,
+            "ticket_not_found",
+        ),
+        row("finalize: no cookie", Anon, "/api/login/finalize", json!({"ticket": tc, "finalize_key": k(&tc)}), 404, "ticket_not_found"),
+        row(
+            "finalize: forged session cookie",
+            Forged,
+            "/api/login/finalize",
+            json!({"ticket": tc, "finalize_key": k(&tc)}),
+            404,
+            "ticket_not_found",
+        ),
+        row("finalize: no finalize key", A, "/api/login/finalize", json!({"ticket": tc}), 404, "ticket_not_found"),
+        row(
+            "finalize: another ticket's finalize key",
+            A,
+            "/api/login/finalize",
+            json!({"ticket": tc, "finalize_key": k(&tw)}),
+            404,
+            "ticket_not_found",
+        ),
+        row(
+            "finalize: malformed finalize key",
+            A,
+            "/api/login/finalize",
+            json!({"ticket": tc, "finalize_key": "not a key"}),
+            400,
+            "bad_request",
+        ),
+        row(
+            "finalize: before anyone scanned",
+            A,
+            "/api/login/finalize",
+            json!({"ticket": tw, "finalize_key": k(&tw)}),
+            409,
+            "not_confirmed",
+        ),
+        row(
+            "finalize: scanned, not confirmed",
+            A,
+            "/api/login/finalize",
+            json!({"ticket": ts, "finalize_key": k(&ts)}),
+            409,
+            "not_confirmed",
+        ),
+        row("finalize: after cancel", A, "/api/login/finalize", json!({"ticket": tx, "finalize_key": k(&tx)}), 409, "ticket_cancelled"),
+        row(
+            "finalize: a second time, a minute later",
+            A,
+            "/api/login/finalize",
+            json!({"ticket": tu, "finalize_key": k(&tu)}),
+            409,
+            "ticket_used",
+        ),
+        row("finalize: expired ticket", A, "/api/login/finalize", json!({"ticket": te, "finalize_key": k(&te)}), 410, "ticket_expired"),
         // Scan.
         row("scan: malformed ticket id", Phone, "/api/mp/scan", json!({"ticket": "a/b", "code": "x"}), 400, "bad_request"),
         row("scan: unknown ticket", Phone, "/api/mp/scan", json!({"ticket": unknown, "code": "x"}), 404, "ticket_not_found"),
@@ -213,6 +277,17 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
             ..row("cross-site: logout with Sec-Fetch-Site cross-site", A, "/api/logout", json!({}), 403, "cross_site")
         },
         Row { headers: vec![("origin", "null")], ..row("cross-site: Origin null", A, "/api/logout", json!({}), 403, "cross_site") },
+        Row {
+            headers: vec![("origin", "https://evil.example")],
+            ..row(
+                "cross-site: a simulator hook from another site",
+                Phone,
+                "/_wechat/sim/faults",
+                json!({"endpoint": "token", "kind": "garbage"}),
+                403,
+                "cross_site",
+            )
+        },
         // Signed-in calls.
         row("me: no cookie", Anon, "/api/me", json!({}), 401, "unauthenticated"),
         row("me: forged session cookie", Forged, "/api/me", json!({}), 401, "unauthenticated"),

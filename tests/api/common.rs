@@ -9,11 +9,18 @@ use serde_json::{Value, json};
 use sqlx::AnyPool;
 
 pub struct TestApp {
+    /// The public URL (also where the app listens, unless `--public-url` says otherwise).
     pub base: String,
+    /// Where the app listens.
+    pub local: String,
+    /// The finalize key of every ticket made through [`TestApp::new_ticket`].
+    pub keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub pool: AnyPool,
     pub db_url: String,
     pub dir: tempfile::TempDir,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The running app's state, to look inside (entry counts, the session store).
+    pub state: scanlogin::server::state::AppState,
 }
 
 pub fn leptos_options() -> LeptosOptions {
@@ -40,9 +47,11 @@ pub async fn spawn(extra: &[&str]) -> TestApp {
 pub async fn spawn_on(dir: tempfile::TempDir, db_url: String, extra: &[&str]) -> TestApp {
     let app = Application::build(&config(&db_url, extra), leptos_options()).await.expect("app builds");
     let base = app.public_url().to_string();
+    let local = format!("http://{}", app.local_addr());
     let pool = app.state().db.clone();
+    let state = app.state().clone();
     let server = tokio::spawn(app.run_until(std::future::pending()));
-    TestApp { base, pool, db_url, dir, server }
+    TestApp { base, local, keys: Default::default(), pool, db_url, dir, server, state }
 }
 
 /// A browser: its own cookie jar, JSON accept.
@@ -63,7 +72,11 @@ impl TestApp {
         let res = client.post(format!("{}{path}", self.base)).header("accept", "application/json").json(&body).send().await.unwrap();
         let status = res.status();
         let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text:?}")))
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text:?}"));
+        if let (Some(t), Some(k)) = (v["ticket"].as_str(), v["finalize_key"].as_str()) {
+            self.keys.lock().unwrap().insert(t.to_string(), k.to_string());
+        }
+        (status, v)
     }
 
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
@@ -91,6 +104,16 @@ impl TestApp {
         let (s, v) = self.post(browser, "/api/login/ticket", json!({})).await;
         assert_eq!(s, 200, "{v}");
         v["ticket"].as_str().unwrap().to_string()
+    }
+
+    /// The finalize key that came with `ticket`.
+    pub fn key(&self, ticket: &str) -> String {
+        self.keys.lock().unwrap().get(ticket).cloned().unwrap_or_default()
+    }
+
+    /// Finalizes `ticket` as `browser`, with the ticket's finalize key.
+    pub async fn finalize(&self, browser: &reqwest::Client, ticket: &str) -> (StatusCode, Value) {
+        self.post(browser, "/api/login/finalize", json!({ "ticket": ticket, "finalize_key": self.key(ticket) })).await
     }
 
     /// Scans as `user`; returns the confirm token.

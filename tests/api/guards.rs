@@ -44,7 +44,7 @@ async fn signed_in_login_goes_on_to_next_or_account() {
     let t = app.new_ticket(&b).await;
     let token = app.scan(&t, "zhangsan").await;
     app.confirm(&t, &token).await;
-    let (s, _) = app.post(&b, "/api/login/finalize", serde_json::json!({ "ticket": t })).await;
+    let (s, _) = app.finalize(&b, &t).await;
     assert_eq!(s, 200);
     let no_redirects = |c: &reqwest::Client| c.get(format!("{}/login", app.base));
     let _ = no_redirects;

@@ -10,6 +10,7 @@ mod api_flow;
 mod bad_input;
 mod common;
 mod guards;
+mod hardening;
 mod load;
 mod modes;
 mod postgres;

@@ -89,6 +89,12 @@ fn invalid_configuration_exits_2_with_a_clear_message() {
         &["--wechat-appid", "wx1"],
         &["--wechat-mp-page", "/pages/login/index"],
         &["--public-url", "ftp://example.com"],
+        // Durations that overflow stop the server; they never wrap into "purge everything".
+        &["--session-idle-secs", "18446744073709551615"],
+        &["--session-absolute-secs", "18446744073709551615"],
+        &["--purge-grace-secs", "18446744073709551615"],
+        // The appsecret never travels over plain http beyond this machine.
+        &["--wechat-appid", "wx1", "--wechat-secret", "s", "--wechat-api-base", "http://api.weixin.qq.com"],
     ] {
         let out = run_binary(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -17,10 +17,23 @@ const MOTTO = {
   wechat_unavailable: '微信服务暂时不可用，请稍后重试',
   wechat_quota: '微信服务繁忙，请稍后重试',
   network: '网络连接失败，请检查网络后重试',
+  server_unavailable: '服务暂时不可用，请稍后重试',
+  bad_scene: '二维码内容无效，请在网页上刷新后重新扫码',
   wx_login: '微信登录失败，请重试',
 };
 // Errors worth a 重试 button (trying again may work).
-const RETRYABLE = ['network', 'wechat_unavailable', 'wechat_quota', 'rate_limited', 'invalid_wx_code', 'wx_login', 'internal'];
+const RETRYABLE = ['network', 'server_unavailable', 'wechat_unavailable', 'wechat_quota', 'busy', 'rate_limited', 'invalid_wx_code', 'wx_login', 'internal'];
+
+/** The ticket in a scan's `scene`, or null when it cannot be one. */
+function sceneTicket(scene) {
+  let ticket;
+  try {
+    ticket = decodeURIComponent(scene);
+  } catch (e) {
+    return null; // a malformed escape such as "%E4%"
+  }
+  return /^[A-Za-z0-9_-]{1,32}$/.test(ticket) ? ticket : null;
+}
 
 function formatTime(iso) {
   const d = new Date(iso);
@@ -41,24 +54,34 @@ Page({
   },
 
   onLoad(options) {
-    const scene = options && options.scene ? decodeURIComponent(options.scene) : '';
+    const scene = options && options.scene ? options.scene : '';
     if (!scene) {
       this.setData({ phase: 'noscene', motto: '请在电脑上打开网站的登录页，用微信扫描其中的小程序码进入此页面' });
       return;
     }
-    this.setData({ ticket: scene });
+    const ticket = sceneTicket(scene);
+    if (!ticket) {
+      this.setData({ phase: 'error', motto: MOTTO.bad_scene, canRetry: false });
+      return;
+    }
+    this.setData({ ticket });
     return this.scan();
   },
 
   // Identify the person and show who asks. Reopening the page scans again and gets a
   // fresh confirm token.
   scan() {
+    // One scan at a time: a second tap on 重试 (or a tap during the first scan) arrives
+    // before the view hides the button, and a second scan would rotate the token.
+    if (this.scanning) return Promise.resolve();
+    this.scanning = true;
     this.setData({ phase: 'loading', motto: '正在确认登录信息…', canRetry: false });
     return api
       .login()
       .then((code) => api.scan(this.data.ticket, code))
       .then((res) => {
-        const r = res.requester || {};
+        const r = res.requester;
+        if (!res.confirm_token || !r) throw { code: 'server_unavailable' };
         this.setData({
           phase: 'ready',
           confirmToken: res.confirm_token,
@@ -66,7 +89,10 @@ Page({
           motto: '请确认是你本人在上述网页发起的登录',
         });
       })
-      .catch((err) => this.fail(err));
+      .catch((err) => this.fail(err))
+      .then(() => {
+        this.scanning = false;
+      });
   },
 
   // 点击登录
@@ -90,6 +116,7 @@ Page({
   },
 
   retry() {
+    if (this.data.phase !== 'error') return Promise.resolve();
     return this.scan();
   },
 

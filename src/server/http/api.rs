@@ -7,11 +7,11 @@
 //! function returns are set where the error becomes the answer (`AppError::ser`).
 
 use crate::error::{AppError, ErrorCode};
-use crate::server::error::error_response;
+use crate::server::error::{error_response, error_response_in, request_lang};
 use crate::server::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use leptos::prelude::use_context;
@@ -42,8 +42,15 @@ fn json_only(headers: &HeaderMap) -> Result<(), AppError> {
     if json { Ok(()) } else { Err(ErrorCode::UnsupportedMediaType.into()) }
 }
 
-/// Requests with neither `Origin` nor `Sec-Fetch-Site` (non-browser clients) pass.
 fn same_site(headers: &HeaderMap) -> Result<(), AppError> {
+    let public_url = use_context::<AppState>().map(|s| s.site.public_url.clone()).unwrap_or_default();
+    check_same_site(headers, &public_url)
+}
+
+/// Refuses a request another site made a browser send: `Sec-Fetch-Site` naming another
+/// site, or an `Origin` that is neither `public_url` nor this request's own host.
+/// Requests with neither header (non-browser clients) pass.
+pub fn check_same_site(headers: &HeaderMap, public_url: &str) -> Result<(), AppError> {
     if let Some(v) = headers.get("sec-fetch-site")
         && !matches!(v.as_bytes(), b"same-origin" | b"same-site" | b"none")
     {
@@ -51,7 +58,6 @@ fn same_site(headers: &HeaderMap) -> Result<(), AppError> {
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("null");
-        let public_url = use_context::<AppState>().map(|s| s.site.public_url.clone()).unwrap_or_default();
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         let same =
             origin == public_url || (!host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}")));
@@ -127,6 +133,19 @@ pub async fn body_limit(req: Request, next: Next) -> Response {
     }
 }
 
+/// The session layer answers a bare, empty 500 when it cannot save a session; under
+/// `/api` that becomes the contract's JSON `internal` error.
+pub async fn json_failures(req: Request, next: Next) -> Response {
+    let lang = req.uri().path().starts_with("/api/").then(|| request_lang(req.headers()));
+    let res = next.run(req).await;
+    match lang {
+        Some(lang) if res.status() == StatusCode::INTERNAL_SERVER_ERROR && !res.headers().contains_key(header::CONTENT_TYPE) => {
+            error_response_in(&ErrorCode::Internal.into(), lang)
+        }
+        _ => res,
+    }
+}
+
 /// `/api/…` that is no endpoint: 404 `not_found` as JSON (not the HTML 404 page).
 pub async fn not_found(req: Request) -> Response {
     error_response(&ErrorCode::NotFound.into(), req.headers())
@@ -139,7 +158,7 @@ pub async fn method_not_allowed(req: Request) -> Response {
         error_response(&ErrorCode::MethodNotAllowed.into(), req.headers())
     } else {
         let mut res = Response::new(Body::empty());
-        *res.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+        *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         res
     }
 }

@@ -1,15 +1,24 @@
 //! Headers every response carries.
 
-use axum::extract::Request;
+use crate::server::state::AppState;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 /// No framing (the QR cannot be shown inside another site), no MIME sniffing, no
-/// referrer leaking to other origins; a strict policy for what is not a page.
-pub async fn security_headers(req: Request, next: Next) -> Response {
+/// referrer leaking to other origins; a strict policy for what is not a page; pages
+/// (signed-in ones above all) never cached; HSTS when the site is https.
+pub async fn security_headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    let html = h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if html && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if st.site.secure {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     // Pages set their own policy (with the script nonce); everything else gets this one.

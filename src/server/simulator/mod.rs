@@ -112,6 +112,17 @@ impl Simulator {
 
 type Sim = State<Arc<Simulator>>;
 
+/// The simulator's POSTs (test hooks, `wx.login`) refuse what another site made a
+/// browser send, as the API does.
+async fn same_site_posts(State(public_url): State<String>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.method() == axum::http::Method::POST
+        && let Err(e) = crate::server::http::api::check_same_site(req.headers(), &public_url)
+    {
+        return crate::server::error::error_response(&e, req.headers());
+    }
+    next.run(req).await
+}
+
 /// The simulator's routes (relative to `/_wechat`).
 pub fn router<S>(sim: Arc<Simulator>) -> axum::Router<S> {
     axum::Router::new()
@@ -129,5 +140,6 @@ pub fn router<S>(sim: Arc<Simulator>) -> axum::Router<S> {
         .route("/phone", get(phone::page))
         .route("/phone.js", get(phone::script))
         .route("/phone.css", get(phone::style))
+        .layer(axum::middleware::from_fn_with_state(sim.cfg.public_url.clone(), same_site_posts))
         .with_state(sim)
 }

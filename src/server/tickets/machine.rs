@@ -81,6 +81,9 @@ pub struct Ticket {
     pub scanner_id: Option<i64>,
     /// The hash of the scanner's current confirm token.
     pub confirm_hash: Option<TokenHash>,
+    /// The hash of the finalize key given to the creating browser (`None`: a ticket
+    /// made before finalize keys existed, which cannot be finalized).
+    pub finalize_hash: Option<TokenHash>,
     /// The browser that asked, shown on the phone.
     pub origin: Caller,
     pub updated_at: UnixMillis,
@@ -88,7 +91,15 @@ pub struct Ticket {
 
 impl Ticket {
     /// A new waiting ticket.
-    pub fn new(id: TicketId, browser_key: String, next: NextPath, origin: Caller, now: UnixMillis, life: Lifetimes) -> Self {
+    pub fn new(
+        id: TicketId,
+        browser_key: String,
+        finalize_hash: TokenHash,
+        next: NextPath,
+        origin: Caller,
+        now: UnixMillis,
+        life: Lifetimes,
+    ) -> Self {
         Ticket {
             id,
             status: TicketStatus::Waiting,
@@ -99,6 +110,7 @@ impl Ticket {
             expires_at: now.plus_ms(life.waiting_ms),
             scanner_id: None,
             confirm_hash: None,
+            finalize_hash: Some(finalize_hash),
             origin,
             updated_at: now,
         }
@@ -212,33 +224,76 @@ impl Ticket {
         }
     }
 
-    /// Why the browser holding `browser_key` could not finalize now. Binding (404) is
-    /// checked before expiry (410).
-    pub fn consume_refusal(&self, browser_key: &str, now: UnixMillis) -> Option<TicketError> {
-        if !self.is_bound_to(browser_key) {
-            return Some(TicketError::NotFound);
+    /// What a finalize asks of this ticket: the first one (consume it), a repeat after a
+    /// lost answer, or a refusal.
+    ///
+    /// The caller must hold the finalize key (`key_hash`); without it, or with another
+    /// one, the ticket is answered like another browser's (404). The first finalize
+    /// also needs the creating browser (`browser_key`). A repeat within
+    /// [`REPEAT_FINALIZE_MS`] of the first is that browser with either cookie: the old
+    /// one (same binding key) or the new one (signed in as the scanner).
+    pub fn finalize_check(&self, fin: &FinalizeAttempt<'_>, now: UnixMillis) -> Result<Finalize, TicketError> {
+        let holds_key = match (&self.finalize_hash, fin.key_hash) {
+            (Some(ours), Some(theirs)) => ours.matches(theirs),
+            _ => false,
+        };
+        if !holds_key {
+            return Err(TicketError::NotFound);
         }
-        match self.status_at(now) {
-            TicketStatus::Confirmed => None,
-            TicketStatus::Waiting | TicketStatus::Scanned => Some(TicketError::NotConfirmed),
-            TicketStatus::Consumed => Some(TicketError::Used),
-            TicketStatus::Cancelled => Some(TicketError::Cancelled),
-            TicketStatus::Expired | TicketStatus::Unknown => Some(TicketError::Expired),
+        let bound = fin.browser_key.is_some_and(|k| self.is_bound_to(k));
+        let status = self.status_at(now);
+        let same_browser = bound || (fin.signed_in_as.is_some() && fin.signed_in_as == self.scanner_id);
+        if status == TicketStatus::Consumed && same_browser {
+            let lost_answer = now.since(self.updated_at) <= REPEAT_FINALIZE_MS;
+            return if lost_answer { Ok(Finalize::Repeat) } else { Err(TicketError::Used) };
+        }
+        if !bound {
+            return Err(TicketError::NotFound);
+        }
+        match status {
+            TicketStatus::Confirmed => Ok(Finalize::First),
+            TicketStatus::Waiting | TicketStatus::Scanned => Err(TicketError::NotConfirmed),
+            TicketStatus::Consumed => Err(TicketError::Used),
+            TicketStatus::Cancelled => Err(TicketError::Cancelled),
+            TicketStatus::Expired | TicketStatus::Unknown => Err(TicketError::Expired),
         }
     }
 
-    /// The creating browser finalizes: `confirmed → consumed`.
-    pub fn consume(&mut self, browser_key: &str, now: UnixMillis) -> Result<(), TicketError> {
-        let refusal = self.consume_refusal(browser_key, now);
+    /// The first finalize: `confirmed → consumed`.
+    pub fn consume(&mut self, fin: &FinalizeAttempt<'_>, now: UnixMillis) -> Result<(), TicketError> {
+        let check = self.finalize_check(fin, now);
         self.expire_at(now);
-        match refusal {
-            Some(e) => Err(e),
-            None => {
+        match check? {
+            Finalize::First => {
                 self.bump(TicketStatus::Consumed, now);
                 Ok(())
             }
+            Finalize::Repeat => Err(TicketError::Used),
         }
     }
+}
+
+/// How long after the first finalize a repeat (a lost answer) still signs the browser in.
+pub const REPEAT_FINALIZE_MS: i64 = 60_000;
+
+/// Who asks to finalize.
+#[derive(Clone, Copy, Debug)]
+pub struct FinalizeAttempt<'a> {
+    /// The binding key of the caller's session, if it has one.
+    pub browser_key: Option<&'a str>,
+    /// The user the caller's session is signed in as.
+    pub signed_in_as: Option<i64>,
+    /// The hash of the finalize key the caller sent.
+    pub key_hash: Option<&'a TokenHash>,
+}
+
+/// What a finalize is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finalize {
+    /// The ticket is confirmed: consume it and sign the browser in.
+    First,
+    /// Consumed by this browser moments ago (its answer was lost): sign it in again.
+    Repeat,
 }
 
 #[cfg(test)]
@@ -250,7 +305,19 @@ mod tests {
 
     fn ticket() -> Ticket {
         let origin = Caller { ip: "127.0.0.1".into(), user_agent: "test".into() };
-        Ticket::new(TicketId::try_from("t1").unwrap(), "browser-a".into(), NextPath::default(), origin, T0, LIFE)
+        Ticket::new(TicketId::try_from("t1").unwrap(), "browser-a".into(), h("key-a"), NextPath::default(), origin, T0, LIFE)
+    }
+
+    /// Browser `key` holding finalize key `fin`.
+    fn by(key: &'static str, fin: &'static TokenHash) -> FinalizeAttempt<'static> {
+        FinalizeAttempt { browser_key: Some(key), signed_in_as: None, key_hash: Some(fin) }
+    }
+
+    static KEY_A: std::sync::LazyLock<TokenHash> = std::sync::LazyLock::new(|| h("key-a"));
+    static KEY_X: std::sync::LazyLock<TokenHash> = std::sync::LazyLock::new(|| h("key-x"));
+
+    fn a() -> FinalizeAttempt<'static> {
+        by("browser-a", &KEY_A)
     }
 
     /// The hash of confirm token `s`.
@@ -272,9 +339,9 @@ mod tests {
         assert_eq!(t.expires_at, at(300_000), "scanning extends the life to the active lifetime");
         t.confirm(&h("h1"), at(2_000)).unwrap();
         assert_eq!((t.status, t.version), (TicketStatus::Confirmed, 3));
-        t.consume("browser-a", at(3_000)).unwrap();
+        t.consume(&a(), at(3_000)).unwrap();
         assert_eq!((t.status, t.version), (TicketStatus::Consumed, 4));
-        assert_eq!(t.consume("browser-a", at(4_000)), Err(TicketError::Used));
+        assert_eq!(t.consume(&a(), at(4_000)), Err(TicketError::Used));
         assert_eq!(t.version, 4, "a refused transition changes nothing");
     }
 
@@ -322,7 +389,7 @@ mod tests {
         assert_eq!(t.status, TicketStatus::Cancelled);
         assert_eq!(t.confirm(&h("h"), T0), Err(TicketError::Cancelled));
         assert_eq!(t.scan(1, h("h"), T0, LIFE), Err(TicketError::Cancelled));
-        assert_eq!(t.consume("browser-a", T0), Err(TicketError::Cancelled));
+        assert_eq!(t.consume(&a(), T0), Err(TicketError::Cancelled));
 
         let mut t = ticket();
         t.scan(1, h("h"), T0, LIFE).unwrap();
@@ -334,14 +401,14 @@ mod tests {
     #[test]
     fn consume_rules_and_precedence() {
         let mut t = ticket();
-        assert_eq!(t.consume("browser-a", T0), Err(TicketError::NotConfirmed));
-        assert_eq!(t.consume("browser-b", T0), Err(TicketError::NotFound), "another browser sees not-found");
+        assert_eq!(t.consume(&a(), T0), Err(TicketError::NotConfirmed));
+        assert_eq!(t.consume(&by("browser-b", &KEY_A), T0), Err(TicketError::NotFound), "another browser sees not-found");
         t.scan(1, h("h"), T0, LIFE).unwrap();
-        assert_eq!(t.consume("browser-a", T0), Err(TicketError::NotConfirmed));
+        assert_eq!(t.consume(&a(), T0), Err(TicketError::NotConfirmed));
         t.confirm(&h("h"), T0).unwrap();
         // Binding (404) is checked before expiry (410).
-        assert_eq!(t.clone().consume("browser-b", at(400_000)), Err(TicketError::NotFound));
-        assert_eq!(t.clone().consume("browser-a", at(400_000)), Err(TicketError::Expired));
+        assert_eq!(t.clone().consume(&by("browser-b", &KEY_A), at(400_000)), Err(TicketError::NotFound));
+        assert_eq!(t.clone().consume(&a(), at(400_000)), Err(TicketError::Expired));
         // A wrong token (403) is checked before expiry (410).
         assert_eq!(t.clone().cancel(&h("x"), at(400_000)), Err(TicketError::NotScanner));
     }
@@ -357,8 +424,30 @@ mod tests {
         assert_eq!(t.scan_refusal(Some(7), at(300_000)), Some(TicketError::Expired));
         assert_eq!(t.closed_to_scans(at(300_000)), Some(TicketError::Expired));
         assert_eq!(t.phone_refusal(&h("x"), T0), Some(TicketError::NotScanner));
-        assert_eq!(t.consume_refusal("browser-a", T0), Some(TicketError::NotConfirmed));
-        assert_eq!(t.consume_refusal("browser-b", T0), Some(TicketError::NotFound));
+        assert_eq!(t.finalize_check(&a(), T0), Err(TicketError::NotConfirmed));
+        assert_eq!(t.finalize_check(&by("browser-b", &KEY_A), T0), Err(TicketError::NotFound));
         assert_eq!(t, before);
+    }
+
+    #[test]
+    fn finalize_needs_the_key_and_a_lost_answer_can_be_repeated_for_a_minute() {
+        let mut t = ticket();
+        t.scan(7, h("h"), T0, LIFE).unwrap();
+        t.confirm(&h("h"), T0).unwrap();
+        let no_key = FinalizeAttempt { browser_key: Some("browser-a"), signed_in_as: None, key_hash: None };
+        assert_eq!(t.finalize_check(&no_key, T0), Err(TicketError::NotFound), "no key: like another browser's");
+        assert_eq!(t.finalize_check(&by("browser-a", &KEY_X), T0), Err(TicketError::NotFound), "wrong key");
+        assert_eq!(t.finalize_check(&a(), T0), Ok(Finalize::First));
+        t.consume(&a(), at(1_000)).unwrap();
+        // The answer was lost: the same page retries, with the old cookie or the new one.
+        assert_eq!(t.finalize_check(&a(), at(2_000)), Ok(Finalize::Repeat));
+        let new_cookie = FinalizeAttempt { browser_key: Some("rotated"), signed_in_as: Some(7), key_hash: Some(&KEY_A) };
+        assert_eq!(t.finalize_check(&new_cookie, at(61_000)), Ok(Finalize::Repeat));
+        assert_eq!(t.finalize_check(&a(), at(61_001)), Err(TicketError::Used), "after a minute: used");
+        let other_user = FinalizeAttempt { signed_in_as: Some(8), ..new_cookie };
+        assert_eq!(t.finalize_check(&other_user, at(2_000)), Err(TicketError::NotFound));
+        let cookie_copy = FinalizeAttempt { key_hash: None, ..a() };
+        assert_eq!(t.finalize_check(&cookie_copy, at(2_000)), Err(TicketError::NotFound), "a copied cookie without the key");
+        assert_eq!(t.consume(&a(), at(2_000)), Err(TicketError::Used), "a repeat never consumes twice");
     }
 }

@@ -85,26 +85,20 @@ impl Tickets {
     }
 
     /// The long-poll: answers as soon as the ticket's version exceeds `seen`, when it
-    /// expires, or after `wait`. Only the creating browser can follow a ticket.
+    /// expires, or after `wait`. Only the creating browser can follow a ticket; unknown
+    /// and foreign tickets are answered before anything is held for them.
     pub async fn follow(&self, id: &TicketId, browser_key: &str, seen: u64, wait: Duration) -> Result<Ticket, AppError> {
+        let mine = |t: Option<Ticket>| t.filter(|t| t.is_bound_to(browser_key)).ok_or(AppError::new(ErrorCode::TicketNotFound));
+        let first = mine(self.load(id).await?)?;
+        if first.version > seen {
+            return Ok(first);
+        }
         let _slot = self.polls.enter(browser_key).ok_or_else(|| AppError::new(ErrorCode::RateLimited).retry_after(1))?;
         let deadline = tokio::time::Instant::now() + wait;
-        let mut pushed: Option<Ticket> = None;
+        let mut changes = self.store.watch(id);
+        // Read again now that changes are watched: one made since the first read counts.
+        let mut t = mine(self.load(id).await?)?;
         loop {
-            let mut changes = self.store.watch(id);
-            // A change notification carries the ticket as written: answer from it without
-            // reading the store again (under load, that read waits for a connection).
-            let fresh = pushed.take().filter(|t| t.version > seen && t.expires_at > self.now());
-            let t = match fresh {
-                Some(t) => t,
-                None => match self.load(id).await? {
-                    Some(t) => t,
-                    None => return Err(ErrorCode::TicketNotFound.into()),
-                },
-            };
-            if !t.is_bound_to(browser_key) {
-                return Err(ErrorCode::TicketNotFound.into());
-            }
             if t.version > seen || tokio::time::Instant::now() >= deadline {
                 return Ok(t);
             }
@@ -114,20 +108,33 @@ impl Tickets {
                 let left = u64::try_from(t.expires_at.since(self.now()).max(0)).unwrap_or(0) + 20;
                 wake = wake.min(tokio::time::Instant::now() + Duration::from_millis(left));
             }
-            tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_ok() {
-                        pushed = changes.borrow_and_update().clone();
-                    }
-                }
-                _ = tokio::time::sleep_until(wake) => {}
-            }
+            // A change notification carries the ticket as written: answer from it without
+            // reading the store again (under load, that read waits for a connection).
+            let pushed = tokio::select! {
+                pushed = changes.changed() => pushed.filter(|p| p.version > seen && p.expires_at > self.now()),
+                _ = tokio::time::sleep_until(wake) => None,
+            };
+            t = match pushed {
+                Some(p) => mine(Some(p))?,
+                None => mine(self.load(id).await?)?,
+            };
         }
+    }
+
+    /// How many tickets are being waited for, and how many browsers are waiting: both
+    /// fall back to zero when nobody waits.
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.store.watchers(), self.polls.len())
     }
 
     /// How many tickets of this browser are alive now.
     pub async fn count_live(&self, browser_key: &str) -> Result<i64, AppError> {
         Ok(self.store.count_live(browser_key, self.now()).await?)
+    }
+
+    /// How many tickets are alive now, whoever made them.
+    pub async fn count_all_live(&self) -> Result<i64, AppError> {
+        Ok(self.store.count_all_live(self.now()).await?)
     }
 
     /// Deletes tickets finished or expired before `before`.
@@ -150,6 +157,10 @@ struct PollSlot {
 impl PollLimiter {
     fn new(max: usize) -> Self {
         PollLimiter { max, open: Arc::default() }
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn enter(&self, key: &str) -> Option<PollSlot> {

@@ -24,8 +24,35 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Wakes whoever follows a ticket when it changes, carrying the ticket as written (so a
-/// woken follower need not read it back from the store).
-pub type TicketWatch = watch::Receiver<Option<Ticket>>;
+/// woken follower need not read it back from the store). The last one dropped takes
+/// its channel out of the notifier: nobody waiting means no entry.
+pub struct TicketWatch {
+    rx: watch::Receiver<Option<Ticket>>,
+    id: String,
+    notifier: Arc<Notifier>,
+}
+
+impl TicketWatch {
+    /// Waits for the next change; `None` when the ticket came as written, else (a
+    /// change announced by another instance) it must be read from the store.
+    pub async fn changed(&mut self) -> Option<Ticket> {
+        match self.rx.changed().await {
+            Ok(()) => self.rx.borrow_and_update().clone(),
+            // The sender is gone only if the notifier forgot the channel: re-read.
+            Err(_) => None,
+        }
+    }
+}
+
+impl Drop for TicketWatch {
+    fn drop(&mut self) {
+        let mut map = self.notifier.channels.lock().unwrap_or_else(|e| e.into_inner());
+        // Our receiver is still alive here: 1 means nobody else is waiting.
+        if map.get(&self.id).is_some_and(|tx| tx.receiver_count() <= 1) {
+            map.remove(&self.id);
+        }
+    }
+}
 
 /// Where tickets live.
 #[async_trait]
@@ -38,11 +65,15 @@ pub trait TicketStore: Send + Sync + 'static {
     async fn replace(&self, ticket: &Ticket, expected_version: u64) -> Result<bool, StoreError>;
     /// How many tickets of one browser are alive (not final, not past expiry) at `now`.
     async fn count_live(&self, browser_key: &str, now: UnixMillis) -> Result<i64, StoreError>;
+    /// How many tickets are alive at `now`, whoever made them.
+    async fn count_all_live(&self, now: UnixMillis) -> Result<i64, StoreError>;
     /// Deletes tickets that expired or finished before `before`.
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
     /// Subscribes to changes of one ticket. Subscribe *before* reading the ticket: a
     /// change after the subscription always wakes the receiver.
     fn watch(&self, id: &TicketId) -> TicketWatch;
+    /// How many tickets are being watched in this process.
+    fn watchers(&self) -> usize;
 }
 
 /// In-process change notification: one watch channel per followed ticket.
@@ -52,9 +83,21 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn watch(&self, id: &str) -> TicketWatch {
+    /// Subscribes to changes of ticket `id`.
+    pub fn watch(self: &Arc<Self>, id: &str) -> TicketWatch {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(id.to_string()).or_insert_with(|| watch::channel(None).0).subscribe()
+        let rx = map.entry(id.to_string()).or_insert_with(|| watch::channel(None).0).subscribe();
+        TicketWatch { rx, id: id.to_string(), notifier: self.clone() }
+    }
+
+    /// How many tickets are being waited for.
+    pub fn len(&self) -> usize {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when nobody waits for any ticket.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Hands `ticket` to every subscriber of its id.
@@ -143,6 +186,8 @@ const DONE: [TicketStatus; 3] = [TicketStatus::Consumed, TicketStatus::Cancelled
 static COUNT_LIVE: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT COUNT(*) FROM tickets WHERE browser_key = $1 AND status IN ({}) AND expires_at > $2", sql_list(&LIVE))
 });
+static COUNT_ALL_LIVE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT COUNT(*) FROM tickets WHERE expires_at > $1 AND status IN ({})", sql_list(&LIVE)));
 static PURGE: LazyLock<String> =
     LazyLock::new(|| format!("DELETE FROM tickets WHERE expires_at < $1 OR (status IN ({}) AND updated_at < $1)", sql_list(&DONE)));
 
@@ -165,6 +210,7 @@ struct TicketRow {
     origin_ip: String,
     origin_ua: String,
     updated_at: UnixMillis,
+    finalize_hash: Option<String>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -182,6 +228,7 @@ impl TryFrom<TicketRow> for Ticket {
             expires_at: r.expires_at,
             scanner_id: r.scanner_id,
             confirm_hash: r.confirm_hash.map(TokenHash::from_stored),
+            finalize_hash: r.finalize_hash.map(TokenHash::from_stored),
             origin: Caller { ip: r.origin_ip, user_agent: r.origin_ua },
             updated_at: r.updated_at,
         })
@@ -193,8 +240,8 @@ impl TicketStore for SqlTicketStore {
     async fn insert(&self, t: &Ticket) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tickets (id, status, version, browser_key, next, created_at, expires_at, \
-             scanner_id, confirm_hash, origin_ip, origin_ua, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             scanner_id, confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(t.id.as_str())
         .bind(t.status.as_str())
@@ -208,6 +255,7 @@ impl TicketStore for SqlTicketStore {
         .bind(&t.origin.ip)
         .bind(&t.origin.user_agent)
         .bind(t.updated_at)
+        .bind(t.finalize_hash.as_ref().map(|h| h.as_str().to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -216,7 +264,7 @@ impl TicketStore for SqlTicketStore {
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
         let row: Option<TicketRow> = sqlx::query_as(
             "SELECT id, status, version, browser_key, next, created_at, expires_at, scanner_id, \
-             confirm_hash, origin_ip, origin_ua, updated_at FROM tickets WHERE id = $1",
+             confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash FROM tickets WHERE id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -263,6 +311,11 @@ impl TicketStore for SqlTicketStore {
         Ok(n)
     }
 
+    async fn count_all_live(&self, now: UnixMillis) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(&COUNT_ALL_LIVE).bind(now).fetch_one(&self.pool).await?;
+        Ok(n)
+    }
+
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
         let n = sqlx::query(&PURGE).bind(before).execute(&self.pool).await?.rows_affected();
         self.notifier.sweep();
@@ -272,6 +325,10 @@ impl TicketStore for SqlTicketStore {
     fn watch(&self, id: &TicketId) -> TicketWatch {
         self.notifier.watch(id.as_str())
     }
+
+    fn watchers(&self) -> usize {
+        self.notifier.len()
+    }
 }
 
 #[cfg(test)]
@@ -280,16 +337,19 @@ mod tests {
 
     #[tokio::test]
     async fn notifier_wakes_subscribers_and_forgets_idle_channels() {
-        let n = Notifier::default();
+        let n = Arc::new(Notifier::default());
         let origin = Caller { ip: String::new(), user_agent: String::new() };
         let id = TicketId::try_from("a").unwrap();
-        let t = Ticket::new(id, "k".into(), NextPath::default(), origin, UnixMillis(0), Default::default());
+        let t = Ticket::new(id, "k".into(), TokenHash::of("f"), NextPath::default(), origin, UnixMillis(0), Default::default());
         let mut rx = n.watch("a");
+        let other_waiter = n.watch("a");
         n.publish(&t);
-        tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await.unwrap().unwrap();
-        assert_eq!(rx.borrow_and_update().as_ref().map(|t| t.version), Some(1), "the ticket travels with the wake-up");
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await.unwrap();
+        assert_eq!(woke.map(|t| t.version), Some(1), "the ticket travels with the wake-up");
         drop(rx);
-        assert_eq!(n.sweep(), 0);
+        assert_eq!(n.len(), 1, "another waiter keeps the channel");
+        drop(other_waiter);
+        assert_eq!(n.len(), 0, "the last waiter gone, the entry is gone");
         let mut other = t.clone();
         other.id = TicketId::try_from("nobody").unwrap();
         n.publish(&other); // no channel, no panic

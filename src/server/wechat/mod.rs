@@ -40,8 +40,6 @@ pub struct WechatConfig {
     pub qr_api: QrApi,
     /// Per-request timeout.
     pub timeout: Duration,
-    /// How many times a `-1` (system busy) answer is retried.
-    pub busy_retries: u32,
     /// First backoff after `-1`, doubled each retry.
     pub busy_backoff: Duration,
 }
@@ -82,6 +80,11 @@ struct TokenAnswer {
 /// The largest body we accept from WeChat (a code image is tens of KB).
 const MAX_BODY: usize = 2 * 1024 * 1024;
 
+/// The most requests to WeChat one call of ours makes, token fetch, `-1` retries and
+/// the token refetch included: a QR with a fresh token that is refused once costs 4
+/// (token, QR, token, QR). With the per-request timeout this bounds every call's time.
+pub const REQUEST_BUDGET: u32 = 4;
+
 /// The client. Cheap to share behind an `Arc`.
 pub struct WechatClient {
     http: reqwest::Client,
@@ -100,39 +103,48 @@ impl WechatClient {
         Ok(WechatClient { http, cfg, tokens: TokenCache::new(clock, 240) })
     }
 
+    /// Sends one request and reads its answer, stopping at [`MAX_BODY`]: an answer
+    /// that grows past it is refused without being held whole.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, WechatError> {
+        let too_large = || WechatError::Malformed("answer too large".into());
         // `without_url`: URLs carry the appsecret or the access token in their query.
-        let res = req.send().await.map_err(|e| WechatError::Transport(e.without_url().to_string()))?;
+        let transport = |e: reqwest::Error| WechatError::Transport(e.without_url().to_string());
+        let mut res = req.send().await.map_err(transport)?;
         let status = res.status();
         if !status.is_success() {
             return Err(WechatError::Http(status.as_u16()));
         }
-        if res.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            return Err(WechatError::Malformed("answer too large".into()));
+        if res.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
         }
-        let body = res.bytes().await.map_err(|e| WechatError::Transport(e.without_url().to_string()))?;
-        if body.len() > MAX_BODY {
-            return Err(WechatError::Malformed("answer too large".into()));
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
-    /// Runs `call`, retrying `-1` (system busy) with exponential backoff, a bounded
-    /// number of times.
-    async fn retry_busy<T, F, Fut>(&self, call: F) -> Result<T, WechatError>
+    /// Runs `call`, retrying `-1` (system busy) with exponential backoff while the
+    /// call's request budget lasts. Each request spends one.
+    async fn spend<T, F, Fut>(&self, budget: &mut u32, call: F) -> Result<T, WechatError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, WechatError>>,
     {
         let mut delay = self.cfg.busy_backoff;
-        let mut attempt = 0;
         loop {
+            if *budget == 0 {
+                return Err(WechatError::Transport("request budget spent".into()));
+            }
+            *budget -= 1;
             match call().await {
-                Err(e) if e.errcode() == Some(-1) && attempt < self.cfg.busy_retries => {
-                    tracing::warn!(attempt, "wechat busy (-1), retrying");
+                Err(e) if e.errcode() == Some(-1) && *budget > 0 => {
+                    tracing::warn!(left = *budget, "wechat busy (-1), retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
-                    attempt += 1;
                 }
                 other => return other,
             }
@@ -152,30 +164,16 @@ impl WechatClient {
         Ok((AccessToken::new(answer.access_token), answer.expires_in))
     }
 
-    /// The access token (cached; one fetch at a time).
-    pub async fn access_token(&self) -> Result<AccessToken, WechatError> {
-        self.tokens.get_or_fetch(|| self.retry_busy(|| self.fetch_token())).await
-    }
-
-    /// Runs `call` with the access token; on 40001/40014/42001 drops that token (if it
-    /// is still cached), fetches a new one and retries once.
-    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, WechatError>
-    where
-        F: Fn(AccessToken) -> Fut,
-        Fut: Future<Output = Result<T, WechatError>>,
-    {
-        let token = self.access_token().await?;
-        match call(token.clone()).await {
-            Err(e) if e.is_token_error() => {
-                tracing::warn!(errcode = e.errcode(), "access token refused; refetching once");
-                self.tokens.invalidate(&token).await;
-                call(self.access_token().await?).await
-            }
-            other => other,
-        }
+    /// The access token: cached, one fetch at a time; a fetch spends from `budget`.
+    async fn access_token(&self, budget: &mut u32) -> Result<AccessToken, WechatError> {
+        self.tokens.get_or_fetch(|| self.spend(budget, || self.fetch_token())).await
     }
 
     /// The mini-program code whose `scene` is `scene` (the login ticket).
+    ///
+    /// At most [`REQUEST_BUDGET`] requests, whatever happens: `-1` is retried with
+    /// backoff, and a refused token (40001/40014/42001) is dropped (if still cached) and
+    /// fetched again once, all from the same budget.
     pub async fn mini_program_code(&self, scene: &str) -> Result<MiniProgramCode, WechatError> {
         let (url, body) = match self.cfg.qr_api {
             QrApi::Unlimited => (
@@ -193,22 +191,37 @@ impl WechatClient {
                 serde_json::json!({ "path": format!("{}?scene={scene}", self.cfg.page), "width": 430 }),
             ),
         };
-        self.retry_busy(|| {
-            self.with_token(|token| {
-                let req = self.http.post(&url).query(&[("access_token", token.expose())]).json(&body);
-                async move {
-                    let bytes = self.send(req).await?;
-                    let kind = parse_image(&bytes)?;
-                    Ok(MiniProgramCode { kind, bytes })
+        let mut budget = REQUEST_BUDGET;
+        let mut token = self.access_token(&mut budget).await?;
+        let mut refetched = false;
+        loop {
+            let answer = self
+                .spend(&mut budget, || {
+                    let req = self.http.post(&url).query(&[("access_token", token.expose())]).json(&body);
+                    async move {
+                        let bytes = self.send(req).await?;
+                        let kind = parse_image(&bytes)?;
+                        Ok(MiniProgramCode { kind, bytes })
+                    }
+                })
+                .await;
+            match answer {
+                Err(e) if e.is_token_error() && !refetched && budget > 0 => {
+                    tracing::warn!(errcode = e.errcode(), "access token refused; refetching once");
+                    self.tokens.invalidate(&token).await;
+                    refetched = true;
+                    token = self.access_token(&mut budget).await?;
                 }
-            })
-        })
-        .await
+                other => return other,
+            }
+        }
     }
 
-    /// Exchanges a `wx.login` code for the user's identity (`auth.code2Session`).
+    /// Exchanges a `wx.login` code for the user's identity (`auth.code2Session`); `-1`
+    /// is retried within the same budget.
     pub async fn code_to_session(&self, js_code: &str) -> Result<WxIdentity, WechatError> {
-        self.retry_busy(|| async {
+        let mut budget = REQUEST_BUDGET;
+        self.spend(&mut budget, || async {
             let req = self.http.get(format!("{}/sns/jscode2session", self.cfg.base)).query(&[
                 ("appid", self.cfg.appid.as_str()),
                 ("secret", self.cfg.secret.expose_secret()),
