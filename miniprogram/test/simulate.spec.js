@@ -1,0 +1,154 @@
+/**
+ * The login page under WeChat's official component test kit (miniprogram-simulate): the
+ * real WXML compiled by WeChat's own compiler (`compiler: 'official'`), rendered into a
+ * DOM, taps dispatched through `bindtap`, against a real scanlogin demo server.
+ *
+ * A Page is loaded as the kit loads components: `Page({...})` becomes `Component({data,
+ * methods})`, and the test calls `onLoad` as WeChat would on a scan.
+ */
+'use strict';
+const path = require('node:path');
+const http = require('node:http');
+const simulate = require('miniprogram-simulate');
+const { startServer } = require('./harness');
+
+const MP = path.resolve(__dirname, '..');
+const PAGE = path.join(MP, 'pages', 'login', 'index');
+
+/** POST JSON with node's http (jsdom's window has no fetch). */
+function post(url, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json', ...headers } }, (res) => {
+      let text = '';
+      res.on('data', (c) => (text += c));
+      res.on('end', () => {
+        let parsed = text;
+        try { parsed = JSON.parse(text); } catch (e) { /* WeChat leaves non-JSON as a string */ }
+        resolve({ statusCode: res.statusCode, data: parsed, headers: res.headers });
+      });
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+let server;
+let requests;
+
+/** `wx` as the page uses it: login (a real code from the simulator), request (real HTTP,
+ *  success for any status, fail without an answer). */
+function installWx(base, user) {
+  requests = [];
+  global.wx = {
+    getAccountInfoSync: () => ({ miniProgram: { envVersion: 'develop' } }),
+    getStorageSync: (k) => (k === 'scanlogin.baseUrl' ? base : ''),
+    login({ success, fail }) {
+      post(base + '/_wechat/sim/wx-login', { user }).then((r) => success({ code: r.data.code, errMsg: 'login:ok' }), (e) => fail({ errMsg: e.message }));
+    },
+    request({ url, data, header, success, fail }) {
+      requests.push(url);
+      post(url, data, header).then(success, (e) => fail({ errMsg: 'request:fail ' + e.message }));
+    },
+    exitMiniProgram() {},
+    navigateBack() {},
+  };
+}
+
+global.Page = (definition) => {
+  const methods = {};
+  for (const [k, v] of Object.entries(definition)) if (typeof v === 'function') methods[k] = v;
+  global.Component({ data: definition.data, methods });
+};
+
+let pageId;
+
+/** Renders the page and calls onLoad as a scan of `ticket` would. */
+function open(ticket) {
+  pageId = pageId || simulate.load(PAGE, { compiler: 'official', rootPath: MP });
+  const page = simulate.render(pageId);
+  page.attach(document.createElement('parent-wrapper'));
+  page.instance.onLoad({ scene: encodeURIComponent(ticket) });
+  return page;
+}
+
+async function until(page, pred, what) {
+  const t0 = Date.now();
+  while (!pred(page.data)) {
+    if (Date.now() - t0 > 10000) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(page.data)}`);
+    await simulate.sleep(20);
+  }
+}
+
+/** The rendered button whose text is `text`. */
+function button(page, text) {
+  const found = [...page.querySelectorAll('.primary'), ...page.querySelectorAll('.secondary')].find((b) => b.dom.textContent.trim() === text);
+  if (!found) throw new Error(`no button ${text} in ${page.dom.innerHTML}`);
+  return found;
+}
+
+async function newTicket() {
+  const r = await post(server.base + '/api/login/ticket', {}, { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' });
+  expect(r.statusCode).toBe(200);
+  return r.data.ticket;
+}
+
+beforeAll(async () => {
+  server = await startServer();
+});
+afterAll(async () => {
+  await server.stop();
+});
+
+test('the compiled page shows who asks, and 点击登录 confirms through bindtap', async () => {
+  const ticket = await newTicket();
+  installWx(server.base, 'zhangsan');
+  const page = open(ticket);
+  await until(page, (d) => d.phase === 'ready', 'the scan');
+  await simulate.sleep(10);
+  const text = page.dom.textContent;
+  expect(text).toContain('网页登录确认');
+  expect(text).toContain('Chrome 131 · Windows 10');
+  expect(text).toContain('127.0.0.1');
+  expect(text).toContain('请确认是你本人在上述网页发起的登录');
+
+  // Two taps before the view disables the button: one confirm.
+  button(page, '点击登录').dispatchEvent('tap');
+  button(page, '点击登录').dispatchEvent('tap');
+  await until(page, (d) => d.phase === 'done', 'the confirm');
+  await simulate.sleep(10);
+  expect(requests.filter((u) => u.endsWith('/api/mp/confirm'))).toHaveLength(1);
+  expect(page.dom.textContent).toContain('已在网页端登录');
+  expect(page.dom.textContent).toContain('返回微信');
+  // A late tap changes nothing.
+  button(page, '点击登录').dispatchEvent('tap');
+  await simulate.sleep(50);
+  expect(requests.filter((u) => u.endsWith('/api/mp/confirm'))).toHaveLength(1);
+  expect(page.data.phase).toBe('done');
+});
+
+test('取消 through bindtap cancels the login', async () => {
+  const ticket = await newTicket();
+  installWx(server.base, 'lisi');
+  const page = open(ticket);
+  await until(page, (d) => d.phase === 'ready', 'the scan');
+  button(page, '取消').dispatchEvent('tap');
+  await until(page, (d) => d.phase === 'done', 'the cancel');
+  await simulate.sleep(10);
+  expect(page.dom.textContent).toContain('已取消');
+});
+
+test('two taps on 重试 after a WeChat failure send one scan', async () => {
+  const ticket = await newTicket();
+  await post(server.base + '/_wechat/sim/faults', { endpoint: 'jscode2session', kind: 'http_status', status: 502, count: 1 });
+  installWx(server.base, 'wangwu');
+  const page = open(ticket);
+  await until(page, (d) => d.phase === 'error', 'the failure');
+  await simulate.sleep(10);
+  expect(page.dom.textContent).toContain('微信服务暂时不可用，请稍后重试');
+  const scansBefore = requests.filter((u) => u.endsWith('/api/mp/scan')).length;
+  button(page, '重试').dispatchEvent('tap');
+  button(page, '重试').dispatchEvent('tap');
+  await until(page, (d) => d.phase === 'ready', 'the retried scan');
+  expect(requests.filter((u) => u.endsWith('/api/mp/scan')).length - scansBefore).toBe(1);
+});
