@@ -76,6 +76,9 @@ pub struct TicketIssued {
     pub expires_in: u64,
     /// The secret finalize needs; only this answer carries it.
     pub finalize_key: FinalizeKey,
+    /// The site this login signs in to, when another site asked (OpenID Connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// `POST /api/login/status`.
@@ -170,6 +173,9 @@ pub struct Requester {
     pub ip: String,
     /// When the browser asked (RFC 3339 UTC).
     pub created_at: String,
+    /// The site this login signs in to, when another site asked (OpenID Connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// `POST /api/mp/scan`.

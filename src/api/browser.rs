@@ -58,9 +58,12 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
     let finalize_key = tokens::new_finalize_key();
     let now = st.tickets.now();
     let hash = TokenHash::of(finalize_key.as_str());
-    let ticket = Ticket::new(id, browser_key, hash, next.unwrap_or_default(), who, now, st.tickets.life);
+    let next = next.unwrap_or_default();
+    let client = crate::server::oidc::client_name_for_next(&st, next.as_str()).await;
+    let mut ticket = Ticket::new(id, browser_key, hash, next, who, now, st.tickets.life);
+    ticket.client_name = client.clone();
     st.tickets.insert(&ticket).await?;
-    Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url(), finalize_key })
+    Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url(), finalize_key, client })
 }
 
 /// Long-polls a ticket's status: answers when its version exceeds `seen`, when it

@@ -64,6 +64,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
             browser: describe_browser(&t.origin.user_agent).unwrap_or_else(|| current_lang().ui().unknown_browser.to_string()),
             ip: t.origin.ip.clone(),
             created_at: rfc3339(t.created_at),
+            client: t.client_name.clone(),
         },
     })
 }

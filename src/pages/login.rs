@@ -51,6 +51,8 @@ struct Flow {
     phase: RwSignal<Phase>,
     qr: RwSignal<Option<String>>,
     ticket: RwSignal<Option<TicketId>>,
+    /// The site this login signs in to, when another site asked.
+    client: RwSignal<Option<String>>,
     remaining: RwSignal<u64>,
     reconnecting: RwSignal<bool>,
 }
@@ -95,6 +97,7 @@ impl Flow {
         };
         self.qr.set(Some(issued.qr));
         self.ticket.set(Some(issued.ticket.clone()));
+        self.client.set(issued.client.clone());
         self.remaining.set(issued.expires_in);
         self.phase.set(Phase::Live(TicketStatus::Waiting));
 
@@ -170,6 +173,7 @@ pub fn LoginPage() -> impl IntoView {
         phase: RwSignal::new(Phase::Loading),
         qr: RwSignal::new(None),
         ticket: RwSignal::new(None),
+        client: RwSignal::new(None),
         remaining: RwSignal::new(0),
         reconnecting: RwSignal::new(false),
     };
@@ -182,7 +186,7 @@ pub fn LoginPage() -> impl IntoView {
         spawn_local_scoped_with_cancellation(flow.count_down());
     });
 
-    let Flow { phase, qr, ticket, remaining, reconnecting, .. } = flow;
+    let Flow { phase, qr, ticket, client, remaining, reconnecting, .. } = flow;
     let restart = move |_| round.update(|r| *r += 1);
     let overlay = move || {
         let (title, sub, button): (&str, Option<&str>, bool) = match phase.get() {
@@ -215,7 +219,10 @@ pub fn LoginPage() -> impl IntoView {
     };
     view! {
         <section class="card login-card">
-            <h1>{ui.login_title}</h1>
+            <h1 data-testid="login-title">{move || match client.get() {
+                Some(name) => format!("{} {name}", ui.sign_in_to),
+                None => ui.login_title.to_string(),
+            }}</h1>
             <p class="muted">{ui.login_hint}</p>
             <div class=move || format!("qr-box state-{}", phase.get().name()) data-state=move || phase.get().name() data-testid="qr-box">
                 {move || match (qr.get(), phase.get()) {

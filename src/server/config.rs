@@ -39,6 +39,25 @@ pub struct Config {
     pub sessions: SessionArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub idp: IdpArgs,
+}
+
+/// Signing other sites in: OpenID Connect and forward-auth.
+#[derive(Args, Clone, Debug)]
+pub struct IdpArgs {
+    /// A TOML file of OpenID Connect clients (read at start); unset: no OIDC provider.
+    #[arg(long = "oidc-clients", env = "OIDC_CLIENTS")]
+    pub oidc_clients: Option<PathBuf>,
+    /// A new ID-token signing key after this many days (the old one stays in the JWKS until its tokens expire).
+    #[arg(long = "oidc-key-rotate-days", env = "OIDC_KEY_ROTATE_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub oidc_key_rotate_days: u64,
+    /// Hosts forward-auth may send a browser back to after login (comma-separated; a.example.com matches example.com).
+    #[arg(long = "forward-auth-domains", env = "FORWARD_AUTH_DOMAINS", value_delimiter = ',')]
+    pub forward_auth_domains: Vec<String>,
+    /// Make the session cookie valid for this parent domain (one login for *.example.com).
+    #[arg(long = "cookie-domain", env = "COOKIE_DOMAIN")]
+    pub cookie_domain: Option<String>,
 }
 
 /// How to reach WeChat, and as which mini program.

@@ -6,10 +6,12 @@ pub mod config;
 pub mod db;
 pub mod display;
 pub mod error;
+pub mod forward_auth;
 pub mod http;
 pub mod limits;
 #[cfg(feature = "test-support")]
 pub mod loadgen;
+pub mod oidc;
 pub mod session;
 pub mod simulator;
 pub mod startup;

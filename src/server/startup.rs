@@ -85,10 +85,13 @@ impl Application {
                 session_absolute_ms: config.sessions.absolute_ms().map_err(config_err)?,
                 session_life,
                 trusted_proxies: config.trusted_proxies.clone(),
+                forward_auth_domains: config.idp.forward_auth_domains.clone(),
             }),
             limits: Arc::new(config.limits.build()),
+            oidc: None,
         };
-        let router = router(state.clone(), simulator);
+        let state = AppState { oidc: oidc_provider(config, &state).await?, ..state };
+        let router = router(state.clone(), simulator, config.idp.cookie_domain.clone());
         Ok(Application {
             listener: tcp,
             pg_listener,
@@ -154,6 +157,19 @@ fn addresses(config: &Config, tcp: &TcpListener) -> Result<Addresses, StartupErr
     Ok(Addresses { self_url, public_url })
 }
 
+/// The OpenID Connect provider when `OIDC_CLIENTS` is set: its clients read and checked,
+/// a signing key made on first start.
+async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<crate::server::oidc::Provider>>, StartupError> {
+    use crate::server::oidc::{Provider, clients::Clients, keys::SigningKeys};
+    let Some(path) = &config.idp.oidc_clients else { return Ok(None) };
+    let clients = Clients::load(path).map_err(StartupError::Config)?;
+    let keys = SigningKeys::new(state.db.clone());
+    let rotate_ms = i64::try_from(config.idp.oidc_key_rotate_days).unwrap_or(3650) * 86_400_000;
+    keys.ensure(state.clock.now(), rotate_ms).await.map_err(StartupError::Config)?;
+    tracing::info!(clients = clients.len(), "OpenID Connect provider on");
+    Ok(Some(Arc::new(Provider { clients, keys, issuer: state.site.public_url.clone(), rotate_ms })))
+}
+
 /// Start-up warnings for deployments that are probably not what was meant.
 fn warn_about_exposure(config: &Config, tcp: &TcpListener, demo: bool, at: &Addresses) {
     let exposed = tcp.local_addr().is_ok_and(|a| !a.ip().is_loopback());
@@ -212,21 +228,39 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64) {
             tracing::warn!(error = %e, "session purge failed");
         }
         state.limits.forget_idle();
+        if let Some(p) = &state.oidc {
+            if let Err(e) = crate::server::oidc::purge(&state, now).await {
+                tracing::warn!(error = %e, "oidc purge failed");
+            }
+            if let Err(e) = p.keys.ensure(now, p.rotate_ms).await {
+                tracing::warn!(error = %e, "oidc key rotation failed");
+            }
+        }
     }
 }
 
 /// The whole HTTP surface.
-pub fn router(state: AppState, simulator: Option<Arc<Simulator>>) -> Router {
+pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain: Option<String>) -> Router {
     let routes = generate_route_list(App);
+    // https: the `__Host-` prefix pins the cookie to this host, Secure, path `/`; with a
+    // parent domain (COOKIE_DOMAIN) it can only be `__Secure-`.
+    let name = match (state.site.secure, &cookie_domain) {
+        (true, None) => "__Host-scanlogin_session",
+        (true, Some(_)) => "__Secure-scanlogin_session",
+        (false, _) => "scanlogin_session",
+    };
     let sessions = SessionManagerLayer::new(state.sessions.clone())
-        // https: the `__Host-` prefix pins the cookie to this host, Secure, path `/`.
-        .with_name(if state.site.secure { "__Host-scanlogin_session" } else { "scanlogin_session" })
+        .with_name(name)
         .with_secure(state.site.secure)
         .with_same_site(SameSite::Lax)
         .with_http_only(true)
         .with_path("/")
         // A session starts anonymous and short-lived; signing in gives it the idle expiry.
         .with_expiry(Expiry::OnInactivity(state.site.session_life.anonymous));
+    let sessions = match cookie_domain {
+        Some(d) => sessions.with_domain(d),
+        None => sessions,
+    };
     let mut app = Router::new()
         .route("/lang", get(http::pages::set_lang))
         .route("/api/{*rest}", any(api::not_found))
@@ -237,6 +271,10 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>) -> Router {
     if let Some(sim) = simulator {
         app = app.nest("/_wechat", simulator::router(sim));
     }
+    if state.oidc.is_some() {
+        app = app.merge(crate::server::oidc::router());
+    }
+    app = app.merge(crate::server::forward_auth::router());
     app.fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), http::pages::page_guards))

@@ -30,6 +30,8 @@ pub struct Site {
     pub session_life: crate::server::session::SessionLifetimes,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Hosts forward-auth may send a browser back to (suffix match on a dot boundary).
+    pub forward_auth_domains: Vec<String>,
 }
 
 /// Shared state (cheap to clone).
@@ -45,6 +47,8 @@ pub struct AppState {
     /// Deployment facts.
     pub site: Arc<Site>,
     pub limits: Arc<crate::server::limits::Limits>,
+    /// The OpenID Connect provider, when `OIDC_CLIENTS` names clients.
+    pub oidc: Option<Arc<crate::server::oidc::Provider>>,
 }
 
 impl AppState {

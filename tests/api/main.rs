@@ -13,4 +13,5 @@ mod guards;
 mod hardening;
 mod load;
 mod modes;
+mod oidc;
 mod postgres;

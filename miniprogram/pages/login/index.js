@@ -85,7 +85,7 @@ Page({
         this.setData({
           phase: 'ready',
           confirmToken: res.confirm_token,
-          requester: { site: r.site, browser: r.browser, ip: r.ip, time: formatTime(r.created_at) },
+          requester: { client: r.client || '', site: r.site, browser: r.browser, ip: r.ip, time: formatTime(r.created_at) },
           motto: '请确认是你本人在上述网页发起的登录',
         });
       })

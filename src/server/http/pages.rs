@@ -32,9 +32,14 @@ pub async fn page_guards(State(st): State<AppState>, session: Session, req: Requ
             #[derive(Deserialize)]
             struct LoginQuery {
                 next: Option<NextPath>,
+                fresh: Option<String>,
             }
-            let query = Query::<LoginQuery>::try_from_uri(req.uri()).ok().and_then(|q| q.0.next);
-            found(query.unwrap_or_default().as_str())
+            let query = Query::<LoginQuery>::try_from_uri(req.uri()).ok().map(|q| q.0);
+            // `fresh`: a site asked for a new scan (OIDC prompt=login, max_age).
+            if query.as_ref().is_some_and(|q| q.fresh.is_some()) {
+                return next.run(req).await;
+            }
+            found(query.and_then(|q| q.next).unwrap_or_default().as_str())
         }
         ("/account", false) => found("/login?next=/account"),
         _ => next.run(req).await,

@@ -86,6 +86,8 @@ pub struct Ticket {
     pub finalize_hash: Option<TokenHash>,
     /// The browser that asked, shown on the phone.
     pub origin: Caller,
+    /// The site this login signs in to, when another site asked (OpenID Connect).
+    pub client_name: Option<String>,
     pub updated_at: UnixMillis,
 }
 
@@ -112,6 +114,7 @@ impl Ticket {
             confirm_hash: None,
             finalize_hash: Some(finalize_hash),
             origin,
+            client_name: None,
             updated_at: now,
         }
     }

@@ -211,6 +211,7 @@ struct TicketRow {
     origin_ua: String,
     updated_at: UnixMillis,
     finalize_hash: Option<String>,
+    client_name: Option<String>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -229,6 +230,7 @@ impl TryFrom<TicketRow> for Ticket {
             scanner_id: r.scanner_id,
             confirm_hash: r.confirm_hash.map(TokenHash::from_stored),
             finalize_hash: r.finalize_hash.map(TokenHash::from_stored),
+            client_name: r.client_name,
             origin: Caller { ip: r.origin_ip, user_agent: r.origin_ua },
             updated_at: r.updated_at,
         })
@@ -240,8 +242,8 @@ impl TicketStore for SqlTicketStore {
     async fn insert(&self, t: &Ticket) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tickets (id, status, version, browser_key, next, created_at, expires_at, \
-             scanner_id, confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             scanner_id, confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(t.id.as_str())
         .bind(t.status.as_str())
@@ -256,6 +258,7 @@ impl TicketStore for SqlTicketStore {
         .bind(&t.origin.user_agent)
         .bind(t.updated_at)
         .bind(t.finalize_hash.as_ref().map(|h| h.as_str().to_string()))
+        .bind(t.client_name.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -264,7 +267,7 @@ impl TicketStore for SqlTicketStore {
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
         let row: Option<TicketRow> = sqlx::query_as(
             "SELECT id, status, version, browser_key, next, created_at, expires_at, scanner_id, \
-             confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash FROM tickets WHERE id = $1",
+             confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name FROM tickets WHERE id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)

@@ -39,6 +39,8 @@
       .then(function (r) {
         confirmToken = r.confirm_token;
         $('req-site').textContent = r.requester.site;
+        $('req-client').textContent = r.requester.client || '';
+        show('req-client-row', !!r.requester.client);
         $('req-browser').textContent = r.requester.browser;
         $('req-ip').textContent = r.requester.ip;
         $('req-time').textContent = fmtTime(r.requester.created_at);

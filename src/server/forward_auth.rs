@@ -1,0 +1,147 @@
+//! Forward-auth for reverse proxies (nginx `auth_request`, Traefik `forwardAuth`, Caddy
+//! `forward_auth`): the proxy asks `GET /auth/verify` before every request to a
+//! protected app; a signed-in browser gets 200 and the user in headers, anyone else 401
+//! with the way to our login page. After the scan the person lands back where they were
+//! going, but only on hosts in `FORWARD_AUTH_DOMAINS`.
+
+use crate::server::session::WebSession;
+use crate::server::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+/// The longest `rd` accepted.
+const MAX_RD: usize = 2048;
+
+/// The routes.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/auth/verify", axum::routing::get(verify)).route("/auth/return", axum::routing::get(back))
+}
+
+/// True when `host` is one of `domains` or below one of them on a dot boundary
+/// (`app.example.com` under `example.com`; never `evilexample.com`).
+pub fn host_allowed(host: &str, domains: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    !host.is_empty()
+        && domains.iter().any(|d| {
+            let d = d.trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase();
+            !d.is_empty() && (host == d || host.strip_suffix(&d).is_some_and(|rest| rest.ends_with('.')))
+        })
+}
+
+/// `rd` as a URL we may send a browser to: absolute http(s), no userinfo, a host in
+/// `domains`, at most [`MAX_RD`] bytes. Anything else is refused, never followed.
+pub fn safe_return(rd: &str, domains: &[String]) -> Option<url::Url> {
+    if rd.len() > MAX_RD || rd.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let url = url::Url::parse(rd).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https") && url.username().is_empty() && url.password().is_none();
+    (plain && host_allowed(url.host_str()?, domains)).then_some(url)
+}
+
+/// The URL the proxy was asked for: `X-Original-URL` (nginx), else
+/// `X-Forwarded-Proto` + `X-Forwarded-Host` + `X-Forwarded-Uri` (Traefik, Caddy).
+fn original_url(headers: &HeaderMap) -> Option<String> {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    h("x-original-url").or_else(|| {
+        let proto = h("x-forwarded-proto").unwrap_or_else(|| "https".into());
+        Some(format!("{proto}://{}{}", h("x-forwarded-host")?, h("x-forwarded-uri").unwrap_or_else(|| "/".into())))
+    })
+}
+
+/// `GET /auth/verify`.
+async fn verify(State(st): State<AppState>, session: tower_sessions::Session, headers: HeaderMap) -> Response {
+    let web = WebSession::new(session, st.site.session_life);
+    let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await.ok().flatten();
+    if let Some(who) = signed_in {
+        let name = match st.users.get(who.user).await {
+            Ok(Some(u)) => u.name,
+            _ => String::new(),
+        };
+        let mut res = StatusCode::OK.into_response();
+        let h = res.headers_mut();
+        let id = HeaderValue::from(who.user);
+        h.insert("remote-user", id.clone());
+        h.insert("x-auth-request-user", id);
+        // Header values are bytes; the proxy passes the UTF-8 name on unchanged.
+        if let Ok(v) = HeaderValue::from_bytes(name.as_bytes()) {
+            h.insert("remote-name", v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return res;
+    }
+    let mut login = format!("{}/login", st.site.public_url);
+    if let Some(rd) = original_url(&headers).filter(|rd| safe_return(rd, &st.site.forward_auth_domains).is_some()) {
+        let next = format!("/auth/return?rd={}", utf8_percent_encode(&rd));
+        login = format!("{login}?next={}", utf8_percent_encode(&next));
+    }
+    let mut res = StatusCode::UNAUTHORIZED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&login) {
+        res.headers_mut().insert(header::LOCATION, v.clone());
+        res.headers_mut().insert("x-redirection-url", v);
+    }
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn utf8_percent_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[derive(Deserialize)]
+struct Back {
+    rd: Option<String>,
+}
+
+/// `GET /auth/return?rd=…`: where the login page sends the person after the scan.
+async fn back(State(st): State<AppState>, Query(q): Query<Back>) -> Response {
+    match q.rd.as_deref().and_then(|rd| safe_return(rd, &st.site.forward_auth_domains)) {
+        Some(url) => crate::server::http::found(url.as_str()),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Html("<!DOCTYPE html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>跳转地址无效</title><body><h1>跳转地址无效 · Refused redirect</h1><p><a href=\"/account\">我的账号 · My account</a></p></body></html>"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_match_on_a_dot_boundary() {
+        let d = vec!["example.com".to_string()];
+        assert!(host_allowed("example.com", &d));
+        assert!(host_allowed("app.example.com", &d));
+        assert!(host_allowed("A.B.Example.COM.", &d));
+        assert!(!host_allowed("evilexample.com", &d));
+        assert!(!host_allowed("example.com.evil.net", &d));
+        assert!(!host_allowed("", &d));
+        assert!(!host_allowed("example.com", &[]));
+    }
+
+    #[test]
+    fn return_urls_are_refused_unless_plainly_ours() {
+        let d = vec!["example.com".to_string()];
+        assert!(safe_return("https://grafana.example.com/d/abc?x=1", &d).is_some());
+        for bad in [
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "//grafana.example.com/",
+            "/relative",
+            "https://user:pw@grafana.example.com/",
+            "https://grafana.example.com\\@evil.example/",
+            "https://evil.example#.example.com",
+            "https://evil.example/?.example.com",
+            "ftp://grafana.example.com/",
+            "https://grafana.example.com/\n",
+        ] {
+            assert!(safe_return(bad, &d).is_none(), "{bad}");
+        }
+        let long = format!("https://grafana.example.com/{}", "a".repeat(MAX_RD));
+        assert!(safe_return(&long, &d).is_none(), "over-long");
+    }
+}

@@ -1,0 +1,187 @@
+//! The relying parties, from the TOML file named by `OIDC_CLIENTS` (read at start):
+//!
+//! ```toml
+//! [[client]]
+//! id = "grafana"
+//! name = "Grafana"                      # shown on the login page and the phone
+//! secret = "…"                          # or secret_file = "…"; neither → public client (PKCE required)
+//! redirect_uris = ["https://grafana.example.com/login/generic_oauth"]
+//! post_logout_redirect_uris = ["https://grafana.example.com/login"]
+//! ```
+
+use crate::server::tokens::constant_time_eq;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientsFile {
+    #[serde(default)]
+    client: Vec<ClientEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    id: String,
+    name: String,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+}
+
+/// One relying party.
+#[derive(Debug)]
+pub struct Client {
+    pub id: String,
+    /// Shown to people: "登录到 {name}".
+    pub name: String,
+    /// `None`: a public client, which must use PKCE (S256).
+    secret: Option<SecretString>,
+    /// Compared exactly with `redirect_uri`.
+    pub redirect_uris: Vec<String>,
+    /// Compared exactly with `post_logout_redirect_uri`.
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+impl Client {
+    /// A client without a secret: it proves itself by PKCE alone.
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    /// True when `given` is this client's secret (constant time).
+    pub fn secret_matches(&self, given: &str) -> bool {
+        self.secret.as_ref().is_some_and(|s| constant_time_eq(s.expose_secret(), given))
+    }
+}
+
+/// All relying parties, by id.
+#[derive(Debug, Default)]
+pub struct Clients(HashMap<String, Client>);
+
+impl Clients {
+    /// The client `id`.
+    pub fn get(&self, id: &str) -> Option<&Client> {
+        self.0.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Reads and checks the file: ids unique and non-empty, redirect URIs absolute
+    /// http(s) URLs without a fragment, secrets from the file or inline, not both.
+    pub fn load(path: &Path) -> Result<Clients, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read OIDC_CLIENTS {}: {e}", path.display()))?;
+        Clients::parse(&text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    fn parse(text: &str, dir: &Path) -> Result<Clients, String> {
+        let file: ClientsFile = toml::from_str(text).map_err(|e| format!("OIDC_CLIENTS: {e}"))?;
+        let mut clients = HashMap::new();
+        for c in file.client {
+            if c.id.trim().is_empty() || c.name.trim().is_empty() {
+                return Err("OIDC_CLIENTS: every client needs an id and a name".into());
+            }
+            let secret = match (c.secret, c.secret_file) {
+                (Some(_), Some(_)) => return Err(format!("OIDC_CLIENTS: client {}: secret or secret_file, not both", c.id)),
+                (Some(s), None) => Some(s),
+                (None, Some(f)) => {
+                    let f = if f.is_absolute() { f } else { dir.join(f) };
+                    Some(
+                        std::fs::read_to_string(&f)
+                            .map_err(|e| format!("client {}: cannot read {}: {e}", c.id, f.display()))?
+                            .trim()
+                            .to_string(),
+                    )
+                }
+                (None, None) => None,
+            };
+            if secret.as_deref().is_some_and(|s| s.len() < 16) {
+                return Err(format!("OIDC_CLIENTS: client {}: a secret needs at least 16 characters", c.id));
+            }
+            if c.redirect_uris.is_empty() {
+                return Err(format!("OIDC_CLIENTS: client {}: no redirect_uris", c.id));
+            }
+            for uri in c.redirect_uris.iter().chain(&c.post_logout_redirect_uris) {
+                let ok = url::Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.fragment().is_none());
+                if !ok {
+                    return Err(format!("OIDC_CLIENTS: client {}: {uri:?} is not an absolute http(s) URL without a fragment", c.id));
+                }
+            }
+            let client = Client {
+                id: c.id.clone(),
+                name: c.name,
+                secret: secret.map(SecretString::from),
+                redirect_uris: c.redirect_uris,
+                post_logout_redirect_uris: c.post_logout_redirect_uris,
+            };
+            if clients.insert(c.id.clone(), client).is_some() {
+                return Err(format!("OIDC_CLIENTS: client id {} appears twice", c.id));
+            }
+        }
+        Ok(Clients(clients))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_file_is_read_and_checked() {
+        let ok = r#"
+            [[client]]
+            id = "grafana"
+            name = "Grafana"
+            secret = "0123456789abcdef0123"
+            redirect_uris = ["https://grafana.example.com/login/generic_oauth"]
+            post_logout_redirect_uris = ["https://grafana.example.com/login"]
+
+            [[client]]
+            id = "spa"
+            name = "单页应用"
+            redirect_uris = ["http://127.0.0.1:8080/cb"]
+        "#;
+        let c = Clients::parse(ok, Path::new(".")).unwrap();
+        assert_eq!(c.len(), 2);
+        let g = c.get("grafana").unwrap();
+        assert!(!g.is_public() && g.secret_matches("0123456789abcdef0123") && !g.secret_matches("nope"));
+        assert!(c.get("spa").unwrap().is_public());
+        assert!(!format!("{g:?}").contains("0123456789abcdef0123"), "secrets stay out of Debug");
+        for bad in [
+            r#"[[client]]
+               id = "a"
+               name = "A"
+               redirect_uris = ["/relative"]"#,
+            r#"[[client]]
+               id = "a"
+               name = "A"
+               redirect_uris = ["https://x.example/cb#frag"]"#,
+            r#"[[client]]
+               id = "a"
+               name = "A"
+               secret = "short"
+               redirect_uris = ["https://x.example/cb"]"#,
+            r#"[[client]]
+               id = "a"
+               name = "A"
+               redirect_uris = []"#,
+            r#"[[client]]
+               id = "a"
+               name = "A"
+               redirect_uri = ["https://x.example/cb"]"#,
+        ] {
+            assert!(Clients::parse(bad, Path::new(".")).is_err(), "{bad}");
+        }
+    }
+}
