@@ -51,8 +51,20 @@ fn original_url(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+#[derive(Deserialize)]
+struct VerifyQuery {
+    /// `1`: answer an anonymous browser with 302 to the login page instead of 401 (for
+    /// proxies that hand the answer to the browser as is: Traefik, Caddy).
+    redirect: Option<String>,
+}
+
 /// `GET /auth/verify`.
-async fn verify(State(st): State<AppState>, session: tower_sessions::Session, headers: HeaderMap) -> Response {
+async fn verify(
+    State(st): State<AppState>,
+    Query(q): Query<VerifyQuery>,
+    session: tower_sessions::Session,
+    headers: HeaderMap,
+) -> Response {
     let web = WebSession::new(session, st.site.session_life);
     let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await.ok().flatten();
     if let Some(who) = signed_in {
@@ -77,7 +89,8 @@ async fn verify(State(st): State<AppState>, session: tower_sessions::Session, he
         let next = format!("/auth/return?rd={}", utf8_percent_encode(&rd));
         login = format!("{login}?next={}", utf8_percent_encode(&next));
     }
-    let mut res = StatusCode::UNAUTHORIZED.into_response();
+    let status = if q.redirect.as_deref() == Some("1") { StatusCode::FOUND } else { StatusCode::UNAUTHORIZED };
+    let mut res = status.into_response();
     if let Ok(v) = HeaderValue::from_str(&login) {
         res.headers_mut().insert(header::LOCATION, v.clone());
         res.headers_mut().insert("x-redirection-url", v);

@@ -9,6 +9,7 @@ mod abuse;
 mod api_flow;
 mod bad_input;
 mod common;
+mod forward_auth;
 mod guards;
 mod hardening;
 mod load;
