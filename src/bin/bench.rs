@@ -23,8 +23,16 @@ async fn main() {
         Ok(r) => r,
         Err(e) => fail(&e),
     };
-    let _ = std::fs::remove_dir_all(&dir);
     print!("{}", loadgen::report(n, database, &ours, &base, &verdict));
+    let verify_db = match &postgres {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}/verify.db", dir.display()),
+    };
+    match loadgen::run_verify(&verify_db, 20 * n, 64).await {
+        Ok((ours, base)) => print!("{}", loadgen::report_verify(&ours, &base)),
+        Err(e) => fail(&format!("forward-auth: {e}")),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     for problem in verdict.lost.iter().chain(&verdict.cross_bound).take(10) {
         eprintln!("  {problem}");
     }

@@ -78,6 +78,12 @@ struct Outcome {
 /// One complete login; `user` is the WeChat user playing the phone.
 async fn one_login(base: &str, phone: &reqwest::Client, user: String) -> Result<Outcome, String> {
     let browser = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+    login_as(base, phone, &browser, user).await
+}
+
+/// One complete login of `browser` (its cookie jar ends signed in).
+async fn login_as(base: &str, phone: &reqwest::Client, browser: &reqwest::Client, user: String) -> Result<Outcome, String> {
+    let browser = browser.clone();
     let issued = post_json(&browser, format!("{base}/api/login/ticket"), json!({})).await?;
     let ticket = issued["ticket"].as_str().ok_or("no ticket")?.to_string();
     let confirmed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
@@ -250,6 +256,121 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
     server.abort();
     let lat = joined?.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat })
+}
+
+/// Forward-auth figures: `GET /auth/verify` for a signed-in browser, as a reverse proxy
+/// asks it before every request of a protected app.
+#[derive(Clone, Debug)]
+pub struct VerifyFigures {
+    pub requests: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+impl VerifyFigures {
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut v = self.latencies.clone();
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        v[(((v.len() - 1) as f64) * p / 100.0).round() as usize]
+    }
+}
+
+/// `requests` GETs of `url` from `concurrency` workers sharing `client`.
+async fn hammer(client: &reqwest::Client, url: &str, requests: usize, concurrency: usize, expect: u16) -> Result<VerifyFigures, String> {
+    let started = Instant::now();
+    let per = requests / concurrency;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_string());
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per);
+                for _ in 0..per {
+                    let t = Instant::now();
+                    let res = client.get(&url).send().await.map_err(|e| e.to_string())?;
+                    if res.status().as_u16() != expect {
+                        return Err(format!("{url}: {}", res.status()));
+                    }
+                    lat.push(t.elapsed());
+                }
+                Ok::<_, String>(lat)
+            })
+        })
+        .collect();
+    let joined = join_all(tasks, Duration::from_secs(300)).await?;
+    let elapsed = started.elapsed();
+    let latencies: Vec<Duration> = joined.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
+    Ok(VerifyFigures { requests: latencies.len(), elapsed, latencies })
+}
+
+/// `/auth/verify` of a signed-in browser against scanlogin on `database_url`, and the same
+/// shape against a bare axum handler answering 200 with a header.
+pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize) -> Result<(VerifyFigures, VerifyFigures), String> {
+    let config = <Config as clap::Parser>::try_parse_from(["scanlogin", "--listen", "127.0.0.1:0", "--database-url", database_url])
+        .map_err(|e| e.to_string())?;
+    let leptos = leptos::config::LeptosOptions::builder().output_name("scanlogin").build();
+    let app = Application::build(&config, leptos).await.map_err(|e| e.to_string())?;
+    let base = app.public_url().to_string();
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    let browser = reqwest::Client::builder().cookie_store(true).pool_max_idle_per_host(concurrency).build().map_err(|e| e.to_string())?;
+    login_as(&base, &reqwest::Client::new(), &browser, "verify-bench".into()).await?;
+    hammer(&browser, &format!("{base}/auth/verify"), 200, 8, 200).await?; // warm up
+    let ours = hammer(&browser, &format!("{base}/auth/verify"), requests, concurrency, 200).await;
+    server.abort();
+
+    let bare = axum::Router::new()
+        .route("/verify", axum::routing::get(|| async { ([("remote-user", "1"), ("remote-name", "bench")], axum::http::StatusCode::OK) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let bare_base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().map_err(|e| e.to_string())?;
+    hammer(&client, &format!("{bare_base}/verify"), 200, 8, 200).await?;
+    let baseline = hammer(&client, &format!("{bare_base}/verify"), requests, concurrency, 200).await;
+    bare_server.abort();
+    Ok((ours?, baseline?))
+}
+
+/// The forward-auth lines of the report.
+pub fn report_verify(ours: &VerifyFigures, base: &VerifyFigures) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let mut out = format!(
+        "
+forward-auth: {} GET /auth/verify of a signed-in browser
+
+",
+        ours.requests
+    );
+    out += &format!(
+        "{:<24}{:>14}{:>14}{:>12}
+",
+        "", "scanlogin", "bare axum", "ratio"
+    );
+    out += &format!(
+        "{:<24}{:>14.0}{:>14.0}{:>12.3}
+",
+        "requests/s",
+        ours.rate(),
+        base.rate(),
+        ratio(ours.rate(), base.rate())
+    );
+    for p in [50.0, 99.0] {
+        let (a, b) = (ms(ours.percentile(p)), ms(base.percentile(p)));
+        out += &format!(
+            "{:<24}{:>11.2} ms{:>11.2} ms{:>11.1}x
+",
+            format!("latency p{p}"),
+            a,
+            b,
+            ratio(a, b)
+        );
+    }
+    out
 }
 
 /// The report printed by `scripts/bench` (confirm→browser: from the phone sending

@@ -361,6 +361,13 @@ async fn answer_if_signed_in(
     Ok(Some(redirect_with(&req.redirect_uri, &params)))
 }
 
+/// The credentials of an `Authorization` header using `scheme` (case-insensitive, as
+/// RFC 7235 says: clients send `Bearer` and `bearer` alike).
+fn credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = header.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
 /// An RFC 6749 error answer of `/token`.
 fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut res = (status, axum::Json(serde_json::json!({ "error": error, "error_description": description }))).into_response();
@@ -375,7 +382,7 @@ fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
 /// `client_secret`) in the body. A public client has no secret to show.
 fn authenticate<'a>(p: &'a Provider, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<&'a Client, Response> {
     let unauthorized = || token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
-    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")).and_then(|b| {
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| credentials(v, "basic")).and_then(|b| {
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
         let text = String::from_utf8(raw).ok()?;
@@ -547,7 +554,7 @@ async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> Response {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
         res
     };
-    let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+    let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| credentials(v, "bearer")) else {
         return unauthorized();
     };
     let row: Option<(i64, i64)> = match sqlx::query_as("SELECT user_id, expires_at FROM oidc_tokens WHERE token_hash = $1")
