@@ -357,3 +357,32 @@ async fn discovery_and_jwks_name_everything() {
     let jwks: Value = reqwest::get(meta["jwks_uri"].as_str().unwrap()).await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn prompt_login_and_max_age_ask_for_a_new_scan() {
+    let app = provider().await;
+    let b = browser_no_redirects();
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
+    // Signed in through a first authorization.
+    let back = authorize(&app, &b, &auth_url(&app, "grafana", RP, &pkce)).await;
+    assert!(query_of(&back).contains_key("code"));
+    for extra in [("prompt", "login"), ("max_age", "0")] {
+        let mut params = pkce.to_vec();
+        params.push(extra);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // max_age is in seconds
+        let res = b.get(auth_url(&app, "grafana", RP, &params)).send().await.unwrap();
+        let to = location(&res);
+        assert!(to.starts_with("/login?next=/oidc/resume/"), "{extra:?}: a new scan is needed, not a code: {to}");
+        // The login page shows the scan even though the browser is signed in.
+        let page = b.get(format!("{}{to}", app.base)).send().await.unwrap();
+        if extra.0 == "prompt" {
+            assert!(to.contains("fresh=1"));
+            assert_eq!(page.status(), 200, "{extra:?}: the scan page, not a redirect");
+        }
+        // After the new scan, the code comes.
+        let next = scan_login(&app, &b, &to).await;
+        let res = b.get(format!("{}{next}", app.base)).send().await.unwrap();
+        assert!(location(&res).starts_with(RP), "{extra:?}");
+    }
+}

@@ -247,8 +247,15 @@ async fn authorize(State(st): State<AppState>, session: tower_sessions::Session,
     };
     let req = AuthRequest { max_age, ..req };
     let now = st.clock.now();
-    // prompt=login asks for a new scan whatever the session: only a login from now on counts.
-    let not_before = if req.prompt.as_deref().is_some_and(|p| p.split(' ').any(|x| x == "login")) { now } else { UnixMillis(0) };
+    // prompt=login asks for a new scan whatever the session: only a login from now on
+    // counts; max_age, only one within that many seconds of this request.
+    let mut not_before = UnixMillis(0);
+    if req.prompt.as_deref().is_some_and(|p| p.split(' ').any(|x| x == "login")) {
+        not_before = now;
+    }
+    if let Some(m) = max_age {
+        not_before = not_before.max(now.plus_ms(-m.saturating_mul(1000)));
+    }
     let web = WebSession::new(session, st.site.session_life);
     match answer_if_signed_in(&st, &p, &web, &req, not_before, now).await {
         Ok(Some(res)) => return res,
@@ -331,8 +338,7 @@ async fn answer_if_signed_in(
 ) -> Result<Option<Response>, Response> {
     let signed_in = web.signed_in(now, st.site.session_absolute_ms).await.map_err(|_| internal("session"))?;
     let Some(who) = signed_in else { return Ok(None) };
-    let fresh_enough = req.max_age.is_none_or(|m| now.since(who.login_at) <= m.saturating_mul(1000));
-    if who.login_at < not_before || !fresh_enough {
+    if who.login_at < not_before {
         return Ok(None);
     }
     let Some(client) = p.clients.get(&req.client_id) else { return Err(error_page(StatusCode::BAD_REQUEST, "unknown client")) };
