@@ -28,8 +28,19 @@ async fn main() {
     };
     let mode = if app.state().site.demo { "demo mode (embedded WeChat simulator)" } else { "WeChat mode" };
     tracing::info!("scanlogin listening on http://{} — {mode}; open {}/login", app.local_addr(), app.public_url());
+    // SIGTERM is what systemd, Docker and Kubernetes send; Ctrl-C for people.
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("scanlogin: cannot watch SIGTERM: {e}");
+                std::process::exit(1);
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     };
     if let Err(e) = app.run_until(shutdown).await {
         eprintln!("scanlogin: server error: {e}");

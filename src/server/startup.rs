@@ -121,18 +121,64 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, with the purge task beside it.
+    ///
+    /// When `shutdown` resolves (SIGTERM, Ctrl-C): `/readyz` turns 503, open long-polls
+    /// answer at once with their ticket's current state, no new connections are
+    /// accepted, requests in flight finish; after [`DRAIN_LIMIT`] it stops regardless.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms));
         let changes =
             self.pg_listener.map(|(url, notifier)| tokio::spawn(crate::server::tickets::store::listen_for_other_instances(url, notifier)));
-        let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let tickets = self.state.tickets.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining long-polls and requests in flight");
+            tickets.start_draining();
+            stop_tx.send_replace(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let served = tokio::select! {
+            served = serve => served,
+            _ = async { stopped(stop_rx).await; tokio::time::sleep(DRAIN_LIMIT).await } => {
+                tracing::warn!("requests still in flight after {DRAIN_LIMIT:?}; stopping anyway");
+                Ok(())
+            }
+        };
         purge.abort();
         if let Some(c) = changes {
             c.abort();
         }
         served
+    }
+}
+
+/// How long a shutdown waits for requests in flight.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// `GET /healthz`: the process is alive.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers and is migrated, and the server is not draining.
+async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    if st.tickets.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    let migrated: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(&st.db).await;
+    match migrated {
+        Ok((n,)) if n > 0 => (StatusCode::OK, "ready"),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "not migrated"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readyz: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        }
     }
 }
 
@@ -263,6 +309,8 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     };
     let mut app = Router::new()
         .route("/lang", get(http::pages::set_lang))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/api/{*rest}", any(api::not_found))
         .leptos_routes_with_context(&state, routes, || {}, {
             let options = state.leptos.clone();

@@ -185,3 +185,65 @@ async fn secrets_never_reach_the_log() {
     assert!(!log.contains(secret), "the appsecret leaked into the log");
     assert!(!body.contains(secret));
 }
+
+/// SIGTERM (systemd, Docker, Kubernetes): a browser mid-login gets its long-poll answered
+/// at once with the ticket's state, requests in flight finish, and the process exits 0.
+#[tokio::test]
+async fn sigterm_answers_open_long_polls_and_exits_cleanly() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", format!("sqlite://{}/s.db", dir.path().display()))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let base = loop {
+        let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the server starts");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().text().await.unwrap(), "ready");
+
+    // A browser mid-login, waiting on its long-poll.
+    let b = browser();
+    let res = b.post(format!("{base}/api/login/ticket")).json(&json!({})).send().await.unwrap();
+    let ticket = res.json::<serde_json::Value>().await.unwrap()["ticket"].as_str().unwrap().to_string();
+    let poll = {
+        let (b, url) = (b.clone(), format!("{base}/api/login/status"));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let res = b.post(url).json(&json!({ "ticket": ticket, "seen": 1 })).send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap(), started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let sent = std::time::Instant::now();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let (status, body, waited) = poll.await.unwrap();
+    assert_eq!((status, &body["status"]), (200, &json!("waiting")), "{body}");
+    assert!(waited < std::time::Duration::from_secs(5), "answered at once, not at the 25 s deadline: {waited:?}");
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(sent.elapsed() < std::time::Duration::from_secs(15), "exits within the drain limit");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0));
+}

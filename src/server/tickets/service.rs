@@ -16,12 +16,25 @@ pub struct Tickets {
     clock: Arc<dyn Clock>,
     pub life: Lifetimes,
     polls: PollLimiter,
+    /// True once the server is shutting down: open long-polls answer at once.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl Tickets {
     /// A service over `store`.
     pub fn new(store: Arc<dyn TicketStore>, clock: Arc<dyn Clock>, life: Lifetimes, polls_per_browser: usize) -> Self {
-        Tickets { store, clock, life, polls: PollLimiter::new(polls_per_browser) }
+        Tickets { store, clock, life, polls: PollLimiter::new(polls_per_browser), draining: tokio::sync::watch::channel(false).0 }
+    }
+
+    /// The server is going away: every open long-poll answers now with the ticket's
+    /// current state (the page asks again, elsewhere), and new ones do not wait.
+    pub fn start_draining(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// True once [`Tickets::start_draining`] was called.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
     }
 
     /// Now, by the injected clock.
@@ -96,10 +109,11 @@ impl Tickets {
         let _slot = self.polls.enter(browser_key).ok_or_else(|| AppError::new(ErrorCode::RateLimited).retry_after(1))?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.store.watch(id);
+        let mut draining = self.draining.subscribe();
         // Read again now that changes are watched: one made since the first read counts.
         let mut t = mine(self.load(id).await?)?;
         loop {
-            if t.version > seen || tokio::time::Instant::now() >= deadline {
+            if t.version > seen || tokio::time::Instant::now() >= deadline || *draining.borrow_and_update() {
                 return Ok(t);
             }
             let mut wake = deadline;
@@ -113,6 +127,7 @@ impl Tickets {
             let pushed = tokio::select! {
                 pushed = changes.changed() => pushed.filter(|p| p.version > seen && p.expires_at > self.now()),
                 _ = tokio::time::sleep_until(wake) => None,
+                _ = draining.changed() => return Ok(t),
             };
             t = match pushed {
                 Some(p) => mine(Some(p))?,
