@@ -68,10 +68,7 @@ async fn verify(
     let web = WebSession::new(session, st.site.session_life);
     let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await.ok().flatten();
     if let Some(who) = signed_in {
-        let name = match st.users.get(who.user).await {
-            Ok(Some(u)) => u.name,
-            _ => String::new(),
-        };
+        let name = st.users.name(who.user).await.ok().flatten().unwrap_or_default();
         let mut res = StatusCode::OK.into_response();
         let h = res.headers_mut();
         let id = HeaderValue::from(who.user);

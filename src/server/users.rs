@@ -29,12 +29,32 @@ const USER_COLUMNS: &str = "id, openid, unionid, name, created_at";
 #[derive(Clone, Debug)]
 pub struct SqlUserStore {
     pool: AnyPool,
+    /// Display names by user id: forward-auth asks for one on every proxied request, and a
+    /// name never changes once given (nothing renames users), so a bounded cache is exact.
+    names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
 }
+
+/// Names kept at most (the cache starts over past this).
+const NAMES_CACHED: usize = 10_000;
 
 impl SqlUserStore {
     /// A store over `pool`.
     pub fn new(pool: AnyPool) -> Self {
-        SqlUserStore { pool }
+        SqlUserStore { pool, names: Default::default() }
+    }
+
+    /// The display name of user `id`.
+    pub async fn name(&self, id: i64) -> Result<Option<String>, sqlx::Error> {
+        if let Some(n) = self.names.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(Some(n.clone()));
+        }
+        let Some(user) = self.get(id).await? else { return Ok(None) };
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.len() >= NAMES_CACHED {
+            names.clear();
+        }
+        names.insert(id, user.name.clone());
+        Ok(Some(user.name))
     }
 
     async fn by(&self, column: &str, value: &str) -> Result<Option<User>, sqlx::Error> {
