@@ -327,6 +327,9 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), http::pages::page_guards))
         .layer(from_fn_with_state(state.clone(), http::headers::security_headers))
+        .layer(from_fn_with_state(state.clone(), http::headers::asset_caching))
+        // gzip / brotli for whoever asks (WASM shrinks to about 40 %).
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(sessions)
         .layer(from_fn(api::json_failures))
         .layer(from_fn(api::body_limit))

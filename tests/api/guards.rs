@@ -77,3 +77,18 @@ async fn english_via_the_switch_and_unknown_pages_404() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.headers()["x-frame-options"], "DENY");
 }
+
+#[tokio::test]
+async fn assets_are_compressed_and_cached_as_their_names_allow() {
+    let app = spawn(&[]).await;
+    // The stylesheet cargo-leptos built (the test command builds the site first).
+    let css = format!("{}/pkg/scanlogin.css", app.base);
+    let plain = reqwest::get(&css).await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.headers()["cache-control"], "no-cache", "unhashed names are revalidated");
+    let size = plain.bytes().await.unwrap().len();
+    let gz = reqwest::Client::new().get(&css).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let packed = gz.bytes().await.unwrap().len();
+    assert!(packed * 2 < size, "gzip: {packed} of {size} bytes");
+}

@@ -6,6 +6,20 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+/// Caching of the built assets (`/pkg/…`: WASM, JS, CSS): with hashed file names
+/// (`LEPTOS_HASH_FILES`, release builds) a name never changes content, so a year and
+/// `immutable`; without, browsers revalidate each time (`no-cache`, answered 304 by the
+/// file server when unchanged).
+pub async fn asset_caching(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let asset = req.uri().path().starts_with(&format!("/{}/", st.leptos.site_pkg_dir));
+    let mut res = next.run(req).await;
+    if asset && res.status().is_success() {
+        let policy = if st.leptos.hash_files { "public, max-age=31536000, immutable" } else { "no-cache" };
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    }
+    res
+}
+
 /// No framing (the QR cannot be shown inside another site), no MIME sniffing, no
 /// referrer leaking to other origins; a strict policy for what is not a page; pages
 /// (signed-in ones above all) never cached; HSTS when the site is https.
