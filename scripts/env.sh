@@ -8,3 +8,6 @@ export LEPTOS_OUTPUT_NAME=scanlogin LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG
 export SERVER_RUSTFLAGS="--cfg erase_components"
 unset RUSTFLAGS
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# wasm-opt for release builds, when scripts/setup --release installed it here.
+[ -d "$PWD/tools/node_modules/.bin" ] && export PATH="$PWD/tools/node_modules/.bin:$PATH"
+true
