@@ -169,7 +169,6 @@ struct AuthRequest {
     nonce: Option<String>,
     code_challenge: Option<String>,
     prompt: Option<String>,
-    max_age: Option<i64>,
 }
 
 /// An error page of ours: for an unknown client or redirect URI, never a redirect.
@@ -225,7 +224,6 @@ async fn authorize(State(st): State<AppState>, session: tower_sessions::Session,
         nonce: param("nonce"),
         code_challenge: param("code_challenge"),
         prompt: param("prompt"),
-        max_age: None,
     };
     if param("response_type").as_deref() != Some("code") {
         return redirect_error(&req, "unsupported_response_type", "only response_type=code");
@@ -245,7 +243,6 @@ async fn authorize(State(st): State<AppState>, session: tower_sessions::Session,
         Some(Ok(m)) if m >= 0 => Some(m),
         Some(_) => return redirect_error(&req, "invalid_request", "bad max_age"),
     };
-    let req = AuthRequest { max_age, ..req };
     let now = st.clock.now();
     // prompt=login asks for a new scan whatever the session: only a login from now on
     // counts; max_age, only one within that many seconds of this request.
@@ -326,7 +323,8 @@ async fn resume(State(st): State<AppState>, session: tower_sessions::Session, Pa
     }
 }
 
-/// With a signed-in session that satisfies `not_before` and `max_age`: a code for the
+/// With a signed-in session that logged in at `not_before` or later (`prompt=login`,
+/// `max_age`): a code for the
 /// client, sent to its redirect URI. `None`: a (new) login is needed first.
 async fn answer_if_signed_in(
     st: &AppState,
@@ -571,8 +569,7 @@ async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> Response {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
-    let Some((user_id, expires_at)) = row.filter(|(_, exp)| st.clock.now() < UnixMillis(*exp)) else { return unauthorized() };
-    let _ = expires_at;
+    let Some((user_id, _)) = row.filter(|(_, exp)| st.clock.now() < UnixMillis(*exp)) else { return unauthorized() };
     let user = match st.users.get(user_id).await {
         Ok(Some(u)) => u,
         Ok(None) => return unauthorized(),
