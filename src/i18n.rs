@@ -111,6 +111,8 @@ pub struct Ui {
     pub unknown_browser: &'static str,
     pub logout: &'static str,
     pub devices: &'static str,
+    pub activity: &'static str,
+    pub event_what: &'static str,
     pub this_device: &'static str,
     pub last_seen: &'static str,
     pub sign_out_others: &'static str,
@@ -153,6 +155,8 @@ const ZH: Ui = Ui {
     unknown_browser: "未知浏览器",
     logout: "退出登录",
     devices: "已登录的设备",
+    activity: "账号活动",
+    event_what: "事件",
     this_device: "本设备",
     last_seen: "最近活动",
     sign_out_others: "退出其他设备",
@@ -195,6 +199,8 @@ const EN: Ui = Ui {
     unknown_browser: "Unknown browser",
     logout: "Sign out",
     devices: "Signed-in devices",
+    activity: "Account activity",
+    event_what: "Event",
     this_device: "This device",
     last_seen: "Last active",
     sign_out_others: "Sign out other devices",
@@ -204,6 +210,24 @@ const EN: Ui = Ui {
     not_found: "Page not found",
     home: "Home",
 };
+
+/// What an audit event is called on the account page, in `lang`.
+pub fn event_label(kind: &str, lang: Lang) -> &'static str {
+    let (zh, en) = match kind {
+        "sign_in" => ("扫码登录", "Signed in by scan"),
+        "logout" => ("退出登录", "Signed out"),
+        "revoke_others" => ("退出其他设备", "Signed out other devices"),
+        "scan_refused" => ("扫码被拒绝", "Scan refused"),
+        "confirm_refused" => ("确认被拒绝", "Confirm refused"),
+        "oidc_code" => ("授权应用登录", "Sign-in granted to a site"),
+        "oidc_tokens" => ("应用取得令牌", "Site received tokens"),
+        _ => ("其他", "Other"),
+    };
+    match lang {
+        Lang::ZhCn => zh,
+        Lang::En => en,
+    }
+}
 
 /// The message of an API error, in `lang`. Every code has one in each language.
 pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {

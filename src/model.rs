@@ -148,6 +148,23 @@ pub struct MeView {
     /// Browsers where the user is signed in, this one included.
     #[serde(default)]
     pub sessions: Vec<SessionView>,
+    /// The person's own recent audit events, newest first.
+    #[serde(default)]
+    pub events: Vec<EventView>,
+}
+
+/// One audit event, as its person sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// `sign_in`, `logout`, `revoke_others`, `scan_refused`, `confirm_refused`,
+    /// `oidc_code`, `oidc_tokens`.
+    pub kind: String,
+    pub ip: String,
+    pub browser: String,
+    /// The site signed in to, a refusal's code, a count.
+    pub detail: String,
 }
 
 /// `POST /api/sessions/revoke-others`.

@@ -86,6 +86,7 @@ pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, App
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn finalize_login(ticket: TicketId, finalize_key: Option<FinalizeKey>) -> Result<Finalized, AppError> {
+    use crate::server::audit::Kind;
     use crate::server::session::SignedIn;
     use crate::server::tickets::{Finalize, FinalizeAttempt};
     use crate::server::tokens::TokenHash;
@@ -104,10 +105,12 @@ pub async fn finalize_login(ticket: TicketId, finalize_key: Option<FinalizeKey>)
     let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
     let next = Finalized { next: current.next.to_string() };
     let who = Caller::current(&st).await?;
-    let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip, user_agent: who.user_agent };
+    let site = current.client_name.clone().unwrap_or_default();
+    let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip.clone(), user_agent: who.user_agent.clone() };
     if decision == Finalize::Repeat {
         if signed_in_as != Some(user) {
             session.sign_in(&signed_in).await?;
+            st.audit.record(now, Kind::SignIn, Some(user), &who, &format!("{site} (repeat after a lost answer)")).await;
         }
         tracing::info!(user, "signed in again after a lost finalize answer");
         return Ok(next);
@@ -141,6 +144,7 @@ pub async fn finalize_login(ticket: TicketId, finalize_key: Option<FinalizeKey>)
     if let Err(e) = st.users.record_login(user, now, &signed_in.ip, &signed_in.user_agent, &ticket).await {
         tracing::error!(error = %e, "login succeeded but could not be recorded");
     }
+    st.audit.record(now, Kind::SignIn, Some(user), &who, &site).await;
     tracing::info!(user, "signed in");
     Ok(next)
 }
@@ -150,7 +154,7 @@ pub async fn finalize_login(ticket: TicketId, finalize_key: Option<FinalizeKey>)
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn me() -> Result<MeView, AppError> {
-    use crate::model::{LoginView, SessionView, UserView};
+    use crate::model::{EventView, LoginView, SessionView, UserView};
     use crate::server::clock::rfc3339;
     use crate::server::display::{describe_browser, mask_openid};
     use crate::server::error::current_lang;
@@ -166,6 +170,7 @@ pub async fn me() -> Result<MeView, AppError> {
         return Err(ErrorCode::Unauthenticated.into());
     };
     let logins = st.users.recent_logins(user.id, 10).await?;
+    let events = st.audit.recent_for_user(user.id, 20).await?;
     let current = session.id();
     let sessions = st.sessions.list_for_user(user.id, now).await?;
     let unknown = current_lang().ui().unknown_browser;
@@ -189,6 +194,16 @@ pub async fn me() -> Result<MeView, AppError> {
                 last_seen: rfc3339(s.signed_in.seen_at),
             })
             .collect(),
+        events: events
+            .into_iter()
+            .map(|e| EventView {
+                at: rfc3339(e.at),
+                kind: e.kind,
+                ip: e.ip,
+                browser: describe_browser(&e.user_agent).unwrap_or_else(|| unknown.to_string()),
+                detail: e.detail,
+            })
+            .collect(),
     })
 }
 
@@ -201,6 +216,12 @@ pub async fn logout() -> Result<Empty, AppError> {
     let st = AppState::current()?;
     let session = WebSession::current(st.site.session_life).await?;
     let id = session.id();
+    let now = st.clock.now();
+    if let Ok(Some(who)) = session.signed_in(now, st.site.session_absolute_ms).await
+        && let Ok(caller) = Caller::current(&st).await
+    {
+        st.audit.record(now, crate::server::audit::Kind::Logout, Some(who.user), &caller, "").await;
+    }
     if let Err(e) = session.sign_out().await {
         tracing::error!(error = ?e, "logout: the session could not be cleared");
     }
@@ -225,5 +246,7 @@ pub async fn revoke_other_sessions() -> Result<Revoked, AppError> {
     let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;
     let revoked = st.sessions.delete_others(signed_in.user, &keep).await?;
     tracing::info!(user = signed_in.user, revoked, "signed out other browsers");
+    let caller = Caller::current(&st).await?;
+    st.audit.record(st.clock.now(), crate::server::audit::Kind::RevokeOthers, Some(signed_in.user), &caller, &revoked.to_string()).await;
     Ok(Revoked { revoked })
 }

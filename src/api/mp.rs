@@ -49,6 +49,10 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     // creates no account.
     let known = st.users.find(&who).await?;
     if let Some(refusal) = current.scan_refusal(known.as_ref().map(|u| u.id), st.tickets.now()) {
+        let code = crate::error::ErrorCode::from(refusal);
+        let caller = Caller::current(&st).await?;
+        let detail = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::ScanRefused, known.map(|u| u.id), &caller, &detail).await;
         return Err(refusal.into());
     }
     let user = st.users.find_or_create(&who, known, st.clock.now()).await?;
@@ -77,7 +81,14 @@ pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result
 
     let hash = TokenHash::of(confirm_token.as_str());
     let (st, current) = phone_call(&ticket).await?;
-    let (t, ()) = st.tickets.update_from(current, |t, now| t.confirm(&hash, now)).await?;
+    let scanner = current.scanner_id;
+    let answer = st.tickets.update_from(current, |t, now| t.confirm(&hash, now)).await;
+    if let Err(e) = &answer {
+        let caller = Caller::current(&st).await?;
+        let detail = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, scanner, &caller, &detail).await;
+    }
+    let (t, ()) = answer?;
     Ok(PhoneAnswer { status: t.status })
 }
 

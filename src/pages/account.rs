@@ -36,6 +36,7 @@ pub fn AccountPage() -> impl IntoView {
 #[component]
 fn AccountDetails(m: MeView) -> impl IntoView {
     let ui = use_ui();
+    let lang = use_context::<crate::app::PageEnv>().unwrap_or_default().lang;
     let revoke = ServerAction::<RevokeOtherSessions>::new();
     let logout = ServerAction::<Logout>::new();
     let busy = Signal::derive(move || revoke.pending().get() || logout.pending().get());
@@ -84,6 +85,17 @@ fn AccountDetails(m: MeView) -> impl IntoView {
                         </tr>
                     }).collect_view()
                 }
+            </tbody>
+        </table>
+        <h2>{ui.activity}</h2>
+        <table class="logins" data-testid="events">
+            <thead><tr><th>{ui.login_at}</th><th>{ui.event_what}</th><th>{ui.login_ip}</th><th>{ui.login_browser}</th></tr></thead>
+            <tbody>
+                {m.events.into_iter().map(|e| {
+                    let what = crate::i18n::event_label(&e.kind, lang);
+                    let what = if e.detail.is_empty() { what.to_string() } else { format!("{what} · {}", e.detail) };
+                    view! { <tr><td>{show_time(&e.at)}</td><td>{what}</td><td>{e.ip}</td><td>{e.browser}</td></tr> }
+                }).collect_view()}
             </tbody>
         </table>
         <p class="muted notice-ok" data-testid="revoked">{move || revoked().then_some(ui.signed_out_others)}</p>

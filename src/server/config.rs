@@ -124,6 +124,9 @@ pub struct SessionArgs {
     /// A login ends this long after it happened whatever the activity, seconds (30 days).
     #[arg(long = "session-absolute-secs", env = "SESSION_ABSOLUTE_SECS", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(60..))]
     pub absolute_secs: u64,
+    /// Audit events (sign-ins, logouts, refusals, OIDC codes and tokens) are kept this many days.
+    #[arg(long = "audit-retention-days", env = "AUDIT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub audit_retention_days: u64,
 }
 
 /// Rate limits and caps.

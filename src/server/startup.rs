@@ -36,6 +36,7 @@ pub struct Application {
     state: AppState,
     purge_interval: Duration,
     purge_grace_ms: i64,
+    audit_retention_ms: i64,
 }
 
 /// Where this server is reachable.
@@ -74,7 +75,8 @@ impl Application {
             tickets: Arc::new(tickets),
             wechat: Arc::new(wechat),
             sessions: SqlSessionStore::new(pool.clone()),
-            users: SqlUserStore::new(pool),
+            users: SqlUserStore::new(pool.clone()),
+            audit: crate::server::audit::Audit::new(pool),
             clock,
             site: Arc::new(Site {
                 secure: addresses.public_url.starts_with("https://"),
@@ -99,6 +101,7 @@ impl Application {
             state,
             purge_interval: Duration::from_secs(config.tickets.purge_interval_secs),
             purge_grace_ms: config.tickets.purge_grace_ms().map_err(config_err)?,
+            audit_retention_ms: i64::try_from(config.sessions.audit_retention_days).unwrap_or(3650) * 86_400_000,
         })
     }
 
@@ -126,7 +129,7 @@ impl Application {
     /// answer at once with their ticket's current state, no new connections are
     /// accepted, requests in flight finish; after [`DRAIN_LIMIT`] it stops regardless.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms));
+        let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms, self.audit_retention_ms));
         let changes =
             self.pg_listener.map(|(url, notifier)| tokio::spawn(crate::server::tickets::store::listen_for_other_instances(url, notifier)));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -260,7 +263,7 @@ fn wechat(
 }
 
 /// Deletes finished/expired tickets after a grace period, and dead sessions.
-async fn purge_loop(state: AppState, every: Duration, grace_ms: i64) {
+async fn purge_loop(state: AppState, every: Duration, grace_ms: i64, audit_ms: i64) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -274,6 +277,9 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64) {
             tracing::warn!(error = %e, "session purge failed");
         }
         state.limits.forget_idle();
+        if let Err(e) = state.audit.purge(now.plus_ms(-audit_ms)).await {
+            tracing::warn!(error = %e, "audit purge failed");
+        }
         if let Some(p) = &state.oidc {
             if let Err(e) = crate::server::oidc::purge(&state, now).await {
                 tracing::warn!(error = %e, "oidc purge failed");

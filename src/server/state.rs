@@ -43,6 +43,7 @@ pub struct AppState {
     pub wechat: Arc<WechatClient>,
     pub sessions: SqlSessionStore,
     pub users: SqlUserStore,
+    pub audit: crate::server::audit::Audit,
     pub clock: Arc<dyn Clock>,
     /// Deployment facts.
     pub site: Arc<Site>,

@@ -7,6 +7,7 @@
 
 mod abuse;
 mod api_flow;
+mod audit;
 mod bad_input;
 mod common;
 mod forward_auth;

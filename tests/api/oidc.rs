@@ -170,6 +170,17 @@ async fn a_real_relying_party_signs_in_through_the_scan() {
     let res = b.get(logout).send().await.unwrap();
     assert_eq!(location(&res), "https://grafana.example.com/login?state=s1");
     assert_error(&app.post(&b, "/api/me", json!({})).await, 401, "unauthenticated");
+
+    // The audit trail names the site at each step.
+    let trail: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, detail FROM audit_events WHERE kind IN ('sign_in', 'oidc_code', 'oidc_tokens') ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        &trail[..3],
+        &[("sign_in".into(), "Grafana".into()), ("oidc_code".into(), "Grafana".into()), ("oidc_tokens".into(), "Grafana".into())]
+    );
 }
 
 fn urlencoding(s: &str) -> String {

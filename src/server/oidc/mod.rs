@@ -201,7 +201,12 @@ fn redirect_with(uri: &str, params: &[(&str, String)]) -> Response {
 }
 
 /// `GET /oidc/authorize`.
-async fn authorize(State(st): State<AppState>, session: tower_sessions::Session, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn authorize(
+    State(st): State<AppState>,
+    caller: crate::server::caller::Caller,
+    session: tower_sessions::Session,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let p = match provider(&st) {
         Ok(p) => p.clone(),
         Err(r) => return r,
@@ -254,7 +259,7 @@ async fn authorize(State(st): State<AppState>, session: tower_sessions::Session,
         not_before = not_before.max(now.plus_ms(-m.saturating_mul(1000)));
     }
     let web = WebSession::new(session, st.site.session_life);
-    match answer_if_signed_in(&st, &p, &web, &req, not_before, now).await {
+    match answer_if_signed_in(&st, &p, &web, &req, not_before, now, Some(&caller)).await {
         Ok(Some(res)) => return res,
         Ok(None) => {}
         Err(res) => return res,
@@ -284,7 +289,12 @@ async fn authorize(State(st): State<AppState>, session: tower_sessions::Session,
 }
 
 /// After the scan: the stored request answered for the now signed-in browser.
-async fn resume(State(st): State<AppState>, session: tower_sessions::Session, Path(id): Path<String>) -> Response {
+async fn resume(
+    State(st): State<AppState>,
+    caller: crate::server::caller::Caller,
+    session: tower_sessions::Session,
+    Path(id): Path<String>,
+) -> Response {
     let p = match provider(&st) {
         Ok(p) => p.clone(),
         Err(r) => return r,
@@ -310,7 +320,7 @@ async fn resume(State(st): State<AppState>, session: tower_sessions::Session, Pa
         Err(e) => return internal(e),
     };
     let web = WebSession::new(session, st.site.session_life);
-    match answer_if_signed_in(&st, &p, &web, &req, UnixMillis(not_before), now).await {
+    match answer_if_signed_in(&st, &p, &web, &req, UnixMillis(not_before), now, Some(&caller)).await {
         Ok(Some(res)) => {
             let _ = sqlx::query("DELETE FROM oidc_requests WHERE id = $1").bind(&id).execute(&st.db).await;
             res
@@ -333,6 +343,7 @@ async fn answer_if_signed_in(
     req: &AuthRequest,
     not_before: UnixMillis,
     now: UnixMillis,
+    caller: Option<&crate::server::caller::Caller>,
 ) -> Result<Option<Response>, Response> {
     let signed_in = web.signed_in(now, st.site.session_absolute_ms).await.map_err(|_| internal("session"))?;
     let Some(who) = signed_in else { return Ok(None) };
@@ -358,6 +369,9 @@ async fn answer_if_signed_in(
     .await;
     stored.map_err(internal)?;
     tracing::info!(client = client.id, user = who.user, "oidc: code issued");
+    if let Some(caller) = caller {
+        st.audit.record(now, crate::server::audit::Kind::OidcCode, Some(who.user), caller, &client.name).await;
+    }
     let mut params = vec![("code", code)];
     if let Some(s) = &req.state {
         params.push(("state", s.clone()));
@@ -543,6 +557,8 @@ async fn issue_tokens(
     answer.set_expires_in(Some(&Duration::from_secs(TOKEN_LIFE_SECS as u64)));
     answer.set_scopes(Some(row.scope.split(' ').filter(|s| !s.is_empty()).map(|s| Scope::new(s.to_string())).collect()));
     tracing::info!(client = client.id, user = user.id, "oidc: tokens issued");
+    let rp = crate::server::caller::Caller { ip: String::new(), user_agent: format!("OIDC client {}", client.id) };
+    st.audit.record(now, crate::server::audit::Kind::OidcTokens, Some(user.id), &rp, &client.name).await;
     let mut res = axum::Json(answer).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
