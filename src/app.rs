@@ -3,7 +3,7 @@
 use crate::i18n::{Lang, Ui};
 use crate::pages::{account::AccountPage, login::LoginPage};
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::hooks::use_location;
 use leptos_router::path;
@@ -50,6 +50,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <AutoReload options=options.clone() />
+                // Named as built: `scanlogin.<hash>.css` in release builds (immutable caching).
+                <HashedStylesheet options=options.clone() id="leptos" />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -68,7 +70,6 @@ pub fn App() -> impl IntoView {
     provide_context(env);
     let ui = env.lang.ui();
     view! {
-        <Stylesheet id="leptos" href="/pkg/scanlogin.css" />
         <Title text=ui.app_name />
         <Router>
             <Frame env />
