@@ -12,6 +12,9 @@ test.beforeEach(async ({ page }) => {
   });
 });
 
+/** Waits until the WASM has hydrated the page (its click handlers are attached). */
+const hydrated = (page: Page) => page.locator('html[data-hydrated="1"]').waitFor();
+
 const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 
 /** Reads the QR image off the page and decodes it. */
@@ -65,6 +68,7 @@ test('scan with the phone, confirm, and the browser lands on /account', async ({
   // Signed in: /login goes straight on; sign out ends it.
   await page.goto('/login');
   await expect(page).toHaveURL(/\/account$/);
+  await hydrated(page);
   await page.getByTestId('logout').click();
   await page.waitForURL('**/login');
   await page.goto('/account');
@@ -132,6 +136,7 @@ test('signed in on two browsers: 退出其他设备 ends the other one', async (
   await expect(second.page.locator('[data-testid=devices] tbody tr')).toHaveCount(2);
   await expect(second.page.locator('[data-testid=devices]')).toContainText('本设备');
   await shot(second.page, '09-account-devices');
+  await hydrated(second.page);
   await second.page.getByTestId('sign-out-others').click();
   await expect(second.page.getByTestId('revoked')).toHaveText('已退出其他设备');
   await expect(second.page.locator('[data-testid=devices] tbody tr')).toHaveCount(1);
