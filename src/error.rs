@@ -65,6 +65,11 @@ impl ErrorCode {
         }
     }
 
+    /// The machine name on the wire (`ticket_not_found`), as serde spells it.
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+
     /// The user-facing message in `lang` (the text lives in `i18n`).
     pub fn message(self, lang: Lang) -> &'static str {
         crate::i18n::error_message(self, lang)

@@ -14,18 +14,19 @@ use crate::server::{caller::Caller, state::AppState};
 /// once the ticket is known to exist, per ticket and client (so one client's garbage
 /// cannot lock the real scanner out, and unknown ids allocate no limiter entry).
 #[cfg(feature = "ssr")]
-async fn phone_call(ticket: &TicketId) -> Result<(AppState, crate::server::tickets::Ticket), AppError> {
+async fn phone_call(ticket: &TicketId) -> Result<(AppState, crate::server::tickets::Ticket, Caller), AppError> {
     use crate::error::ErrorCode;
     use crate::server::limits::client_bucket;
 
     let st = AppState::current()?;
-    let client = client_bucket(&Caller::current(&st).await?.ip);
+    let caller = Caller::current(&st).await?;
+    let client = client_bucket(&caller.ip);
     st.limits.phone_per_ip.check(&client)?;
     let Some(current) = st.tickets.load(ticket).await? else {
         return Err(ErrorCode::TicketNotFound.into());
     };
     st.limits.phone_per_ticket.check(&format!("{ticket} {client}"))?;
-    Ok((st, current))
+    Ok((st, current, caller))
 }
 
 /// The phone scanned `ticket`; `code` comes from `wx.login()`. Exchanges the code for
@@ -39,7 +40,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     use crate::server::error::current_lang;
     use crate::server::tokens::{TokenHash, new_confirm_token};
 
-    let (st, current) = phone_call(&ticket).await?;
+    let (st, current, caller) = phone_call(&ticket).await?;
     // Refuse what cannot succeed before spending the single-use code.
     if let Some(refusal) = current.closed_to_scans(st.tickets.now()) {
         return Err(refusal.into());
@@ -50,9 +51,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     let known = st.users.find(&who).await?;
     if let Some(refusal) = current.scan_refusal(known.as_ref().map(|u| u.id), st.tickets.now()) {
         let code = crate::error::ErrorCode::from(refusal);
-        let caller = Caller::current(&st).await?;
-        let detail = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        st.audit.record(st.clock.now(), crate::server::audit::Kind::ScanRefused, known.map(|u| u.id), &caller, &detail).await;
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::ScanRefused, known.map(|u| u.id), &caller, &code.name()).await;
         return Err(refusal.into());
     }
     let user = st.users.find_or_create(&who, known, st.clock.now()).await?;
@@ -80,13 +79,11 @@ pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result
     use crate::server::tokens::TokenHash;
 
     let hash = TokenHash::of(confirm_token.as_str());
-    let (st, current) = phone_call(&ticket).await?;
+    let (st, current, caller) = phone_call(&ticket).await?;
     let scanner = current.scanner_id;
     let answer = st.tickets.update_from(current, |t, now| t.confirm(&hash, now)).await;
     if let Err(e) = &answer {
-        let caller = Caller::current(&st).await?;
-        let detail = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, scanner, &caller, &detail).await;
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, scanner, &caller, &e.code.name()).await;
     }
     let (t, ()) = answer?;
     Ok(PhoneAnswer { status: t.status })
@@ -99,7 +96,7 @@ pub async fn mp_cancel(ticket: TicketId, confirm_token: ConfirmToken) -> Result<
     use crate::server::tokens::TokenHash;
 
     let hash = TokenHash::of(confirm_token.as_str());
-    let (st, current) = phone_call(&ticket).await?;
+    let (st, current, _) = phone_call(&ticket).await?;
     let (t, ()) = st.tickets.update_from(current, |t, now| t.cancel(&hash, now)).await?;
     Ok(PhoneAnswer { status: t.status })
 }
