@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::hooks::use_location;
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 /// The language and mode a page renders in. The server decides (cookie /
 /// Accept-Language, configuration) and writes both onto `<html>`, where the browser
@@ -53,6 +53,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // Named as built: `scanlogin.<hash>.css` in release builds (immutable caching).
                 <HashedStylesheet options=options.clone() id="leptos" />
                 <HydrationScripts options />
+                // Without JavaScript, the login page's form (hidden otherwise) is the way on.
+                <noscript><link rel="stylesheet" href="/nojs.css" /></noscript>
                 <MetaTags />
             </head>
             <body>
@@ -75,7 +77,9 @@ pub fn App() -> impl IntoView {
             <Frame env />
             <main class="page">
                 <Routes fallback=move || view! { <NotFound /> }>
-                    <Route path=path!("/login") view=LoginPage />
+                    // Async: the page waits for its first ticket, so the QR is in the first
+                    // HTML, and the session cookie that binds the ticket is still sendable.
+                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/account") view=AccountPage />
                 </Routes>
             </main>

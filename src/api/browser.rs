@@ -78,75 +78,17 @@ pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, App
     Ok(StatusView { status: t.status, version: t.version, expires_in: t.expires_in(st.tickets.now()) })
 }
 
-/// Turns a confirmed ticket into a signed-in session: session id and binding key
-/// rotated, user stored, session saved, then the ticket consumed by a conditional write,
-/// then the login recorded. Needs the ticket's finalize key; a repeat within a minute
-/// (the first answer was lost) signs the same browser in again.
+/// Turns a confirmed ticket into a signed-in session (`server::signin::finalize`). Needs
+/// the ticket's finalize key; a repeat within a minute (the first answer was lost)
+/// signs the same browser in again.
 #[server(prefix = "/api", endpoint = "login/finalize", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn finalize_login(ticket: TicketId, finalize_key: Option<FinalizeKey>) -> Result<Finalized, AppError> {
-    use crate::server::audit::Kind;
-    use crate::server::session::SignedIn;
-    use crate::server::tickets::{Finalize, FinalizeAttempt};
-    use crate::server::tokens::TokenHash;
-
     let st = AppState::current()?;
     let session = WebSession::current(st.site.session_life).await?;
-    let now = st.tickets.now();
-    let key = session.existing_browser_key().await?;
-    let signed_in_as = session.signed_in(now, st.site.session_absolute_ms).await?.map(|s| s.user);
-    let key_hash = finalize_key.map(|k| TokenHash::of(k.as_str()));
-    let attempt = FinalizeAttempt { browser_key: key.as_deref(), signed_in_as, key_hash: key_hash.as_ref() };
-    let Some(current) = st.tickets.load(&ticket).await? else {
-        return Err(ErrorCode::TicketNotFound.into());
-    };
-    let decision = current.finalize_check(&attempt, now)?;
-    let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
-    let next = Finalized { next: current.next.to_string() };
     let who = Caller::current(&st).await?;
-    let site = current.client_name.clone().unwrap_or_default();
-    let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip.clone(), user_agent: who.user_agent.clone() };
-    if decision == Finalize::Repeat {
-        if signed_in_as != Some(user) {
-            session.sign_in(&signed_in).await?;
-            st.audit.record(now, Kind::SignIn, Some(user), &who, &format!("{site} (repeat after a lost answer)")).await;
-        }
-        tracing::info!(user, "signed in again after a lost finalize answer");
-        return Ok(next);
-    }
-    session.sign_in(&signed_in).await?;
-    let mut consumed = current.clone();
-    consumed.consume(&attempt, now)?;
-    match st.tickets.commit(&consumed, current.version).await {
-        Ok(true) => {}
-        lost => {
-            // Not consumed: a store error, or a change in between. When a parallel
-            // finalize of this same page won, this is a repeat and this session stays
-            // signed in too; anything else undoes the sign-in first.
-            let after = match lost {
-                Ok(_) => st.tickets.load(&ticket).await,
-                Err(e) => Err(e),
-            };
-            let again = FinalizeAttempt { signed_in_as: Some(user), ..attempt };
-            if let Ok(Some(t)) = &after
-                && t.finalize_check(&again, now) == Ok(Finalize::Repeat)
-            {
-                return Ok(next);
-            }
-            session.undo_sign_in().await?;
-            return Err(match after? {
-                Some(t) => t.finalize_check(&attempt, now).err().map(ErrorCode::from).unwrap_or(ErrorCode::TicketUsed).into(),
-                None => ErrorCode::TicketNotFound.into(),
-            });
-        }
-    }
-    if let Err(e) = st.users.record_login(user, now, &signed_in.ip, &signed_in.user_agent, &ticket).await {
-        tracing::error!(error = %e, "login succeeded but could not be recorded");
-    }
-    st.audit.record(now, Kind::SignIn, Some(user), &who, &site).await;
-    tracing::info!(user, "signed in");
-    Ok(next)
+    crate::server::signin::finalize(&st, &session, &who, &ticket, finalize_key).await
 }
 
 /// The signed-in user, their recent logins and their signed-in browsers.

@@ -6,7 +6,7 @@ use crate::api::browser::{create_ticket, finalize_login, login_status, me};
 use crate::app::{PageEnv, use_ui};
 use crate::domain::{FinalizeKey, NextPath, TicketId};
 use crate::error::{AppError, ErrorCode};
-use crate::model::TicketStatus;
+use crate::model::{TicketIssued, TicketStatus};
 use leptos::prelude::*;
 use leptos::task::spawn_local_scoped_with_cancellation;
 use leptos_router::hooks::use_query_map;
@@ -86,14 +86,19 @@ impl Flow {
         }
     }
 
-    /// One round: a new ticket, then its status until it is final.
-    async fn run(self) {
+    /// One round: a ticket (`first`, the one the server made with the page, or a new
+    /// one), then its status until it is final.
+    async fn run(self, first: Option<Result<TicketIssued, ErrorCode>>) {
         self.phase.set(Phase::Loading);
         self.qr.set(None);
         self.ticket.set(None);
-        let issued = match self.with_retries(6, quietly_retryable, |_| create_ticket(self.next.get_value())).await {
-            Ok(t) => t,
-            Err(e) => return self.phase.set(Phase::Failed(e.code)),
+        let issued = match first {
+            Some(Ok(t)) => t,
+            Some(Err(code)) if !quietly_retryable(code) => return self.phase.set(Phase::Failed(code)),
+            _ => match self.with_retries(6, quietly_retryable, |_| create_ticket(self.next.get_value())).await {
+                Ok(t) => t,
+                Err(e) => return self.phase.set(Phase::Failed(e.code)),
+            },
         };
         self.qr.set(Some(issued.qr));
         self.ticket.set(Some(issued.ticket.clone()));
@@ -169,7 +174,7 @@ pub fn LoginPage() -> impl IntoView {
     // A `next` that is not a same-site path is dropped here; the server would refuse it.
     let next = use_query_map().get_untracked().get("next").and_then(|n| NextPath::try_from(n).ok());
     let flow = Flow {
-        next: StoredValue::new(next),
+        next: StoredValue::new(next.clone()),
         phase: RwSignal::new(Phase::Loading),
         qr: RwSignal::new(None),
         ticket: RwSignal::new(None),
@@ -177,19 +182,46 @@ pub fn LoginPage() -> impl IntoView {
         remaining: RwSignal::new(0),
         reconnecting: RwSignal::new(false),
     };
-    // The ticket is made from the browser after hydration: creating it binds the
-    // browser's session, and a cookie set while a page streams would be lost.
+    // The first ticket is made while the server renders the page (the route renders
+    // with `SsrMode::Async`, so the cookie that binds it still reaches the browser): its
+    // QR is in the first HTML, scannable before any WASM has loaded, and hydration
+    // takes it over. A failure worth showing is shown; after a passing one (a rate
+    // limit, a busy server) the browser asks for a ticket itself, with its retries.
+    let first = Resource::new(
+        || (),
+        move |_| {
+            let next = next.clone();
+            // The code only: the error's own serialization would set this page's status.
+            async move { create_ticket(next).await.map_err(|e| e.code) }
+        },
+    );
     let round = RwSignal::new(0u32);
     Effect::new(move |_| {
-        round.track();
-        spawn_local_scoped_with_cancellation(flow.run());
+        let r = round.get();
+        spawn_local_scoped_with_cancellation(async move {
+            let seed = if r == 0 { Some(first.await) } else { None };
+            flow.run(seed).await
+        });
         spawn_local_scoped_with_cancellation(flow.count_down());
     });
+    // Until the first round has started (the server's render, hydration), the page
+    // shows the server's ticket.
+    let seed = move || if round.get() == 0 && flow.phase.get() == Phase::Loading { first.get() } else { None };
+    let issued = move || seed().and_then(Result::ok);
 
-    let Flow { phase, qr, ticket, client, remaining, reconnecting, .. } = flow;
+    let Flow { reconnecting, .. } = flow;
+    let phase = move || match seed() {
+        Some(Ok(_)) => Phase::Live(TicketStatus::Waiting),
+        Some(Err(code)) if !quietly_retryable(code) => Phase::Failed(code),
+        _ => flow.phase.get(),
+    };
+    let qr = move || issued().map(|s| s.qr).or_else(|| flow.qr.get());
+    let ticket = move || issued().map(|s| s.ticket).or_else(|| flow.ticket.get());
+    let client = move || issued().map_or_else(|| flow.client.get(), |s| s.client);
+    let remaining = move || issued().map_or_else(|| flow.remaining.get(), |s| s.expires_in);
     let restart = move |_| round.update(|r| *r += 1);
     let overlay = move || {
-        let (title, sub, button): (&str, Option<&str>, bool) = match phase.get() {
+        let (title, sub, button): (&str, Option<&str>, bool) = match phase() {
             Phase::Loading | Phase::Live(TicketStatus::Waiting) => return None,
             Phase::Live(TicketStatus::Scanned) => (ui.scanned, Some(ui.scanned_hint), false),
             Phase::Live(TicketStatus::Confirmed | TicketStatus::Consumed) => (ui.confirmed, None, false),
@@ -198,7 +230,7 @@ pub fn LoginPage() -> impl IntoView {
             Phase::Live(TicketStatus::Unknown) => (ui.unknown_state, None, true),
             Phase::Failed(code) => (code.message(env.lang), None, true),
         };
-        let label = if matches!(phase.get(), Phase::Failed(_)) { ui.retry } else { ui.refresh };
+        let label = if matches!(phase(), Phase::Failed(_)) { ui.retry } else { ui.refresh };
         Some(view! {
             <div class="overlay" role="status">
                 <p class="overlay-title" data-testid="overlay-title">{title}</p>
@@ -208,7 +240,7 @@ pub fn LoginPage() -> impl IntoView {
         })
     };
     let phone_link = move || {
-        ticket.get().filter(|_| env.demo && phase.get() == Phase::Live(TicketStatus::Waiting)).map(|t| {
+        ticket().filter(|_| env.demo && phase() == Phase::Live(TicketStatus::Waiting)).map(|t| {
             view! {
                 <p class="demo-hint">
                     {ui.demo_phone_hint}" · "
@@ -217,15 +249,29 @@ pub fn LoginPage() -> impl IntoView {
             }
         })
     };
+    // Without JavaScript: the form that finishes the server's ticket (see `http::nojs`).
+    let no_script = move || {
+        issued().map(|s| {
+            view! {
+                <form class="nojs-only" method="post" action="/login/complete">
+                    <input type="hidden" name="ticket" value=s.ticket.to_string() />
+                    <input type="hidden" name="finalize_key" value=s.finalize_key.as_str().to_string() />
+                    <p class="muted">{ui.nojs_hint}</p>
+                    <button class="button" type="submit" data-testid="nojs-continue">{ui.nojs_continue}</button>
+                </form>
+            }
+        })
+    };
     view! {
+        <Suspense>
         <section class="card login-card">
-            <h1 data-testid="login-title">{move || match client.get() {
+            <h1 data-testid="login-title">{move || match client() {
                 Some(name) => format!("{} {name}", ui.sign_in_to),
                 None => ui.login_title.to_string(),
             }}</h1>
             <p class="muted">{ui.login_hint}</p>
-            <div class=move || format!("qr-box state-{}", phase.get().name()) data-state=move || phase.get().name() data-testid="qr-box">
-                {move || match (qr.get(), phase.get()) {
+            <div class=move || format!("qr-box state-{}", phase().name()) data-state=move || phase().name() data-testid="qr-box">
+                {move || match (qr(), phase()) {
                     (Some(src), _) => view! { <img class="qr" src=src alt=ui.login_title data-testid="qr" /> }.into_any(),
                     (None, Phase::Loading) => view! { <div class="qr-placeholder"><span class="spinner"></span>{ui.loading_qr}</div> }.into_any(),
                     (None, _) => ().into_any(),
@@ -233,11 +279,13 @@ pub fn LoginPage() -> impl IntoView {
                 {overlay}
             </div>
             <p class="countdown" data-testid="countdown">
-                {move || matches!(phase.get(), Phase::Live(TicketStatus::Waiting | TicketStatus::Scanned))
-                    .then(|| format!("{} {} {}", ui.expires_in, remaining.get(), ui.seconds))}
+                {move || matches!(phase(), Phase::Live(TicketStatus::Waiting | TicketStatus::Scanned))
+                    .then(|| format!("{} {} {}", ui.expires_in, remaining(), ui.seconds))}
             </p>
             <p class="notice" data-testid="reconnecting">{move || reconnecting.get().then_some(ui.reconnecting)}</p>
             {phone_link}
+            {no_script}
         </section>
+        </Suspense>
     }
 }

@@ -127,6 +127,9 @@ pub struct SessionArgs {
     /// Audit events (sign-ins, logouts, refusals, OIDC codes and tokens) are kept this many days.
     #[arg(long = "audit-retention-days", env = "AUDIT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub audit_retention_days: u64,
+    /// Sessions read are kept in memory this long at most, seconds (0 = off). Revocations still act at once: see docs/architecture.md.
+    #[arg(long = "session-cache-secs", env = "SESSION_CACHE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub cache_secs: u64,
 }
 
 /// Rate limits and caps.

@@ -8,7 +8,7 @@ use crate::server::session::WebSession;
 use crate::server::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 /// The longest `rd` accepted.
@@ -109,11 +109,12 @@ struct Back {
 async fn back(State(st): State<AppState>, Query(q): Query<Back>) -> Response {
     match q.rd.as_deref().and_then(|rd| safe_return(rd, &st.site.forward_auth_domains)) {
         Some(url) => crate::server::http::found(url.as_str()),
-        None => (
+        None => crate::server::http::message_page(
             StatusCode::BAD_REQUEST,
-            Html("<!DOCTYPE html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>跳转地址无效</title><body><h1>跳转地址无效 · Refused redirect</h1><p><a href=\"/account\">我的账号 · My account</a></p></body></html>"),
-        )
-            .into_response(),
+            "zh-CN",
+            "跳转地址无效 · Refused redirect",
+            "<p><a href=\"/account\">我的账号 · My account</a></p>",
+        ),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod caller;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod loadgen;
 pub mod oidc;
 pub mod session;
+pub mod signin;
 pub mod simulator;
 pub mod startup;
 pub mod state;

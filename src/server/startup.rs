@@ -6,10 +6,9 @@ use crate::server::clock::{Clock, SystemClock};
 use crate::server::config::{Config, WechatArgs};
 use crate::server::error::StartupError;
 use crate::server::http::{self, api};
-use crate::server::session::SqlSessionStore;
+use crate::server::session::{SessionCache, SqlSessionStore};
 use crate::server::simulator::{self, SimConfig, Simulator};
 use crate::server::state::{AppState, Site};
-use crate::server::tickets::store::Notifier;
 use crate::server::tickets::{SqlTicketStore, Tickets};
 use crate::server::users::SqlUserStore;
 use crate::server::wechat::WechatClient;
@@ -31,7 +30,8 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// A built, bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
-    pg_listener: Option<(String, Arc<Notifier>)>,
+    /// PostgreSQL: the URL to listen on for other instances' changes, and who is told.
+    pg_listener: Option<(String, crate::server::changes::Listeners)>,
     router: Router,
     state: AppState,
     purge_interval: Duration,
@@ -62,8 +62,14 @@ impl Application {
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
         let postgres = backend == db::Backend::Postgres;
         let store = Arc::new(SqlTicketStore::new(pool.clone(), postgres));
-        // Several instances on one PostgreSQL database wake each other's long-polls.
-        let pg_listener = postgres.then(|| (database_url.clone(), store.notifier()));
+        // Sessions are read through a cache; on PostgreSQL it serves only while the
+        // listener that hears other instances' revocations is connected.
+        let session_cache = Arc::new(SessionCache::new(Duration::from_secs(config.sessions.cache_secs), !postgres));
+        // Several instances on one PostgreSQL database wake each other's long-polls and
+        // drop each other's revoked sessions.
+        let pg_listener = postgres.then(|| {
+            (database_url.clone(), crate::server::changes::Listeners { tickets: store.notifier(), sessions: session_cache.clone() })
+        });
         let life = config.tickets.lifetimes().map_err(|e| StartupError::Config(e.to_string()))?;
         let tickets = Tickets::new(store, clock.clone(), life, usize::try_from(config.tickets.longpolls_per_browser).unwrap_or(usize::MAX));
         let host = url::Url::parse(&addresses.public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
@@ -74,7 +80,7 @@ impl Application {
             db: pool.clone(),
             tickets: Arc::new(tickets),
             wechat: Arc::new(wechat),
-            sessions: SqlSessionStore::new(pool.clone()),
+            sessions: SqlSessionStore::new(pool.clone(), session_cache),
             users: SqlUserStore::new(pool.clone()),
             audit: crate::server::audit::Audit::new(pool),
             clock,
@@ -130,8 +136,7 @@ impl Application {
     /// accepted, requests in flight finish; after [`DRAIN_LIMIT`] it stops regardless.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms, self.audit_retention_ms));
-        let changes =
-            self.pg_listener.map(|(url, notifier)| tokio::spawn(crate::server::tickets::store::listen_for_other_instances(url, notifier)));
+        let changes = self.pg_listener.map(|(url, to)| tokio::spawn(crate::server::changes::listen(url, to)));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tickets = self.state.tickets.clone();
         tokio::spawn(async move {
@@ -315,6 +320,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     };
     let mut app = Router::new()
         .route("/lang", get(http::pages::set_lang))
+        .route("/login/complete", axum::routing::post(http::nojs::complete))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/{*rest}", any(api::not_found))

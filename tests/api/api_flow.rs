@@ -16,17 +16,7 @@ async fn scan_confirm_finalize_signs_the_browser_in() {
     assert_eq!(issued["expires_in"], 120);
 
     // The QR is a real JPEG whose code links to the simulated phone for this ticket.
-    let qr = issued["qr"].as_str().unwrap();
-    let b64 = qr.strip_prefix("data:image/jpeg;base64,").expect("JPEG data URL");
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
-    assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF]);
-    let img = image::load_from_memory(&bytes).unwrap().to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(img);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code in the image");
-    let (_, content) = grids[0].decode().expect("QR decodes");
-    let link = url::Url::parse(&content).expect("the QR holds a URL");
+    let link = qr_link(issued["qr"].as_str().unwrap());
     assert_eq!(format!("{}://{}", link.scheme(), link.host_str().unwrap()), app.base.rsplit_once(':').unwrap().0);
     assert_eq!(link.path(), "/_wechat/phone");
     let scene = link.query_pairs().find(|(k, _)| k == "scene").map(|(_, v)| v.into_owned());

@@ -129,6 +129,20 @@ impl TestApp {
         assert_eq!((s, &v["status"]), (StatusCode::OK, &json!("confirmed")), "{v}");
     }
 
+    /// The whole scan login of `browser` as WeChat user `user`.
+    pub async fn sign_in(&self, browser: &reqwest::Client, user: &str) {
+        let t = self.new_ticket(browser).await;
+        let token = self.scan(&t, user).await;
+        self.confirm(&t, &token).await;
+        let (s, v) = self.finalize(browser, &t).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// What forward-auth answers for `browser`.
+    pub async fn verify(&self, browser: &reqwest::Client) -> StatusCode {
+        browser.get(format!("{}/auth/verify", self.base)).send().await.unwrap().status()
+    }
+
     pub async fn status(&self, browser: &reqwest::Client, ticket: &str, seen: u64) -> (StatusCode, Value) {
         self.post(browser, "/api/login/status", json!({ "ticket": ticket, "seen": seen })).await
     }
@@ -175,4 +189,18 @@ pub fn assert_error(answer: &(StatusCode, Value), status: u16, code: &str) {
     assert_eq!(answer.0.as_u16(), status, "{}", answer.1);
     assert_eq!(answer.1["code"], code, "{}", answer.1);
     assert!(answer.1["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", answer.1);
+}
+
+/// Decodes a `data:image/jpeg;base64,…` QR (a real JPEG, one code) to the URL it holds.
+pub fn qr_link(data_url: &str) -> url::Url {
+    use base64::Engine as _;
+    let b64 = data_url.strip_prefix("data:image/jpeg;base64,").expect("JPEG data URL");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF]);
+    let img = image::load_from_memory(&bytes).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    let (_, content) = grids[0].decode().expect("QR decodes");
+    url::Url::parse(&content).expect("the QR holds a URL")
 }

@@ -1,6 +1,7 @@
-//! Forward-auth behind a real nginx (Debian's, started here on a loopback port) in front
-//! of a tiny upstream: anonymous → our login; after a scan login → the upstream sees the
-//! user; a `Remote-User` sent by the client never gets through; a foreign `rd` is refused.
+//! Forward-auth behind real reverse proxies (Debian's nginx and Caddy, started here on
+//! loopback ports, configured as docs/integrations.md says) in front of a tiny upstream:
+//! anonymous → our login; after a scan login → the upstream sees the user; a
+//! `Remote-User` sent by the client never gets through; a foreign `rd` is refused.
 
 use crate::common::*;
 use axum::http::HeaderMap;
@@ -23,21 +24,22 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// nginx with `auth_request` against scanlogin, as docs/integrations.md configures it.
-struct Nginx {
+/// A reverse proxy we started, stopped on drop.
+struct Proxy {
     child: Child,
     _dir: tempfile::TempDir,
     base: String,
 }
 
-impl Drop for Nginx {
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-async fn nginx(scanlogin: &str, upstream: &str) -> Nginx {
+/// nginx with `auth_request` against scanlogin.
+async fn nginx(scanlogin: &str, upstream: &str) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let d = dir.path().display();
@@ -79,21 +81,57 @@ http {{
 "#
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let child = Command::new("/usr/sbin/nginx")
-        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nginx installed by scripts/setup --test (nginx-light)");
+    let mut cmd = Command::new("/usr/sbin/nginx");
+    cmd.args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"]);
+    start(cmd, dir, port, "nginx installed by scripts/setup --test (nginx-light)").await
+}
+
+/// Caddy with `forward_auth` against scanlogin (`?redirect=1`: Caddy hands our answer
+/// to the browser as it is).
+async fn caddy(scanlogin: &str, upstream: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let scanlogin = scanlogin.trim_start_matches("http://");
+    let conf = format!(
+        r#"
+{{
+  admin off
+  auto_https off
+  storage file_system {d}/data
+}}
+http://127.0.0.1:{port} {{
+  forward_auth {scanlogin} {{
+    uri /auth/verify?redirect=1
+    copy_headers Remote-User Remote-Name
+  }}
+  reverse_proxy {upstream}
+}}
+"#
+    );
+    std::fs::write(dir.path().join("Caddyfile"), conf).unwrap();
+    let mut cmd = Command::new("caddy");
+    cmd.args(["run", "--adapter", "caddyfile", "--config", &format!("{d}/Caddyfile")])
+        .env("HOME", d.to_string())
+        .env("XDG_DATA_HOME", format!("{d}/data"));
+    start(cmd, dir, port, "caddy installed by scripts/setup --test").await
+}
+
+/// Starts a proxy and waits for its port.
+async fn start(mut cmd: Command, dir: tempfile::TempDir, port: u16, missing: &str) -> Proxy {
+    let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
+    let mut child = cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect(missing);
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
+    for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Proxy { child, _dir: dir, base };
+        }
+        if child.try_wait().ok().flatten().is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Nginx { child, _dir: dir, base }
+    panic!("the proxy did not start: {}", std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default());
 }
 
 fn no_redirects() -> reqwest::Client {
@@ -103,8 +141,21 @@ fn no_redirects() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request_protects_an_app_with_scan_login() {
     let app = spawn(&["--forward-auth-domains", "127.0.0.1"]).await;
-    let up = upstream().await;
-    let proxy = nginx(&app.base, &up).await;
+    let proxy = nginx(&app.base, &upstream().await).await;
+    protects_an_app(&app, &proxy).await;
+    refuses_foreign_return_addresses(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_forward_auth_protects_an_app_with_scan_login() {
+    let app = spawn(&["--forward-auth-domains", "127.0.0.1"]).await;
+    let proxy = caddy(&app.base, &upstream().await).await;
+    protects_an_app(&app, &proxy).await;
+}
+
+/// Anonymous → our login, carrying the original URL; the scan login; back to the app,
+/// which sees our user and never the one the client claims.
+async fn protects_an_app(app: &TestApp, proxy: &Proxy) {
     let b = no_redirects();
     let page = format!("{}/dashboard?x=1", proxy.base);
 
@@ -135,9 +186,16 @@ async fn nginx_auth_request_protects_an_app_with_scan_login() {
     let res = b.get(&page).header("remote-user", "999").send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), format!("upstream: user={}", me["user"]["id"]));
+    // Signed out: the client's own claim still does not get through.
+    let (s, _) = app.post(&b, "/api/logout", json!({})).await;
+    assert_eq!(s, 200);
+    let res = b.get(&page).header("remote-user", "999").send().await.unwrap();
+    assert_eq!(res.status(), 302, "{}", res.text().await.unwrap_or_default());
+}
 
-    // A foreign return address is refused, never followed.
-    let evil = b.get(format!("{}/auth/return?rd=https://evil.example/", app.base)).send().await.unwrap();
+/// A foreign return address is refused, never followed.
+async fn refuses_foreign_return_addresses(app: &TestApp) {
+    let evil = no_redirects().get(format!("{}/auth/return?rd=https://evil.example/", app.base)).send().await.unwrap();
     assert_eq!(evil.status(), 400);
     assert!(evil.headers().get("location").is_none());
     let verify = reqwest::Client::new()
@@ -162,4 +220,28 @@ async fn nginx_auth_request_protects_an_app_with_scan_login() {
         .unwrap();
     assert_eq!(traefik.status(), 302);
     assert!(traefik.headers()["location"].to_str().unwrap().contains("8080%252Fgrafana"), "{:?}", traefik.headers());
+}
+
+/// `/auth/verify` reads sessions through an in-memory cache: a logout or 退出其他设备
+/// must still end access at once, not when a cache entry ages out.
+#[tokio::test]
+async fn logouts_and_revocations_end_verify_at_once_despite_the_session_cache() {
+    let app = spawn(&[]).await;
+    let (laptop, phone_browser) = (no_redirects(), no_redirects());
+    app.sign_in(&laptop, "lisi").await;
+    app.sign_in(&phone_browser, "lisi").await;
+    for _ in 0..3 {
+        assert_eq!(app.verify(&laptop).await, 200);
+        assert_eq!(app.verify(&phone_browser).await, 200);
+    }
+    assert!(app.state.sessions.cache().len() >= 2, "verify is served from the cache");
+
+    let (s, v) = app.post(&phone_browser, "/api/sessions/revoke-others", json!({})).await;
+    assert_eq!((s.as_u16(), &v["revoked"]), (200, &json!(1)), "{v}");
+    assert_eq!(app.verify(&laptop).await, 401, "the revoked browser is out at once");
+    assert_eq!(app.verify(&phone_browser).await, 200);
+
+    let (s, _) = app.post(&phone_browser, "/api/logout", json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(app.verify(&phone_browser).await, 401, "a logout ends access at once");
 }

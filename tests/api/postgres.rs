@@ -99,3 +99,49 @@ async fn two_instances_on_one_database_wake_each_others_long_polls() {
     b.pool.close().await;
     drop_database(&name).await;
 }
+
+/// Instance B keeps the session in its cache; a logout through instance A, and a row
+/// deleted by hand in psql, end B's forward-auth answers as soon as the NOTIFY arrives.
+#[tokio::test]
+async fn a_revocation_anywhere_empties_every_instances_session_cache() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let a = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &[]).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), url, &[]).await;
+    let browser = browser();
+    let cached_on_b = async |browser: &reqwest::Client| {
+        // B's cache serves once its change listener is connected.
+        for _ in 0..100 {
+            assert_eq!(b.verify(browser).await, 200);
+            if b.state.sessions.cache().len() == 1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("B never cached the session");
+    };
+    let gone_on_b = async |browser: &reqwest::Client, what: &str| {
+        let started = std::time::Instant::now();
+        while b.verify(browser).await == 200 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "{what}: B still lets the browser in");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(b.verify(browser).await, 401, "{what}");
+    };
+
+    a.sign_in(&browser, "lisi").await;
+    cached_on_b(&browser).await;
+    let (s, _) = a.post(&browser, "/api/logout", json!({})).await;
+    assert_eq!(s, 200);
+    gone_on_b(&browser, "a logout through A").await;
+
+    a.sign_in(&browser, "lisi").await;
+    cached_on_b(&browser).await;
+    sqlx::query("DELETE FROM sessions WHERE user_id IS NOT NULL").execute(&a.pool).await.unwrap();
+    gone_on_b(&browser, "a row deleted by hand").await;
+
+    for app in [a, b] {
+        app.server.abort();
+        app.pool.close().await;
+    }
+    drop_database(&name).await;
+}

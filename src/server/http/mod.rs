@@ -4,10 +4,11 @@
 
 pub mod api;
 pub mod headers;
+pub mod nojs;
 pub mod pages;
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 
 /// A `302 Found` to a same-site path.
 pub fn found(location: &str) -> Response {
@@ -15,6 +16,26 @@ pub fn found(location: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A small HTML page of our own outside the Leptos app (refusals, the no-JavaScript
+/// login's answers): `title` (text) and `body` (HTML the caller escaped), never cached.
+pub fn message_page(status: StatusCode, lang: &str, title: &str, body: &str) -> Response {
+    let page = format!(
+        "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t}</title></head><body style=\"font-family:sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
+         <h1>{t}</h1>{body}</body></html>",
+        lang = esc(lang),
+        t = esc(title)
+    );
+    let mut res = (status, Html(page)).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

@@ -24,7 +24,7 @@ use crate::server::tokens::{TokenHash, random_token};
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clients::{Client, Clients};
 use keys::SigningKeys;
@@ -173,16 +173,8 @@ struct AuthRequest {
 
 /// An error page of ours: for an unknown client or redirect URI, never a redirect.
 fn error_page(status: StatusCode, what: &str) -> Response {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-    let body = format!(
-        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>登录请求无效</title></head><body style=\"font-family:sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
-         <h1>登录请求无效 · Invalid sign-in request</h1><p>{}</p></body></html>",
-        esc(what)
-    );
-    let mut res = (status, Html(body)).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    use crate::server::http::{esc, message_page};
+    message_page(status, "zh-CN", "登录请求无效 · Invalid sign-in request", &format!("<p>{}</p>", esc(what)))
 }
 
 /// Back to the client with RFC 6749 error parameters.
@@ -542,11 +534,11 @@ async fn issue_tokens(
     .set_auth_time(Some(time(row.auth_time)?))
     .set_nonce(row.nonce.clone().map(Nonce::new))
     .set_auth_method_refs(Some(vec![AuthenticationMethodReference::new("wechat_miniprogram".into())]));
-    let key = p.keys.current().await?;
+    let key = p.keys.current(now).await?;
     let access_token = AccessToken::new(access);
     let id_token = CoreIdToken::new(
         claims,
-        &key,
+        &*key,
         CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
         Some(&access_token),
         Some(&AuthorizationCode::new(code.to_string())),

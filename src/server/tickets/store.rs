@@ -155,26 +155,6 @@ impl SqlTicketStore {
     }
 }
 
-/// Listens on [`PG_CHANNEL`] and wakes this instance's followers of the tickets that
-/// other instances changed. Reconnects by itself; a change announced while it was
-/// reconnecting is still answered, at the long-poll's deadline.
-pub async fn listen_for_other_instances(url: String, notifier: Arc<Notifier>) {
-    loop {
-        let Err(e) = relay_changes(&url, &notifier).await;
-        tracing::warn!(error = %e, "ticket change listener lost its connection; reconnecting");
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
-/// Relays notifications on [`PG_CHANNEL`] to `notifier` until the connection fails.
-async fn relay_changes(url: &str, notifier: &Notifier) -> Result<std::convert::Infallible, sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-    listener.listen(PG_CHANNEL).await?;
-    loop {
-        notifier.wake(listener.recv().await?.payload());
-    }
-}
-
 /// `'a', 'b', …`: statuses as an SQL list, spelled by [`TicketStatus::as_str`].
 fn sql_list(statuses: &[TicketStatus]) -> String {
     statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")

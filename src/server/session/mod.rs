@@ -13,6 +13,10 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::{Expiry, Session, SessionStore};
 
+pub mod cache;
+pub use cache::SessionCache;
+use std::sync::Arc;
+
 const BROWSER_KEY: &str = "browser_key";
 const SIGNED_IN: &str = "signed_in";
 
@@ -56,14 +60,26 @@ pub struct SignedInBrowser {
     pub signed_in: SignedIn,
 }
 
-/// Sessions in the `sessions` table.
-#[derive(Clone, Debug)]
+/// Sessions in the `sessions` table, read through a [`SessionCache`].
+#[derive(Clone)]
 pub struct SqlSessionStore {
     pool: AnyPool,
+    cache: Arc<SessionCache>,
+}
+
+impl std::fmt::Debug for SqlSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSessionStore").field("cached", &self.cache.len()).finish_non_exhaustive()
+    }
 }
 
 fn millis(t: OffsetDateTime) -> UnixMillis {
     UnixMillis(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+}
+
+/// The signed-in user of a session record.
+fn user_of(r: &Record) -> Option<i64> {
+    r.data.get(SIGNED_IN).and_then(|v| v.get("user")).and_then(|v| v.as_i64())
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -71,9 +87,14 @@ fn backend(e: sqlx::Error) -> StoreError {
 }
 
 impl SqlSessionStore {
-    /// A store over `pool`.
-    pub fn new(pool: AnyPool) -> Self {
-        SqlSessionStore { pool }
+    /// A store over `pool`, reading through `cache`.
+    pub fn new(pool: AnyPool, cache: Arc<SessionCache>) -> Self {
+        SqlSessionStore { pool, cache }
+    }
+
+    /// The cache (for the PostgreSQL listener that keeps it true).
+    pub fn cache(&self) -> Arc<SessionCache> {
+        self.cache.clone()
     }
 
     /// Deletes sessions that expired before `now`.
@@ -103,23 +124,25 @@ impl SqlSessionStore {
     /// Removes a session row outright.
     pub async fn remove(&self, id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&self.pool).await?;
+        self.cache.forget(id);
         Ok(())
     }
 
     /// Deletes every session of `user` but `keep`; returns how many ended.
     pub async fn delete_others(&self, user: i64, keep: &str) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
             .bind(user)
             .bind(keep)
             .execute(&self.pool)
             .await?
-            .rows_affected())
+            .rows_affected();
+        self.cache.forget_user(user);
+        Ok(ended)
     }
 
     fn row(r: &Record) -> StoreResult<(String, String, UnixMillis, Option<i64>)> {
         let data = serde_json::to_string(&r.data).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let user = r.data.get(SIGNED_IN).and_then(|v| v.get("user")).and_then(|v| v.as_i64());
-        Ok((r.id.to_string(), data, millis(r.expiry_date), user))
+        Ok((r.id.to_string(), data, millis(r.expiry_date), user_of(r)))
     }
 }
 
@@ -154,7 +177,7 @@ impl SessionStore for SqlSessionStore {
             "UPDATE sessions SET data = $2, expires_at = $3, user_id = $4 \
              WHERE id = $1 AND (CAST($4 AS BIGINT) IS NULL OR user_id = CAST($4 AS BIGINT))",
         )
-        .bind(id)
+        .bind(&id)
         .bind(data)
         .bind(expires)
         .bind(user)
@@ -162,6 +185,7 @@ impl SessionStore for SqlSessionStore {
         .await
         .map_err(backend)?
         .rows_affected();
+        self.cache.forget(&id);
         if updated == 0 {
             tracing::debug!("a session that ended meanwhile was not saved again");
         }
@@ -169,7 +193,12 @@ impl SessionStore for SqlSessionStore {
     }
 
     async fn load(&self, id: &Id) -> StoreResult<Option<Record>> {
-        let now = millis(OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc();
+        let mark = match self.cache.get(&id.to_string(), now) {
+            Ok(record) => return Ok(Some(record)),
+            Err(mark) => mark,
+        };
+        let now = millis(now);
         let row: Option<(String, i64)> = sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
             .bind(id.to_string())
             .bind(now)
@@ -180,7 +209,9 @@ impl SessionStore for SqlSessionStore {
         let data = serde_json::from_str(&data).map_err(|e| StoreError::Decode(e.to_string()))?;
         let expiry_date =
             OffsetDateTime::from_unix_timestamp_nanos(expires as i128 * 1_000_000).map_err(|e| StoreError::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        let record = Record { id: *id, data, expiry_date };
+        self.cache.fill(mark, &record, user_of(&record));
+        Ok(Some(record))
     }
 
     /// Retires a session. A session with a binding key lives on for a few seconds as an
@@ -209,6 +240,7 @@ impl SessionStore for SqlSessionStore {
                     .execute(&self.pool)
                     .await
                     .map_err(backend)?;
+                self.cache.forget(&id);
             }
             _ => self.remove(&id).await.map_err(backend)?,
         }

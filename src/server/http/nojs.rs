@@ -1,0 +1,95 @@
+//! Signing in without JavaScript. The login page's first HTML already carries the
+//! ticket's QR and a form (hidden once the page is hydrated) whose button posts the
+//! ticket and its finalize key here, in the body, never in a URL. The answer waits for
+//! the phone's confirmation as long as a long-poll would, then signs the browser in and
+//! goes on as the page would have.
+
+use super::{esc, found, message_page};
+use crate::domain::{FinalizeKey, TicketId};
+use crate::error::{AppError, ErrorCode};
+use crate::i18n::Lang;
+use crate::model::TicketStatus;
+use crate::server::caller::Caller;
+use crate::server::error::request_lang;
+use crate::server::http::api::check_same_site;
+use crate::server::session::WebSession;
+use crate::server::state::AppState;
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tower_sessions::Session;
+
+/// The form's fields.
+#[derive(Deserialize)]
+pub struct Complete {
+    ticket: String,
+    finalize_key: String,
+}
+
+/// `POST /login/complete`.
+pub async fn complete(
+    State(st): State<AppState>,
+    session: Session,
+    who: Caller,
+    headers: HeaderMap,
+    form: Result<Form<Complete>, FormRejection>,
+) -> Response {
+    let lang = request_lang(&headers);
+    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
+        return refusal(lang, &e);
+    }
+    let parsed = form.ok().and_then(|Form(f)| Some((TicketId::try_from(f.ticket).ok()?, FinalizeKey::try_from(f.finalize_key).ok()?)));
+    let Some((ticket, key)) = parsed else { return refusal(lang, &ErrorCode::BadRequest.into()) };
+    let web = WebSession::new(session, st.site.session_life);
+    match wait_for_phone(&st, &web, &ticket).await {
+        Ok(TicketStatus::Waiting | TicketStatus::Scanned) => not_yet(lang, &ticket, &key),
+        Ok(_) => match crate::server::signin::finalize(&st, &web, &who, &ticket, Some(key)).await {
+            Ok(f) => found(&f.next),
+            Err(e) => refusal(lang, &e),
+        },
+        Err(e) => refusal(lang, &e),
+    }
+}
+
+/// Follows the ticket until the phone has decided or a long-poll's length has passed.
+async fn wait_for_phone(st: &AppState, web: &WebSession, ticket: &TicketId) -> Result<TicketStatus, AppError> {
+    let browser_key = web.existing_browser_key().await?.ok_or(AppError::new(ErrorCode::TicketNotFound))?;
+    let deadline = Instant::now() + st.site.longpoll;
+    let mut seen = 0;
+    loop {
+        let t = st.tickets.follow(ticket, &browser_key, seen, deadline.saturating_duration_since(Instant::now())).await?;
+        let undecided = matches!(t.status, TicketStatus::Waiting | TicketStatus::Scanned);
+        if !undecided || Instant::now() >= deadline || st.tickets.is_draining() {
+            return Ok(t.status);
+        }
+        seen = t.version;
+    }
+}
+
+/// The phone has not confirmed yet: the same form again.
+fn not_yet(lang: Lang, ticket: &TicketId, key: &FinalizeKey) -> Response {
+    let ui = lang.ui();
+    let body = format!(
+        "<p>{waiting}</p><form method=\"post\" action=\"/login/complete\">\
+         <input type=\"hidden\" name=\"ticket\" value=\"{t}\"><input type=\"hidden\" name=\"finalize_key\" value=\"{k}\">\
+         <button type=\"submit\">{go}</button></form><p><a href=\"/login\">{new}</a></p>",
+        waiting = esc(ui.nojs_waiting),
+        t = esc(ticket.as_str()),
+        k = esc(key.as_str()),
+        go = esc(ui.nojs_continue),
+        new = esc(ui.new_code),
+    );
+    message_page(StatusCode::OK, lang.tag(), ui.login_title, &body)
+}
+
+/// Refused, with the reason and the way to a new code.
+fn refusal(lang: Lang, e: &AppError) -> Response {
+    let ui = lang.ui();
+    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = format!("<p>{}</p><p><a href=\"/login\">{}</a></p>", esc(e.code.message(lang)), esc(ui.new_code));
+    message_page(status, lang.tag(), ui.login_title, &body)
+}

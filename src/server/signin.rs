@@ -1,0 +1,78 @@
+//! Signing in: a confirmed ticket becomes a signed-in session. One implementation for
+//! the page's `finalize` call and for the form a browser without JavaScript submits.
+
+use crate::domain::{FinalizeKey, TicketId};
+use crate::error::{AppError, ErrorCode};
+use crate::model::Finalized;
+use crate::server::audit::Kind;
+use crate::server::caller::Caller;
+use crate::server::session::{SignedIn, WebSession};
+use crate::server::state::AppState;
+use crate::server::tickets::{Finalize, FinalizeAttempt};
+use crate::server::tokens::TokenHash;
+
+/// Turns a confirmed ticket into a signed-in session: session id and binding key
+/// rotated, user stored, session saved, then the ticket consumed by a conditional write,
+/// then the login recorded. Needs the ticket's finalize key; a repeat within a minute
+/// (the first answer was lost) signs the same browser in again.
+pub async fn finalize(
+    st: &AppState,
+    session: &WebSession,
+    who: &Caller,
+    ticket: &TicketId,
+    finalize_key: Option<FinalizeKey>,
+) -> Result<Finalized, AppError> {
+    let now = st.tickets.now();
+    let key = session.existing_browser_key().await?;
+    let signed_in_as = session.signed_in(now, st.site.session_absolute_ms).await?.map(|s| s.user);
+    let key_hash = finalize_key.map(|k| TokenHash::of(k.as_str()));
+    let attempt = FinalizeAttempt { browser_key: key.as_deref(), signed_in_as, key_hash: key_hash.as_ref() };
+    let Some(current) = st.tickets.load(ticket).await? else {
+        return Err(ErrorCode::TicketNotFound.into());
+    };
+    let decision = current.finalize_check(&attempt, now)?;
+    let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
+    let next = Finalized { next: current.next.to_string() };
+    let site = current.client_name.clone().unwrap_or_default();
+    let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip.clone(), user_agent: who.user_agent.clone() };
+    if decision == Finalize::Repeat {
+        if signed_in_as != Some(user) {
+            session.sign_in(&signed_in).await?;
+            st.audit.record(now, Kind::SignIn, Some(user), who, &format!("{site} (repeat after a lost answer)")).await;
+        }
+        tracing::info!(user, "signed in again after a lost finalize answer");
+        return Ok(next);
+    }
+    session.sign_in(&signed_in).await?;
+    let mut consumed = current.clone();
+    consumed.consume(&attempt, now)?;
+    match st.tickets.commit(&consumed, current.version).await {
+        Ok(true) => {}
+        lost => {
+            // Not consumed: a store error, or a change in between. When a parallel
+            // finalize of this same page won, this is a repeat and this session stays
+            // signed in too; anything else undoes the sign-in first.
+            let after = match lost {
+                Ok(_) => st.tickets.load(ticket).await,
+                Err(e) => Err(e),
+            };
+            let again = FinalizeAttempt { signed_in_as: Some(user), ..attempt };
+            if let Ok(Some(t)) = &after
+                && t.finalize_check(&again, now) == Ok(Finalize::Repeat)
+            {
+                return Ok(next);
+            }
+            session.undo_sign_in().await?;
+            return Err(match after? {
+                Some(t) => t.finalize_check(&attempt, now).err().map(ErrorCode::from).unwrap_or(ErrorCode::TicketUsed).into(),
+                None => ErrorCode::TicketNotFound.into(),
+            });
+        }
+    }
+    if let Err(e) = st.users.record_login(user, now, &signed_in.ip, &signed_in.user_agent, ticket).await {
+        tracing::error!(error = %e, "login succeeded but could not be recorded");
+    }
+    st.audit.record(now, Kind::SignIn, Some(user), who, &site).await;
+    tracing::info!(user, "signed in");
+    Ok(next)
+}

@@ -1,0 +1,84 @@
+//! The login page's first HTML: the server makes the ticket while it renders `/login`,
+//! so the QR is in the page before any JavaScript runs, the cookie that binds the ticket
+//! comes with it, and a browser without JavaScript signs in through the page's form.
+
+use crate::common::*;
+use serde_json::json;
+
+/// The value of the hidden input `name` in `html`.
+fn hidden(html: &str, name: &str) -> String {
+    let at = html.find(&format!("name=\"{name}\"")).unwrap_or_else(|| panic!("no {name} input in the page"));
+    let rest = &html[at..];
+    let v = rest.find("value=\"").unwrap() + 7;
+    rest[v..v + rest[v..].find('"').unwrap()].to_string()
+}
+
+/// Loads `/login` as `browser`: the page, its ticket and its finalize key.
+async fn login_page(app: &TestApp, browser: &reqwest::Client, query: &str) -> (String, String, String) {
+    let res = browser.get(format!("{}/login{query}", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("set-cookie").is_some(), "the session that binds the ticket comes with the page");
+    let html = res.text().await.unwrap();
+    let (ticket, key) = (hidden(&html, "ticket"), hidden(&html, "finalize_key"));
+    (html, ticket, key)
+}
+
+#[tokio::test]
+async fn the_qr_is_in_the_first_html_and_bound_to_this_browser() {
+    let app = spawn(&[]).await;
+    let b = browser();
+    let (html, ticket, _) = login_page(&app, &b, "").await;
+    let src_at = html.find("<img src=\"data:image/").expect("the QR image is in the HTML") + 10;
+    let src = &html[src_at..src_at + html[src_at..].find('"').unwrap()];
+    let link = qr_link(src);
+    assert_eq!(link.query_pairs().find(|(k, _)| k == "scene").unwrap().1, ticket.as_str(), "the QR's scene is the page's ticket");
+    assert!(html.contains("data-state=\"waiting\""), "the page is already waiting for the scan");
+    // The ticket belongs to this browser's session, and to no other.
+    let (s, v) = app.status(&b, &ticket, 0).await;
+    assert_eq!((s.as_u16(), &v["status"]), (200, &json!("waiting")), "{v}");
+    assert_error(&app.status(&browser(), &ticket, 0).await, 404, "ticket_not_found");
+    assert_eq!(app.count("tickets").await, 1, "one page, one ticket");
+}
+
+#[tokio::test]
+async fn without_javascript_the_form_signs_in_after_the_phone_confirms() {
+    let app = spawn(&["--longpoll-secs", "1"]).await;
+    let b =
+        reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (_, ticket, key) = login_page(&app, &b, "?next=/account?tab=1").await;
+    let form = |key: &str| [("ticket", ticket.clone()), ("finalize_key", key.to_string())];
+    let post = |body: [(&'static str, String); 2]| b.post(format!("{}/login/complete", app.base)).form(&body).send();
+
+    // Pressed before the phone has confirmed: after a long-poll's wait, the same form again.
+    let token = app.scan(&ticket, "lisi").await;
+    let res = post(form(&key)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("还没有在手机上确认登录"), "{html}");
+    assert_eq!(hidden(&html, "finalize_key"), key);
+
+    // Confirmed on the phone: the form signs in and goes on to `next`.
+    app.confirm(&ticket, &token).await;
+    // A wrong key, another site's form, a malformed body: refused, nothing signed in.
+    let before = app.snapshot().await;
+    let wrong = post(form("A".repeat(32).as_str())).await.unwrap();
+    assert_eq!(wrong.status(), 404);
+    let cross =
+        b.post(format!("{}/login/complete", app.base)).header("origin", "https://evil.example").form(&form(&key)).send().await.unwrap();
+    assert_eq!(cross.status(), 403);
+    let junk = b
+        .post(format!("{}/login/complete", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("ticket=%%")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 400);
+    assert_eq!(app.snapshot().await, before, "refusals change nothing");
+
+    let res = post(form(&key)).await.unwrap();
+    assert_eq!(res.status(), 302, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(res.headers()["location"], "/account?tab=1");
+    let (s, me) = app.post(&b, "/api/me", json!({})).await;
+    assert_eq!(s, 200, "{me}");
+}
