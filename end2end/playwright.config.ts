@@ -2,7 +2,7 @@ import { defineConfig } from '@playwright/test';
 import * as path from 'path';
 
 // Two demo servers built by `cargo leptos build`: one with default lifetimes, one whose
-// codes expire after 3 s (for the expired → 刷新 path). Each gets a fresh database.
+// codes expire after 4 s (for the expired → 刷新 path). Each gets a fresh database.
 const root = path.resolve(__dirname, '..');
 const out = path.join(root, 'target', 'e2e');
 const server = (port: number, extra: string) => ({
@@ -40,5 +40,7 @@ export default defineConfig({
       ],
     },
   },
-  webServer: [server(3100, ''), server(3101, '--ticket-ttl-secs 4')],
+  // 3100 keeps codes ready (the default pool); 3101 has none, so every code is made on
+  // demand — where a WeChat failure while a code is made shows.
+  webServer: [server(3100, ''), server(3101, '--ticket-ttl-secs 4 --qr-pool-size 0')],
 });

@@ -104,7 +104,12 @@ fn Frame(env: PageEnv) -> impl IntoView {
     let other = env.lang.other();
     let location = use_location();
     let switch_href = move || {
-        let back = format!("{}{}", location.pathname.get(), location.search.get());
+        // `search` comes with its `?` in the browser and without it on the server.
+        let search = location.search.get();
+        let back = match search.trim_start_matches('?') {
+            "" => location.pathname.get(),
+            query => format!("{}?{query}", location.pathname.get()),
+        };
         format!("/lang?set={}&back={}", other.tag(), encode_component(&back))
     };
     view! {

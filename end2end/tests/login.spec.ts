@@ -41,6 +41,7 @@ test('scan with the phone, confirm, and the browser lands on /account', async ({
   await expect(page.getByTestId('demo-banner')).toContainText('演示模式');
   await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
   await expect(page.getByTestId('countdown')).toContainText('秒');
+  await expect(page.getByTestId('nojs-continue')).toBeHidden();
   await shot(page, '01-login-waiting');
 
   const link = await readQr(page);
@@ -149,15 +150,52 @@ test('signed in on two browsers: 退出其他设备 ends the other one', async (
 });
 
 test('WeChat failing while the code is made: a clear message and 重试, not a spinner', async ({ page }) => {
-  const fault = await page.request.post('/_wechat/sim/faults', {
+  // The server without a pool of ready codes: this page's code is made on demand.
+  const base = 'http://127.0.0.1:3101';
+  const fault = await page.request.post(`${base}/_wechat/sim/faults`, {
     data: { endpoint: 'getwxacodeunlimit', kind: 'http_status', status: 500, count: 1 },
   });
   expect(fault.ok()).toBeTruthy();
-  await page.goto('/login');
+  await page.goto(`${base}/login`);
   await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'error');
   await expect(page.getByTestId('overlay-title')).toHaveText('微信服务暂时不可用，请稍后重试');
   await shot(page, '10-login-wechat-down');
   await page.getByTestId('refresh').click();
   await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
   await readQr(page);
+});
+
+test('without JavaScript: the QR is in the page, and 继续 signs in once the phone confirms', async ({ browser }) => {
+  const ctx = await browser.newContext({ javaScriptEnabled: false, locale: 'zh-CN' });
+  const page = await ctx.newPage();
+  await page.goto('/login?next=/account');
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
+  const link = await readQr(page);
+  await expect(page.getByTestId('nojs-continue')).toBeVisible();
+  // The language switch keeps where the login goes on to.
+  await expect(page.getByRole('link', { name: 'English' })).toHaveAttribute('href', '/lang?set=en&back=/login%3Fnext%3D/account');
+  await shot(page, '11-login-no-javascript');
+  const { context, phone } = await phoneScan(browser, link, '李四');
+  await phone.getByRole('button', { name: '点击登录' }).click();
+  await expect(phone.getByRole('button', { name: '点击登录' })).toBeDisabled();
+  await page.getByTestId('nojs-continue').click();
+  await page.waitForURL('**/account');
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('我的账号');
+  await shot(page, '12-account-no-javascript');
+  await context.close();
+  await ctx.close();
+});
+
+test('the WASM never arrives: the form shows after a few seconds and still signs in', async ({ page, browser }) => {
+  await page.route('**/*.wasm', (route) => route.abort());
+  await page.goto('/login');
+  const link = await readQr(page);
+  await expect(page.getByTestId('nojs-continue')).toBeHidden();
+  await expect(page.getByTestId('nojs-continue')).toBeVisible({ timeout: 15_000 });
+  const { context, phone } = await phoneScan(browser, link, '王五');
+  await phone.getByRole('button', { name: '点击登录' }).click();
+  await expect(phone.getByRole('button', { name: '点击登录' })).toBeDisabled();
+  await page.getByTestId('nojs-continue').click();
+  await page.waitForURL('**/account');
+  await context.close();
 });

@@ -48,6 +48,8 @@ test('SIGKILL between every step: the login completes and the page resumes by it
     await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
     const link = decodeQrDataUrl((await page.getByTestId('qr').getAttribute('src'))!)!;
     expect(link).toContain('/_wechat/phone?scene=');
+    // The QR is in the first HTML; the page follows it once its WASM has taken over.
+    await page.locator('html[data-hydrated="1"]').waitFor();
 
     // created → killed → restarted: the page retries quietly, says so after a few
     // failures, and carries on by itself once the server is back.

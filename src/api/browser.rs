@@ -51,9 +51,9 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
         tracing::warn!(ceiling, "live-ticket ceiling reached");
         return Err(AppError::new(ErrorCode::Busy).retry_after(wait.min(30)));
     }
-    let id = tokens::new_ticket_id();
-    // The code first: when WeChat fails, nothing has been stored.
-    let code = st.wechat.mini_program_code(id.as_str()).await?;
+    // The code first (ready in the pool, else made now): when WeChat fails, nothing has
+    // been stored.
+    let (id, code) = st.codes.take().await?;
     let browser_key = session.browser_key().await?;
     let finalize_key = tokens::new_finalize_key();
     let now = st.tickets.now();

@@ -32,6 +32,11 @@ async fn main() {
         Ok((ours, base)) => print!("{}", loadgen::report_verify(&ours, &base)),
         Err(e) => fail(&format!("forward-auth: {e}")),
     }
+    let pool_dbs = [format!("sqlite://{}/pool.db", dir.display()), format!("sqlite://{}/direct.db", dir.display())];
+    match loadgen::run_pool([&pool_dbs[0], &pool_dbs[1]], 32, 500).await {
+        Ok((pooled, direct)) => print!("{}", loadgen::report_pool(32, 500, &pooled, &direct)),
+        Err(e) => fail(&format!("pool: {e}")),
+    }
     let _ = std::fs::remove_dir_all(&dir);
     for problem in verdict.lost.iter().chain(&verdict.cross_bound).take(10) {
         eprintln!("  {problem}");

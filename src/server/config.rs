@@ -87,6 +87,9 @@ pub struct WechatArgs {
     /// QR endpoint: unlimited (getwxacodeunlimit) or wxacode (getwxacode, capped at 100,000 codes).
     #[arg(long = "wechat-qr-api", env = "WECHAT_QR_API", value_enum, default_value = "unlimited")]
     pub qr_api: QrApi,
+    /// Mini-program codes kept ready ahead of demand, per instance (0 = make each on demand).
+    #[arg(long = "qr-pool-size", env = "QR_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub qr_pool_size: u64,
     /// Timeout of each WeChat call, seconds.
     #[arg(long = "wechat-timeout-secs", env = "WECHAT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub timeout_secs: u64,

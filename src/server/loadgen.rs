@@ -258,16 +258,16 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
     Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat })
 }
 
-/// Forward-auth figures: `GET /auth/verify` for a signed-in browser, as a reverse proxy
-/// asks it before every request of a protected app.
+/// Request timings: forward-auth's `GET /auth/verify` for a signed-in browser (as a
+/// reverse proxy asks it before every request of a protected app), ticket creation.
 #[derive(Clone, Debug)]
-pub struct VerifyFigures {
+pub struct Timings {
     pub requests: usize,
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
 }
 
-impl VerifyFigures {
+impl Timings {
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -282,7 +282,7 @@ impl VerifyFigures {
 }
 
 /// `requests` GETs of `url` from `concurrency` workers sharing `client`.
-async fn hammer(client: &reqwest::Client, url: &str, requests: usize, concurrency: usize, expect: u16) -> Result<VerifyFigures, String> {
+async fn hammer(client: &reqwest::Client, url: &str, requests: usize, concurrency: usize, expect: u16) -> Result<Timings, String> {
     let started = Instant::now();
     let per = requests / concurrency;
     let tasks: Vec<_> = (0..concurrency)
@@ -305,12 +305,12 @@ async fn hammer(client: &reqwest::Client, url: &str, requests: usize, concurrenc
     let joined = join_all(tasks, Duration::from_secs(300)).await?;
     let elapsed = started.elapsed();
     let latencies: Vec<Duration> = joined.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
-    Ok(VerifyFigures { requests: latencies.len(), elapsed, latencies })
+    Ok(Timings { requests: latencies.len(), elapsed, latencies })
 }
 
 /// `/auth/verify` of a signed-in browser against scanlogin on `database_url`, and the same
 /// shape against a bare axum handler answering 200 with a header.
-pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize) -> Result<(VerifyFigures, VerifyFigures), String> {
+pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize) -> Result<(Timings, Timings), String> {
     let config = <Config as clap::Parser>::try_parse_from(["scanlogin", "--listen", "127.0.0.1:0", "--database-url", database_url])
         .map_err(|e| e.to_string())?;
     let leptos = leptos::config::LeptosOptions::builder().output_name("scanlogin").build();
@@ -335,8 +335,59 @@ pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize)
     Ok((ours?, baseline?))
 }
 
+/// Ticket creation (`POST /api/login/ticket`, each from a new browser, one after another)
+/// while WeChat takes `delay_ms` longer for every code: `n` tickets from a pool of `n`
+/// ready codes, and `n` with codes made on demand. Each server has its own database.
+pub async fn run_pool(database_urls: [&str; 2], n: usize, delay_ms: u64) -> Result<(Timings, Timings), String> {
+    Ok((ticket_timings(database_urls[0], n, n, delay_ms).await?, ticket_timings(database_urls[1], 0, n, delay_ms).await?))
+}
+
+async fn ticket_timings(database_url: &str, pool: usize, n: usize, delay_ms: u64) -> Result<Timings, String> {
+    let pool_arg = pool.to_string();
+    let args = ["scanlogin", "--listen", "127.0.0.1:0", "--database-url", database_url, "--qr-pool-size", &pool_arg];
+    let limits_off = ["--rate-tickets-per-ip", "0", "--rate-tickets-per-browser", "0"];
+    let config = <Config as clap::Parser>::try_parse_from(args.iter().chain(&limits_off)).map_err(|e| e.to_string())?;
+    let leptos = leptos::config::LeptosOptions::builder().output_name("scanlogin").build();
+    let app = Application::build(&config, leptos).await.map_err(|e| e.to_string())?;
+    let base = app.public_url().to_string();
+    let codes = app.state().codes.clone();
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    let filled = Instant::now();
+    while codes.len() < pool {
+        if filled.elapsed() > Duration::from_secs(60) {
+            return Err("the pool did not fill".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fault = json!({ "endpoint": "getwxacodeunlimit", "kind": "delay", "ms": delay_ms, "count": 100_000 });
+    post_json(&reqwest::Client::new(), format!("{base}/_wechat/sim/faults"), fault).await?;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let browser = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        post_json(&browser, format!("{base}/api/login/ticket"), json!({})).await?;
+        latencies.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    server.abort();
+    Ok(Timings { requests: n, elapsed, latencies })
+}
+
+/// The pool lines of the report.
+pub fn report_pool(n: usize, delay_ms: u64, pooled: &Timings, direct: &Timings) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut out = format!("\nticket creation: {n} tickets one after another, WeChat delayed {delay_ms} ms per code\n\n");
+    out += &format!("{:<24}{:>14}{:>14}{:>12}\n", "", "from the pool", "on demand", "ratio");
+    for p in [50.0, 99.0] {
+        let (a, b) = (ms(pooled.percentile(p)), ms(direct.percentile(p)));
+        out += &format!("{:<24}{:>11.2} ms{:>11.2} ms{:>11.3}x\n", format!("latency p{p}"), a, b, a / b);
+    }
+    out
+}
+
 /// The forward-auth lines of the report.
-pub fn report_verify(ours: &VerifyFigures, base: &VerifyFigures) -> String {
+pub fn report_verify(ours: &Timings, base: &Timings) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let mut out = format!(

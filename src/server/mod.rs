@@ -4,6 +4,7 @@ pub mod audit;
 pub mod caller;
 pub mod changes;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod db;
 pub mod display;

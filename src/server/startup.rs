@@ -3,6 +3,7 @@
 
 use crate::app::{App, shell};
 use crate::server::clock::{Clock, SystemClock};
+use crate::server::codes::CodePool;
 use crate::server::config::{Config, WechatArgs};
 use crate::server::error::StartupError;
 use crate::server::http::{self, api};
@@ -60,6 +61,7 @@ impl Application {
         let (pool, backend) = db::connect(&database_url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
+        let wechat = Arc::new(wechat);
         let postgres = backend == db::Backend::Postgres;
         let store = Arc::new(SqlTicketStore::new(pool.clone(), postgres));
         // Sessions are read through a cache; on PostgreSQL it serves only while the
@@ -79,7 +81,8 @@ impl Application {
             leptos,
             db: pool.clone(),
             tickets: Arc::new(tickets),
-            wechat: Arc::new(wechat),
+            codes: Arc::new(CodePool::new(wechat.clone(), usize::try_from(config.wechat.qr_pool_size).unwrap_or(0))),
+            wechat,
             sessions: SqlSessionStore::new(pool.clone(), session_cache),
             users: SqlUserStore::new(pool.clone()),
             audit: crate::server::audit::Audit::new(pool),
@@ -135,6 +138,7 @@ impl Application {
     /// answer at once with their ticket's current state, no new connections are
     /// accepted, requests in flight finish; after [`DRAIN_LIMIT`] it stops regardless.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let refill = tokio::spawn(self.state.codes.clone().refill());
         let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms, self.audit_retention_ms));
         let changes = self.pg_listener.map(|(url, to)| tokio::spawn(crate::server::changes::listen(url, to)));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -158,6 +162,7 @@ impl Application {
             }
         };
         purge.abort();
+        refill.abort();
         if let Some(c) = changes {
             c.abort();
         }

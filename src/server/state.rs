@@ -41,6 +41,8 @@ pub struct AppState {
     pub db: AnyPool,
     pub tickets: Arc<Tickets>,
     pub wechat: Arc<WechatClient>,
+    /// Ticket ids with their codes, made ahead of demand.
+    pub codes: Arc<crate::server::codes::CodePool>,
     pub sessions: SqlSessionStore,
     pub users: SqlUserStore,
     pub audit: crate::server::audit::Audit,

@@ -32,6 +32,11 @@ pub fn config(db_url: &str, extra: &[&str]) -> Config {
     if !extra.contains(&"--purge-interval-secs") {
         args.extend_from_slice(&["--purge-interval-secs", "3600"]);
     }
+    // Codes made on demand, so that the simulator's counters and faults belong to the
+    // test's own calls (tests/api/pool.rs tests the pool).
+    if !extra.contains(&"--qr-pool-size") {
+        args.extend_from_slice(&["--qr-pool-size", "0"]);
+    }
     args.extend_from_slice(extra);
     <Config as clap::Parser>::try_parse_from(args).expect("test config parses")
 }

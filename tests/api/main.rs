@@ -17,4 +17,5 @@ mod hardening;
 mod load;
 mod modes;
 mod oidc;
+mod pool;
 mod postgres;
