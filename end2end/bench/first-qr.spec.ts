@@ -36,7 +36,7 @@ const pct = (xs: number[], p: number) => {
 async function delay(base: string, browser: Browser, ms: number) {
   const ctx = await browser.newContext();
   const res = await ctx.request.post(`${base}/_wechat/sim/faults`, {
-    data: { endpoint: 'getwxacodeunlimit', kind: 'delay', ms, count: 10_000 },
+    data: { endpoint: 'getwxacodeunlimit', kind: 'delay', ms, count: 1000 },
   });
   expect(res.ok()).toBeTruthy();
   await ctx.close();

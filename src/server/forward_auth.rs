@@ -14,9 +14,16 @@ use serde::Deserialize;
 /// The longest `rd` accepted.
 const MAX_RD: usize = 2048;
 
-/// The routes.
+/// `/auth/return`, a page of the site like the others.
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/auth/verify", axum::routing::get(verify)).route("/auth/return", axum::routing::get(back))
+    axum::Router::new().route("/auth/return", axum::routing::get(back))
+}
+
+/// `/auth/verify`, which answers the proxy rather than a browser, before every request
+/// of every protected app: mounted with the session layer only (no page to frame, no
+/// body to compress; see `startup::router`).
+pub fn verify_router() -> axum::Router<AppState> {
+    axum::Router::new().route("/auth/verify", axum::routing::get(verify))
 }
 
 /// True when `host` is one of `domains` or below one of them on a dot boundary

@@ -359,7 +359,7 @@ async fn ticket_timings(database_url: &str, pool: usize, n: usize, delay_ms: u64
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let fault = json!({ "endpoint": "getwxacodeunlimit", "kind": "delay", "ms": delay_ms, "count": 100_000 });
+    let fault = json!({ "endpoint": "getwxacodeunlimit", "kind": "delay", "ms": delay_ms, "count": 1000 });
     post_json(&reqwest::Client::new(), format!("{base}/_wechat/sim/faults"), fault).await?;
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(n);

@@ -323,6 +323,9 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         Some(d) => sessions.with_domain(d),
         None => sessions,
     };
+    // Forward-auth's verify runs before every request of every protected app: only the
+    // session layer and the request span.
+    let verify = crate::server::forward_auth::verify_router().layer(sessions.clone()).layer(trace_layer());
     let mut app = Router::new()
         .route("/lang", get(http::pages::set_lang))
         .route("/login/complete", axum::routing::post(http::nojs::complete))
@@ -351,11 +354,16 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .layer(from_fn(api::json_failures))
         .layer(from_fn(api::body_limit))
         .layer(DefaultBodyLimit::max(api::MAX_BODY))
-        .layer(
-            // Spans name the path only: simulator URLs carry secrets in their query.
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &axum::http::Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()),
-            ),
-        )
+        .layer(trace_layer())
+        .merge(verify)
         .with_state(state)
+}
+
+/// The request span. It names the path only: simulator URLs carry secrets in their query.
+fn trace_layer() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
+> {
+    tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|req: &axum::http::Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()))
 }

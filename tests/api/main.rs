@@ -10,6 +10,7 @@ mod api_flow;
 mod audit;
 mod bad_input;
 mod common;
+mod deploy;
 mod first_html;
 mod forward_auth;
 mod guards;
