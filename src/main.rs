@@ -1,15 +1,25 @@
 //! The server: configuration → startup → serve.
 
 use leptos::config::LeptosOptions;
-use scanlogin::server::config::Config;
+use scanlogin::server::config::{Config, LogFormat};
 use scanlogin::server::startup::Application;
 
 #[tokio::main]
 async fn main() {
     let config = Config::from_env();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // One object per line; a request's lines carry its spans, the outermost naming
+        // method, path and request id.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     if let Err(e) = config.validate() {
         eprintln!("scanlogin: invalid configuration: {e}");
         std::process::exit(2);

@@ -31,6 +31,9 @@ pub struct Config {
     /// Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs). Empty: the socket's peer is the client.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Log lines as text for people, or one JSON object per line (with the request id) for log pipelines.
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub wechat: WechatArgs,
     #[command(flatten)]
@@ -156,6 +159,13 @@ pub struct LimitArgs {
     /// Tickets alive at once across the service (0 = no limit); past it new ones get 503 busy.
     #[arg(long = "max-live-tickets", env = "MAX_LIVE_TICKETS", default_value_t = 10_000)]
     pub max_live_tickets: u32,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// What is wrong with a configuration (exit code 2).

@@ -325,7 +325,8 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     };
     // Forward-auth's verify runs before every request of every protected app: only the
     // session layer and the request span.
-    let verify = crate::server::forward_auth::verify_router().layer(sessions.clone()).layer(trace_layer());
+    let verify =
+        crate::server::forward_auth::verify_router().layer(sessions.clone()).layer(trace_layer()).layer(from_fn(http::headers::request_id));
     let mut app = Router::new()
         .route("/lang", get(http::pages::set_lang))
         .route("/login/complete", axum::routing::post(http::nojs::complete))
@@ -355,15 +356,19 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .layer(from_fn(api::body_limit))
         .layer(DefaultBodyLimit::max(api::MAX_BODY))
         .layer(trace_layer())
+        .layer(from_fn(http::headers::request_id))
         .merge(verify)
         .with_state(state)
 }
 
-/// The request span. It names the path only: simulator URLs carry secrets in their query.
+/// The request span: method, path and request id (set by `headers::request_id` before
+/// it). It names the path only: simulator URLs carry secrets in their query.
 fn trace_layer() -> tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
     impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
 > {
-    tower_http::trace::TraceLayer::new_for_http()
-        .make_span_with(|req: &axum::http::Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()))
+    tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+        let id = req.headers().get(http::headers::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    })
 }

@@ -247,3 +247,73 @@ async fn sigterm_answers_open_long_polls_and_exits_cleanly() {
     };
     assert_eq!(code, Some(0));
 }
+
+/// `LOG_FORMAT=json`: every line the real binary prints is one JSON object, and the lines
+/// a request causes carry its request id (the proxy's, when it is a plain token; ours
+/// otherwise), which the answer names in `X-Request-Id`.
+#[tokio::test]
+async fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", format!("sqlite://{}/s.db", dir.path().display()))
+        .env("QR_POOL_SIZE", "0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    let mut next_line = |lines: &mut Vec<serde_json::Value>| {
+        let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a log line");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        lines.push(v.clone());
+        v
+    };
+    let base = loop {
+        let v = next_line(&mut lines);
+        if let Some(rest) = v["message"].as_str().and_then(|m| m.split("listening on ").nth(1)) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let b = browser();
+    let res = b.post(format!("{base}/api/login/ticket")).json(&json!({})).send().await.unwrap();
+    let ticket = res.json::<serde_json::Value>().await.unwrap()["ticket"].as_str().unwrap().to_string();
+    // A refused wx.login code is logged (a warning) inside the request's span.
+    let res = phone()
+        .post(format!("{base}/api/mp/scan"))
+        .header("x-request-id", "edge-7f3a_1")
+        .json(&json!({ "ticket": ticket, "code": "not-a-real-code" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.headers()["x-request-id"], "edge-7f3a_1");
+    let warned = loop {
+        let v = next_line(&mut lines);
+        if v["level"] == "WARN" {
+            break v;
+        }
+    };
+    let http = warned["spans"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "http")).unwrap_or_else(|| panic!("{warned}"));
+    assert_eq!(http["request_id"], "edge-7f3a_1", "{warned}");
+    assert_eq!(http["path"], "/api/mp/scan", "{warned}");
+    // An id that is not a plain token is replaced.
+    let res = b.get(format!("{base}/healthz")).header("x-request-id", "a b<script>").send().await.unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.len() == 16 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{id}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(lines.len() >= 2);
+}

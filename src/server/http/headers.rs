@@ -6,6 +6,27 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+/// The request's id, in `X-Request-Id` both ways and in its log span: the one a proxy
+/// sent when it is a plain token (at most 64 of `A-Z a-z 0-9 - _`), else a new one.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let plain = |v: &&str| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(plain)
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::server::tokens::random_token(12));
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(REQUEST_ID, value);
+    res
+}
+
+/// The request-id header.
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// Caching of the built assets (`/pkg/…`: WASM, JS, CSS): with hashed file names
 /// (`LEPTOS_HASH_FILES`, release builds) a name never changes content, so a year and
 /// `immutable`; without, browsers revalidate each time (`no-cache`, answered 304 by the
