@@ -6,6 +6,9 @@ use scanlogin::server::startup::Application;
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("simulator") {
+        return simulator().await;
+    }
     let config = Config::from_env();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
     match config.log_format {
@@ -54,6 +57,26 @@ async fn main() {
     };
     if let Err(e) = app.run_until(shutdown).await {
         eprintln!("scanlogin: server error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `scanlogin simulator`: the WeChat simulator alone (see `simulator::standalone`).
+async fn simulator() {
+    use clap::Parser as _;
+    use scanlogin::server::simulator::standalone::{SimulatorArgs, serve};
+    let args = SimulatorArgs::parse_from(std::env::args().skip(1));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let site = args.site.clone();
+    let served = serve(args, |addr| {
+        tracing::info!("WeChat simulator listening on http://{addr}; its phone calls go to {site}");
+        tracing::info!("point scanlogin at it: WECHAT_API_BASE=http://{addr}/_wechat");
+    })
+    .await;
+    if let Err(e) = served {
+        eprintln!("scanlogin simulator: {e}");
         std::process::exit(1);
     }
 }

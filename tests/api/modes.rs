@@ -275,7 +275,7 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
         }
     });
     let mut lines: Vec<serde_json::Value> = Vec::new();
-    let mut next_line = |lines: &mut Vec<serde_json::Value>| {
+    let next_line = |lines: &mut Vec<serde_json::Value>| {
         let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a log line");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         lines.push(v.clone());
@@ -316,4 +316,54 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
     child.kill().unwrap();
     let _ = child.wait();
     assert!(lines.len() >= 2);
+}
+
+/// `scanlogin simulator`: the simulator as a server of its own. An instance in real mode
+/// gets its token, codes and code2Session there; the codes link to the simulator's phone
+/// page, whose mini-program calls reach the site through the simulator. A whole login.
+#[tokio::test]
+async fn the_standalone_simulator_serves_an_instance_in_real_mode() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sim_base = format!("http://127.0.0.1:{port}");
+    let (appid, secret) = ("wxsim00000000001", "sim-secret-7d01c4");
+    let app = spawn(&["--wechat-appid", appid, "--wechat-secret", secret, "--wechat-api-base", &format!("{sim_base}/_wechat")]).await;
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--appid", appid, "--site", &app.base])
+        .env_clear()
+        .env("WECHAT_SECRET", secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let b = browser();
+    let (s, issued) = app.post(&b, "/api/login/ticket", json!({})).await;
+    assert_eq!(s, 200, "{issued}");
+    let ticket = issued["ticket"].as_str().unwrap().to_string();
+    let link = qr_link(issued["qr"].as_str().unwrap());
+    assert_eq!(link.as_str(), format!("{sim_base}/_wechat/phone?scene={ticket}"), "the code opens the simulator's phone");
+    assert_eq!(reqwest::get(link.as_str()).await.unwrap().status(), 200);
+
+    let phone = phone();
+    let code = phone.post(format!("{sim_base}/_wechat/sim/wx-login")).json(&json!({ "user": "lisi" })).send().await.unwrap();
+    let code = code.json::<serde_json::Value>().await.unwrap()["code"].as_str().unwrap().to_string();
+    let scan = phone.post(format!("{sim_base}/api/mp/scan")).json(&json!({ "ticket": ticket, "code": code })).send().await.unwrap();
+    assert_eq!(scan.status(), 200);
+    let token = scan.json::<serde_json::Value>().await.unwrap()["confirm_token"].as_str().unwrap().to_string();
+    let confirm =
+        phone.post(format!("{sim_base}/api/mp/confirm")).json(&json!({ "ticket": ticket, "confirm_token": token })).send().await.unwrap();
+    assert_eq!(confirm.status(), 200);
+    let (s, v) = app.finalize(&b, &ticket).await;
+    assert_eq!(s, 200, "{v}");
+    // The finished ticket refuses another scan, through the simulator too.
+    let replay = phone.post(format!("{sim_base}/api/mp/scan")).json(&json!({ "ticket": ticket, "code": code })).send().await.unwrap();
+    assert_eq!(replay.status(), 409, "{:?}", replay.text().await);
+    assert_eq!(reqwest::get(format!("{}/_wechat/sim/counters", app.base)).await.unwrap().status(), 404, "no simulator inside");
+    let _ = sim.kill();
+    let _ = sim.wait();
 }

@@ -13,6 +13,7 @@ mod api;
 mod hooks;
 mod images;
 mod phone;
+pub mod standalone;
 
 use axum::extract::State;
 use axum::http::header;
