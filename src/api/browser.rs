@@ -63,6 +63,7 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
     let mut ticket = Ticket::new(id, browser_key, hash, next, who, now, st.tickets.life);
     ticket.client_name = client.clone();
     st.tickets.insert(&ticket).await?;
+    metrics::counter!("scanlogin_tickets_created_total").increment(1);
     Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url(), finalize_key, client })
 }
 

@@ -59,6 +59,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     let hash = TokenHash::of(confirm_token.as_str());
     let life = st.tickets.life;
     let (t, ()) = st.tickets.update_from(current, |t, now| t.scan(user.id, hash.clone(), now, life)).await?;
+    metrics::counter!("scanlogin_phone_calls_total", "call" => "scan").increment(1);
     Ok(ScanAnswer {
         status: t.status,
         confirm_token,
@@ -86,6 +87,7 @@ pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result
         st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, scanner, &caller, &e.code.name()).await;
     }
     let (t, ()) = answer?;
+    metrics::counter!("scanlogin_phone_calls_total", "call" => "confirm").increment(1);
     Ok(PhoneAnswer { status: t.status })
 }
 
@@ -98,5 +100,6 @@ pub async fn mp_cancel(ticket: TicketId, confirm_token: ConfirmToken) -> Result<
     let hash = TokenHash::of(confirm_token.as_str());
     let (st, current, _) = phone_call(&ticket).await?;
     let (t, ()) = st.tickets.update_from(current, |t, now| t.cancel(&hash, now)).await?;
+    metrics::counter!("scanlogin_phone_calls_total", "call" => "cancel").increment(1);
     Ok(PhoneAnswer { status: t.status })
 }

@@ -69,9 +69,11 @@ impl CodePool {
         }
         if let Some(r) = ready {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("scanlogin_code_pool_takes_total", "from" => "pool").increment(1);
             return Ok((r.id, r.code));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("scanlogin_code_pool_takes_total", "from" => "demand").increment(1);
         let id = new_ticket_id();
         let code = self.wechat.mini_program_code(id.as_str()).await?;
         Ok((id, code))

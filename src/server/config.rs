@@ -34,6 +34,9 @@ pub struct Config {
     /// Log lines as text for people, or one JSON object per line (with the request id) for log pipelines.
     #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve /metrics (Prometheus) to requests bearing this token (Authorization: Bearer …); unset: no /metrics.
+    #[arg(long = "metrics-token", env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub wechat: WechatArgs,
     #[command(flatten)]

@@ -83,6 +83,7 @@ fn status_and_headers(err: &AppError) -> (StatusCode, Vec<(header::HeaderName, H
 /// Called as a server function's error becomes its answer (see `AppError::ser`): sets
 /// the status and headers through `ResponseOptions` and returns the body to send.
 pub fn prepare_answer(err: &AppError) -> AppError {
+    metrics::counter!("scanlogin_api_errors_total", "code" => err.code.name()).increment(1);
     let lang = current_lang();
     if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
         let (status, headers) = status_and_headers(err);

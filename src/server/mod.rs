@@ -14,6 +14,7 @@ pub mod http;
 pub mod limits;
 #[cfg(feature = "test-support")]
 pub mod loadgen;
+pub mod metrics;
 pub mod oidc;
 pub mod session;
 pub mod signin;

@@ -22,6 +22,7 @@ pub async fn finalize(
     ticket: &TicketId,
     finalize_key: Option<FinalizeKey>,
 ) -> Result<Finalized, AppError> {
+    let started = std::time::Instant::now();
     let now = st.tickets.now();
     let key = session.existing_browser_key().await?;
     let signed_in_as = session.signed_in(now, st.site.session_absolute_ms).await?.map(|s| s.user);
@@ -74,5 +75,7 @@ pub async fn finalize(
     }
     st.audit.record(now, Kind::SignIn, Some(user), who, &site).await;
     tracing::info!(user, "signed in");
+    metrics::counter!("scanlogin_signins_total").increment(1);
+    metrics::histogram!("scanlogin_finalize_seconds").record(started.elapsed().as_secs_f64());
     Ok(next)
 }

@@ -57,6 +57,7 @@ impl Application {
         let tcp = bind(config, &leptos, demo).await?;
         let addresses = addresses(config, &tcp)?;
         warn_about_exposure(config, &tcp, demo, &addresses);
+        crate::server::metrics::install();
         let database_url = config.database_url.clone().unwrap_or_else(|| db::DEFAULT_URL.to_string());
         let (pool, backend) = db::connect(&database_url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -97,6 +98,7 @@ impl Application {
                 session_life,
                 trusted_proxies: config.trusted_proxies.clone(),
                 forward_auth_domains: config.idp.forward_auth_domains.clone(),
+                metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
             }),
             limits: Arc::new(config.limits.build()),
             oidc: None,
@@ -332,6 +334,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/login/complete", axum::routing::post(http::nojs::complete))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::server::metrics::serve))
         .route("/api/{*rest}", any(api::not_found))
         .leptos_routes_with_context(&state, routes, || {}, {
             let options = state.leptos.clone();

@@ -32,6 +32,8 @@ pub struct Site {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Hosts forward-auth may send a browser back to (suffix match on a dot boundary).
     pub forward_auth_domains: Vec<String>,
+    /// The bearer token `/metrics` wants; none: no `/metrics`.
+    pub metrics_token: Option<String>,
 }
 
 /// Shared state (cheap to clone).

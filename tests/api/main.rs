@@ -16,6 +16,7 @@ mod forward_auth;
 mod guards;
 mod hardening;
 mod load;
+mod metrics;
 mod modes;
 mod oidc;
 mod pool;

@@ -549,6 +549,7 @@ async fn issue_tokens(
     answer.set_expires_in(Some(&Duration::from_secs(TOKEN_LIFE_SECS as u64)));
     answer.set_scopes(Some(row.scope.split(' ').filter(|s| !s.is_empty()).map(|s| Scope::new(s.to_string())).collect()));
     tracing::info!(client = client.id, user = user.id, "oidc: tokens issued");
+    metrics::counter!("scanlogin_oidc_tokens_issued_total").increment(1);
     let rp = crate::server::caller::Caller { ip: String::new(), user_agent: format!("OIDC client {}", client.id) };
     st.audit.record(now, crate::server::audit::Kind::OidcTokens, Some(user.id), &rp, &client.name).await;
     let mut res = axum::Json(answer).into_response();

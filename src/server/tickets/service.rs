@@ -107,6 +107,7 @@ impl Tickets {
             return Ok(first);
         }
         let _slot = self.polls.enter(browser_key).ok_or_else(|| AppError::new(ErrorCode::RateLimited).retry_after(1))?;
+        let _open = crate::server::metrics::OpenLongPoll::start();
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.store.watch(id);
         let mut draining = self.draining.subscribe();

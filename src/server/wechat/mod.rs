@@ -158,8 +158,10 @@ impl WechatClient {
             "secret": self.cfg.secret.expose_secret(),
             "force_refresh": false,
         });
-        let bytes = self.send(self.http.post(format!("{}/cgi-bin/stable_token", self.cfg.base)).json(&body)).await?;
-        let answer: TokenAnswer = parse_json(&bytes)?;
+        let answer: TokenAnswer = crate::server::metrics::wechat_call("stable_token", async {
+            parse_json(&self.send(self.http.post(format!("{}/cgi-bin/stable_token", self.cfg.base)).json(&body)).await?)
+        })
+        .await?;
         tracing::info!(expires_in = answer.expires_in, "fetched a WeChat access token");
         Ok((AccessToken::new(answer.access_token), answer.expires_in))
     }
@@ -175,6 +177,10 @@ impl WechatClient {
     /// backoff, and a refused token (40001/40014/42001) is dropped (if still cached) and
     /// fetched again once, all from the same budget.
     pub async fn mini_program_code(&self, scene: &str) -> Result<MiniProgramCode, WechatError> {
+        crate::server::metrics::wechat_call("mini_program_code", self.draw_code(scene)).await
+    }
+
+    async fn draw_code(&self, scene: &str) -> Result<MiniProgramCode, WechatError> {
         let (url, body) = match self.cfg.qr_api {
             QrApi::Unlimited => (
                 format!("{}/wxa/getwxacodeunlimit", self.cfg.base),
@@ -221,7 +227,7 @@ impl WechatClient {
     /// is retried within the same budget.
     pub async fn code_to_session(&self, js_code: &str) -> Result<WxIdentity, WechatError> {
         let mut budget = REQUEST_BUDGET;
-        self.spend(&mut budget, || async {
+        let call = self.spend(&mut budget, || async {
             let req = self.http.get(format!("{}/sns/jscode2session", self.cfg.base)).query(&[
                 ("appid", self.cfg.appid.as_str()),
                 ("secret", self.cfg.secret.expose_secret()),
@@ -229,7 +235,7 @@ impl WechatClient {
                 ("grant_type", "authorization_code"),
             ]);
             parse_json::<WxIdentity>(&self.send(req).await?)
-        })
-        .await
+        });
+        crate::server::metrics::wechat_call("code2session", call).await
     }
 }
