@@ -37,6 +37,17 @@ async fn main() {
         Ok((pooled, direct)) => print!("{}", loadgen::report_pool(32, 500, &pooled, &direct)),
         Err(e) => fail(&format!("pool: {e}")),
     }
+    // Memory of waiting browsers, measured on the release server binary beside this one.
+    let waiters: usize = std::env::var("BENCH_WAITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let server = std::env::current_exe().map(|p| p.with_file_name("scanlogin")).unwrap_or_default();
+    if server.exists() {
+        match loadgen::run_waiters(&server, &dir, waiters, &[]).await {
+            Ok(m) => print!("{}", loadgen::report_waiters(&m)),
+            Err(e) => fail(&format!("waiters: {e}")),
+        }
+    } else {
+        println!("\n(memory of waiting browsers: skipped, {} not built)", server.display());
+    }
     let _ = std::fs::remove_dir_all(&dir);
     for problem in verdict.lost.iter().chain(&verdict.cross_bound).take(10) {
         eprintln!("  {problem}");

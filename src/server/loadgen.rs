@@ -444,3 +444,181 @@ pub fn report(n: usize, database: &str, ours: &Figures, base: &Figures, verdict:
     );
     out
 }
+
+/// Server memory (RSS of the real binary, a separate process) idle, holding `n` waiting
+/// tickets, and with a browser long-polling each of them.
+#[derive(Clone, Debug)]
+pub struct WaiterMemory {
+    pub waiters: usize,
+    pub idle_kib: u64,
+    pub tickets_kib: u64,
+    pub waiting_kib: u64,
+}
+
+fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS".to_string())
+}
+
+/// Runs `bin` (the release server) on a fresh SQLite file in `dir`, in real mode against
+/// `bin simulator` in a process of its own (so that drawing codes is not counted as the
+/// server's memory), makes `n` tickets from `n` browsers, then has each browser long-poll
+/// its ticket, and reads the server's RSS at each stage (the long-polls counted open
+/// through `/metrics`). `env` is added to the server's environment.
+pub async fn run_waiters(bin: &std::path::Path, dir: &std::path::Path, n: usize, env: &[(&str, &str)]) -> Result<WaiterMemory, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let secret = crate::server::tokens::random_token(16);
+    let mut sim = std::process::Command::new(bin)
+        .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--site", "http://127.0.0.1:9"])
+        .env_clear()
+        .env("WECHAT_SECRET", &secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let result = server_waiters(bin, dir, n, env, port, &secret).await;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    result
+}
+
+async fn server_waiters(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    n: usize,
+    env: &[(&str, &str)],
+    sim_port: u16,
+    secret: &str,
+) -> Result<WaiterMemory, String> {
+    use std::io::BufRead as _;
+    let db = dir.join(format!("waiters-{}.db", crate::server::tokens::random_token(6)));
+    let mut child = std::process::Command::new(bin)
+        .env_clear()
+        .envs(env.iter().copied())
+        .env("WECHAT_APPID", "wxdemo0000000000")
+        .env("WECHAT_SECRET", secret)
+        .env("WECHAT_API_BASE", format!("http://127.0.0.1:{sim_port}/_wechat"))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("RATE_TICKETS_PER_IP", "0")
+        .env("RATE_TICKETS_PER_BROWSER", "0")
+        .env("MAX_LIVE_TICKETS", "0")
+        .env("TICKET_TTL_SECS", "900")
+        .env("TICKET_SCANNED_TTL_SECS", "900")
+        .env("LONGPOLL_SECS", "120")
+        .env("QR_POOL_SIZE", "0")
+        .env("METRICS_TOKEN", "bench")
+        .env("RUST_LOG", "warn,scanlogin=info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let pid = child.id();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let base = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string))
+        .ok_or("the server did not start")?;
+    let result = waiters_at(&base, pid, n).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+async fn waiters_at(base: &str, pid: u32, n: usize) -> Result<WaiterMemory, String> {
+    let plain = reqwest::Client::new();
+    reqwest::get(format!("{base}/healthz")).await.map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_kib = rss_kib(pid)?;
+
+    // n browsers, each with its ticket (64 at a time).
+    let mut browsers = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+        let made = chunk.iter().map(|_| {
+            let base = base.to_string();
+            tokio::spawn(async move {
+                let b = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+                let v = post_json(&b, format!("{base}/api/login/ticket"), json!({})).await?;
+                Ok::<_, String>((b, v["ticket"].as_str().unwrap_or_default().to_string()))
+            })
+        });
+        for r in futures_join(made).await {
+            browsers.push(r?);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tickets_kib = rss_kib(pid)?;
+
+    // Every browser long-polls its ticket; wait until the server holds them all.
+    let polls: Vec<_> = browsers
+        .iter()
+        .map(|(b, t)| {
+            let (b, url, t) = (b.clone(), format!("{base}/api/login/status"), t.clone());
+            tokio::spawn(async move { b.post(url).json(&json!({ "ticket": t, "seen": 1 })).send().await })
+        })
+        .collect();
+    let started = Instant::now();
+    loop {
+        let body = plain
+            .get(format!("{base}/metrics"))
+            .bearer_auth("bench")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .unwrap_or_default();
+        let open = body
+            .lines()
+            .find_map(|l| l.strip_prefix("scanlogin_longpolls_open "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if open as usize >= n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(format!("only {open} of {n} long-polls open after 120 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting_kib = rss_kib(pid)?;
+    for p in polls {
+        p.abort();
+    }
+    Ok(WaiterMemory { waiters: n, idle_kib, tickets_kib, waiting_kib })
+}
+
+async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<Result<T, String>>>) -> Vec<Result<T, String>> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.map_err(|e| e.to_string()).and_then(|r| r));
+    }
+    out
+}
+
+/// The memory lines of the report.
+pub fn report_waiters(m: &WaiterMemory) -> String {
+    let mib = |k: u64| k as f64 / 1024.0;
+    let per = (m.waiting_kib.saturating_sub(m.tickets_kib)) as f64 / m.waiters.max(1) as f64;
+    let mut out =
+        format!("\nserver memory (RSS of the release binary, WeChat simulated in another process): {} browsers waiting\n\n", m.waiters);
+    out += &format!("{:<36}{:>12.1} MiB\n", "idle", mib(m.idle_kib));
+    out += &format!("{:<36}{:>12.1} MiB\n", format!("with {} waiting tickets", m.waiters), mib(m.tickets_kib));
+    out += &format!("{:<36}{:>12.1} MiB\n", format!("with {} long-polls open", m.waiters), mib(m.waiting_kib));
+    out += &format!("{:<36}{:>12.1} KiB\n", "per waiting long-poll", per);
+    out
+}
