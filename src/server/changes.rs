@@ -12,6 +12,8 @@ use std::sync::Arc;
 pub struct Listeners {
     pub tickets: Arc<Notifier>,
     pub sessions: Arc<SessionCache>,
+    /// This instance's name: session changes it made itself are in its cache already.
+    pub instance: String,
 }
 
 /// Listens until the task is stopped, reconnecting by itself. While it is not
@@ -36,7 +38,12 @@ async fn relay(url: &str, to: &Listeners) -> Result<std::convert::Infallible, sq
         let n = listener.recv().await?;
         match n.channel() {
             TICKETS => to.tickets.wake(n.payload()),
-            SESSIONS => to.sessions.forget(n.payload()),
+            SESSIONS => {
+                let (id, origin) = n.payload().split_once(' ').unwrap_or((n.payload(), ""));
+                if origin != to.instance {
+                    to.sessions.forget(id);
+                }
+            }
             _ => {}
         }
     }

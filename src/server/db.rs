@@ -17,8 +17,10 @@ pub enum Backend {
 /// The default database URL.
 pub const DEFAULT_URL: &str = "sqlite://data/scanlogin.db";
 
-/// Connects and runs the migrations.
-pub async fn connect(url: &str) -> Result<(AnyPool, Backend), StartupError> {
+/// Connects and runs the migrations. On PostgreSQL every connection names its instance
+/// (`scanlogin.instance`), which the session trigger puts in its notifications.
+pub async fn connect(url: &str, instance: &str) -> Result<(AnyPool, Backend), StartupError> {
+    let instance = instance.to_string();
     sqlx::any::install_default_drivers();
     let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Backend::Postgres
@@ -35,7 +37,11 @@ pub async fn connect(url: &str) -> Result<(AnyPool, Backend), StartupError> {
         .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _| {
+            let instance = instance.clone();
             Box::pin(async move {
+                if backend == Backend::Postgres {
+                    sqlx::query("SELECT set_config('scanlogin.instance', $1, false)").bind(instance).fetch_optional(&mut *conn).await?;
+                }
                 if backend == Backend::Sqlite {
                     // WAL lets readers run beside the writer; busy_timeout queues writers.
                     for pragma in [

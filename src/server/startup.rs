@@ -59,7 +59,10 @@ impl Application {
         warn_about_exposure(config, &tcp, demo, &addresses);
         crate::server::metrics::install();
         let database_url = config.database_url.clone().unwrap_or_else(|| db::DEFAULT_URL.to_string());
-        let (pool, backend) = db::connect(&database_url).await?;
+        // This instance's name on the database (its own session notifications come back
+        // to it; it ignores them).
+        let instance = tokens::random_token(9);
+        let (pool, backend) = db::connect(&database_url, &instance).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
         let wechat = Arc::new(wechat);
@@ -71,7 +74,14 @@ impl Application {
         // Several instances on one PostgreSQL database wake each other's long-polls and
         // drop each other's revoked sessions.
         let pg_listener = postgres.then(|| {
-            (database_url.clone(), crate::server::changes::Listeners { tickets: store.notifier(), sessions: session_cache.clone() })
+            (
+                database_url.clone(),
+                crate::server::changes::Listeners {
+                    tickets: store.notifier(),
+                    sessions: session_cache.clone(),
+                    instance: instance.clone(),
+                },
+            )
         });
         let life = config.tickets.lifetimes().map_err(|e| StartupError::Config(e.to_string()))?;
         let tickets = Tickets::new(store, clock.clone(), life, usize::try_from(config.tickets.longpolls_per_browser).unwrap_or(usize::MAX));

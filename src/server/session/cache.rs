@@ -24,6 +24,11 @@ use tower_sessions::session::Record;
 /// At most this many sessions are kept (about 300 bytes each).
 const CAPACITY: usize = 10_000;
 
+/// A save whose only change is an expiry this much later is not written: idle expiries
+/// are days long, and a request that saved its session explicitly (sign-in) is saved
+/// again by the session layer as it ends.
+const EXPIRY_SLACK: time::Duration = time::Duration::minutes(1);
+
 /// The PostgreSQL channel a trigger announces changed and deleted session ids on.
 pub const PG_CHANNEL: &str = "scanlogin_sessions";
 
@@ -101,6 +106,33 @@ impl SessionCache {
         inner.entries.insert(record.id.to_string(), Entry { record: record.clone(), user, filled: Instant::now() });
     }
 
+    /// Keeps `record` as this instance has just written it (committed). Reads already on
+    /// their way saw older data: the epoch moves on so that they do not fill.
+    pub fn wrote(&self, record: &Record, user: Option<i64>) {
+        if !self.serving() {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        if inner.entries.len() < CAPACITY {
+            inner.entries.insert(record.id.to_string(), Entry { record: record.clone(), user, filled: Instant::now() });
+        }
+    }
+
+    /// True when `record` is what the cache holds for its id (same data, expiry within
+    /// [`EXPIRY_SLACK`]): saving it again would write nothing new.
+    pub fn unchanged(&self, record: &Record) -> bool {
+        if !self.serving() {
+            return false;
+        }
+        let inner = self.lock();
+        inner.entries.get(&record.id.to_string()).is_some_and(|e| {
+            e.filled.elapsed() < self.ttl
+                && e.record.data == record.data
+                && (e.record.expiry_date - record.expiry_date).abs() < EXPIRY_SLACK
+        })
+    }
+
     /// Forgets session `id` (changed or deleted).
     pub fn forget(&self, id: &str) {
         let mut inner = self.lock();
@@ -174,6 +206,26 @@ mod tests {
         c.forget("some other session"); // a delete committed while our read was on its way
         c.fill(t, &r, Some(7));
         assert!(c.get(&id, OffsetDateTime::now_utc()).is_err());
+    }
+
+    #[test]
+    fn a_save_of_what_was_just_written_is_recognised() {
+        let c = SessionCache::new(Duration::from_secs(60), true);
+        let mut r = record(time::Duration::hours(1));
+        c.wrote(&r, Some(1));
+        let mut later = r.clone();
+        later.expiry_date += time::Duration::seconds(2);
+        assert!(c.unchanged(&later), "only the expiry moved, by seconds");
+        later.data.insert("signed_in".into(), serde_json::json!({ "seen_at": 1 }));
+        assert!(!c.unchanged(&later), "new data is written");
+        r.expiry_date += time::Duration::hours(2);
+        assert!(!c.unchanged(&r), "a much later expiry is written");
+        c.forget(&r.id.to_string());
+        assert!(!c.unchanged(&r));
+        let t = c.get("x", OffsetDateTime::now_utc()).unwrap_err();
+        c.wrote(&record(time::Duration::hours(1)), None);
+        c.fill(t, &r, None);
+        assert!(c.get(&r.id.to_string(), OffsetDateTime::now_utc()).is_err(), "a read from before a write does not fill");
     }
 
     #[test]

@@ -159,7 +159,10 @@ impl SessionStore for SqlSessionStore {
                 .execute(&self.pool)
                 .await;
             match res {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.cache.wrote(record, user_of(record));
+                    return Ok(());
+                }
                 Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => record.id = Id::default(),
                 Err(e) => return Err(backend(e)),
             }
@@ -172,6 +175,9 @@ impl SessionStore for SqlSessionStore {
     /// never an insert here; new sessions come through `create`). Nor can a save sign
     /// an anonymous row in or change its user: signing in always makes a new id.
     async fn save(&self, record: &Record) -> StoreResult<()> {
+        if self.cache.unchanged(record) {
+            return Ok(());
+        }
         let (id, data, expires, user) = Self::row(record)?;
         let updated = sqlx::query(
             "UPDATE sessions SET data = $2, expires_at = $3, user_id = $4 \
@@ -185,9 +191,11 @@ impl SessionStore for SqlSessionStore {
         .await
         .map_err(backend)?
         .rows_affected();
-        self.cache.forget(&id);
         if updated == 0 {
+            self.cache.forget(&id);
             tracing::debug!("a session that ended meanwhile was not saved again");
+        } else {
+            self.cache.wrote(record, user_of(record));
         }
         Ok(())
     }
