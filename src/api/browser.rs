@@ -35,11 +35,11 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
 
     let st = AppState::current()?;
     let who = Caller::current(&st).await?;
-    st.limits.tickets_per_ip.check(&client_bucket(&who.ip))?;
+    st.limits.tickets_per_ip.check(&client_bucket(&who.ip)).await?;
     let session = WebSession::current(st.site.session_life).await?;
     let wait = u64::try_from(st.tickets.life.waiting_ms / 1000).unwrap_or(0);
     if let Some(key) = session.existing_browser_key().await? {
-        st.limits.tickets_per_browser.check(&key)?;
+        st.limits.tickets_per_browser.check(&key).await?;
         let cap = st.limits.live_tickets_per_browser;
         if cap > 0 && st.tickets.count_live(&key).await? >= cap {
             return Err(AppError::new(ErrorCode::RateLimited).retry_after(wait));

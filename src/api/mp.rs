@@ -21,11 +21,11 @@ async fn phone_call(ticket: &TicketId) -> Result<(AppState, crate::server::ticke
     let st = AppState::current()?;
     let caller = Caller::current(&st).await?;
     let client = client_bucket(&caller.ip);
-    st.limits.phone_per_ip.check(&client)?;
+    st.limits.phone_per_ip.check(&client).await?;
     let Some(current) = st.tickets.load(ticket).await? else {
         return Err(ErrorCode::TicketNotFound.into());
     };
-    st.limits.phone_per_ticket.check(&format!("{ticket} {client}"))?;
+    st.limits.phone_per_ticket.check(&format!("{ticket} {client}")).await?;
     Ok((st, current, caller))
 }
 

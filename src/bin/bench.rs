@@ -37,6 +37,14 @@ async fn main() {
         Ok((pooled, direct)) => print!("{}", loadgen::report_pool(32, 500, &pooled, &direct)),
         Err(e) => fail(&format!("pool: {e}")),
     }
+    if let Some(url) = &postgres {
+        match loadgen::limit_cost(url, 2000).await {
+            Ok((local, shared)) => print!(
+                "\nrate-limit check, one after another: {local:.2} µs in this process, {shared:.1} µs counted in PostgreSQL for the fleet\n"
+            ),
+            Err(e) => fail(&format!("limits: {e}")),
+        }
+    }
     // Memory of waiting browsers, measured on the release server binary beside this one.
     let waiters: usize = std::env::var("BENCH_WAITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let server = std::env::current_exe().map(|p| p.with_file_name("scanlogin")).unwrap_or_default();

@@ -315,15 +315,21 @@ impl SessionArgs {
 }
 
 impl LimitArgs {
-    /// The limits, counting from now.
-    pub fn build(&self) -> Limits {
+    /// The limits, counting from now: in this process, or (`shared`: PostgreSQL) in the
+    /// database for the whole fleet.
+    pub fn build(&self, shared: Option<sqlx::AnyPool>) -> Limits {
+        let limit = |per_minute: u32, name: &'static str| match &shared {
+            Some(pool) => KeyedLimit::shared(per_minute, pool.clone(), name),
+            None => KeyedLimit::per_minute(per_minute),
+        };
         Limits {
-            tickets_per_ip: KeyedLimit::per_minute(self.tickets_per_ip),
-            tickets_per_browser: KeyedLimit::per_minute(self.tickets_per_browser),
-            phone_per_ip: KeyedLimit::per_minute(self.phone_per_ip),
-            phone_per_ticket: KeyedLimit::per_minute(self.phone_per_ticket),
+            tickets_per_ip: limit(self.tickets_per_ip, "tickets_per_ip"),
+            tickets_per_browser: limit(self.tickets_per_browser, "tickets_per_browser"),
+            phone_per_ip: limit(self.phone_per_ip, "phone_per_ip"),
+            phone_per_ticket: limit(self.phone_per_ticket, "phone_per_ticket"),
             live_tickets_per_browser: i64::from(self.live_tickets_per_browser),
             max_live_tickets: i64::from(self.max_live_tickets),
+            shared,
         }
     }
 }

@@ -622,3 +622,22 @@ pub fn report_waiters(m: &WaiterMemory) -> String {
     out += &format!("{:<36}{:>12.1} KiB\n", "per waiting long-poll", per);
     out
 }
+
+/// What one rate-limit check costs, µs: counted in this process, and counted in
+/// PostgreSQL for the fleet (one UPSERT), `n` checks one after another on distinct keys.
+pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
+    use crate::server::limits::KeyedLimit;
+    sqlx::any::install_default_drivers();
+    let (pool, _) = crate::server::db::connect(pg_url, "bench").await.map_err(|e| e.to_string())?;
+    let run = |limit: KeyedLimit| async move {
+        let started = Instant::now();
+        for i in 0..n {
+            limit.check(&format!("bench-{i}")).await.map_err(|e| format!("{e:?}"))?;
+        }
+        Ok::<_, String>(started.elapsed().as_secs_f64() * 1e6 / n as f64)
+    };
+    let local = run(KeyedLimit::per_minute(1_000_000)).await?;
+    let shared = run(KeyedLimit::shared(1_000_000, pool.clone(), "bench")).await?;
+    sqlx::query("DELETE FROM rate_limits").execute(&pool).await.map_err(|e| e.to_string())?;
+    Ok((local, shared))
+}

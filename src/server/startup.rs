@@ -96,7 +96,7 @@ impl Application {
             wechat,
             sessions: SqlSessionStore::new(pool.clone(), session_cache),
             users: SqlUserStore::new(pool.clone()),
-            audit: crate::server::audit::Audit::new(pool),
+            audit: crate::server::audit::Audit::new(pool.clone()),
             clock,
             site: Arc::new(Site {
                 secure: addresses.public_url.starts_with("https://"),
@@ -110,7 +110,7 @@ impl Application {
                 forward_auth_domains: config.idp.forward_auth_domains.clone(),
                 metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
             }),
-            limits: Arc::new(config.limits.build()),
+            limits: Arc::new(config.limits.build(postgres.then(|| pool.clone()))),
             oidc: None,
         };
         let state = AppState { oidc: oidc_provider(config, &state).await?, ..state };
@@ -299,6 +299,9 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64, audit_ms: i
             tracing::warn!(error = %e, "session purge failed");
         }
         state.limits.forget_idle();
+        if let Err(e) = state.limits.purge_shared(now).await {
+            tracing::warn!(error = %e, "rate-limit purge failed");
+        }
         if let Err(e) = state.audit.purge(now.plus_ms(-audit_ms)).await {
             tracing::warn!(error = %e, "audit purge failed");
         }

@@ -145,3 +145,29 @@ async fn a_revocation_anywhere_empties_every_instances_session_cache() {
     }
     drop_database(&name).await;
 }
+
+/// The per-IP ticket limit counts in the database: three allowed across two instances,
+/// not three on each.
+#[tokio::test]
+async fn rate_limits_hold_across_instances() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let args = ["--rate-tickets-per-ip", "3"];
+    let a = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &args).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), url, &args).await;
+    for (i, app) in [&a, &b, &a].into_iter().enumerate() {
+        let (s, v) = app.post(&browser(), "/api/login/ticket", json!({})).await;
+        assert_eq!(s, 200, "ticket {i}: {v}");
+    }
+    for app in [&b, &a] {
+        let answer = app.post(&browser(), "/api/login/ticket", json!({})).await;
+        assert_error(&answer, 429, "rate_limited");
+    }
+    assert_eq!(a.count("tickets").await, 3, "refused tickets store nothing");
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT key FROM rate_limits").fetch_all(&a.pool).await.unwrap();
+    assert!(!stored.iter().any(|(k,)| k.contains("127.0.0.1")), "keys are hashed, no addresses: {stored:?}");
+    for app in [a, b] {
+        app.server.abort();
+        app.pool.close().await;
+    }
+    drop_database(&name).await;
+}
