@@ -65,7 +65,8 @@ impl Application {
         let (pool, backend) = db::connect(&database_url, &instance).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
-        let wechat = Arc::new(wechat);
+        // In real mode on PostgreSQL the fleet shares one access token.
+        let wechat = Arc::new(if !demo && backend == db::Backend::Postgres { wechat.share_tokens(pool.clone()) } else { wechat });
         let postgres = backend == db::Backend::Postgres;
         let store = Arc::new(SqlTicketStore::new(pool.clone(), postgres));
         // Sessions are read through a cache; on PostgreSQL it serves only while the

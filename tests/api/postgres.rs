@@ -171,3 +171,79 @@ async fn rate_limits_hold_across_instances() {
     }
     drop_database(&name).await;
 }
+
+/// Real mode on one database with one (standalone) simulated WeChat: 100 concurrent QR
+/// requests across a cold fleet of two instances fetch the access token once; when
+/// WeChat ends every token, both instances see 42001 and the fleet refetches once.
+#[tokio::test]
+async fn the_fleet_fetches_one_access_token() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sim_base = format!("http://127.0.0.1:{port}");
+    let (appid, secret) = ("wxfleet000000001", "fleet-secret-5e2a");
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--appid", appid, "--site", "http://127.0.0.1:9"])
+        .env_clear()
+        .env("WECHAT_SECRET", secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let api = format!("{sim_base}/_wechat");
+    let args = [
+        "--wechat-appid",
+        appid,
+        "--wechat-secret",
+        secret,
+        "--wechat-api-base",
+        &api,
+        "--rate-tickets-per-ip",
+        "0",
+        "--rate-tickets-per-browser",
+        "0",
+        "--qr-pool-size",
+        "0",
+    ];
+    let a = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &args).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), url, &args).await;
+    let burst = |n: usize| {
+        let bases = [a.base.clone(), b.base.clone()];
+        async move {
+            let calls = (0..n).map(|i| {
+                let base = bases[i % 2].clone();
+                tokio::spawn(
+                    async move { browser().post(format!("{base}/api/login/ticket")).json(&json!({})).send().await.unwrap().status() },
+                )
+            });
+            let mut ok = 0;
+            for c in calls.collect::<Vec<_>>() {
+                if c.await.unwrap() == 200 {
+                    ok += 1;
+                }
+            }
+            ok
+        }
+    };
+    let counters = || async { reqwest::get(format!("{api}/sim/counters")).await.unwrap().json::<serde_json::Value>().await.unwrap() };
+    assert_eq!(burst(100).await, 100);
+    assert_eq!(counters().await["stable_token"], 1, "one token fetch for the fleet: {}", counters().await);
+
+    // WeChat ends every token; both instances are refused (42001) and the fleet refetches once.
+    reqwest::Client::new().post(format!("{api}/sim/expire-tokens")).send().await.unwrap();
+    assert_eq!(burst(20).await, 20);
+    assert_eq!(counters().await["stable_token"], 2, "one refetch for the fleet: {}", counters().await);
+
+    for app in [a, b] {
+        app.server.abort();
+        app.pool.close().await;
+    }
+    let _ = sim.kill();
+    let _ = sim.wait();
+    drop_database(&name).await;
+}

@@ -1,6 +1,7 @@
 //! The WeChat API client: real HTTP (reqwest) against `WECHAT_API_BASE`, which is
 //! `https://api.weixin.qq.com` in production and the embedded simulator in demo mode.
 
+pub mod fleet;
 pub mod parse;
 pub mod token;
 
@@ -90,6 +91,9 @@ pub struct WechatClient {
     http: reqwest::Client,
     cfg: WechatConfig,
     tokens: TokenCache,
+    /// The token shared with the other instances (PostgreSQL, real mode).
+    fleet: Option<fleet::FleetTokens>,
+    clock: Arc<dyn Clock>,
 }
 
 impl WechatClient {
@@ -100,7 +104,14 @@ impl WechatClient {
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("scanlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(WechatClient { http, cfg, tokens: TokenCache::new(clock, 240) })
+        Ok(WechatClient { http, cfg, tokens: TokenCache::new(clock.clone(), 240), fleet: None, clock })
+    }
+
+    /// Shares the access token with the other instances on `pool` (real mode only: in
+    /// demo mode each instance has a simulator, and tokens, of its own).
+    pub fn share_tokens(mut self, pool: sqlx::AnyPool) -> Self {
+        self.fleet = Some(fleet::FleetTokens::new(pool, self.cfg.appid.clone(), self.clock.clone(), 240));
+        self
     }
 
     /// Sends one request and reads its answer, stopping at [`MAX_BODY`]: an answer
@@ -168,7 +179,14 @@ impl WechatClient {
 
     /// The access token: cached, one fetch at a time; a fetch spends from `budget`.
     async fn access_token(&self, budget: &mut u32) -> Result<AccessToken, WechatError> {
-        self.tokens.get_or_fetch(|| self.spend(budget, || self.fetch_token())).await
+        self.tokens
+            .get_or_fetch(|| async {
+                match &self.fleet {
+                    Some(fleet) => fleet.get_or_fetch(|| self.spend(budget, || self.fetch_token())).await,
+                    None => self.spend(budget, || self.fetch_token()).await,
+                }
+            })
+            .await
     }
 
     /// The mini-program code whose `scene` is `scene` (the login ticket).
@@ -215,6 +233,9 @@ impl WechatClient {
                 Err(e) if e.is_token_error() && !refetched && budget > 0 => {
                     tracing::warn!(errcode = e.errcode(), "access token refused; refetching once");
                     self.tokens.invalidate(&token).await;
+                    if let Some(fleet) = &self.fleet {
+                        fleet.invalidate(&token).await;
+                    }
                     refetched = true;
                     token = self.access_token(&mut budget).await?;
                 }
