@@ -12,6 +12,7 @@ mod bad_input;
 mod common;
 mod deploy;
 mod first_html;
+mod fleet;
 mod forward_auth;
 mod guards;
 mod hardening;

@@ -6,7 +6,7 @@ use crate::common::*;
 use serde_json::json;
 use sqlx::Connection as _;
 
-async fn fresh_database() -> Option<(String, String)> {
+pub async fn fresh_database() -> Option<(String, String)> {
     let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     if base == "skip" {
         eprintln!("TEST_POSTGRES_URL=skip: PostgreSQL test skipped");
@@ -22,7 +22,7 @@ async fn fresh_database() -> Option<(String, String)> {
     Some((url, name))
 }
 
-async fn drop_database(name: &str) {
+pub async fn drop_database(name: &str) {
     let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
