@@ -28,7 +28,10 @@ pub fn leptos_options() -> LeptosOptions {
 }
 
 pub fn config(db_url: &str, extra: &[&str]) -> Config {
-    let mut args = vec!["scanlogin", "--listen", "127.0.0.1:0", "--database-url", db_url];
+    let mut args = vec!["scanlogin", "--database-url", db_url];
+    if !extra.contains(&"--listen") {
+        args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    }
     if !extra.contains(&"--purge-interval-secs") {
         args.extend_from_slice(&["--purge-interval-secs", "3600"]);
     }
@@ -208,4 +211,47 @@ pub fn qr_link(data_url: &str) -> url::Url {
     assert_eq!(grids.len(), 1, "one QR code in the image");
     let (_, content) = grids[0].decode().expect("QR decodes");
     url::Url::parse(&content).expect("the QR holds a URL")
+}
+
+/// A free loopback port (for servers that must know their address before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something listens on `port`.
+pub async fn wait_for_port(port: u16) {
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// A child process, killed on drop.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `scanlogin simulator` for the mini program `appid` with `secret`, its phone calls
+/// passed on to `site`; and its WeChat API base (`…/_wechat`).
+pub async fn standalone_simulator(appid: &str, secret: &str, site: &str) -> (Proc, String) {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--appid", appid, "--site", site])
+        .env_clear()
+        .env("WECHAT_SECRET", secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    wait_for_port(port).await;
+    (proc, format!("http://127.0.0.1:{port}/_wechat"))
 }

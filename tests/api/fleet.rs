@@ -8,32 +8,8 @@
 use crate::common::*;
 use serde_json::{Value, json};
 use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_for_port(port: u16) {
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nothing listens on {port}");
-}
 
 const APPID: &str = "wxfleet000000002";
 const SECRET: &str = "fleet-secret-91b0";
@@ -132,21 +108,9 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> (reqwest::S
 async fn three_instances_behind_nginx_act_as_one() {
     let Some((db, name)) = crate::postgres::fresh_database().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let sim_port = free_port();
-    let api = format!("http://127.0.0.1:{sim_port}/_wechat");
     let front_port = free_port();
     let front = format!("http://127.0.0.1:{front_port}");
-    let _sim = Proc(
-        Command::new(env!("CARGO_BIN_EXE_scanlogin"))
-            .args(["simulator", "--listen", &format!("127.0.0.1:{sim_port}"), "--appid", APPID, "--site", &front])
-            .env_clear()
-            .env("WECHAT_SECRET", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(sim_port).await;
+    let (_sim, api) = standalone_simulator(APPID, SECRET, &front).await;
     let mut instances: Vec<(Proc, String)> = (0..3).map(|_| instance(&db, &api, &front)).collect();
     let addrs: Vec<String> = instances.iter().map(|(_, a)| a.clone()).collect();
     let _nginx = nginx(front_port, &addrs, dir.path());
@@ -181,7 +145,7 @@ async fn three_instances_behind_nginx_act_as_one() {
     let ticket = issued["ticket"].as_str().unwrap().to_string();
     let key = issued["finalize_key"].as_str().unwrap().to_string();
     let link = qr_link(issued["qr"].as_str().unwrap());
-    assert!(link.as_str().starts_with(&format!("http://127.0.0.1:{sim_port}/_wechat/phone?scene=")));
+    assert!(link.as_str().starts_with(&format!("{api}/phone?scene=")));
     let wx_code = |user: &'static str| {
         let api = api.clone();
         async move {

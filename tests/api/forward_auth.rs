@@ -20,10 +20,6 @@ async fn upstream() -> String {
     addr.to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A reverse proxy we started, stopped on drop.
 struct Proxy {
     child: Child,

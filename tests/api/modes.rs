@@ -323,24 +323,14 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
 /// page, whose mini-program calls reach the site through the simulator. A whole login.
 #[tokio::test]
 async fn the_standalone_simulator_serves_an_instance_in_real_mode() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sim_base = format!("http://127.0.0.1:{port}");
     let (appid, secret) = ("wxsim00000000001", "sim-secret-7d01c4");
-    let app = spawn(&["--wechat-appid", appid, "--wechat-secret", secret, "--wechat-api-base", &format!("{sim_base}/_wechat")]).await;
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_scanlogin"))
-        .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--appid", appid, "--site", &app.base])
-        .env_clear()
-        .env("WECHAT_SECRET", secret)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    // The instance must know the simulator's address, and the simulator the instance's.
+    let app_port = free_port();
+    let app_base = format!("http://127.0.0.1:{app_port}");
+    let (_sim, api) = standalone_simulator(appid, secret, &app_base).await;
+    let sim_base = api.trim_end_matches("/_wechat").to_string();
+    let listen = format!("127.0.0.1:{app_port}");
+    let app = spawn(&["--listen", &listen, "--wechat-appid", appid, "--wechat-secret", secret, "--wechat-api-base", &api]).await;
     let b = browser();
     let (s, issued) = app.post(&b, "/api/login/ticket", json!({})).await;
     assert_eq!(s, 200, "{issued}");
@@ -364,6 +354,4 @@ async fn the_standalone_simulator_serves_an_instance_in_real_mode() {
     let replay = phone.post(format!("{sim_base}/api/mp/scan")).json(&json!({ "ticket": ticket, "code": code })).send().await.unwrap();
     assert_eq!(replay.status(), 409, "{:?}", replay.text().await);
     assert_eq!(reqwest::get(format!("{}/_wechat/sim/counters", app.base)).await.unwrap().status(), 404, "no simulator inside");
-    let _ = sim.kill();
-    let _ = sim.wait();
 }

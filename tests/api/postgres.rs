@@ -178,24 +178,8 @@ async fn rate_limits_hold_across_instances() {
 #[tokio::test]
 async fn the_fleet_fetches_one_access_token() {
     let Some((url, name)) = fresh_database().await else { return };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sim_base = format!("http://127.0.0.1:{port}");
     let (appid, secret) = ("wxfleet000000001", "fleet-secret-5e2a");
-    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_scanlogin"))
-        .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--appid", appid, "--site", "http://127.0.0.1:9"])
-        .env_clear()
-        .env("WECHAT_SECRET", secret)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let api = format!("{sim_base}/_wechat");
+    let (sim, api) = standalone_simulator(appid, secret, "http://127.0.0.1:9").await;
     let args = [
         "--wechat-appid",
         appid,
@@ -243,7 +227,6 @@ async fn the_fleet_fetches_one_access_token() {
         app.server.abort();
         app.pool.close().await;
     }
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
     drop_database(&name).await;
 }
