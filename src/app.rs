@@ -80,7 +80,9 @@ pub fn App() -> impl IntoView {
                     // Async: the page waits for its first ticket, so the QR is in the first
                     // HTML, and the session cookie that binds the ticket is still sendable.
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
-                    <Route path=path!("/account") view=AccountPage />
+                    // Async too: the whole page in the first HTML, so it reads without
+                    // JavaScript (streamed parts would need a script to appear).
+                    <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -160,6 +160,8 @@ test('WeChat failing while the code is made: a clear message and 重试, not a s
   await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'error');
   await expect(page.getByTestId('overlay-title')).toHaveText('微信服务暂时不可用，请稍后重试');
   await shot(page, '10-login-wechat-down');
+  // The error came with the first HTML; 重试 works once the WASM has taken over.
+  await hydrated(page);
   await page.getByTestId('refresh').click();
   await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
   await readQr(page);
@@ -182,6 +184,9 @@ test('without JavaScript: the QR is in the page, and 继续 signs in once the ph
   await page.waitForURL('**/account');
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('我的账号');
   await shot(page, '12-account-no-javascript');
+  await page.getByTestId('logout').click();
+  await page.waitForURL('**/login');
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'waiting');
   await context.close();
   await ctx.close();
 });

@@ -103,7 +103,11 @@ fn AccountDetails(m: MeView) -> impl IntoView {
             {move || (sessions().len() > 1).then(|| view! {
                 <button class="button secondary" on:click=move |_| { revoke.dispatch(RevokeOtherSessions {}); } disabled=busy data-testid="sign-out-others">{ui.sign_out_others}</button>
             })}
-            <button class="button secondary" on:click=move |_| { logout.dispatch(Logout {}); } disabled=busy data-testid="logout">{ui.logout}</button>
+            // A form, so that it also works without JavaScript (`POST /logout`); with
+            // JavaScript the click is handled here.
+            <form method="post" action="/logout" class="inline-form">
+                <button type="submit" class="button secondary" on:click=move |ev| { ev.prevent_default(); logout.dispatch(Logout {}); } disabled=busy data-testid="logout">{ui.logout}</button>
+            </form>
         </div>
     }
 }

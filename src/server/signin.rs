@@ -1,5 +1,6 @@
-//! Signing in: a confirmed ticket becomes a signed-in session. One implementation for
-//! the page's `finalize` call and for the form a browser without JavaScript submits.
+//! Signing in (a confirmed ticket becomes a signed-in session) and out. One
+//! implementation each for the page's calls and for the forms a browser without
+//! JavaScript submits.
 
 use crate::domain::{FinalizeKey, TicketId};
 use crate::error::{AppError, ErrorCode};
@@ -78,4 +79,23 @@ pub async fn finalize(
     metrics::counter!("scanlogin_signins_total").increment(1);
     metrics::histogram!("scanlogin_finalize_seconds").record(started.elapsed().as_secs_f64());
     Ok(next)
+}
+
+/// Ends the session: recorded in the audit trail, the session row removed outright, the
+/// cookie cleared. Never fails: a store failure is logged, and the browser forgets its
+/// cookie either way.
+pub async fn sign_out(st: &AppState, session: &WebSession, caller: &Caller) {
+    let id = session.id();
+    let now = st.clock.now();
+    if let Ok(Some(who)) = session.signed_in(now, st.site.session_absolute_ms).await {
+        st.audit.record(now, Kind::Logout, Some(who.user), caller, "").await;
+    }
+    if let Err(e) = session.sign_out().await {
+        tracing::error!(error = ?e, "logout: the session could not be cleared");
+    }
+    if let Some(id) = id
+        && let Err(e) = st.sessions.remove(&id).await
+    {
+        tracing::error!(error = %e, "logout: the session row could not be removed");
+    }
 }

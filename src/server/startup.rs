@@ -346,6 +346,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     let mut app = Router::new()
         .route("/lang", get(http::pages::set_lang))
         .route("/login/complete", axum::routing::post(http::nojs::complete))
+        .route("/logout", axum::routing::post(http::nojs::logout))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::server::metrics::serve))

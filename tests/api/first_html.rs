@@ -81,4 +81,12 @@ async fn without_javascript_the_form_signs_in_after_the_phone_confirms() {
     assert_eq!(res.headers()["location"], "/account?tab=1");
     let (s, me) = app.post(&b, "/api/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
+
+    // 退出登录 as a plain form: another site's post is refused; ours signs out.
+    let cross = b.post(format!("{}/logout", app.base)).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(cross.status(), 403);
+    assert_eq!(app.post(&b, "/api/me", json!({})).await.0, 200, "still signed in");
+    let out = b.post(format!("{}/logout", app.base)).send().await.unwrap();
+    assert_eq!((out.status().as_u16(), out.headers()["location"].to_str().unwrap()), (302, "/login"));
+    assert_error(&app.post(&b, "/api/me", json!({})).await, 401, "unauthenticated");
 }

@@ -70,6 +70,16 @@ async fn wait_for_phone(st: &AppState, web: &WebSession, ticket: &TicketId) -> R
     }
 }
 
+/// `POST /logout`: 退出登录 as a plain form (the account page's button submits it when
+/// JavaScript is off; with JavaScript the page calls `/api/logout`). Then to the login page.
+pub async fn logout(State(st): State<AppState>, session: Session, who: Caller, headers: HeaderMap) -> Response {
+    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
+        return refusal(request_lang(&headers), &e);
+    }
+    crate::server::signin::sign_out(&st, &WebSession::new(session, st.site.session_life), &who).await;
+    found("/login")
+}
+
 /// The phone has not confirmed yet: the same form again.
 fn not_yet(lang: Lang, ticket: &TicketId, key: &FinalizeKey) -> Response {
     let ui = lang.ui();
