@@ -547,15 +547,18 @@ async fn waiters_at(base: &str, pid: u32, n: usize) -> Result<WaiterMemory, Stri
     // n browsers, each with its ticket (64 at a time).
     let mut browsers = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
-        let made = chunk.iter().map(|_| {
-            let base = base.to_string();
-            tokio::spawn(async move {
-                let b = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
-                let v = post_json(&b, format!("{base}/api/login/ticket"), json!({})).await?;
-                Ok::<_, String>((b, v["ticket"].as_str().unwrap_or_default().to_string()))
+        let made: Vec<_> = chunk
+            .iter()
+            .map(|_| {
+                let base = base.to_string();
+                tokio::spawn(async move {
+                    let b = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+                    let v = post_json(&b, format!("{base}/api/login/ticket"), json!({})).await?;
+                    Ok::<_, String>((b, v["ticket"].as_str().unwrap_or_default().to_string()))
+                })
             })
-        });
-        for r in futures_join(made).await {
+            .collect();
+        for r in join_all(made, Duration::from_secs(300)).await? {
             browsers.push(r?);
         }
     }
@@ -600,14 +603,6 @@ async fn waiters_at(base: &str, pid: u32, n: usize) -> Result<WaiterMemory, Stri
         p.abort();
     }
     Ok(WaiterMemory { waiters: n, idle_kib, tickets_kib, waiting_kib })
-}
-
-async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<Result<T, String>>>) -> Vec<Result<T, String>> {
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.map_err(|e| e.to_string()).and_then(|r| r));
-    }
-    out
 }
 
 /// The memory lines of the report.

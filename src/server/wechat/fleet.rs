@@ -44,9 +44,9 @@ impl FleetTokens {
             .map_err(store)?;
         let now = self.clock.now();
         Ok(row.and_then(|(token, fetched_at, expires_at)| {
-            let margin = self.margin_ms.min(UnixMillis(expires_at).since(UnixMillis(fetched_at)) / 2);
-            let left = UnixMillis(expires_at).plus_ms(-margin).since(now);
-            (left > 0).then(|| (AccessToken::new(token), u64::try_from(UnixMillis(expires_at).since(now) / 1000).unwrap_or(0)))
+            let (fetched_at, expires_at) = (UnixMillis(fetched_at), UnixMillis(expires_at));
+            super::token::is_fresh(fetched_at, expires_at, self.margin_ms, now)
+                .then(|| (AccessToken::new(token), u64::try_from(expires_at.since(now) / 1000).unwrap_or(0)))
         }))
     }
 

@@ -33,6 +33,13 @@ struct Cached {
     expires_at: UnixMillis,
 }
 
+/// Whether a token fetched at `fetched_at` and expiring at `expires_at` is still used at
+/// `now`: until `margin_ms` before expiry, the margin at most half its lifetime.
+pub fn is_fresh(fetched_at: UnixMillis, expires_at: UnixMillis, margin_ms: i64, now: UnixMillis) -> bool {
+    let margin = margin_ms.min(expires_at.since(fetched_at) / 2);
+    now < expires_at.plus_ms(-margin)
+}
+
 /// Caches one access token.
 pub struct TokenCache {
     slot: tokio::sync::Mutex<Option<Cached>>,
@@ -49,8 +56,7 @@ impl TokenCache {
     }
 
     fn is_fresh(&self, c: &Cached, now: UnixMillis) -> bool {
-        let margin = self.margin_ms.min(c.expires_at.since(c.fetched_at) / 2);
-        now < c.expires_at.plus_ms(-margin)
+        is_fresh(c.fetched_at, c.expires_at, self.margin_ms, now)
     }
 
     /// The cached token, or the result of `fetch` (`(token, expires_in seconds)`).
