@@ -93,9 +93,13 @@ impl SessionCache {
             return;
         }
         let mut inner = self.lock();
-        if inner.epoch != mark.0 {
-            return;
+        if inner.epoch == mark.0 {
+            self.keep(&mut inner, record, user);
         }
+    }
+
+    /// Stores an entry, making room first when full.
+    fn keep(&self, inner: &mut Inner, record: &Record, user: Option<i64>) {
         if inner.entries.len() >= CAPACITY {
             let ttl = self.ttl;
             inner.entries.retain(|_, e| e.filled.elapsed() < ttl);
@@ -106,6 +110,14 @@ impl SessionCache {
         inner.entries.insert(record.id.to_string(), Entry { record: record.clone(), user, filled: Instant::now() });
     }
 
+    /// Keeps a session this instance has just created: its id is new, so no read of it
+    /// can be on its way, and concurrent reads of other sessions may still fill.
+    pub fn created(&self, record: &Record, user: Option<i64>) {
+        if self.serving() {
+            self.keep(&mut self.lock(), record, user);
+        }
+    }
+
     /// Keeps `record` as this instance has just written it (committed). Reads already on
     /// their way saw older data: the epoch moves on so that they do not fill.
     pub fn wrote(&self, record: &Record, user: Option<i64>) {
@@ -114,9 +126,7 @@ impl SessionCache {
         }
         let mut inner = self.lock();
         inner.epoch += 1;
-        if inner.entries.len() < CAPACITY {
-            inner.entries.insert(record.id.to_string(), Entry { record: record.clone(), user, filled: Instant::now() });
-        }
+        self.keep(&mut inner, record, user);
     }
 
     /// True when `record` is what the cache holds for its id (same data, expiry within

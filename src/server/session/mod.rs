@@ -160,7 +160,7 @@ impl SessionStore for SqlSessionStore {
                 .await;
             match res {
                 Ok(_) => {
-                    self.cache.wrote(record, user_of(record));
+                    self.cache.created(record, user_of(record));
                     return Ok(());
                 }
                 Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => record.id = Id::default(),
