@@ -1,18 +1,25 @@
 //! Mini-program codes made ahead of demand. WeChat can take seconds to draw a code
 //! (docs/wechat-api.md: "production systems pre-generate codes"), and while it is slow
-//! or answers 45009 a person would wait or see an error; so each instance keeps up to
-//! `QR_POOL_SIZE` ticket ids with their codes ready, refilled in the background one at a
-//! time. A ready code is only an id and an image in this process's memory: nothing is
-//! stored, bound or counted until a browser takes it (`create_ticket` makes the ticket
-//! then, so its lifetime counts from the hand-out). A restart loses the pool, not a
-//! login. When the pool is empty a code is made on the spot, as without a pool.
+//! or answers 45009 a person would wait or see an error; so up to `QR_POOL_SIZE` ticket
+//! ids with their codes are kept ready, refilled in the background one at a time. A
+//! ready code is only an id and an image: nothing is bound or counted until a browser
+//! takes it (`create_ticket` makes the ticket then, so its lifetime counts from the
+//! hand-out). When the pool is empty a code is made on the spot, as without a pool.
+//!
+//! On SQLite the pool is this process's memory (a restart loses the pool, not a login).
+//! On PostgreSQL it is the fleet's: the codes wait in `ready_codes`, a browser takes one
+//! with `DELETE … FOR UPDATE SKIP LOCKED … RETURNING` (two takers never get the same
+//! code), and one refiller at a time (a transaction-scoped advisory lock) keeps the
+//! fleet's pool at `QR_POOL_SIZE`, not `QR_POOL_SIZE` per instance.
 
-use crate::domain::TicketId;
+use crate::domain::{TicketId, UnixMillis};
+use crate::server::clock::Clock;
 use crate::server::tokens::new_ticket_id;
-use crate::server::wechat::parse::WechatError;
+use crate::server::wechat::parse::{WechatError, parse_image};
 use crate::server::wechat::{MiniProgramCode, WechatClient};
+use sqlx::AnyPool;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -23,37 +30,79 @@ fn refill_backoff(failures: u32, quota: bool) -> Duration {
     if quota { Duration::from_secs(60) } else { Duration::from_secs(1 << failures.min(6)).min(Duration::from_secs(60)) }
 }
 
+/// A shared code older than this is not handed out (the purge deletes it): a code made
+/// under another configuration (app, page) must not wait forever.
+pub const SHARED_MAX_AGE_MS: i64 = 24 * 3600 * 1000;
+
+/// How often an instance looks at the fleet's pool without having taken from it (codes
+/// other instances took are refilled by their refillers; this is the safety net).
+const SHARED_RECHECK: Duration = Duration::from_secs(10);
+
+/// The advisory lock key of the fleet's refiller ("scanpool").
+const LOCK_KEY: i64 = 0x7363_616e_706f_6f6c;
+
 /// A ticket id with its code, not yet anyone's.
 struct Ready {
     id: TicketId,
     code: MiniProgramCode,
 }
 
+/// What one refill step did.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Made one code.
+    Added,
+    /// The pool is full.
+    Full,
+    /// Another instance is refilling the fleet's pool (it counts again after each code).
+    Busy,
+}
+
+fn store(e: sqlx::Error) -> WechatError {
+    WechatError::Transport(format!("code pool store: {e}"))
+}
+
 /// The pool.
 pub struct CodePool {
     ready: Mutex<VecDeque<Ready>>,
+    /// PostgreSQL: the fleet's pool, in `ready_codes`.
+    shared: Option<AnyPool>,
     /// How many codes to keep ready (0: no pool).
     size: usize,
     wechat: Arc<WechatClient>,
+    clock: Arc<dyn Clock>,
     /// Told when a code was taken (the refiller wakes).
     taken: Notify,
+    /// The shared pool's depth as last counted.
+    depth: AtomicUsize,
     /// Codes handed out from the pool, and made on the spot because it was empty.
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
 
 impl CodePool {
-    pub fn new(wechat: Arc<WechatClient>, size: usize) -> Self {
-        CodePool { ready: Mutex::default(), size, wechat, taken: Notify::new(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    /// A pool of `size` codes; in `shared` (PostgreSQL) for the whole fleet, else here.
+    pub fn new(wechat: Arc<WechatClient>, size: usize, shared: Option<AnyPool>, clock: Arc<dyn Clock>) -> Self {
+        CodePool {
+            ready: Mutex::default(),
+            shared,
+            size,
+            wechat,
+            clock,
+            taken: Notify::new(),
+            depth: AtomicUsize::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
         self.ready.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many codes are ready.
+    /// How many codes are ready (the fleet's pool: as last counted by this instance).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        if self.shared.is_some() { self.depth.load(Ordering::Relaxed) } else { self.lock().len() }
     }
 
     /// True when no code is ready.
@@ -63,7 +112,14 @@ impl CodePool {
 
     /// A fresh ticket id and its code: from the pool, else made now.
     pub async fn take(&self) -> Result<(TicketId, MiniProgramCode), WechatError> {
-        let ready = self.lock().pop_front();
+        let ready = match &self.shared {
+            None => self.lock().pop_front(),
+            Some(db) if self.size > 0 => self.take_shared(db).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the fleet's code pool is unreachable; making a code on the spot");
+                None
+            }),
+            Some(_) => None,
+        };
         if self.size > 0 {
             self.taken.notify_one();
         }
@@ -79,6 +135,23 @@ impl CodePool {
         Ok((id, code))
     }
 
+    /// The oldest fresh code of the fleet's pool, removed from it.
+    async fn take_shared(&self, db: &AnyPool) -> Result<Option<Ready>, WechatError> {
+        let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+            "DELETE FROM ready_codes WHERE ticket_id = (SELECT ticket_id FROM ready_codes WHERE made_at > $1 \
+             ORDER BY made_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ticket_id, image",
+        )
+        .bind(self.clock.now().plus_ms(-SHARED_MAX_AGE_MS))
+        .fetch_optional(db)
+        .await
+        .map_err(store)?;
+        self.depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(1))).ok();
+        Ok(row.and_then(|(id, bytes)| {
+            let kind = parse_image(&bytes).ok()?;
+            Some(Ready { id: TicketId::try_from(id).ok()?, code: MiniProgramCode { kind, bytes } })
+        }))
+    }
+
     /// Keeps the pool full, one code at a time, for as long as the task runs.
     pub async fn refill(self: Arc<Self>) {
         if self.size == 0 {
@@ -86,24 +159,77 @@ impl CodePool {
         }
         let mut failures = 0;
         loop {
-            while self.len() < self.size {
-                let id = new_ticket_id();
-                match self.wechat.mini_program_code(id.as_str()).await {
-                    Ok(code) => {
-                        failures = 0;
-                        self.lock().push_back(Ready { id, code });
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        let quota = matches!(e.errcode(), Some(45009 | 45011));
-                        let wait = refill_backoff(failures, quota);
-                        tracing::warn!(error = %e, ready = self.len(), ?wait, "could not make a code ahead; the pool serves what it has");
-                        tokio::time::sleep(wait).await;
+            match self.fill_one().await {
+                Ok(Step::Added) => failures = 0,
+                Ok(Step::Full | Step::Busy) => {
+                    failures = 0;
+                    if self.shared.is_some() {
+                        let _ = tokio::time::timeout(SHARED_RECHECK, self.taken.notified()).await;
+                    } else {
+                        self.taken.notified().await;
                     }
                 }
+                Err(e) => {
+                    failures += 1;
+                    let quota = matches!(e.errcode(), Some(45009 | 45011));
+                    let wait = refill_backoff(failures, quota);
+                    tracing::warn!(error = %e, ready = self.len(), ?wait, "could not make a code ahead; the pool serves what it has");
+                    tokio::time::sleep(wait).await;
+                }
             }
-            self.taken.notified().await;
         }
+    }
+
+    /// Makes one code if the pool is short of one.
+    async fn fill_one(&self) -> Result<Step, WechatError> {
+        let Some(db) = &self.shared else {
+            if self.len() >= self.size {
+                return Ok(Step::Full);
+            }
+            let id = new_ticket_id();
+            let code = self.wechat.mini_program_code(id.as_str()).await?;
+            self.lock().push_back(Ready { id, code });
+            return Ok(Step::Added);
+        };
+        // The lock, the count and the insert in one transaction: the fleet's pool never
+        // holds more than `size`.
+        let mut tx = db.begin().await.map_err(store)?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(LOCK_KEY).fetch_one(&mut *tx).await.map_err(store)?;
+        if !locked {
+            return Ok(Step::Busy);
+        }
+        let now = self.clock.now();
+        let ready: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ready_codes WHERE made_at > $1")
+            .bind(now.plus_ms(-SHARED_MAX_AGE_MS))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store)?;
+        let ready = usize::try_from(ready).unwrap_or(0);
+        self.depth.store(ready, Ordering::Relaxed);
+        if ready >= self.size {
+            tx.commit().await.map_err(store)?;
+            return Ok(Step::Full);
+        }
+        let id = new_ticket_id();
+        let code = self.wechat.mini_program_code(id.as_str()).await?;
+        sqlx::query("INSERT INTO ready_codes (ticket_id, image, made_at) VALUES ($1, $2, $3)")
+            .bind(id.as_str())
+            .bind(code.bytes)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(store)?;
+        tx.commit().await.map_err(store)?;
+        self.depth.store(ready + 1, Ordering::Relaxed);
+        Ok(Step::Added)
+    }
+
+    /// Deletes the fleet's codes too old to hand out.
+    pub async fn purge(&self, now: UnixMillis) -> Result<u64, sqlx::Error> {
+        let Some(db) = &self.shared else { return Ok(0) };
+        let done = sqlx::query("DELETE FROM ready_codes WHERE made_at <= $1").bind(now.plus_ms(-SHARED_MAX_AGE_MS)).execute(db).await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -93,7 +93,13 @@ impl Application {
             leptos,
             db: pool.clone(),
             tickets: Arc::new(tickets),
-            codes: Arc::new(CodePool::new(wechat.clone(), usize::try_from(config.wechat.qr_pool_size).unwrap_or(0))),
+            // On PostgreSQL the fleet shares one pool.
+            codes: Arc::new(CodePool::new(
+                wechat.clone(),
+                usize::try_from(config.wechat.qr_pool_size).unwrap_or(0),
+                postgres.then(|| pool.clone()),
+                clock.clone(),
+            )),
             wechat,
             sessions: SqlSessionStore::new(pool.clone(), session_cache),
             users: SqlUserStore::new(pool.clone()),
@@ -302,6 +308,9 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64, audit_ms: i
         state.limits.forget_idle();
         if let Err(e) = state.limits.purge_shared(now).await {
             tracing::warn!(error = %e, "rate-limit purge failed");
+        }
+        if let Err(e) = state.codes.purge(now).await {
+            tracing::warn!(error = %e, "code pool purge failed");
         }
         if let Err(e) = state.audit.purge(now.plus_ms(-audit_ms)).await {
             tracing::warn!(error = %e, "audit purge failed");

@@ -230,3 +230,92 @@ async fn the_fleet_fetches_one_access_token() {
     drop(sim);
     drop_database(&name).await;
 }
+
+/// On PostgreSQL the pool of ready codes is the fleet's: two instances keep one pool of
+/// `QR_POOL_SIZE` (not one each), concurrent takes through both never hand out the same
+/// code, each taken code's scene is its ticket, and the fleet refills what was taken.
+#[tokio::test]
+async fn the_fleet_shares_one_pool_of_ready_codes() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let (appid, secret) = ("wxfleet000000002", "fleet-secret-9c1d");
+    let (sim, api) = standalone_simulator(appid, secret, "http://127.0.0.1:9").await;
+    let args = [
+        "--wechat-appid",
+        appid,
+        "--wechat-secret",
+        secret,
+        "--wechat-api-base",
+        &api,
+        "--rate-tickets-per-ip",
+        "0",
+        "--rate-tickets-per-browser",
+        "0",
+        "--qr-pool-size",
+        "3",
+    ];
+    let a = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &args).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), url, &args).await;
+    let ready = || async { a.count("ready_codes").await };
+    let codes_made = || async {
+        let c: serde_json::Value = reqwest::get(format!("{api}/sim/counters")).await.unwrap().json().await.unwrap();
+        c["getwxacodeunlimit"].as_i64().unwrap_or(0)
+    };
+    let wait_full = || async {
+        for _ in 0..200 {
+            if ready().await == 3 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the fleet's pool did not fill: {} ready", ready().await);
+    };
+    wait_full().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(ready().await, 3, "one pool for the fleet, not one per instance");
+    assert_eq!(codes_made().await, 3, "no code was made beyond the fleet's pool");
+
+    // Four browsers at once, through both instances: three codes from the pool, one made
+    // on the spot; no code twice.
+    let takes = (0..4).map(|i| {
+        let base = [&a.base, &b.base][i % 2].clone();
+        tokio::spawn(async move {
+            let r = browser().post(format!("{base}/api/login/ticket")).json(&json!({})).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        })
+    });
+    let mut issued = Vec::new();
+    for t in takes.collect::<Vec<_>>() {
+        issued.push(t.await.unwrap());
+    }
+    let tickets: std::collections::HashSet<_> = issued.iter().map(|v| v["ticket"].as_str().unwrap().to_string()).collect();
+    assert_eq!(tickets.len(), 4, "every browser got its own code");
+    for v in &issued {
+        let link = qr_link(v["qr"].as_str().unwrap());
+        assert_eq!(
+            link.query_pairs().find(|(k, _)| k == "scene").unwrap().1,
+            v["ticket"].as_str().unwrap(),
+            "the code's scene is the ticket"
+        );
+    }
+    let hits =
+        a.state.codes.hits.load(std::sync::atomic::Ordering::Relaxed) + b.state.codes.hits.load(std::sync::atomic::Ordering::Relaxed);
+    let misses =
+        a.state.codes.misses.load(std::sync::atomic::Ordering::Relaxed) + b.state.codes.misses.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((hits, misses), (3, 1), "three from the fleet's pool, one made on the spot");
+    let left: Vec<(String,)> = sqlx::query_as("SELECT ticket_id FROM ready_codes").fetch_all(&a.pool).await.unwrap();
+    assert!(left.iter().all(|(id,)| !tickets.contains(id)), "a taken code leaves the pool");
+
+    // The fleet refills what was taken, to three again.
+    wait_full().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(ready().await, 3);
+    assert_eq!(codes_made().await, 3 + 1 + 3, "the pool, the one on the spot, the refill");
+
+    for app in [a, b] {
+        app.server.abort();
+        app.pool.close().await;
+    }
+    drop(sim);
+    drop_database(&name).await;
+}
