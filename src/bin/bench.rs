@@ -15,6 +15,11 @@ async fn main() {
         None => (format!("sqlite://{}/bench.db", dir.display()), "SQLite"),
     };
     let deadline = Duration::from_secs(300);
+    // BENCH_ONLY=waiters measures only the memory of waiting browsers (for quick iterations).
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "waiters") {
+        waiters(&dir).await;
+        return;
+    }
     let base = match loadgen::run_baseline(n, deadline).await {
         Ok(f) => f,
         Err(e) => fail(&format!("baseline: {e}")),
@@ -45,23 +50,27 @@ async fn main() {
             Err(e) => fail(&format!("limits: {e}")),
         }
     }
-    // Memory of waiting browsers, measured on the release server binary beside this one.
-    let waiters: usize = std::env::var("BENCH_WAITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let server = std::env::current_exe().map(|p| p.with_file_name("scanlogin")).unwrap_or_default();
-    if server.exists() {
-        match loadgen::run_waiters(&server, &dir, waiters, &[]).await {
-            Ok(m) => print!("{}", loadgen::report_waiters(&m)),
-            Err(e) => fail(&format!("waiters: {e}")),
-        }
-    } else {
-        println!("\n(memory of waiting browsers: skipped, {} not built)", server.display());
-    }
+    waiters(&dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     for problem in verdict.lost.iter().chain(&verdict.cross_bound).take(10) {
         eprintln!("  {problem}");
     }
     if !verdict.lost.is_empty() || !verdict.cross_bound.is_empty() {
         std::process::exit(1);
+    }
+}
+
+/// Memory of waiting browsers, measured on the release server binary beside this one.
+async fn waiters(dir: &std::path::Path) {
+    let waiters: usize = std::env::var("BENCH_WAITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let server = std::env::current_exe().map(|p| p.with_file_name("scanlogin")).unwrap_or_default();
+    if server.exists() {
+        match loadgen::run_waiters(&server, dir, waiters, &[]).await {
+            Ok(m) => print!("{}", loadgen::report_waiters(&m)),
+            Err(e) => fail(&format!("waiters: {e}")),
+        }
+    } else {
+        println!("\n(memory of waiting browsers: skipped, {} not built)", server.display());
     }
 }
 
