@@ -33,6 +33,7 @@ const shot = (page: import('@playwright/test').Page, name: string) =>
   page.screenshot({ path: path.join(__dirname, '..', 'output', `${name}.png`), fullPage: true });
 
 async function kill(child: ChildProcess) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');
   await gone;
@@ -87,6 +88,48 @@ test('SIGKILL between every step: the login completes and the page resumes by it
     const again = await page.request.post(`${base}/api/login/finalize`, { data: { ticket }, headers: { accept: 'application/json' } });
     expect(again.status()).toBe(404);
     expect((await again.json()).code).toBe('ticket_not_found');
+    await phoneCtx.close();
+  } finally {
+    await kill(server).catch(() => {});
+  }
+});
+
+test('SIGTERM mid-login: the open long-poll is answered, the process exits 0, the page carries on', async ({ page, browser }) => {
+  test.setTimeout(90_000);
+  fs.mkdirSync(out, { recursive: true });
+  for (const f of [db, db + '-wal', db + '-shm']) fs.rmSync(f, { force: true });
+  let server = await start();
+  try {
+    await page.goto(`${base}/login`);
+    await page.locator('html[data-hydrated="1"]').waitFor();
+    const link = decodeQrDataUrl((await page.getByTestId('qr').getAttribute('src'))!)!;
+    const phoneCtx = await browser.newContext({ locale: 'zh-CN' });
+    const phone = await phoneCtx.newPage();
+    await phone.goto(link);
+    await phone.getByRole('button', { name: '王五' }).click();
+    await expect(phone.locator('#requester')).toBeVisible();
+    await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'scanned');
+
+    // The page holds a long-poll now. SIGTERM: it is answered with the ticket's state
+    // (scanned) instead of being held, so the process exits 0 well before the 10 s a
+    // held request could keep it.
+    const statuses: number[] = [];
+    page.on('response', (r) => { if (r.url().endsWith('/api/login/status')) statuses.push(r.status()); });
+    const exited = new Promise<number | null>((r) => server.once('exit', (code) => r(code)));
+    const sent = Date.now();
+    server.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(Date.now() - sent).toBeLessThan(8_000);
+    await expect.poll(() => statuses[0], { timeout: 5_000 }).toBe(200);
+    await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'scanned');
+    await shot(page, '12-login-after-sigterm');
+
+    // A server is back (the page re-polls wherever it lands): the login completes.
+    server = await start();
+    await phone.getByRole('button', { name: '点击登录' }).click();
+    await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+    await page.waitForURL('**/account', { timeout: 30_000 });
+    await expect(page.getByTestId('user-name')).toContainText('微信用户');
     await phoneCtx.close();
   } finally {
     await kill(server).catch(() => {});
