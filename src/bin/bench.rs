@@ -1,8 +1,12 @@
 //! `scripts/bench`: N concurrent complete logins against one demo server, beside a bare
-//! axum baseline from the same run. Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]`
-//! (default 1000 logins on a temporary SQLite file).
+//! axum baseline from the same run, then forward-auth, the pool of ready codes, the
+//! shared rate limits (PostgreSQL) and the memory of waiting browsers. Prints one
+//! markdown table (scripts/bench appends the browser and WASM rows to it).
+//! Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]` (default 1000 logins on temporary SQLite
+//! files). BENCH_ROUNDS (default 3) login bursts per side, the median reported;
+//! BENCH_WAITERS (default 10000); BENCH_ONLY=waiters for the memory rows alone.
 
-use scanlogin::server::loadgen;
+use scanlogin::server::loadgen::{self, Figures};
 use std::time::Duration;
 
 #[tokio::main]
@@ -10,67 +14,87 @@ async fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let dir = tempfile_dir();
     let postgres = std::env::args().nth(2);
-    let (database_url, database) = match &postgres {
-        Some(url) => (url.clone(), "PostgreSQL"),
-        None => (format!("sqlite://{}/bench.db", dir.display()), "SQLite"),
-    };
-    let deadline = Duration::from_secs(300);
-    // BENCH_ONLY=waiters measures only the memory of waiting browsers (for quick iterations).
+    let env_num = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let rounds = env_num("BENCH_ROUNDS", 3).max(1);
+    let waiters = env_num("BENCH_WAITERS", 10_000);
+    let mut table = String::from(loadgen::TABLE_HEAD);
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "waiters") {
-        waiters(&dir).await;
+        table += &waiter_rows(&dir, waiters).await;
+        print!("\n{table}");
         return;
     }
-    let base = match loadgen::run_baseline(n, deadline).await {
-        Ok(f) => f,
-        Err(e) => fail(&format!("baseline: {e}")),
-    };
-    let (ours, verdict) = match loadgen::run_scanlogin(n, &database_url, deadline).await {
-        Ok(r) => r,
-        Err(e) => fail(&e),
-    };
-    print!("{}", loadgen::report(n, database, &ours, &base, &verdict));
+    let database = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let deadline = Duration::from_secs(300);
+    // Rounds alternate the two sides, so a slow moment of the machine hits both.
+    let (mut base, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        base.push(loadgen::run_baseline(n, deadline).await.unwrap_or_else(|e| fail(&format!("baseline: {e}"))));
+        let url = match &postgres {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}/bench-{round}.db", dir.display()),
+        };
+        let (figures, verdict) = loadgen::run_scanlogin(n, &url, round, deadline).await.unwrap_or_else(|e| fail(&e));
+        println!(
+            "round {}: scanlogin {:.1} logins/s, bare axum {:.1}; {} of {n} signed in as the right user, lost {}, cross-bound {}",
+            round + 1,
+            figures.rate(),
+            base[round].rate(),
+            figures.logins - verdict.cross_bound.len().min(figures.logins),
+            verdict.lost.len(),
+            verdict.cross_bound.len()
+        );
+        problems.extend(verdict.lost.into_iter().chain(verdict.cross_bound));
+        ours.push(figures);
+    }
+    table += &loadgen::rows_logins(n, database, rounds, median(&ours), median(&base));
+
     let verify_db = match &postgres {
         Some(url) => url.clone(),
         None => format!("sqlite://{}/verify.db", dir.display()),
     };
     match loadgen::run_verify(&verify_db, 20 * n, 64).await {
-        Ok((ours, base)) => print!("{}", loadgen::report_verify(&ours, &base)),
+        Ok((ours, base)) => table += &loadgen::rows_verify(&ours, &base),
         Err(e) => fail(&format!("forward-auth: {e}")),
     }
     let pool_dbs = [format!("sqlite://{}/pool.db", dir.display()), format!("sqlite://{}/direct.db", dir.display())];
     match loadgen::run_pool([&pool_dbs[0], &pool_dbs[1]], 32, 500).await {
-        Ok((pooled, direct)) => print!("{}", loadgen::report_pool(32, 500, &pooled, &direct)),
+        Ok((pooled, direct)) => table += &loadgen::rows_pool(32, 500, &pooled, &direct),
         Err(e) => fail(&format!("pool: {e}")),
     }
     if let Some(url) = &postgres {
         match loadgen::limit_cost(url, 2000).await {
-            Ok((local, shared)) => print!(
-                "\nrate-limit check, one after another: {local:.2} µs in this process, {shared:.1} µs counted in PostgreSQL for the fleet\n"
-            ),
+            Ok((local, shared)) => table += &loadgen::rows_limits(local, shared),
             Err(e) => fail(&format!("limits: {e}")),
         }
     }
-    waiters(&dir).await;
+    table += &waiter_rows(&dir, waiters).await;
     let _ = std::fs::remove_dir_all(&dir);
-    for problem in verdict.lost.iter().chain(&verdict.cross_bound).take(10) {
+    print!("\n{table}");
+    for problem in problems.iter().take(10) {
         eprintln!("  {problem}");
     }
-    if !verdict.lost.is_empty() || !verdict.cross_bound.is_empty() {
+    if !problems.is_empty() {
         std::process::exit(1);
     }
 }
 
-/// Memory of waiting browsers, measured on the release server binary beside this one.
-async fn waiters(dir: &std::path::Path) {
-    let waiters: usize = std::env::var("BENCH_WAITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+/// The run with the median rate.
+fn median(runs: &[Figures]) -> &Figures {
+    let mut sorted: Vec<&Figures> = runs.iter().collect();
+    sorted.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    sorted[sorted.len() / 2]
+}
+
+/// Memory of waiting browsers and the wake-up beside them, measured on the release
+/// server binary beside this one (WeChat simulated by a third process).
+async fn waiter_rows(dir: &std::path::Path, waiters: usize) -> String {
     let server = std::env::current_exe().map(|p| p.with_file_name("scanlogin")).unwrap_or_default();
-    if server.exists() {
-        match loadgen::run_waiters(&server, dir, waiters, &[]).await {
-            Ok(m) => print!("{}", loadgen::report_waiters(&m)),
-            Err(e) => fail(&format!("waiters: {e}")),
-        }
-    } else {
-        println!("\n(memory of waiting browsers: skipped, {} not built)", server.display());
+    if !server.exists() {
+        return loadgen::row("memory of waiting browsers", "skipped", &format!("{} not built", server.display()), None, "");
+    }
+    match loadgen::run_waiters(&server, dir, waiters, &[]).await {
+        Ok(m) => loadgen::rows_waiters(&m),
+        Err(e) => fail(&format!("waiters: {e}")),
     }
 }
 

@@ -92,3 +92,36 @@ async fn assets_are_compressed_and_cached_as_their_names_allow() {
     let packed = gz.bytes().await.unwrap().len();
     assert!(packed * 2 < size, "gzip: {packed} of {size} bytes");
 }
+
+/// A release build leaves `.br` and `.gz` beside each asset (`cargo leptos build
+/// --precompress`, scripts/release): they are sent as they are, not compressed again on
+/// every request, and with hashed names cached for a year.
+#[tokio::test]
+async fn precompressed_assets_are_sent_as_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    let raw = b"\0asm raw bytes, uncompressed".repeat(64);
+    std::fs::write(site.join("pkg/scanlogin-1a2b.wasm"), &raw).unwrap();
+    std::fs::write(site.join("pkg/scanlogin-1a2b.wasm.br"), b"brotli bytes as built").unwrap();
+    std::fs::write(site.join("pkg/scanlogin-1a2b.wasm.gz"), b"gzip bytes as built").unwrap();
+    let leptos =
+        leptos::config::LeptosOptions::builder().output_name("scanlogin").site_root(site.to_str().unwrap()).hash_files(true).build();
+    let db = format!("sqlite://{}/a.db", dir.path().display());
+    let app = Application::build(&config(&db, &[]), leptos).await.unwrap();
+    let url = format!("{}/pkg/scanlogin-1a2b.wasm", app.public_url());
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::builder().no_gzip().no_brotli().build().unwrap();
+    for (accept, encoding, body) in [
+        ("br, gzip", Some("br"), &b"brotli bytes as built"[..]),
+        ("gzip", Some("gzip"), &b"gzip bytes as built"[..]),
+        ("identity", None, &raw[..]),
+    ] {
+        let res = client.get(&url).header("accept-encoding", accept).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers().get("content-encoding").map(|v| v.to_str().unwrap()), encoding, "{accept}");
+        assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(&res.bytes().await.unwrap()[..], body, "{accept}: the file as built");
+    }
+    server.abort();
+}

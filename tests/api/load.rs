@@ -8,6 +8,7 @@ async fn a_hundred_concurrent_logins_all_land_on_the_right_user() {
     let (figures, verdict) = scanlogin::server::loadgen::run_scanlogin(
         100,
         &format!("sqlite://{}/load.db", dir.path().display()),
+        0,
         std::time::Duration::from_secs(120),
     )
     .await
