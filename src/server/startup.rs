@@ -381,7 +381,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .layer(from_fn(api::body_limit))
         .layer(from_fn(api::json_failures))
         .layer(sessions.clone())
-        // gzip / brotli for whoever asks (WASM shrinks to about 40 %).
+        // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(from_fn_with_state(state.clone(), http::headers::asset_caching))
         .layer(from_fn_with_state(state.clone(), http::headers::security_headers))
