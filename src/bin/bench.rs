@@ -92,10 +92,14 @@ async fn waiter_rows(dir: &std::path::Path, waiters: usize) -> String {
     if !server.exists() {
         return loadgen::row("memory of waiting browsers", "skipped", &format!("{} not built", server.display()), None, "");
     }
-    match loadgen::run_waiters(&server, dir, waiters, &[]).await {
-        Ok(m) => loadgen::rows_waiters(&m),
-        Err(e) => fail(&format!("waiters: {e}")),
+    let mut rows = String::new();
+    for transport in [loadgen::Transport::Http1, loadgen::Transport::ProxyH2c] {
+        match loadgen::run_waiters(&server, dir, waiters, &[], transport).await {
+            Ok(m) => rows += &loadgen::rows_waiters(&m),
+            Err(e) => fail(&format!("waiters ({transport:?}): {e}")),
+        }
     }
+    rows
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -379,6 +379,7 @@ async fn ticket_timings(database_url: &str, pool: usize, n: usize, delay_ms: u64
 /// tickets, and with a browser long-polling each of them.
 #[derive(Clone, Debug)]
 pub struct WaiterMemory {
+    pub transport: Transport,
     pub waiters: usize,
     pub idle_kib: u64,
     pub tickets_kib: u64,
@@ -403,7 +404,24 @@ fn rss_kib(pid: u32) -> Result<u64, String> {
 /// server's memory), makes `n` tickets from `n` browsers, then has each browser long-poll
 /// its ticket, and reads the server's RSS at each stage (the long-polls counted open
 /// through `/metrics`). `env` is added to the server's environment.
-pub async fn run_waiters(bin: &std::path::Path, dir: &std::path::Path, n: usize, env: &[(&str, &str)]) -> Result<WaiterMemory, String> {
+/// How the waiting browsers reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP/1.1, a connection per browser (no proxy, or one that keeps a connection per
+    /// waiting request, as nginx does upstream).
+    Http1,
+    /// HTTP/2 without TLS from a proxy (Caddy's `versions h2c`): the browsers' requests
+    /// multiplexed over 64 connections.
+    ProxyH2c,
+}
+
+pub async fn run_waiters(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    n: usize,
+    env: &[(&str, &str)],
+    transport: Transport,
+) -> Result<WaiterMemory, String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let secret = crate::server::tokens::random_token(16);
     let mut sim = std::process::Command::new(bin)
@@ -420,7 +438,7 @@ pub async fn run_waiters(bin: &std::path::Path, dir: &std::path::Path, n: usize,
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let result = server_waiters(bin, dir, n, env, port, &secret).await;
+    let result = server_waiters(bin, dir, n, env, port, &secret, transport).await;
     let _ = sim.kill();
     let _ = sim.wait();
     result
@@ -433,6 +451,7 @@ async fn server_waiters(
     env: &[(&str, &str)],
     sim_port: u16,
     secret: &str,
+    transport: Transport,
 ) -> Result<WaiterMemory, String> {
     use std::io::BufRead as _;
     let db = dir.join(format!("waiters-{}.db", crate::server::tokens::random_token(6)));
@@ -468,29 +487,82 @@ async fn server_waiters(
         .map_while(Result::ok)
         .find_map(|l| l.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string))
         .ok_or("the server did not start")?;
-    let result = waiters_at(&base, &format!("http://127.0.0.1:{sim_port}/_wechat"), pid, n).await;
+    let result = waiters_at(&base, &format!("http://127.0.0.1:{sim_port}/_wechat"), pid, n, transport).await;
     let _ = child.kill();
     let _ = child.wait();
     result
 }
 
-async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize) -> Result<WaiterMemory, String> {
+/// A waiting browser: its client (with its cookie jar, or one of the proxy's shared
+/// connections with the browser's cookie sent by hand), and its ticket.
+#[derive(Clone)]
+struct Browser {
+    client: reqwest::Client,
+    cookie: Option<String>,
+    ticket: String,
+}
+
+impl Browser {
+    async fn post(&self, url: String, body: Value) -> Result<Value, String> {
+        let req = self.client.post(&url).header("accept", "application/json").json(&body);
+        let req = match &self.cookie {
+            Some(c) => req.header("cookie", c),
+            None => req,
+        };
+        let res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        let v: Value = res.json().await.map_err(|e| format!("{url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{url}: {status} {v}"));
+        }
+        Ok(v)
+    }
+}
+
+async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize, transport: Transport) -> Result<WaiterMemory, String> {
     let plain = reqwest::Client::new();
     reqwest::get(format!("{base}/healthz")).await.map_err(|e| e.to_string())?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_kib = rss_kib(pid)?;
 
     // n browsers, each with its ticket (64 at a time).
+    let proxy: Vec<reqwest::Client> = match transport {
+        Transport::Http1 => Vec::new(),
+        Transport::ProxyH2c => (0..64)
+            .map(|_| reqwest::Client::builder().http2_prior_knowledge().build())
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
+    };
     let mut browsers = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
         let made: Vec<_> = chunk
             .iter()
-            .map(|_| {
+            .map(|i| {
                 let base = base.to_string();
+                let shared = proxy.get(i % 64).cloned();
                 tokio::spawn(async move {
-                    let b = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
-                    let v = post_json(&b, format!("{base}/api/login/ticket"), json!({})).await?;
-                    Ok::<_, String>((b, v["ticket"].as_str().unwrap_or_default().to_string()))
+                    let url = format!("{base}/api/login/ticket");
+                    let Some(client) = shared else {
+                        let client = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+                        let v = post_json(&client, url, json!({})).await?;
+                        return Ok(Browser { client, cookie: None, ticket: v["ticket"].as_str().unwrap_or_default().to_string() });
+                    };
+                    let res = client
+                        .post(&url)
+                        .header("accept", "application/json")
+                        .json(&json!({}))
+                        .send()
+                        .await
+                        .map_err(|e| format!("{url}: {e}"))?;
+                    let cookie = res
+                        .headers()
+                        .get("set-cookie")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(';').next())
+                        .map(str::to_string)
+                        .ok_or("no session cookie")?;
+                    let v: Value = res.json().await.map_err(|e| format!("{url}: {e}"))?;
+                    Ok::<_, String>(Browser { client, cookie: Some(cookie), ticket: v["ticket"].as_str().unwrap_or_default().to_string() })
                 })
             })
             .collect();
@@ -504,9 +576,9 @@ async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize) -> Result<WaiterM
     // Every browser long-polls its ticket; wait until the server holds them all.
     let polls: Vec<_> = browsers
         .iter()
-        .map(|(b, t)| {
-            let (b, url, t) = (b.clone(), format!("{base}/api/login/status"), t.clone());
-            tokio::spawn(async move { b.post(url).json(&json!({ "ticket": t, "seen": 1 })).send().await })
+        .map(|b| {
+            let (b, url) = (b.clone(), format!("{base}/api/login/status"));
+            tokio::spawn(async move { b.post(url, json!({ "ticket": b.ticket, "seen": 1 })).await })
         })
         .collect();
     let started = Instant::now();
@@ -540,7 +612,7 @@ async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize) -> Result<WaiterM
     for p in polls {
         p.abort();
     }
-    Ok(WaiterMemory { waiters: n, idle_kib, tickets_kib, waiting_kib, wake_longpoll, wake_polling })
+    Ok(WaiterMemory { transport, waiters: n, idle_kib, tickets_kib, waiting_kib, wake_longpoll, wake_polling })
 }
 
 /// What one rate-limit check costs, µs: counted in this process, and counted in
@@ -631,18 +703,27 @@ pub fn rows_waiters(m: &WaiterMemory) -> String {
     let per = (m.waiting_kib.saturating_sub(m.tickets_kib)) as f64 / m.waiters.max(1) as f64;
     let per_conn = (m.tickets_kib.saturating_sub(m.idle_kib)) as f64 / m.waiters.max(1) as f64;
     let n = m.waiters;
+    let how = match m.transport {
+        Transport::Http1 => "HTTP/1.1, a connection each",
+        Transport::ProxyH2c => "HTTP/2 from a proxy (h2c, 64 connections)",
+    };
     let mut out = row(
-        &format!("server RSS, {n} browsers with a ticket, connections kept alive ({per_conn:.1} KiB each)"),
+        &format!("server RSS, {n} browsers with a ticket, {how} ({per_conn:.1} KiB each)"),
         &mib(m.tickets_kib),
         &format!("{} idle", mib(m.idle_kib)),
         None,
         "",
     );
-    out += &row(&format!("server RSS, {n} long-polls open"), &mib(m.waiting_kib), &format!("{} idle", mib(m.idle_kib)), None, "≤ 200 MiB");
-    out += &row("per waiting long-poll", &format!("{per:.1} KiB"), "—", None, "(≤ 20 KiB for the goal)");
+    out += &row(
+        &format!("server RSS, {n} long-polls open, {how} ({per:.1} KiB each)"),
+        &mib(m.waiting_kib),
+        &format!("{} idle", mib(m.idle_kib)),
+        None,
+        "≤ 200 MiB",
+    );
     let p = |v: &[Duration]| format!("{:.1} / {:.1} ms", ms(percentile(v, 50.0)), ms(percentile(v, 99.0)));
     out += &row(
-        &format!("confirm→browser p50 / p99 at 20 confirms/s beside {n} waiters"),
+        &format!("confirm→browser p50 / p99 at 20 confirms/s beside {n} waiters, {how}"),
         &format!("{} (long-poll)", p(&m.wake_longpoll)),
         &format!("{} (polling every 1 s)", p(&m.wake_polling)),
         ratio(ms(percentile(&m.wake_longpoll, 99.0)), ms(percentile(&m.wake_polling, 99.0))),
@@ -655,17 +736,11 @@ pub fn rows_waiters(m: &WaiterMemory) -> String {
 /// scanned, their browsers long-poll again, and the phone confirms them at 20/s; each is
 /// timed from the phone sending confirm to the browser's answer. Beside it, `k2` more
 /// tickets are followed by clients polling once a second, confirmed the same way.
-async fn wake_ups(
-    base: &str,
-    sim: &str,
-    browsers: &[(reqwest::Client, String)],
-    k: usize,
-    k2: usize,
-) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+async fn wake_ups(base: &str, sim: &str, browsers: &[Browser], k: usize, k2: usize) -> Result<(Vec<Duration>, Vec<Duration>), String> {
     let phone = reqwest::Client::new();
     let status = format!("{base}/api/login/status");
     let mut tokens = Vec::with_capacity(k + k2);
-    for (i, (_, ticket)) in browsers.iter().take(k + k2).enumerate() {
+    for (i, Browser { ticket, .. }) in browsers.iter().take(k + k2).enumerate() {
         let code = post_json(&phone, format!("{sim}/sim/wx-login"), json!({ "user": format!("waiter-{i}") })).await?;
         let scanned = post_json(&phone, format!("{base}/api/mp/scan"), json!({ "ticket": ticket, "code": code["code"] })).await?;
         tokens.push(scanned["confirm_token"].clone());
@@ -673,10 +748,10 @@ async fn wake_ups(
     // Long-polls from the scanned state (version 2), as the page holds after a scan.
     let longpolls: Vec<_> = browsers[..k]
         .iter()
-        .map(|(b, t)| {
-            let (b, url, t) = (b.clone(), status.clone(), t.clone());
+        .map(|b| {
+            let (b, url) = (b.clone(), status.clone());
             tokio::spawn(async move {
-                let s = post_json(&b, url, json!({ "ticket": t, "seen": 2 })).await?;
+                let s = b.post(url, json!({ "ticket": b.ticket, "seen": 2 })).await?;
                 (s["status"] == "confirmed").then(Instant::now).ok_or(format!("long-poll answered {s}"))
             })
         })
@@ -685,15 +760,15 @@ async fn wake_ups(
     let pollers: Vec<_> = browsers[k..k + k2]
         .iter()
         .enumerate()
-        .map(|(i, (b, t))| {
-            let (b, url, t) = (b.clone(), status.clone(), t.clone());
+        .map(|(i, b)| {
+            let (b, url) = (b.clone(), status.clone());
             tokio::spawn(async move {
                 // Phases spread over the second, out of step with the confirms (every 50 ms).
                 tokio::time::sleep(Duration::from_millis((i as u64 * 919) % 1000)).await;
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    let s = post_json(&b, url.clone(), json!({ "ticket": t, "seen": 0 })).await?;
+                    let s = b.post(url.clone(), json!({ "ticket": b.ticket, "seen": 0 })).await?;
                     if s["status"] == "confirmed" {
                         return Ok::<Instant, String>(Instant::now());
                     }
@@ -704,7 +779,7 @@ async fn wake_ups(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut sent = Vec::with_capacity(k + k2);
     let mut every = tokio::time::interval(Duration::from_millis(50));
-    for (i, (_, ticket)) in browsers.iter().take(k + k2).enumerate() {
+    for (i, Browser { ticket, .. }) in browsers.iter().take(k + k2).enumerate() {
         every.tick().await;
         sent.push(Instant::now());
         post_json(&phone, format!("{base}/api/mp/confirm"), json!({ "ticket": ticket, "confirm_token": tokens[i] })).await?;

@@ -355,3 +355,19 @@ async fn the_standalone_simulator_serves_an_instance_in_real_mode() {
     assert_eq!(replay.status(), 409, "{:?}", replay.text().await);
     assert_eq!(reqwest::get(format!("{}/_wechat/sim/counters", app.base)).await.unwrap().status(), 404, "no simulator inside");
 }
+
+/// Plain-text HTTP/2 (prior knowledge, what Caddy's `versions h2c` speaks upstream) is
+/// served beside HTTP/1.1: a proxy can carry many waiting browsers on a few connections.
+#[tokio::test]
+async fn a_proxy_may_speak_http2_without_tls() {
+    let app = spawn(&[]).await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let res = h2.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.version()), (200, reqwest::Version::HTTP_2));
+    // The API behaves the same over it: a ticket, bound to the cookie it sets.
+    let res = h2.post(format!("{}/api/login/ticket", app.base)).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.version()), (200, reqwest::Version::HTTP_2));
+    assert!(res.headers()["set-cookie"].to_str().unwrap().starts_with("scanlogin_session="));
+    let plain = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    assert_eq!(plain.version(), reqwest::Version::HTTP_11);
+}
