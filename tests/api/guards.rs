@@ -125,3 +125,37 @@ async fn precompressed_assets_are_sent_as_built() {
     }
     server.abort();
 }
+
+/// The status long-poll runs through a shorter stack of its own (what thousands of
+/// waiting browsers hold): the API's rules still apply on it — bound to the browser,
+/// JSON errors, the body limit, security headers, the request id — and its few bytes
+/// are not compressed.
+#[tokio::test]
+async fn the_status_long_poll_keeps_the_api_rules_on_its_own_stack() {
+    let app = spawn(&[]).await;
+    let b = browser();
+    let ticket = app.new_ticket(&b).await;
+    let url = format!("{}/api/login/status", app.base);
+    let res = b
+        .post(&url)
+        .header("accept-encoding", "gzip, br")
+        .header("x-request-id", "poll-42")
+        .json(&serde_json::json!({ "ticket": ticket, "seen": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("content-encoding").is_none(), "a few bytes of JSON are sent as they are");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert_eq!(res.headers()["x-request-id"], "poll-42");
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "waiting");
+    // Another browser, malformed JSON, a body past the limit: the same answers as anywhere.
+    assert_error(&app.status(&browser(), &ticket, 0).await, 404, "ticket_not_found");
+    let bad = b.post(&url).header("content-type", "application/json").body("{\"ticket\":").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<serde_json::Value>().await.unwrap()["code"], "bad_request");
+    let big = b.post(&url).header("content-type", "application/json").body(vec![b' '; 64 * 1024]).send().await.unwrap();
+    assert_eq!(big.status(), 413);
+    assert_eq!(big.json::<serde_json::Value>().await.unwrap()["code"], "payload_too_large");
+}
