@@ -64,10 +64,10 @@ impl Application {
         let instance = tokens::random_token(9);
         let (pool, backend) = db::connect(&database_url, &instance).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let postgres = backend == db::Backend::Postgres;
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
         // In real mode on PostgreSQL the fleet shares one access token.
-        let wechat = Arc::new(if !demo && backend == db::Backend::Postgres { wechat.share_tokens(pool.clone()) } else { wechat });
-        let postgres = backend == db::Backend::Postgres;
+        let wechat = Arc::new(if !demo && postgres { wechat.share_tokens(pool.clone()) } else { wechat });
         let store = Arc::new(SqlTicketStore::new(pool.clone(), postgres));
         // Sessions are read through a cache; on PostgreSQL it serves only while the
         // listener that hears other instances' revocations is connected.
@@ -374,13 +374,15 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     // The middleware wraps the whole router once, outermost first. (`Router::layer`
     // would wrap every route, and each request would clone the whole stack at every
     // layer: 18 allocations per request, ~4 KiB held by each waiting long-poll.)
-    let full = tower::ServiceBuilder::new()
+    let common = tower::ServiceBuilder::new()
         .layer(from_fn(http::headers::request_id))
         .layer(trace_layer())
         .layer(DefaultBodyLimit::max(api::MAX_BODY))
         .layer(from_fn(api::body_limit))
         .layer(from_fn(api::json_failures))
-        .layer(sessions.clone())
+        .layer(sessions.clone());
+    let full = common
+        .clone()
         // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(from_fn_with_state(state.clone(), http::headers::asset_caching))
@@ -391,15 +393,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     // runs the same server function through only the layers that concern it (a JSON
     // answer of a few bytes needs no compression, and no page or asset rule applies).
     // 40 → 24 KiB held per waiting browser (docs/benchmarks.md).
-    let longpoll = tower::ServiceBuilder::new()
-        .layer(from_fn(http::headers::request_id))
-        .layer(trace_layer())
-        .layer(DefaultBodyLimit::max(api::MAX_BODY))
-        .layer(from_fn(api::body_limit))
-        .layer(from_fn(api::json_failures))
-        .layer(sessions.clone())
-        .layer(from_fn_with_state(state.clone(), http::headers::security_headers))
-        .service(app);
+    let longpoll = common.layer(from_fn_with_state(state.clone(), http::headers::security_headers)).service(app);
     // Forward-auth's verify runs before every request of every protected app: only the
     // request id, the request span and the session layer.
     let verify = tower::ServiceBuilder::new()

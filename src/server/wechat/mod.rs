@@ -86,6 +86,9 @@ const MAX_BODY: usize = 2 * 1024 * 1024;
 /// (token, QR, token, QR). With the per-request timeout this bounds every call's time.
 pub const REQUEST_BUDGET: u32 = 4;
 
+/// A token is refreshed this long before it expires, in memory and in the fleet's store.
+const TOKEN_MARGIN_SECS: u64 = 240;
+
 /// The client. Cheap to share behind an `Arc`.
 pub struct WechatClient {
     http: reqwest::Client,
@@ -104,13 +107,13 @@ impl WechatClient {
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("scanlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(WechatClient { http, cfg, tokens: TokenCache::new(clock.clone(), 240), fleet: None, clock })
+        Ok(WechatClient { http, cfg, tokens: TokenCache::new(clock.clone(), TOKEN_MARGIN_SECS), fleet: None, clock })
     }
 
     /// Shares the access token with the other instances on `pool` (real mode only: in
     /// demo mode each instance has a simulator, and tokens, of its own).
     pub fn share_tokens(mut self, pool: sqlx::AnyPool) -> Self {
-        self.fleet = Some(fleet::FleetTokens::new(pool, self.cfg.appid.clone(), self.clock.clone(), 240));
+        self.fleet = Some(fleet::FleetTokens::new(pool, self.cfg.appid.clone(), self.clock.clone(), TOKEN_MARGIN_SECS));
         self
     }
 
