@@ -399,11 +399,6 @@ fn rss_kib(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| "no VmRSS".to_string())
 }
 
-/// Runs `bin` (the release server) on a fresh SQLite file in `dir`, in real mode against
-/// `bin simulator` in a process of its own (so that drawing codes is not counted as the
-/// server's memory), makes `n` tickets from `n` browsers, then has each browser long-poll
-/// its ticket, and reads the server's RSS at each stage (the long-polls counted open
-/// through `/metrics`). `env` is added to the server's environment.
 /// How the waiting browsers reach the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -415,6 +410,12 @@ pub enum Transport {
     ProxyH2c,
 }
 
+/// Runs `bin` (the release server) on a fresh SQLite file in `dir`, in real mode against
+/// `bin simulator` in a process of its own (so that drawing codes is not counted as the
+/// server's memory), makes `n` tickets from `n` browsers, then has each browser long-poll
+/// its ticket, and reads the server's RSS at each stage (the long-polls counted open
+/// through `/metrics`), then times wake-ups beside them. `env` is added to the server's
+/// environment; `transport` is how the browsers reach it.
 pub async fn run_waiters(
     bin: &std::path::Path,
     dir: &std::path::Path,
@@ -647,13 +648,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// "p50 / p99 ms" of a percentile function, with `digits` decimals.
+fn p50_p99(at: impl Fn(f64) -> Duration, digits: usize) -> String {
+    format!("{:.*} / {:.*} ms", digits, ms(at(50.0)), digits, ms(at(99.0)))
+}
+
 fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
 /// The rows of the login burst: the median of `rounds` runs of each side.
 pub fn rows_logins(n: usize, database: &str, rounds: usize, ours: &Figures, base: &Figures) -> String {
-    let p = |f: &Figures| format!("{:.1} / {:.1} ms", ms(f.percentile(50.0)), ms(f.percentile(99.0)));
+    let p = |f: &Figures| p50_p99(|q| f.percentile(q), 1);
     row(
         &format!("complete logins/s, {n} at once, {database} (median of {rounds})"),
         &format!("{:.1}", ours.rate()),
@@ -676,7 +682,7 @@ pub fn rows_verify(ours: &Timings, base: &Timings) -> String {
 
 /// The pool rows.
 pub fn rows_pool(n: usize, delay_ms: u64, pooled: &Timings, direct: &Timings) -> String {
-    let p = |t: &Timings| format!("{:.2} / {:.2} ms", ms(t.percentile(50.0)), ms(t.percentile(99.0)));
+    let p = |t: &Timings| p50_p99(|q| t.percentile(q), 2);
     row(
         &format!("ticket p50 / p99, WeChat +{delay_ms} ms, {n} one after another"),
         &format!("{} (pool)", p(pooled)),
@@ -721,7 +727,7 @@ pub fn rows_waiters(m: &WaiterMemory) -> String {
         None,
         "≤ 200 MiB",
     );
-    let p = |v: &[Duration]| format!("{:.1} / {:.1} ms", ms(percentile(v, 50.0)), ms(percentile(v, 99.0)));
+    let p = |v: &[Duration]| p50_p99(|q| percentile(v, q), 1);
     out += &row(
         &format!("confirm→browser p50 / p99 at 20 confirms/s beside {n} waiters, {how}"),
         &format!("{} (long-poll)", p(&m.wake_longpoll)),
