@@ -13,17 +13,6 @@ use crate::{
     server::{caller::Caller, session::WebSession, state::AppState},
 };
 
-/// The session and its binding key; a browser without a key cannot own any ticket, so
-/// it gets `ticket_not_found` (and no session is created for it).
-#[cfg(feature = "ssr")]
-async fn bound_session(st: &AppState) -> Result<(WebSession, String), AppError> {
-    let session = WebSession::current(st.site.session_life).await?;
-    match session.existing_browser_key().await? {
-        Some(key) => Ok((session, key)),
-        None => Err(ErrorCode::TicketNotFound.into()),
-    }
-}
-
 /// Creates a login ticket bound to this browser, with its mini-program code.
 #[server(prefix = "/api", endpoint = "login/ticket", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
@@ -73,10 +62,17 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, AppError> {
-    let st = AppState::current()?;
-    let (_, key) = bound_session(&st).await?;
-    let t = st.tickets.follow(&ticket, &key, seen, st.site.longpoll).await?;
-    Ok(StatusView { status: t.status, version: t.version, expires_in: t.expires_in(st.tickets.now()) })
+    // Runs without the session layer (see `startup::router`): the binding key comes from
+    // the store. A browser without one cannot own any ticket: `ticket_not_found`. Only
+    // what the wait needs is kept across it.
+    let (tickets, key, wait) = {
+        let st = AppState::current()?;
+        let parts = use_context::<axum::http::request::Parts>().ok_or_else(|| AppError::internal("no request parts"))?;
+        let key = st.sessions.browser_key_in(&parts.headers, st.site.cookie_name).await?;
+        (st.tickets.clone(), key.ok_or(ErrorCode::TicketNotFound)?, st.site.longpoll)
+    };
+    let t = tickets.follow(&ticket, &key, seen, wait).await?;
+    Ok(StatusView { status: t.status, version: t.version, expires_in: t.expires_in(tickets.now()) })
 }
 
 /// Turns a confirmed ticket into a signed-in session (`server::signin::finalize`). Needs

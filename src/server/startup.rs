@@ -16,7 +16,7 @@ use crate::server::wechat::WechatClient;
 use crate::server::{db, tokens};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get};
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -107,6 +107,10 @@ impl Application {
             clock,
             site: Arc::new(Site {
                 secure: addresses.public_url.starts_with("https://"),
+                cookie_name: crate::server::session::cookie_name(
+                    addresses.public_url.starts_with("https://"),
+                    config.idp.cookie_domain.is_some(),
+                ),
                 public_url: addresses.public_url,
                 host,
                 demo,
@@ -329,15 +333,8 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64, audit_ms: i
 /// The whole HTTP surface.
 pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain: Option<String>) -> Router {
     let routes = generate_route_list(App);
-    // https: the `__Host-` prefix pins the cookie to this host, Secure, path `/`; with a
-    // parent domain (COOKIE_DOMAIN) it can only be `__Secure-`.
-    let name = match (state.site.secure, &cookie_domain) {
-        (true, None) => "__Host-scanlogin_session",
-        (true, Some(_)) => "__Secure-scanlogin_session",
-        (false, _) => "scanlogin_session",
-    };
     let sessions = SessionManagerLayer::new(state.sessions.clone())
-        .with_name(name)
+        .with_name(state.site.cookie_name)
         .with_secure(state.site.secure)
         .with_same_site(SameSite::Lax)
         .with_http_only(true)
@@ -373,45 +370,31 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .with_state(state.clone());
     // The middleware wraps the whole router once, outermost first. (`Router::layer`
     // would wrap every route, and each request would clone the whole stack at every
-    // layer: 18 allocations per request, ~4 KiB held by each waiting long-poll.)
-    let common = tower::ServiceBuilder::new()
-        .layer(from_fn(http::headers::request_id))
-        .layer(trace_layer())
-        .layer(DefaultBodyLimit::max(api::MAX_BODY))
-        .layer(from_fn(api::body_limit))
-        .layer(from_fn(api::json_failures))
-        .layer(sessions.clone());
+    // layer: 18 allocations per request, ~4 KiB held by each waiting long-poll.) The
+    // edge is the request id, span, body limit, JSON failures and security headers in
+    // one unboxed future (`http::edge`).
+    let edge = http::edge::Edge { secure: state.site.secure, security_headers: true };
+    let common = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).layer(sessions.clone());
     let full = common
         .clone()
         // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
+        .map_response(axum::response::IntoResponse::into_response)
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(from_fn_with_state(state.clone(), http::headers::asset_caching))
-        .layer(from_fn_with_state(state.clone(), http::headers::security_headers))
         .layer(from_fn_with_state(state.clone(), http::pages::page_guards))
         .service(app.clone());
     // The status long-poll is what thousands of waiting browsers hold open at once: it
     // runs the same server function through only the layers that concern it (a JSON
-    // answer of a few bytes needs no compression, and no page or asset rule applies).
-    // 40 → 24 KiB held per waiting browser (docs/benchmarks.md).
-    let longpoll = common.layer(from_fn_with_state(state.clone(), http::headers::security_headers)).service(app);
-    // Forward-auth's verify runs before every request of every protected app: only the
-    // request id, the request span and the session layer.
+    // answer of a few bytes needs no compression, no page or asset rule applies, and it
+    // reads the session's binding key through the store's cache instead of the session
+    // layer: it never writes a session). 40 → 16 KiB held per waiting browser
+    // (docs/benchmarks.md).
+    let longpoll = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).service(app);
+    // Forward-auth's verify runs before every request of every protected app: the edge
+    // (its answers go to the proxy: no security headers) and the session layer.
     let verify = tower::ServiceBuilder::new()
-        .layer(from_fn(http::headers::request_id))
-        .layer(trace_layer())
+        .layer(http::edge::Edge { security_headers: false, ..edge })
         .layer(sessions)
         .service(crate::server::forward_auth::verify_router().with_state(state));
     Router::new().route_service("/auth/verify", verify).route_service("/api/login/status", longpoll).fallback_service(full)
-}
-
-/// The request span: method, path and request id (set by `headers::request_id` before
-/// it). It names the path only: simulator URLs carry secrets in their query.
-fn trace_layer() -> tower_http::trace::TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-    impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
-> {
-    tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-        let id = req.headers().get(http::headers::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-    })
 }

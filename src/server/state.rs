@@ -20,6 +20,8 @@ pub struct Site {
     pub host: String,
     /// Cookies get `Secure` (the public URL is https).
     pub secure: bool,
+    /// The session cookie's name (`session::cookie_name`).
+    pub cookie_name: &'static str,
     /// Demo mode (embedded simulator, banner, test hooks).
     pub demo: bool,
     /// Longest status long-poll.

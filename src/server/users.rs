@@ -67,12 +67,16 @@ impl SqlUserStore {
 
     /// Finds the person without creating them: by unionid when WeChat sent one, else by openid.
     pub async fn find(&self, who: &WxIdentity) -> Result<Option<User>, sqlx::Error> {
-        if let Some(unionid) = &who.unionid
-            && let Some(u) = self.by("unionid", unionid).await?
-        {
-            return Ok(Some(u));
-        }
-        self.by("openid", &who.openid).await
+        let Some(unionid) = &who.unionid else { return self.by("openid", &who.openid).await };
+        // One read for both: the unionid's account first.
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE unionid = $1 OR openid = $2 \
+             ORDER BY CASE WHEN unionid = $1 THEN 0 ELSE 1 END LIMIT 1"
+        ))
+        .bind(unionid)
+        .bind(&who.openid)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// The account of `who`: `known` (what [`find`] returned) with the unionid attached

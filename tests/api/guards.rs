@@ -149,9 +149,20 @@ async fn the_status_long_poll_keeps_the_api_rules_on_its_own_stack() {
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(res.headers()["x-frame-options"], "DENY");
     assert_eq!(res.headers()["x-request-id"], "poll-42");
+    assert!(res.headers().get("set-cookie").is_none(), "the long-poll reads the session, never writes it");
     assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "waiting");
-    // Another browser, malformed JSON, a body past the limit: the same answers as anywhere.
+    // Another browser, one with a made-up session cookie, malformed JSON, a body past the
+    // limit: the same answers as anywhere.
     assert_error(&app.status(&browser(), &ticket, 0).await, 404, "ticket_not_found");
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("cookie", "scanlogin_session=AAAAAAAAAAAAAAAAAAAAAA")
+        .json(&serde_json::json!({ "ticket": ticket, "seen": 0 }))
+        .send()
+        .await
+        .unwrap();
+    let forged = (forged.status(), forged.json::<serde_json::Value>().await.unwrap());
+    assert_error(&forged, 404, "ticket_not_found");
     let bad = b.post(&url).header("content-type", "application/json").body("{\"ticket\":").send().await.unwrap();
     assert_eq!(bad.status(), 400);
     assert_eq!(bad.json::<serde_json::Value>().await.unwrap()["code"], "bad_request");

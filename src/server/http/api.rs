@@ -7,12 +7,11 @@
 //! function returns are set where the error becomes the answer (`AppError::ser`).
 
 use crate::error::{AppError, ErrorCode};
-use crate::server::error::{error_response, error_response_in, request_lang};
+use crate::server::error::error_response;
 use crate::server::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use leptos::prelude::use_context;
 use std::future::Future;
@@ -113,36 +112,6 @@ where
                 Box::pin(async move { Ok(res) })
             }
         }
-    }
-}
-
-/// Bodies over [`MAX_BODY`] get 413 `payload_too_large` before anything reads them: by
-/// their declared length, or, sent without one (chunked), once they grow past it.
-pub async fn body_limit(req: Request, next: Next) -> Response {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    match declared {
-        Some(n) if n > MAX_BODY => error_response(&ErrorCode::PayloadTooLarge.into(), req.headers()),
-        Some(_) => next.run(req).await,
-        None => {
-            let (parts, body) = req.into_parts();
-            match axum::body::to_bytes(body, MAX_BODY).await {
-                Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-                Err(_) => error_response(&ErrorCode::PayloadTooLarge.into(), &parts.headers),
-            }
-        }
-    }
-}
-
-/// The session layer answers a bare, empty 500 when it cannot save a session; under
-/// `/api` that becomes the contract's JSON `internal` error.
-pub async fn json_failures(req: Request, next: Next) -> Response {
-    let lang = req.uri().path().starts_with("/api/").then(|| request_lang(req.headers()));
-    let res = next.run(req).await;
-    match lang {
-        Some(lang) if res.status() == StatusCode::INTERNAL_SERVER_ERROR && !res.headers().contains_key(header::CONTENT_TYPE) => {
-            error_response_in(&ErrorCode::Internal.into(), lang)
-        }
-        _ => res,
     }
 }
 

@@ -1,28 +1,10 @@
-//! Headers every response carries.
+//! Headers: the request id's name, the assets' caching and the security headers.
 
 use crate::server::state::AppState;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
-
-/// The request's id, in `X-Request-Id` both ways and in its log span: the one a proxy
-/// sent when it is a plain token (at most 64 of `A-Z a-z 0-9 - _`), else a new one.
-pub async fn request_id(mut req: Request, next: Next) -> Response {
-    let plain = |v: &&str| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(plain)
-        .map(str::to_string)
-        .unwrap_or_else(|| crate::server::tokens::random_token(12));
-    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
-    req.headers_mut().insert(REQUEST_ID, value.clone());
-    let mut res = next.run(req).await;
-    res.headers_mut().insert(REQUEST_ID, value);
-    res
-}
 
 /// The request-id header.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -43,15 +25,14 @@ pub async fn asset_caching(State(st): State<AppState>, req: Request, next: Next)
 
 /// No framing (the QR cannot be shown inside another site), no MIME sniffing, no
 /// referrer leaking to other origins; a strict policy for what is not a page; pages
-/// (signed-in ones above all) never cached; HSTS when the site is https.
-pub async fn security_headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
+/// (signed-in ones above all) never cached; HSTS when the site is https (`secure`).
+/// Set on every answer a browser reads, by [`super::edge::Edge`].
+pub fn security_headers(h: &mut HeaderMap, secure: bool) {
     let html = h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     if html && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if st.site.secure {
+    if secure {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -66,5 +47,4 @@ pub async fn security_headers(State(st): State<AppState>, req: Request, next: Ne
         );
     }
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    res
 }

@@ -1,8 +1,9 @@
-//! HTTP around the Leptos app: the API contract's checks ([`api`]), the pages' guards,
-//! policy and language switch ([`pages`]), and the headers every answer carries
-//! ([`headers`]).
+//! HTTP around the Leptos app: the outermost layer of every request ([`edge`]), the API
+//! contract's checks ([`api`]), the pages' guards, policy and language switch
+//! ([`pages`]), and the headers answers carry ([`headers`]).
 
 pub mod api;
+pub mod edge;
 pub mod headers;
 pub mod nojs;
 pub mod pages;

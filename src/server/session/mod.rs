@@ -140,6 +140,25 @@ impl SqlSessionStore {
         Ok(ended)
     }
 
+    /// The binding key of the session the request's cookie `name` names, read through
+    /// the cache without the session layer: the status long-poll runs without that layer
+    /// (each of thousands of waiting browsers would hold its state for a minute), and
+    /// only reads. `None` without a cookie, or for a session that is unknown or expired.
+    pub async fn browser_key_in(&self, headers: &axum::http::HeaderMap, name: &str) -> Result<Option<String>, AppError> {
+        let value = headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='));
+        let Some(id) = value.and_then(|v| v.parse::<Id>().ok()) else { return Ok(None) };
+        let record = self.load(&id).await.map_err(|e| AppError::internal(format!("session store: {e}")))?;
+        Ok(record.and_then(|mut r| match r.data.remove(BROWSER_KEY)? {
+            serde_json::Value::String(key) => Some(key),
+            _ => None,
+        }))
+    }
+
     fn row(r: &Record) -> StoreResult<(String, String, UnixMillis, Option<i64>)> {
         let data = serde_json::to_string(&r.data).map_err(|e| StoreError::Encode(e.to_string()))?;
         Ok((r.id.to_string(), data, millis(r.expiry_date), user_of(r)))
@@ -231,20 +250,28 @@ impl SessionStore for SqlSessionStore {
     /// outright ([`SqlSessionStore::remove`]).
     async fn delete(&self, id: &Id) -> StoreResult<()> {
         let id = id.to_string();
-        let row: Option<(String, i64)> = sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1")
-            .bind(&id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        let key = row.as_ref().and_then(|(data, _)| serde_json::from_str::<serde_json::Value>(data).ok()?.get(BROWSER_KEY).cloned());
-        match (row, key) {
-            (Some((_, expires)), Some(key)) => {
+        // The record as cached (the session layer has just read it), else as stored. A
+        // session's binding key never changes (signing in makes a new id).
+        let found = match self.cache.get(&id, OffsetDateTime::now_utc()) {
+            Ok(r) => Some((r.data.get(BROWSER_KEY).cloned(), millis(r.expiry_date))),
+            Err(_) => sqlx::query_as::<_, (String, i64)>("SELECT data, expires_at FROM sessions WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?
+                .map(|(data, expires)| {
+                    let key = serde_json::from_str::<serde_json::Value>(&data).ok().and_then(|v| v.get(BROWSER_KEY).cloned());
+                    (key, UnixMillis(expires))
+                }),
+        };
+        match found {
+            Some((Some(key), expires)) => {
                 let stub = serde_json::json!({ BROWSER_KEY: key }).to_string();
                 let grace = millis(OffsetDateTime::now_utc()).plus_ms(ROTATED_GRACE_SECS * 1000);
                 sqlx::query("UPDATE sessions SET data = $2, user_id = NULL, expires_at = $3 WHERE id = $1")
                     .bind(&id)
                     .bind(stub)
-                    .bind(UnixMillis(expires).min(grace))
+                    .bind(expires.min(grace))
                     .execute(&self.pool)
                     .await
                     .map_err(backend)?;
@@ -253,6 +280,16 @@ impl SessionStore for SqlSessionStore {
             _ => self.remove(&id).await.map_err(backend)?,
         }
         Ok(())
+    }
+}
+
+/// The session cookie's name: on https, `__Host-` pins it to this host, Secure, path
+/// `/`; with a parent domain (`COOKIE_DOMAIN`) it can only be `__Secure-`.
+pub fn cookie_name(secure: bool, parent_domain: bool) -> &'static str {
+    match (secure, parent_domain) {
+        (true, false) => "__Host-scanlogin_session",
+        (true, true) => "__Secure-scanlogin_session",
+        (false, _) => "scanlogin_session",
     }
 }
 

@@ -99,20 +99,19 @@ impl Tickets {
 
     /// The long-poll: answers as soon as the ticket's version exceeds `seen`, when it
     /// expires, or after `wait`. Only the creating browser can follow a ticket; unknown
-    /// and foreign tickets are answered before anything is held for them.
+    /// and foreign tickets are answered after one read, before a wait slot is taken.
     pub async fn follow(&self, id: &TicketId, browser_key: &str, seen: u64, wait: Duration) -> Result<Ticket, AppError> {
         let mine = |t: Option<Ticket>| t.filter(|t| t.is_bound_to(browser_key)).ok_or(AppError::new(ErrorCode::TicketNotFound));
-        let first = mine(self.load(id).await?)?;
-        if first.version > seen {
-            return Ok(first);
+        // Changes are watched before the one read: a change made after it always wakes us.
+        let mut changes = self.store.watch(id);
+        let mut t = mine(self.load(id).await?)?;
+        if t.version > seen {
+            return Ok(t);
         }
         let _slot = self.polls.enter(browser_key).ok_or_else(|| AppError::new(ErrorCode::RateLimited).retry_after(1))?;
         let _open = crate::server::metrics::OpenLongPoll::start();
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.store.watch(id);
         let mut draining = self.draining.subscribe();
-        // Read again now that changes are watched: one made since the first read counts.
-        let mut t = mine(self.load(id).await?)?;
         loop {
             if t.version > seen || tokio::time::Instant::now() >= deadline || *draining.borrow_and_update() {
                 return Ok(t);
