@@ -36,7 +36,7 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
     }
     // The ceiling over everyone: what bounds a flood from many addresses.
     let ceiling = st.limits.max_live_tickets;
-    if ceiling > 0 && st.tickets.count_all_live().await? >= ceiling {
+    if ceiling > 0 && st.tickets.count_all_live_recent().await? >= ceiling {
         tracing::warn!(ceiling, "live-ticket ceiling reached");
         return Err(AppError::new(ErrorCode::Busy).retry_after(wait.min(30)));
     }

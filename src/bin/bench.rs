@@ -4,10 +4,16 @@
 //! markdown table (scripts/bench appends the browser and WASM rows to it).
 //! Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]` (default 1000 logins on temporary SQLite
 //! files). BENCH_ROUNDS (default 3) login bursts per side, the median reported;
-//! BENCH_WAITERS (default 10000); BENCH_ONLY=waiters for the memory rows alone.
+//! BENCH_WAITERS (default 10000); BENCH_ONLY=waiters for the memory rows alone,
+//! BENCH_ONLY=logins for the login rows alone.
 
 use scanlogin::server::loadgen::{self, Figures};
 use std::time::Duration;
+
+/// mimalloc instead of glibc's malloc: about 6 % less CPU per login in the bench, the same
+/// memory with 10,000 waiting browsers (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
@@ -35,10 +41,12 @@ async fn main() {
         };
         let (figures, verdict) = loadgen::run_scanlogin(n, &url, round, deadline).await.unwrap_or_else(|e| fail(&e));
         println!(
-            "round {}: scanlogin {:.1} logins/s, bare axum {:.1}; {} of {n} signed in as the right user, lost {}, cross-bound {}",
+            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU each), bare axum {:.1} ({:.2} ms); {} of {n} signed in as the right user, lost {}, cross-bound {}",
             round + 1,
             figures.rate(),
+            figures.cpu_ms_per_login(),
             base[round].rate(),
+            base[round].cpu_ms_per_login(),
             figures.logins - verdict.cross_bound.len().min(figures.logins),
             verdict.lost.len(),
             verdict.cross_bound.len()
@@ -47,6 +55,10 @@ async fn main() {
         ours.push(figures);
     }
     table += &loadgen::rows_logins(n, database, rounds, median(&ours), median(&base));
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "logins") {
+        print!("\n{table}");
+        return;
+    }
 
     let verify_db = match &postgres {
         Some(url) => url.clone(),

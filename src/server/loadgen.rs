@@ -35,6 +35,20 @@ pub struct Figures {
     pub elapsed: Duration,
     /// The phone sends confirm → the browser's long-poll answers, per login.
     pub confirm_to_browser: Vec<Duration>,
+    /// CPU time this process spent (all threads, user + system) during the burst:
+    /// server and load generator alike, less sensitive to a noisy machine than wall time.
+    pub cpu: Duration,
+}
+
+/// CPU time of this process so far (user + system, all threads), from `/proc/self/stat`
+/// in clock ticks (100 per second on Linux); zero where that cannot be read.
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command (which may hold spaces) in parentheses: utime, stime are
+    // the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
 }
 
 impl Figures {
@@ -45,6 +59,10 @@ impl Figures {
     /// The `p`-th percentile (0–100) of confirm→browser.
     pub fn percentile(&self, p: f64) -> Duration {
         percentile(&self.confirm_to_browser, p)
+    }
+    /// CPU milliseconds per login.
+    pub fn cpu_ms_per_login(&self) -> f64 {
+        ms(self.cpu) / self.logins.max(1) as f64
     }
 }
 
@@ -158,7 +176,7 @@ pub async fn run_scanlogin(n: usize, database_url: &str, round: usize, deadline:
     // Warm up (token fetch, pools) outside the measurement.
     one_login(&base, &phone, format!("warmup-{round}")).await?;
 
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), process_cpu());
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let (base, phone) = (base.clone(), phone.clone());
@@ -166,7 +184,7 @@ pub async fn run_scanlogin(n: usize, database_url: &str, round: usize, deadline:
         })
         .collect();
     let results = join_all(tasks, deadline).await?;
-    let elapsed = started.elapsed();
+    let (elapsed, cpu) = (started.elapsed(), process_cpu().saturating_sub(cpu));
 
     // Verify against the database: the signed-in user is the ticket's scanner, and
     // every login is a different user.
@@ -195,7 +213,7 @@ pub async fn run_scanlogin(n: usize, database_url: &str, round: usize, deadline:
         }
     }
     server.abort();
-    Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat }, verdict))
+    Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, cpu }, verdict))
 }
 
 #[derive(Clone, Default)]
@@ -234,7 +252,7 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let phone = reqwest::Client::new();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), process_cpu());
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let (base, phone) = (base.clone(), phone.clone());
@@ -258,10 +276,10 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
         })
         .collect();
     let joined = join_all(tasks, deadline).await;
-    let elapsed = started.elapsed();
+    let (elapsed, cpu) = (started.elapsed(), process_cpu().saturating_sub(cpu));
     server.abort();
     let lat = joined?.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat })
+    Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, cpu })
 }
 
 /// Request timings: forward-auth's `GET /auth/verify` for a signed-in browser (as a
@@ -666,6 +684,12 @@ pub fn rows_logins(n: usize, database: &str, rounds: usize, ours: &Figures, base
         &format!("{:.1} (bare axum)", base.rate()),
         ratio(ours.rate(), base.rate()),
         if database == "SQLite" { "≥ 0.6×" } else { "≥ 0.5×" },
+    ) + &row(
+        "CPU per login in that burst (server and load generator, both cores)",
+        &format!("{:.2} ms", ours.cpu_ms_per_login()),
+        &format!("{:.2} ms", base.cpu_ms_per_login()),
+        ratio(base.cpu_ms_per_login(), ours.cpu_ms_per_login()),
+        "",
     ) + &row("confirm→browser p50 / p99 in that burst", &p(ours), &p(base), None, "(queueing under saturation)")
 }
 

@@ -18,12 +18,52 @@ pub struct Tickets {
     polls: PollLimiter,
     /// True once the server is shutting down: open long-polls answer at once.
     draining: tokio::sync::watch::Sender<bool>,
+    live: LiveCount,
+}
+
+/// How long a count of the live tickets is used before it is read again.
+const LIVE_COUNT_AGE: Duration = Duration::from_secs(1);
+
+/// The count of live tickets that the service-wide ceiling checks every new ticket
+/// against: read from the store at most once a second (one reader at a time) and counted
+/// up by this instance's own inserts in between. Counting on every ticket scanned every
+/// live row, up to the ceiling's 10,000, just when a flood fills it. Tickets that end
+/// within the second, and other instances' inserts, are seen at the next read: the
+/// ceiling may be passed by one second of the other instances' tickets.
+#[derive(Default)]
+struct LiveCount {
+    value: Mutex<Option<(tokio::time::Instant, i64)>>,
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl LiveCount {
+    fn fresh(&self) -> Option<i64> {
+        let v = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        v.filter(|(at, _)| at.elapsed() < LIVE_COUNT_AGE).map(|(_, n)| n)
+    }
+
+    fn set(&self, n: i64) {
+        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some((tokio::time::Instant::now(), n));
+    }
+
+    fn add_one(&self) {
+        if let Some((_, n)) = self.value.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            *n += 1;
+        }
+    }
 }
 
 impl Tickets {
     /// A service over `store`.
     pub fn new(store: Arc<dyn TicketStore>, clock: Arc<dyn Clock>, life: Lifetimes, polls_per_browser: usize) -> Self {
-        Tickets { store, clock, life, polls: PollLimiter::new(polls_per_browser), draining: tokio::sync::watch::channel(false).0 }
+        Tickets {
+            store,
+            clock,
+            life,
+            polls: PollLimiter::new(polls_per_browser),
+            draining: tokio::sync::watch::channel(false).0,
+            live: LiveCount::default(),
+        }
     }
 
     /// The server is going away: every open long-poll answers now with the ticket's
@@ -44,7 +84,9 @@ impl Tickets {
 
     /// Stores a new ticket.
     pub async fn insert(&self, ticket: &Ticket) -> Result<(), AppError> {
-        Ok(self.store.insert(ticket).await?)
+        self.store.insert(ticket).await?;
+        self.live.add_one();
+        Ok(())
     }
 
     /// Loads a ticket, persisting its expiry when its time has come.
@@ -152,6 +194,21 @@ impl Tickets {
         Ok(self.store.count_all_live(self.now()).await?)
     }
 
+    /// [`Tickets::count_all_live`] as of at most a second ago, plus this instance's
+    /// tickets since (see [`LiveCount`]): for the service-wide ceiling.
+    pub async fn count_all_live_recent(&self) -> Result<i64, AppError> {
+        if let Some(n) = self.live.fresh() {
+            return Ok(n);
+        }
+        let _one = self.live.reading.lock().await;
+        if let Some(n) = self.live.fresh() {
+            return Ok(n);
+        }
+        let n = self.count_all_live().await?;
+        self.live.set(n);
+        Ok(n)
+    }
+
     /// Deletes tickets finished or expired before `before`.
     pub async fn purge(&self, before: UnixMillis) -> Result<u64, AppError> {
         Ok(self.store.purge(before).await?)
@@ -214,5 +271,18 @@ mod tests {
         assert!(l.enter("other").is_some());
         drop(a);
         assert!(l.enter("k").is_some());
+    }
+
+    #[test]
+    fn the_live_count_is_read_first_then_counted_up() {
+        let live = LiveCount::default();
+        live.add_one();
+        assert_eq!(live.fresh(), None, "nothing counted before a first read");
+        live.set(3);
+        live.add_one();
+        live.add_one();
+        assert_eq!(live.fresh(), Some(5));
+        *live.value.lock().unwrap() = Some((tokio::time::Instant::now() - LIVE_COUNT_AGE, 5));
+        assert_eq!(live.fresh(), None, "a count a second old is read again");
     }
 }
