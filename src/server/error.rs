@@ -49,15 +49,9 @@ impl From<WechatError> for AppError {
 
 /// The language of a request: the `lang` cookie, else `Accept-Language`.
 pub fn request_lang(headers: &HeaderMap) -> Lang {
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("lang="))
-        .map(str::to_string);
+    let cookie = crate::server::http::headers::cookie(headers, "lang");
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-    Lang::negotiate(cookie.as_deref(), accept)
+    Lang::negotiate(cookie, accept)
 }
 
 /// The language of the request being served (inside a server function).

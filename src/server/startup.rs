@@ -86,6 +86,7 @@ impl Application {
         });
         let life = config.tickets.lifetimes().map_err(|e| StartupError::Config(e.to_string()))?;
         let tickets = Tickets::new(store, clock.clone(), life, usize::try_from(config.tickets.longpolls_per_browser).unwrap_or(usize::MAX));
+        let secure = addresses.public_url.starts_with("https://");
         let host = url::Url::parse(&addresses.public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         let config_err = |e: crate::server::config::ConfigError| StartupError::Config(e.to_string());
         let session_life = config.sessions.lifetimes(&config.tickets).map_err(config_err)?;
@@ -106,11 +107,8 @@ impl Application {
             audit: crate::server::audit::Audit::new(pool.clone()),
             clock,
             site: Arc::new(Site {
-                secure: addresses.public_url.starts_with("https://"),
-                cookie_name: crate::server::session::cookie_name(
-                    addresses.public_url.starts_with("https://"),
-                    config.idp.cookie_domain.is_some(),
-                ),
+                secure,
+                cookie_name: crate::server::session::cookie_name(secure, config.idp.cookie_domain.is_some()),
                 public_url: addresses.public_url,
                 host,
                 demo,
@@ -387,7 +385,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     // runs the same server function through only the layers that concern it (a JSON
     // answer of a few bytes needs no compression, no page or asset rule applies, and it
     // reads the session's binding key through the store's cache instead of the session
-    // layer: it never writes a session). 40 → 16 KiB held per waiting browser
+    // layer: it never writes a session). 40 → 12–14 KiB held per waiting browser
     // (docs/benchmarks.md).
     let longpoll = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).service(app);
     // Forward-auth's verify runs before every request of every protected app: the edge

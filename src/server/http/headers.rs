@@ -9,6 +9,16 @@ use axum::response::Response;
 /// The request-id header.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The value of the request's cookie `name`, from any of its `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
 /// Caching of the built assets (`/pkg/…`: WASM, JS, CSS): with hashed file names
 /// (`LEPTOS_HASH_FILES`, release builds) a name never changes content, so a year and
 /// `immutable`; without, browsers revalidate each time (`no-cache`, answered 304 by the

@@ -145,12 +145,7 @@ impl SqlSessionStore {
     /// (each of thousands of waiting browsers would hold its state for a minute), and
     /// only reads. `None` without a cookie, or for a session that is unknown or expired.
     pub async fn browser_key_in(&self, headers: &axum::http::HeaderMap, name: &str) -> Result<Option<String>, AppError> {
-        let value = headers
-            .get_all(axum::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='));
+        let value = crate::server::http::headers::cookie(headers, name);
         let Some(id) = value.and_then(|v| v.parse::<Id>().ok()) else { return Ok(None) };
         let record = self.load(&id).await.map_err(|e| AppError::internal(format!("session store: {e}")))?;
         Ok(record.and_then(|mut r| match r.data.remove(BROWSER_KEY)? {
