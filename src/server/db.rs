@@ -14,12 +14,24 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// Pool size when not configured. SQLite writes one at a time, so connections beyond
+    /// a few only wait on its lock (busy_timeout's sleeps); measured in docs/benchmarks.md.
+    pub fn default_connections(self) -> u32 {
+        match self {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        }
+    }
+}
+
 /// The default database URL.
 pub const DEFAULT_URL: &str = "sqlite://data/scanlogin.db";
 
 /// Connects and runs the migrations. On PostgreSQL every connection names its instance
 /// (`scanlogin.instance`), which the session trigger puts in its notifications.
-pub async fn connect(url: &str, instance: &str) -> Result<(AnyPool, Backend), StartupError> {
+/// `max_connections` unset: the backend's default (below).
+pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) -> Result<(AnyPool, Backend), StartupError> {
     let instance = instance.to_string();
     sqlx::any::install_default_drivers();
     let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -34,7 +46,7 @@ pub async fn connect(url: &str, instance: &str) -> Result<(AnyPool, Backend), St
         Backend::Postgres => url.to_string(),
     };
     let pool = AnyPoolOptions::new()
-        .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+        .max_connections(max_connections.unwrap_or(backend.default_connections()))
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _| {
             let instance = instance.clone();

@@ -639,7 +639,7 @@ async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize, transport: Transp
 pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
     use crate::server::limits::KeyedLimit;
     sqlx::any::install_default_drivers();
-    let (pool, _) = crate::server::db::connect(pg_url, "bench").await.map_err(|e| e.to_string())?;
+    let (pool, _) = crate::server::db::connect(pg_url, "bench", None).await.map_err(|e| e.to_string())?;
     let run = |limit: KeyedLimit| async move {
         let started = Instant::now();
         for i in 0..n {

@@ -62,7 +62,7 @@ impl Application {
         // This instance's name on the database (its own session notifications come back
         // to it; it ignores them).
         let instance = tokens::random_token(9);
-        let (pool, backend) = db::connect(&database_url, &instance).await?;
+        let (pool, backend) = db::connect(&database_url, &instance, config.database_max_connections).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let postgres = backend == db::Backend::Postgres;
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
