@@ -33,9 +33,15 @@ pub fn page_env() -> PageEnv {
     }
 }
 
+/// The page environment: from the context while the server renders, else (inside an
+/// island, in the browser) read back from `<html>`.
+pub fn use_page_env() -> PageEnv {
+    use_context::<PageEnv>().unwrap_or_else(page_env)
+}
+
 /// The UI text table of the current page.
 pub fn use_ui() -> &'static Ui {
-    use_context::<PageEnv>().unwrap_or_default().lang.ui()
+    use_page_env().lang.ui()
 }
 
 /// The HTML document around the app (server only).
@@ -52,7 +58,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone() />
                 // Named as built: `scanlogin.<hash>.css` in release builds (immutable caching).
                 <HashedStylesheet options=options.clone() id="leptos" />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 // Without JavaScript, the login page's form (hidden otherwise) is the way on.
                 <noscript><link rel="stylesheet" href="/nojs.css" /></noscript>
                 <MetaTags />

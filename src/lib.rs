@@ -14,14 +14,11 @@ pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
 
-/// The browser entry point: hydrates the server-rendered page.
+/// The browser entry point: readies the islands (`#[island]` components), which
+/// Leptos' script then hydrates one by one; the rest of the page stays server HTML.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
-    // Tells browser tests (and anyone curious) that the page's handlers are attached.
-    if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
-        let _ = root.set_attribute("data-hydrated", "1");
-    }
+    leptos::mount::hydrate_islands();
 }

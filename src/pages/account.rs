@@ -1,6 +1,6 @@
 //! `/account`: who is signed in, recent logins, signed-in browsers, sign out.
 
-use super::navigate;
+use super::{mark_hydrated, navigate};
 use crate::api::browser::{Logout, RevokeOtherSessions, me};
 use crate::app::use_ui;
 use crate::model::MeView;
@@ -33,10 +33,13 @@ pub fn AccountPage() -> impl IntoView {
     }
 }
 
-#[component]
+/// The signed-in part, an island: its buttons act in place (the browser list shrinks
+/// after 退出其他设备; 退出登录 goes back to the login page).
+#[island]
 fn AccountDetails(m: MeView) -> impl IntoView {
     let ui = use_ui();
-    let lang = use_context::<crate::app::PageEnv>().unwrap_or_default().lang;
+    let lang = crate::app::use_page_env().lang;
+    Effect::new(|_| mark_hydrated());
     let revoke = ServerAction::<RevokeOtherSessions>::new();
     let logout = ServerAction::<Logout>::new();
     let busy = Signal::derive(move || revoke.pending().get() || logout.pending().get());

@@ -1,9 +1,9 @@
 //! `/login`: the mini-program code, following its ticket by long-poll, and finalizing
 //! when the phone confirms.
 
-use super::{navigate, sleep_ms};
+use super::{mark_hydrated, navigate, sleep_ms};
 use crate::api::browser::{create_ticket, finalize_login, login_status, me};
-use crate::app::{PageEnv, use_ui};
+use crate::app::{use_page_env, use_ui};
 use crate::domain::{FinalizeKey, NextPath, TicketId};
 use crate::error::{AppError, ErrorCode};
 use crate::model::{TicketIssued, TicketStatus};
@@ -166,15 +166,45 @@ impl Flow {
     }
 }
 
-/// The login page.
+/// The login page. The first ticket is made while the server renders the page (the
+/// route renders with `SsrMode::Async`, so the cookie that binds it still reaches the
+/// browser): its QR is in the first HTML, scannable before any WASM has loaded, and the
+/// island takes it over.
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let ui = use_ui();
-    let env = use_context::<PageEnv>().unwrap_or_default();
     // A `next` that is not a same-site path is dropped here; the server would refuse it.
     let next = use_query_map().get_untracked().get("next").and_then(|n| NextPath::try_from(n).ok());
+    let first = {
+        let next = next.clone();
+        // The code only: the error's own serialization would set this page's status.
+        Resource::new(
+            || (),
+            move |_| {
+                let next = next.clone();
+                async move { create_ticket(next).await.map_err(|e| e.code) }
+            },
+        )
+    };
+    view! {
+        <Suspense>
+            {move || {
+                let next = next.clone();
+                Suspend::new(async move { view! { <LoginBox next first=Some(first.await) /> } })
+            }}
+        </Suspense>
+    }
+}
+
+/// The QR box and its login round, an island (the part of the page that runs in the
+/// browser). `first` is the server's ticket: a failure worth showing is shown; after a
+/// passing one (a rate limit, a busy server) the browser asks for a ticket itself, with
+/// its retries.
+#[island]
+fn LoginBox(next: Option<NextPath>, first: Option<Result<TicketIssued, ErrorCode>>) -> impl IntoView {
+    let ui = use_ui();
+    let env = use_page_env();
     let flow = Flow {
-        next: StoredValue::new(next.clone()),
+        next: StoredValue::new(next),
         phase: RwSignal::new(Phase::Loading),
         qr: RwSignal::new(None),
         ticket: RwSignal::new(None),
@@ -182,31 +212,20 @@ pub fn LoginPage() -> impl IntoView {
         remaining: RwSignal::new(0),
         reconnecting: RwSignal::new(false),
     };
-    // The first ticket is made while the server renders the page (the route renders
-    // with `SsrMode::Async`, so the cookie that binds it still reaches the browser): its
-    // QR is in the first HTML, scannable before any WASM has loaded, and hydration
-    // takes it over. A failure worth showing is shown; after a passing one (a rate
-    // limit, a busy server) the browser asks for a ticket itself, with its retries.
-    let first = Resource::new(
-        || (),
-        move |_| {
-            let next = next.clone();
-            // The code only: the error's own serialization would set this page's status.
-            async move { create_ticket(next).await.map_err(|e| e.code) }
-        },
-    );
+    let first = StoredValue::new(first);
     let round = RwSignal::new(0u32);
     Effect::new(move |_| {
         let r = round.get();
         spawn_local_scoped_with_cancellation(async move {
-            let seed = if r == 0 { Some(first.await) } else { None };
+            let seed = if r == 0 { first.get_value() } else { None };
             flow.run(seed).await
         });
         spawn_local_scoped_with_cancellation(flow.count_down());
     });
+    Effect::new(|_| mark_hydrated());
     // Until the first round has started (the server's render, hydration), the page
     // shows the server's ticket.
-    let seed = move || if round.get() == 0 && flow.phase.get() == Phase::Loading { first.get() } else { None };
+    let seed = move || if round.get() == 0 && flow.phase.get() == Phase::Loading { first.get_value() } else { None };
     let issued = move || seed().and_then(Result::ok);
 
     let Flow { reconnecting, .. } = flow;
@@ -263,7 +282,6 @@ pub fn LoginPage() -> impl IntoView {
         })
     };
     view! {
-        <Suspense>
         <section class="card login-card">
             <h1 data-testid="login-title">{move || match client() {
                 Some(name) => format!("{} {name}", ui.sign_in_to),
@@ -286,6 +304,5 @@ pub fn LoginPage() -> impl IntoView {
             {phone_link}
             {no_script}
         </section>
-        </Suspense>
     }
 }

@@ -14,3 +14,12 @@ pub fn navigate(path: &str) {
 pub async fn sleep_ms(ms: u32) {
     gloo_timers::future::TimeoutFuture::new(ms).await;
 }
+
+/// Marks `<html data-hydrated="1">` once an island's handlers are attached: browser
+/// tests (and anyone curious) wait for it before clicking. Call from an `Effect`, which
+/// runs after the island has hydrated.
+pub fn mark_hydrated() {
+    if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+        let _ = root.set_attribute("data-hydrated", "1");
+    }
+}
