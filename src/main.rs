@@ -4,11 +4,6 @@ use leptos::config::LeptosOptions;
 use scanlogin::server::config::{Config, LogFormat};
 use scanlogin::server::startup::Application;
 
-/// mimalloc instead of glibc's malloc: about 6 % less CPU per login in the bench, the same
-/// memory with 10,000 waiting browsers (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     if std::env::args().nth(1).as_deref() == Some("simulator") {

@@ -10,11 +10,6 @@
 use scanlogin::server::loadgen::{self, Figures};
 use std::time::Duration;
 
-/// mimalloc instead of glibc's malloc: about 6 % less CPU per login in the bench, the same
-/// memory with 10,000 waiting browsers (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
