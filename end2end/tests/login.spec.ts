@@ -69,7 +69,7 @@ test('scan with the phone, confirm, and the browser lands on /account', async ({
   // Signed in: /login goes straight on; sign out ends it.
   await page.goto('/login');
   await expect(page).toHaveURL(/\/account$/);
-  await hydrated(page);
+  // The account page is server HTML: its buttons are forms, usable at once.
   await page.getByTestId('logout').click();
   await page.waitForURL('**/login');
   await page.goto('/account');
@@ -137,14 +137,15 @@ test('signed in on two browsers: 退出其他设备 ends the other one', async (
   await expect(second.page.locator('[data-testid=devices] tbody tr')).toHaveCount(2);
   await expect(second.page.locator('[data-testid=devices]')).toContainText('本设备');
   await shot(second.page, '09-account-devices');
-  await hydrated(second.page);
   await second.page.getByTestId('sign-out-others').click();
   await expect(second.page.getByTestId('revoked')).toHaveText('已退出其他设备');
   await expect(second.page.locator('[data-testid=devices] tbody tr')).toHaveCount(1);
   await first.page.goto('/account');
   await expect(first.page).toHaveURL(/\/login\?next=\/account$/);
-  await second.page.reload();
+  // The browser that pressed it stays signed in.
+  await second.page.goto('/account');
   await expect(second.page).toHaveURL(/\/account$/);
+  await expect(second.page.getByTestId('user-name')).toContainText('微信用户');
   await first.ctx.close();
   await second.ctx.close();
 });

@@ -167,13 +167,7 @@ pub async fn logout() -> Result<Empty, AppError> {
 pub async fn revoke_other_sessions() -> Result<Revoked, AppError> {
     let st = AppState::current()?;
     let session = WebSession::current(st.site.session_life).await?;
-    let Some(signed_in) = session.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
-        return Err(ErrorCode::Unauthenticated.into());
-    };
-    let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;
-    let revoked = st.sessions.delete_others(signed_in.user, &keep).await?;
-    tracing::info!(user = signed_in.user, revoked, "signed out other browsers");
     let caller = Caller::current(&st).await?;
-    st.audit.record(st.clock.now(), crate::server::audit::Kind::RevokeOthers, Some(signed_in.user), &caller, &revoked.to_string()).await;
+    let revoked = crate::server::signin::revoke_others(&st, &session, &caller).await?;
     Ok(Revoked { revoked })
 }

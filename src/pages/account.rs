@@ -1,10 +1,16 @@
-//! `/account`: who is signed in, recent logins, signed-in browsers, sign out.
+//! `/account`: who is signed in, recent logins, signed-in browsers, sign out. All of it
+//! server HTML: the two buttons are forms (`POST /logout`, `POST
+//! /account/sign-out-others`), so the page needs no WASM and works without JavaScript.
 
-use super::{mark_hydrated, navigate};
-use crate::api::browser::{Logout, RevokeOtherSessions, me};
+use crate::api::browser::me;
 use crate::app::use_ui;
 use crate::model::MeView;
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+/// The query parameter the page comes back with after 退出其他设备
+/// (`/account?signed_out_others=1`).
+pub const REVOKED_PARAM: &str = "signed_out_others";
 
 fn show_time(rfc3339: &str) -> String {
     rfc3339.replacen('T', " ", 1).replace('Z', " UTC")
@@ -33,26 +39,12 @@ pub fn AccountPage() -> impl IntoView {
     }
 }
 
-/// The signed-in part, an island: its buttons act in place (the browser list shrinks
-/// after 退出其他设备; 退出登录 goes back to the login page).
-#[island]
+#[component]
 fn AccountDetails(m: MeView) -> impl IntoView {
     let ui = use_ui();
     let lang = crate::app::use_page_env().lang;
-    Effect::new(|_| mark_hydrated());
-    let revoke = ServerAction::<RevokeOtherSessions>::new();
-    let logout = ServerAction::<Logout>::new();
-    let busy = Signal::derive(move || revoke.pending().get() || logout.pending().get());
-    let revoked = move || revoke.value().get().is_some_and(|r| r.is_ok());
-    // Once the others are signed out, only this browser is left in the list.
-    let all_sessions = m.sessions.clone();
-    let sessions = move || if revoked() { all_sessions.iter().filter(|s| s.current).cloned().collect() } else { all_sessions.clone() };
-    Effect::new(move |_| {
-        // Signed out (or the session was gone anyway): back to the login page.
-        if logout.value().get().is_some() {
-            navigate("/login");
-        }
-    });
+    let revoked = use_query_map().get_untracked().get(REVOKED_PARAM).is_some();
+    let others = m.sessions.len() > 1;
     view! {
         <div class="profile">
             <div class="avatar" aria-hidden="true">{m.user.name.chars().next().map(String::from).unwrap_or_default()}</div>
@@ -78,16 +70,13 @@ fn AccountDetails(m: MeView) -> impl IntoView {
         <table class="logins" data-testid="devices">
             <thead><tr><th>{ui.login_browser}</th><th>{ui.login_ip}</th><th>{ui.last_seen}</th></tr></thead>
             <tbody>
-                {
-                    let sessions = sessions.clone();
-                    move || sessions().into_iter().map(|s| view! {
-                        <tr>
-                            <td>{s.browser}{s.current.then(|| view! { " " <span class="tag">{ui.this_device}</span> })}</td>
-                            <td>{s.ip}</td>
-                            <td>{show_time(&s.last_seen)}</td>
-                        </tr>
-                    }).collect_view()
-                }
+                {m.sessions.into_iter().map(|s| view! {
+                    <tr>
+                        <td>{s.browser}{s.current.then(|| view! { " " <span class="tag">{ui.this_device}</span> })}</td>
+                        <td>{s.ip}</td>
+                        <td>{show_time(&s.last_seen)}</td>
+                    </tr>
+                }).collect_view()}
             </tbody>
         </table>
         <h2>{ui.activity}</h2>
@@ -101,15 +90,15 @@ fn AccountDetails(m: MeView) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
-        <p class="muted notice-ok" data-testid="revoked">{move || revoked().then_some(ui.signed_out_others)}</p>
+        <p class="muted notice-ok" data-testid="revoked">{revoked.then_some(ui.signed_out_others)}</p>
         <div class="account-actions">
-            {move || (sessions().len() > 1).then(|| view! {
-                <button class="button secondary" on:click=move |_| { revoke.dispatch(RevokeOtherSessions {}); } disabled=busy data-testid="sign-out-others">{ui.sign_out_others}</button>
+            {others.then(|| view! {
+                <form method="post" action="/account/sign-out-others" class="inline-form">
+                    <button type="submit" class="button secondary" data-testid="sign-out-others">{ui.sign_out_others}</button>
+                </form>
             })}
-            // A form, so that it also works without JavaScript (`POST /logout`); with
-            // JavaScript the click is handled here.
             <form method="post" action="/logout" class="inline-form">
-                <button type="submit" class="button secondary" on:click=move |ev| { ev.prevent_default(); logout.dispatch(Logout {}); } disabled=busy data-testid="logout">{ui.logout}</button>
+                <button type="submit" class="button secondary" data-testid="logout">{ui.logout}</button>
             </form>
         </div>
     }

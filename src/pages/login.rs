@@ -2,7 +2,7 @@
 //! when the phone confirms.
 
 use super::{mark_hydrated, navigate, sleep_ms};
-use crate::api::browser::{create_ticket, finalize_login, login_status, me};
+use crate::api::browser::{create_ticket, finalize_login, login_status};
 use crate::app::{use_page_env, use_ui};
 use crate::domain::{FinalizeKey, NextPath, TicketId};
 use crate::error::{AppError, ErrorCode};
@@ -122,8 +122,8 @@ impl Flow {
                     match s.status {
                         TicketStatus::Waiting | TicketStatus::Scanned => {}
                         TicketStatus::Confirmed => return self.finish(&issued.ticket, &issued.finalize_key).await,
-                        // Finalized already (e.g. a lost answer): proceed if signed in.
-                        TicketStatus::Consumed => return self.proceed_if_signed_in().await,
+                        // Finalized already (e.g. a lost answer).
+                        TicketStatus::Consumed => return self.proceed(),
                         // Final, or unknown to this build: fail closed.
                         TicketStatus::Cancelled | TicketStatus::Expired | TicketStatus::Unknown => return,
                     }
@@ -153,16 +153,16 @@ impl Flow {
         match self.with_retries(5, quietly_retryable, |_| finalize_login(ticket.clone(), Some(key.clone()))).await {
             Ok(f) => navigate(&f.next),
             // A retry after a lost answer: the first finalize may have signed us in.
-            Err(e) if e.code == ErrorCode::TicketUsed => self.proceed_if_signed_in().await,
+            Err(e) if e.code == ErrorCode::TicketUsed => self.proceed(),
             Err(e) => self.phase.set(Phase::Failed(e.code)),
         }
     }
 
-    async fn proceed_if_signed_in(&self) {
-        match me().await {
-            Ok(_) => navigate(self.next.get_value().as_ref().map_or(crate::domain::DEFAULT_NEXT, NextPath::as_str)),
-            Err(e) => self.phase.set(Phase::Failed(e.code)),
-        }
+    /// The ticket was finalized already (a lost answer, another tab): on to `next`. Signed
+    /// in, the browser lands there; if not, the server's guard sends it back here for a
+    /// new code.
+    fn proceed(&self) {
+        navigate(self.next.get_value().as_ref().map_or(crate::domain::DEFAULT_NEXT, NextPath::as_str));
     }
 }
 

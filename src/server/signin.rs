@@ -99,3 +99,17 @@ pub async fn sign_out(st: &AppState, session: &WebSession, caller: &Caller) {
         tracing::error!(error = %e, "logout: the session row could not be removed");
     }
 }
+
+/// Signs the user out of every other browser (退出其他设备), recorded in the audit
+/// trail; the number of browsers signed out. One implementation for the API and the
+/// account page's form.
+pub async fn revoke_others(st: &AppState, session: &WebSession, caller: &Caller) -> Result<u64, AppError> {
+    let Some(signed_in) = session.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
+        return Err(ErrorCode::Unauthenticated.into());
+    };
+    let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;
+    let revoked = st.sessions.delete_others(signed_in.user, &keep).await?;
+    tracing::info!(user = signed_in.user, revoked, "signed out other browsers");
+    st.audit.record(st.clock.now(), Kind::RevokeOthers, Some(signed_in.user), caller, &revoked.to_string()).await;
+    Ok(revoked)
+}

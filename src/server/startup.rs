@@ -347,6 +347,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/lang", get(http::pages::set_lang))
         .route("/login/complete", axum::routing::post(http::nojs::complete))
         .route("/logout", axum::routing::post(http::nojs::logout))
+        .route("/account/sign-out-others", axum::routing::post(http::nojs::revoke_others))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::server::metrics::serve))

@@ -90,3 +90,36 @@ async fn without_javascript_the_form_signs_in_after_the_phone_confirms() {
     assert_eq!((out.status().as_u16(), out.headers()["location"].to_str().unwrap()), (302, "/login"));
     assert_error(&app.post(&b, "/api/me", json!({})).await, 401, "unauthenticated");
 }
+
+/// The account page is server HTML with forms: 退出其他设备 works without JavaScript,
+/// refuses another site's post and a signed-out browser, and comes back saying so.
+#[tokio::test]
+async fn the_account_page_signs_out_other_browsers_with_a_form() {
+    let app = spawn(&[]).await;
+    // Browsers that do not follow redirects, so the test sees where each answer points.
+    let browser =
+        || reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (first, second) = (browser(), browser());
+    app.sign_in(&first, "form-revoke").await;
+    app.sign_in(&second, "form-revoke").await;
+    let page = second.get(format!("{}/account", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("action=\"/account/sign-out-others\""), "the button is a form");
+    assert!(!page.contains("<leptos-island"), "nothing on the page needs WASM");
+    let post = |b: &reqwest::Client| b.post(format!("{}/account/sign-out-others", app.base));
+
+    let before = app.snapshot().await;
+    let cross = post(&second).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(cross.status(), 403);
+    let stranger = post(&browser()).send().await.unwrap();
+    assert_eq!((stranger.status().as_u16(), stranger.headers()["location"].to_str().unwrap()), (302, "/login?next=/account"));
+    assert_eq!(app.snapshot().await, before, "refusals change nothing");
+    assert_eq!(app.post(&first, "/api/me", json!({})).await.0, 200);
+
+    let done = post(&second).send().await.unwrap();
+    assert_eq!((done.status().as_u16(), done.headers()["location"].to_str().unwrap()), (302, "/account?signed_out_others=1"));
+    assert_error(&app.post(&first, "/api/me", json!({})).await, 401, "unauthenticated");
+    assert_eq!(app.post(&second, "/api/me", json!({})).await.0, 200, "this browser stays signed in");
+    let back = second.get(format!("{}/account?signed_out_others=1", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(back.contains("已退出其他设备"), "the page says so");
+    assert!(!back.contains("action=\"/account/sign-out-others\""), "no other browser is left to sign out");
+}

@@ -70,14 +70,27 @@ async fn wait_for_phone(st: &AppState, web: &WebSession, ticket: &TicketId) -> R
     }
 }
 
-/// `POST /logout`: 退出登录 as a plain form (the account page's button submits it when
-/// JavaScript is off; with JavaScript the page calls `/api/logout`). Then to the login page.
+/// `POST /logout`: 退出登录, the account page's form (`/api/logout` is the same for
+/// scripts). Then to the login page.
 pub async fn logout(State(st): State<AppState>, session: Session, who: Caller, headers: HeaderMap) -> Response {
     if let Err(e) = check_same_site(&headers, &st.site.public_url) {
         return refusal(request_lang(&headers), &e);
     }
     crate::server::signin::sign_out(&st, &WebSession::new(session, st.site.session_life), &who).await;
     found("/login")
+}
+
+/// `POST /account/sign-out-others`: 退出其他设备, the account page's form. Back to the
+/// account page, which then says how it went; signed out already: to the login page.
+pub async fn revoke_others(State(st): State<AppState>, session: Session, who: Caller, headers: HeaderMap) -> Response {
+    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
+        return refusal(request_lang(&headers), &e);
+    }
+    match crate::server::signin::revoke_others(&st, &WebSession::new(session, st.site.session_life), &who).await {
+        Ok(_) => found(&format!("/account?{}=1", crate::pages::account::REVOKED_PARAM)),
+        Err(e) if e.code == ErrorCode::Unauthenticated => found("/login?next=/account"),
+        Err(e) => refusal(request_lang(&headers), &e),
+    }
 }
 
 /// The phone has not confirmed yet: the same form again.
