@@ -13,6 +13,12 @@ fn hidden(html: &str, name: &str) -> String {
     rest[v..v + rest[v..].find('"').unwrap()].to_string()
 }
 
+/// A browser that does not follow redirects, so a test sees where each form's answer
+/// points.
+fn form_browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
 /// Loads `/login` as `browser`: the page, its ticket and its finalize key.
 async fn login_page(app: &TestApp, browser: &reqwest::Client, query: &str) -> (String, String, String) {
     let res = browser.get(format!("{}/login{query}", app.base)).send().await.unwrap();
@@ -43,8 +49,7 @@ async fn the_qr_is_in_the_first_html_and_bound_to_this_browser() {
 #[tokio::test]
 async fn without_javascript_the_form_signs_in_after_the_phone_confirms() {
     let app = spawn(&["--longpoll-secs", "1"]).await;
-    let b =
-        reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let b = form_browser();
     let (_, ticket, key) = login_page(&app, &b, "?next=/account?tab=1").await;
     let form = |key: &str| [("ticket", ticket.clone()), ("finalize_key", key.to_string())];
     let post = |body: [(&'static str, String); 2]| b.post(format!("{}/login/complete", app.base)).form(&body).send();
@@ -96,10 +101,7 @@ async fn without_javascript_the_form_signs_in_after_the_phone_confirms() {
 #[tokio::test]
 async fn the_account_page_signs_out_other_browsers_with_a_form() {
     let app = spawn(&[]).await;
-    // Browsers that do not follow redirects, so the test sees where each answer points.
-    let browser =
-        || reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let (first, second) = (browser(), browser());
+    let (first, second) = (form_browser(), form_browser());
     app.sign_in(&first, "form-revoke").await;
     app.sign_in(&second, "form-revoke").await;
     let page = second.get(format!("{}/account", app.base)).send().await.unwrap().text().await.unwrap();
@@ -110,7 +112,7 @@ async fn the_account_page_signs_out_other_browsers_with_a_form() {
     let before = app.snapshot().await;
     let cross = post(&second).header("origin", "https://evil.example").send().await.unwrap();
     assert_eq!(cross.status(), 403);
-    let stranger = post(&browser()).send().await.unwrap();
+    let stranger = post(&form_browser()).send().await.unwrap();
     assert_eq!((stranger.status().as_u16(), stranger.headers()["location"].to_str().unwrap()), (302, "/login?next=/account"));
     assert_eq!(app.snapshot().await, before, "refusals change nothing");
     assert_eq!(app.post(&first, "/api/me", json!({})).await.0, 200);

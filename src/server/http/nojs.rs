@@ -1,8 +1,9 @@
-//! Signing in without JavaScript. The login page's first HTML already carries the
-//! ticket's QR and a form (hidden once the page is hydrated) whose button posts the
-//! ticket and its finalize key here, in the body, never in a URL. The answer waits for
-//! the phone's confirmation as long as a long-poll would, then signs the browser in and
-//! goes on as the page would have.
+//! The pages' forms, which work without JavaScript. Signing in: the login page's first
+//! HTML already carries the ticket's QR and a form (hidden once the page is hydrated)
+//! whose button posts the ticket and its finalize key here, in the body, never in a URL.
+//! The answer waits for the phone's confirmation as long as a long-poll would, then
+//! signs the browser in and goes on as the page would have. The account page's 退出登录
+//! and 退出其他设备 are forms too.
 
 use super::{esc, found, message_page};
 use crate::domain::{FinalizeKey, TicketId};
