@@ -189,10 +189,41 @@ pub fn LoginPage() -> impl IntoView {
         <Suspense>
             {move || {
                 let next = next.clone();
-                Suspend::new(async move { view! { <LoginBox next first=Some(first.await) /> } })
+                Suspend::new(async move { view! { <LoginBox next first=FirstTicket(first.await) /> } })
             }}
         </Suspense>
     }
+}
+
+/// The server's first ticket as the island's prop. Its QR image is in the page already
+/// (the `<img>` the server rendered), so the prop leaves it out — the page would carry
+/// the image twice, and the copy in the prop comes first in the HTML, before the `<img>`
+/// a person waits for — and the island reads it back from that `<img>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FirstTicket(pub Result<TicketIssued, ErrorCode>);
+
+impl serde::Serialize for FirstTicket {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let without_qr = self.0.clone().map(|t| TicketIssued { qr: String::new(), ..t });
+        without_qr.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FirstTicket {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Result::<TicketIssued, ErrorCode>::deserialize(d).map(FirstTicket)
+    }
+}
+
+/// The first ticket's QR, which its prop left out: the page's `<img>` has it.
+fn with_page_qr(t: TicketIssued) -> TicketIssued {
+    #[cfg(not(feature = "ssr"))]
+    if t.qr.is_empty() {
+        let img = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector("img.qr").ok().flatten());
+        let qr = img.and_then(|img| img.get_attribute("src")).unwrap_or_default();
+        return TicketIssued { qr, ..t };
+    }
+    t
 }
 
 /// The QR box and its login round, an island (the part of the page that runs in the
@@ -200,7 +231,7 @@ pub fn LoginPage() -> impl IntoView {
 /// passing one (a rate limit, a busy server) the browser asks for a ticket itself, with
 /// its retries.
 #[island]
-fn LoginBox(next: Option<NextPath>, first: Option<Result<TicketIssued, ErrorCode>>) -> impl IntoView {
+fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
     let ui = use_ui();
     let env = use_page_env();
     let flow = Flow {
@@ -212,7 +243,7 @@ fn LoginBox(next: Option<NextPath>, first: Option<Result<TicketIssued, ErrorCode
         remaining: RwSignal::new(0),
         reconnecting: RwSignal::new(false),
     };
-    let first = StoredValue::new(first);
+    let first = StoredValue::new(Some(first.0.map(with_page_qr)));
     let round = RwSignal::new(0u32);
     Effect::new(move |_| {
         let r = round.get();

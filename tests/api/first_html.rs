@@ -39,6 +39,9 @@ async fn the_qr_is_in_the_first_html_and_bound_to_this_browser() {
     let link = qr_link(src);
     assert_eq!(link.query_pairs().find(|(k, _)| k == "scene").unwrap().1, ticket.as_str(), "the QR's scene is the page's ticket");
     assert!(html.contains("data-state=\"waiting\""), "the page is already waiting for the scan");
+    // Once: the island's props leave the image out (the island reads it from the <img>).
+    assert_eq!(html.matches("data:image/").count(), 1, "the QR image is in the page once");
+    assert!(html.contains(&format!("&quot;ticket&quot;:&quot;{ticket}&quot;")), "the island's props carry the ticket");
     // The ticket belongs to this browser's session, and to no other.
     let (s, v) = app.status(&b, &ticket, 0).await;
     assert_eq!((s.as_u16(), &v["status"]), (200, &json!("waiting")), "{v}");
