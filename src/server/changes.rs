@@ -1,5 +1,5 @@
 //! What other instances on the same PostgreSQL database change, heard through
-//! `LISTEN`: ticket changes wake this instance's long-polls, and changed or deleted
+//! `LISTEN` (both announced by triggers): ticket changes wake this instance's long-polls, and changed or deleted
 //! sessions leave its session cache.
 
 use crate::server::session::SessionCache;
@@ -12,7 +12,8 @@ use std::sync::Arc;
 pub struct Listeners {
     pub tickets: Arc<Notifier>,
     pub sessions: Arc<SessionCache>,
-    /// This instance's name: session changes it made itself are in its cache already.
+    /// This instance's name: changes it made itself it has acted on already (its
+    /// long-polls woken, its session cache kept).
     pub instance: String,
 }
 
@@ -36,14 +37,14 @@ async fn relay(url: &str, to: &Listeners) -> Result<std::convert::Infallible, sq
     to.sessions.arm();
     loop {
         let n = listener.recv().await?;
+        // "<id> <instance>": what this instance changed itself, it has acted on already.
+        let (id, origin) = n.payload().split_once(' ').unwrap_or((n.payload(), ""));
+        if origin == to.instance {
+            continue;
+        }
         match n.channel() {
-            TICKETS => to.tickets.wake(n.payload()),
-            SESSIONS => {
-                let (id, origin) = n.payload().split_once(' ').unwrap_or((n.payload(), ""));
-                if origin != to.instance {
-                    to.sessions.forget(id);
-                }
-            }
+            TICKETS => to.tickets.wake(id),
+            SESSIONS => to.sessions.forget(id),
             _ => {}
         }
     }

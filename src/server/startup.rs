@@ -68,7 +68,7 @@ impl Application {
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
         // In real mode on PostgreSQL the fleet shares one access token.
         let wechat = Arc::new(if !demo && postgres { wechat.share_tokens(pool.clone()) } else { wechat });
-        let store = Arc::new(SqlTicketStore::new(pool.clone(), postgres));
+        let store = Arc::new(SqlTicketStore::new(pool.clone()));
         // Sessions are read through a cache; on PostgreSQL it serves only while the
         // listener that hears other instances' revocations is connected.
         let session_cache = Arc::new(SessionCache::new(Duration::from_secs(config.sessions.cache_secs), !postgres));

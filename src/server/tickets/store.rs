@@ -134,19 +134,18 @@ impl Notifier {
 /// The PostgreSQL channel on which instances announce ticket changes to each other.
 pub const PG_CHANNEL: &str = "scanlogin_tickets";
 
-/// Tickets in SQLite or PostgreSQL (through sqlx's `Any` driver).
+/// Tickets in SQLite or PostgreSQL (through sqlx's `Any` driver). On PostgreSQL a
+/// trigger announces every change on [`PG_CHANNEL`] to the other instances sharing the
+/// database (migration 10).
 pub struct SqlTicketStore {
     pool: AnyPool,
     notifier: Arc<Notifier>,
-    /// PostgreSQL: also announce changes to other instances (`NOTIFY`).
-    announce: bool,
 }
 
 impl SqlTicketStore {
-    /// A store over `pool`; with `announce`, every change is also sent on
-    /// [`PG_CHANNEL`] for the other instances sharing the database.
-    pub fn new(pool: AnyPool, announce: bool) -> Self {
-        SqlTicketStore { pool, notifier: Arc::default(), announce }
+    /// A store over `pool`.
+    pub fn new(pool: AnyPool) -> Self {
+        SqlTicketStore { pool, notifier: Arc::default() }
     }
 
     /// The notifier, for the PostgreSQL listener to wake local followers.
@@ -274,17 +273,6 @@ impl TicketStore for SqlTicketStore {
             == 1;
         if done {
             self.notifier.publish(t);
-            if self.announce {
-                // pg_notify returns void, which sqlx's Any driver cannot decode: count it.
-                let sent = sqlx::query("SELECT COUNT(*) FROM (SELECT pg_notify($1, $2)) AS n")
-                    .bind(PG_CHANNEL)
-                    .bind(t.id.as_str())
-                    .execute(&self.pool)
-                    .await;
-                if let Err(e) = sent {
-                    tracing::warn!(error = %e, "could not announce a ticket change to other instances");
-                }
-            }
         }
         Ok(done)
     }
