@@ -248,7 +248,7 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
             }),
         )
         .with_state(bare);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = crate::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let phone = reqwest::Client::new();
@@ -344,7 +344,7 @@ pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize)
 
     let bare = axum::Router::new()
         .route("/verify", axum::routing::get(|| async { ([("remote-user", "1"), ("remote-name", "bench")], axum::http::StatusCode::OK) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = crate::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
     let bare_base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().map_err(|e| e.to_string())?;

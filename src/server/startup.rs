@@ -226,7 +226,22 @@ async fn bind(config: &Config, leptos: &LeptosOptions, demo: bool) -> Result<Tcp
     } else {
         wanted
     };
-    TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr, source })
+    listen(addr).map_err(|source| StartupError::Listen { addr, source })
+}
+
+/// How many connections may wait to be accepted. Beyond tokio's default of 1024, a burst
+/// of browsers arriving at once overflowed the queue: the kernel dropped their handshakes
+/// and each retried a second later (the bench saw tens of thousands of such drops,
+/// `nstat TcpExtListenOverflows`). Linux caps it at `net.core.somaxconn`, 4096 by default.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as tokio's
+/// own `bind` sets it).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn addresses(config: &Config, tcp: &TcpListener) -> Result<Addresses, StartupError> {

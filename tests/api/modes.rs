@@ -52,6 +52,21 @@ async fn demo_mode_stays_on_loopback_unless_told() {
     assert!(app.local_addr().ip().is_loopback(), "{}", app.local_addr());
 }
 
+/// A burst of browsers arriving at once must not overflow the listen queue (tokio's
+/// default of 1024 did: the kernel dropped handshakes and each browser waited a second to
+/// retry). `ss` reads the queue's length as an operator would: Send-Q of the listening socket.
+#[tokio::test]
+async fn the_listen_queue_holds_a_burst() {
+    let app = spawn(&[]).await;
+    let port = app.local.rsplit(':').next().unwrap();
+    let out = Command::new("ss").args(["-ltnH", &format!("sport = :{port}")]).output().expect("ss (iproute2) is installed");
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let backlog: u32 = line.split_whitespace().nth(2).and_then(|q| q.parse().ok()).unwrap_or_else(|| panic!("ss said {line:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+    assert_eq!(backlog, scanlogin::server::startup::LISTEN_BACKLOG.min(somaxconn), "{line}");
+    assert!(backlog > 1024 || somaxconn <= 1024, "{line}");
+}
+
 #[tokio::test]
 async fn the_purge_task_removes_finished_tickets() {
     let app = spawn(&["--ticket-ttl-secs", "1", "--purge-grace-secs", "0", "--purge-interval-secs", "1"]).await;

@@ -53,7 +53,7 @@ pub async fn serve(args: SimulatorArgs, on_listen: impl FnOnce(SocketAddr)) -> R
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?.trim().to_string(),
         (None, None) => return Err("the simulator needs the app's secret: --secret-file or WECHAT_SECRET".into()),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener = crate::server::startup::listen(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let public_url = args.public_url.map(|u| u.as_str().trim_end_matches('/').to_string()).unwrap_or_else(|| format!("http://{addr}"));
     let sim = Simulator::new(SimConfig { appid: args.appid, secret, public_url, released_pages: vec![args.mp_page] });
