@@ -36,12 +36,16 @@ async fn main() {
         };
         let (figures, verdict) = loadgen::run_scanlogin(n, &url, round, deadline).await.unwrap_or_else(|e| fail(&e));
         println!(
-            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU each), bare axum {:.1} ({:.2} ms); {} of {n} signed in as the right user, lost {}, cross-bound {}",
+            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each), bare axum {:.1} ({:.2} ms, {:.0}); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}",
             round + 1,
             figures.rate(),
             figures.cpu_ms_per_login(),
+            figures.switches_per_login(),
             base[round].rate(),
             base[round].cpu_ms_per_login(),
+            base[round].switches_per_login(),
+            figures.usage.overflows,
+            base[round].usage.overflows,
             figures.logins - verdict.cross_bound.len().min(figures.logins),
             verdict.lost.len(),
             verdict.cross_bound.len()

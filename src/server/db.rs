@@ -24,6 +24,14 @@ impl Backend {
             Backend::Postgres => 16,
         }
     }
+
+    /// Whether the pool pings a connection each time it hands it out. A PostgreSQL
+    /// connection can die under us (a server restart, a dropped network), and the ping
+    /// finds that before a query does. A SQLite connection is a file this process holds;
+    /// its ping is only a round trip to sqlx's worker thread, one per statement.
+    pub fn ping_before_use(self) -> bool {
+        self == Backend::Postgres
+    }
 }
 
 /// The default database URL.
@@ -49,6 +57,7 @@ pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) ->
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections.unwrap_or(backend.default_connections()))
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(backend.ping_before_use())
         .after_connect(move |conn, _| {
             let instance = instance.clone();
             Box::pin(async move {

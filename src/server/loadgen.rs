@@ -35,20 +35,75 @@ pub struct Figures {
     pub elapsed: Duration,
     /// The phone sends confirm → the browser's long-poll answers, per login.
     pub confirm_to_browser: Vec<Duration>,
-    /// CPU time this process spent (all threads, user + system) during the burst:
-    /// server and load generator alike, less sensitive to a noisy machine than wall time.
+    /// What the burst cost this process and the kernel (server and load generator alike).
+    pub usage: Usage,
+}
+
+/// What this process and the kernel have counted so far; the difference of two readings
+/// is what a burst cost. Zero where Linux's `/proc` cannot be read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// CPU time of this process (all threads, user + system): less sensitive to a noisy
+    /// machine than wall time.
     pub cpu: Duration,
+    /// Context switches of this process's threads (voluntary and not). A thread handing
+    /// work to another and sleeping until the answer (tokio's workers, sqlx's SQLite
+    /// worker) counts here; it does not depend on the machine's speed.
+    pub switches: u64,
+    /// Connections the kernel dropped because a listen queue was full, on the whole host
+    /// (`TcpExtListenOverflows`): each one a client retrying a second later.
+    pub overflows: u64,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        Usage { cpu: process_cpu(), switches: process_switches(), overflows: listen_overflows() }
+    }
+    /// What was spent since `before`.
+    pub fn since(self, before: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            switches: self.switches.saturating_sub(before.switches),
+            overflows: self.overflows.saturating_sub(before.overflows),
+        }
+    }
 }
 
 /// CPU time of this process so far (user + system, all threads), from `/proc/self/stat`
-/// in clock ticks (100 per second on Linux); zero where that cannot be read.
-pub fn process_cpu() -> Duration {
+/// in clock ticks (100 per second on Linux).
+fn process_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command (which may hold spaces) in parentheses: utime, stime are
     // the 12th and 13th.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
     let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum();
     Duration::from_millis(ticks * 10)
+}
+
+/// Context switches of this process's live threads so far (`/proc/self/task/*/status`).
+fn process_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// The host's `TcpExtListenOverflows` so far (`/proc/net/netstat`: a line of names, then
+/// a line of values).
+fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else { return 0 };
+    let at = names.split_whitespace().position(|n| n == "ListenOverflows");
+    at.and_then(|i| values.split_whitespace().nth(i)?.parse().ok()).unwrap_or(0)
 }
 
 impl Figures {
@@ -62,7 +117,11 @@ impl Figures {
     }
     /// CPU milliseconds per login.
     pub fn cpu_ms_per_login(&self) -> f64 {
-        ms(self.cpu) / self.logins.max(1) as f64
+        ms(self.usage.cpu) / self.logins.max(1) as f64
+    }
+    /// Context switches per login.
+    pub fn switches_per_login(&self) -> f64 {
+        self.usage.switches as f64 / self.logins.max(1) as f64
     }
 }
 
@@ -176,7 +235,7 @@ pub async fn run_scanlogin(n: usize, database_url: &str, round: usize, deadline:
     // Warm up (token fetch, pools) outside the measurement.
     one_login(&base, &phone, format!("warmup-{round}")).await?;
 
-    let (started, cpu) = (Instant::now(), process_cpu());
+    let (started, before) = (Instant::now(), Usage::now());
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let (base, phone) = (base.clone(), phone.clone());
@@ -184,7 +243,7 @@ pub async fn run_scanlogin(n: usize, database_url: &str, round: usize, deadline:
         })
         .collect();
     let results = join_all(tasks, deadline).await?;
-    let (elapsed, cpu) = (started.elapsed(), process_cpu().saturating_sub(cpu));
+    let (elapsed, usage) = (started.elapsed(), Usage::now().since(before));
 
     // Verify against the database: the signed-in user is the ticket's scanner, and
     // every login is a different user.
@@ -213,7 +272,7 @@ pub async fn run_scanlogin(n: usize, database_url: &str, round: usize, deadline:
         }
     }
     server.abort();
-    Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, cpu }, verdict))
+    Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, usage }, verdict))
 }
 
 #[derive(Clone, Default)]
@@ -252,7 +311,7 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let phone = reqwest::Client::new();
-    let (started, cpu) = (Instant::now(), process_cpu());
+    let (started, before) = (Instant::now(), Usage::now());
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let (base, phone) = (base.clone(), phone.clone());
@@ -276,10 +335,10 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
         })
         .collect();
     let joined = join_all(tasks, deadline).await;
-    let (elapsed, cpu) = (started.elapsed(), process_cpu().saturating_sub(cpu));
+    let (elapsed, usage) = (started.elapsed(), Usage::now().since(before));
     server.abort();
     let lat = joined?.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, cpu })
+    Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, usage })
 }
 
 /// Request timings: forward-auth's `GET /auth/verify` for a signed-in browser (as a
@@ -689,6 +748,12 @@ pub fn rows_logins(n: usize, database: &str, rounds: usize, ours: &Figures, base
         &format!("{:.2} ms", ours.cpu_ms_per_login()),
         &format!("{:.2} ms", base.cpu_ms_per_login()),
         ratio(base.cpu_ms_per_login(), ours.cpu_ms_per_login()),
+        "",
+    ) + &row(
+        "context switches per login in that burst (threads handing work to each other)",
+        &format!("{:.1}", ours.switches_per_login()),
+        &format!("{:.1}", base.switches_per_login()),
+        None,
         "",
     ) + &row("confirm→browser p50 / p99 in that burst", &p(ours), &p(base), None, "(queueing under saturation)")
 }
