@@ -56,6 +56,7 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The counters as they stand.
     pub fn now() -> Usage {
         Usage { cpu: process_cpu(), switches: process_switches(), overflows: listen_overflows() }
     }
@@ -80,18 +81,17 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Context switches of this process's live threads so far (`/proc/self/task/*/status`).
+/// Context switches of this process's live threads so far (`/proc/self/task/*/status`; a
+/// thread that has ended drops out; the servers' threads outlive their bursts).
 fn process_switches() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
+        .map(|status| {
+            let switches =
+                status.lines().filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"));
+            switches.filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).sum::<u64>()
         })
         .sum()
 }
