@@ -5,7 +5,8 @@
 //! Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]` (default 1000 logins on temporary SQLite
 //! files). BENCH_ROUNDS (default 3) login bursts per side, the median reported;
 //! BENCH_WAITERS (default 10000); BENCH_ONLY=waiters for the memory rows alone,
-//! BENCH_ONLY=logins for the login rows alone.
+//! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=driver for sqlx's `Any` driver
+//! against the backend's own.
 
 use scanlogin::server::loadgen::{self, Figures};
 use std::time::Duration;
@@ -25,6 +26,15 @@ async fn main() {
         return;
     }
     let database = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let driver_db = match &postgres {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}/driver.db", dir.display()),
+    };
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "driver") {
+        table += &driver_rows(&driver_db, database).await;
+        print!("\n{table}");
+        return;
+    }
     let deadline = Duration::from_secs(300);
     // Rounds alternate the two sides, so a slow moment of the machine hits both.
     let (mut base, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new());
@@ -72,6 +82,7 @@ async fn main() {
         Ok((pooled, direct)) => table += &loadgen::rows_pool(32, 500, &pooled, &direct),
         Err(e) => fail(&format!("pool: {e}")),
     }
+    table += &driver_rows(&driver_db, database).await;
     if let Some(url) = &postgres {
         match loadgen::limit_cost(url, 2000).await {
             Ok((local, shared)) => table += &loadgen::rows_limits(local, shared),
@@ -90,6 +101,14 @@ async fn main() {
 }
 
 /// The run with the median rate.
+/// The `Any` driver against the backend's own (4000 reads each).
+async fn driver_rows(url: &str, database: &str) -> String {
+    match loadgen::driver_cost(url, 4000).await {
+        Ok((through_any, native)) => loadgen::rows_driver(database, &through_any, &native),
+        Err(e) => fail(&format!("driver: {e}")),
+    }
+}
+
 fn median(runs: &[Figures]) -> &Figures {
     let mut sorted: Vec<&Figures> = runs.iter().collect();
     sorted.sort_by(|a, b| a.rate().total_cmp(&b.rate()));

@@ -343,7 +343,7 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
 
 /// Request timings: forward-auth's `GET /auth/verify` for a signed-in browser (as a
 /// reverse proxy asks it before every request of a protected app), ticket creation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Timings {
     pub requests: usize,
     pub elapsed: Duration,
@@ -712,6 +712,77 @@ pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
     Ok((local, shared))
 }
 
+/// A user as `/api/me` reads it (id, openid, unionid, name, created_at).
+type UserRow = (i64, String, Option<String>, String, i64);
+const USER_READ: &str = "SELECT id, openid, unionid, name, created_at FROM users WHERE id = $1";
+
+/// The backend's own pool, beside the `Any` pool the app uses.
+enum NativePool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl NativePool {
+    async fn read(&self, id: i64) -> Result<UserRow, sqlx::Error> {
+        match self {
+            NativePool::Sqlite(pool) => sqlx::query_as(USER_READ).bind(id).fetch_one(pool).await,
+            NativePool::Postgres(pool) => sqlx::query_as(USER_READ).bind(id).fetch_one(pool).await,
+        }
+    }
+}
+
+/// What sqlx's `Any` driver (through which the app speaks to either database) costs
+/// beside the backend's own driver: `/api/me`'s user read, `n` times one after another
+/// through each, one connection each (checked before use as the app's are), in
+/// alternating blocks so a drift of the machine hits both. (`Any` pool, native pool.)
+pub async fn driver_cost(database_url: &str, n: usize) -> Result<(Timings, Timings), String> {
+    use crate::server::db::Backend;
+    let err = |e: sqlx::Error| e.to_string();
+    let (any, backend) = crate::server::db::connect(database_url, "bench", Some(1)).await.map_err(|e| e.to_string())?;
+    let id: i64 = sqlx::query_scalar("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+        .bind("driver-bench")
+        .bind(Some("driver-bench-union"))
+        .bind("驱动")
+        .bind(0_i64)
+        .fetch_one(&any)
+        .await
+        .map_err(err)?;
+    let native = match backend {
+        Backend::Sqlite => NativePool::Sqlite(
+            sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                .connect(database_url)
+                .await
+                .map_err(err)?,
+        ),
+        Backend::Postgres => {
+            NativePool::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(database_url).await.map_err(err)?)
+        }
+    };
+    let expected: UserRow = (id, "driver-bench".into(), Some("driver-bench-union".into()), "驱动".into(), 0);
+    let (mut through_any, mut native_own) = (Timings::default(), Timings::default());
+    const BLOCKS: usize = 4;
+    for _ in 0..BLOCKS {
+        for (timings, via_any) in [(&mut through_any, true), (&mut native_own, false)] {
+            let started = Instant::now();
+            for _ in 0..n / BLOCKS {
+                let t = Instant::now();
+                let row: UserRow =
+                    if via_any { sqlx::query_as(USER_READ).bind(id).fetch_one(&any).await } else { native.read(id).await }.map_err(err)?;
+                timings.latencies.push(t.elapsed());
+                if row != expected {
+                    return Err(format!("read back {row:?}, wrote {expected:?}"));
+                }
+            }
+            timings.elapsed += started.elapsed();
+            timings.requests += n / BLOCKS;
+        }
+    }
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&any).await.map_err(err)?;
+    Ok((through_any, native_own))
+}
+
 /// The bench's one table: `| figure | scanlogin | baseline (same run) | ratio | goal |`.
 pub const TABLE_HEAD: &str = "| figure | scanlogin | baseline, same run | ratio | goal |\n|---|---|---|---|---|\n";
 
@@ -778,6 +849,17 @@ pub fn rows_pool(n: usize, delay_ms: u64, pooled: &Timings, direct: &Timings) ->
         &format!("{} (on demand)", p(direct)),
         ratio(ms(pooled.percentile(99.0)), ms(direct.percentile(99.0))),
         "p99 ≤ 20 ms from the pool",
+    )
+}
+
+/// The driver row: reads per second through `Any` against the backend's own driver.
+pub fn rows_driver(database: &str, through_any: &Timings, native: &Timings) -> String {
+    row(
+        &format!("a user read by id, {} one after another, {database}, through sqlx's `Any` driver", through_any.requests),
+        &format!("{:.0}/s (p50 {:.1} µs)", through_any.rate(), ms(through_any.percentile(50.0)) * 1000.0),
+        &format!("{:.0}/s (p50 {:.1} µs, native driver)", native.rate(), ms(native.percentile(50.0)) * 1000.0),
+        ratio(through_any.rate(), native.rate()),
+        "(measured: keep `Any` unless it costs)",
     )
 }
 
