@@ -49,6 +49,8 @@ test('scan with the phone, confirm, and the browser lands on /account', async ({
   const { context, phone } = await phoneScan(browser, link, '张三');
   await expect(phone.locator('#req-browser')).toContainText('Chrom');
   await expect(phone.locator('#req-ip')).toHaveText('127.0.0.1');
+  // No app asked for this login (not OpenID Connect): no empty 登录到 row.
+  await expect(phone.locator('#req-client-row')).toBeHidden();
   await shot(phone, '02-phone-scanned');
 
   await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'scanned');

@@ -98,6 +98,7 @@ test('a Node openid-client app signs in through the scan page', async ({ page, b
     await phone.goto(link!);
     await phone.getByRole('button', { name: '张三' }).click();
     await expect(phone.locator('#req-client')).toHaveText('Node 示例应用');
+    await expect(phone.locator('#req-client-row')).toBeVisible();
     await shot(phone, '21-oidc-phone');
     await phone.getByRole('button', { name: '点击登录' }).click();
 
