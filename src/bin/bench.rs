@@ -26,10 +26,9 @@ async fn main() {
         return;
     }
     let database = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
-    let driver_db = match &postgres {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}/driver.db", dir.display()),
-    };
+    // The given PostgreSQL database, else a SQLite file of this name.
+    let db_url = |name: &str| postgres.clone().unwrap_or_else(|| format!("sqlite://{}/{name}.db", dir.display()));
+    let driver_db = db_url("driver");
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "driver") {
         table += &driver_rows(&driver_db, database).await;
         print!("\n{table}");
@@ -40,10 +39,7 @@ async fn main() {
     let (mut base, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         base.push(loadgen::run_baseline(n, deadline).await.unwrap_or_else(|e| fail(&format!("baseline: {e}"))));
-        let url = match &postgres {
-            Some(url) => url.clone(),
-            None => format!("sqlite://{}/bench-{round}.db", dir.display()),
-        };
+        let url = db_url(&format!("bench-{round}"));
         let (figures, verdict) = loadgen::run_scanlogin(n, &url, round, deadline).await.unwrap_or_else(|e| fail(&e));
         println!(
             "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each), bare axum {:.1} ({:.2} ms, {:.0}); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}",
@@ -69,10 +65,7 @@ async fn main() {
         return;
     }
 
-    let verify_db = match &postgres {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}/verify.db", dir.display()),
-    };
+    let verify_db = db_url("verify");
     match loadgen::run_verify(&verify_db, 20 * n, 64).await {
         Ok((ours, base)) => table += &loadgen::rows_verify(&ours, &base),
         Err(e) => fail(&format!("forward-auth: {e}")),

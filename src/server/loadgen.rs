@@ -712,21 +712,24 @@ pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
     Ok((local, shared))
 }
 
-/// A user as `/api/me` reads it (id, openid, unionid, name, created_at).
+/// A user as `/api/me` reads it (`users::USER_COLUMNS`).
 type UserRow = (i64, String, Option<String>, String, i64);
-const USER_READ: &str = "SELECT id, openid, unionid, name, created_at FROM users WHERE id = $1";
 
-/// The backend's own pool, beside the `Any` pool the app uses.
-enum NativePool {
+/// One pool: the `Any` pool the app uses, or the backend's own.
+enum BenchPool {
+    Any(sqlx::AnyPool),
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
 
-impl NativePool {
-    async fn read(&self, id: i64) -> Result<UserRow, sqlx::Error> {
+impl BenchPool {
+    /// `/api/me`'s user read (`Users::get`).
+    async fn read_user(&self, id: i64) -> Result<UserRow, sqlx::Error> {
+        let sql = format!("SELECT {} FROM users WHERE id = $1", crate::server::users::USER_COLUMNS);
         match self {
-            NativePool::Sqlite(pool) => sqlx::query_as(USER_READ).bind(id).fetch_one(pool).await,
-            NativePool::Postgres(pool) => sqlx::query_as(USER_READ).bind(id).fetch_one(pool).await,
+            BenchPool::Any(pool) => sqlx::query_as(&sql).bind(id).fetch_one(pool).await,
+            BenchPool::Sqlite(pool) => sqlx::query_as(&sql).bind(id).fetch_one(pool).await,
+            BenchPool::Postgres(pool) => sqlx::query_as(&sql).bind(id).fetch_one(pool).await,
         }
     }
 }
@@ -747,29 +750,25 @@ pub async fn driver_cost(database_url: &str, n: usize) -> Result<(Timings, Timin
         .fetch_one(&any)
         .await
         .map_err(err)?;
+    let ping = backend.ping_before_use();
     let native = match backend {
-        Backend::Sqlite => NativePool::Sqlite(
-            sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .test_before_acquire(false)
-                .connect(database_url)
-                .await
-                .map_err(err)?,
+        Backend::Sqlite => BenchPool::Sqlite(
+            sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).test_before_acquire(ping).connect(database_url).await.map_err(err)?,
         ),
-        Backend::Postgres => {
-            NativePool::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(database_url).await.map_err(err)?)
-        }
+        Backend::Postgres => BenchPool::Postgres(
+            sqlx::postgres::PgPoolOptions::new().max_connections(1).test_before_acquire(ping).connect(database_url).await.map_err(err)?,
+        ),
     };
+    let through = BenchPool::Any(any.clone());
     let expected: UserRow = (id, "driver-bench".into(), Some("driver-bench-union".into()), "驱动".into(), 0);
     let (mut through_any, mut native_own) = (Timings::default(), Timings::default());
     const BLOCKS: usize = 4;
     for _ in 0..BLOCKS {
-        for (timings, via_any) in [(&mut through_any, true), (&mut native_own, false)] {
+        for (timings, pool) in [(&mut through_any, &through), (&mut native_own, &native)] {
             let started = Instant::now();
             for _ in 0..n / BLOCKS {
                 let t = Instant::now();
-                let row: UserRow =
-                    if via_any { sqlx::query_as(USER_READ).bind(id).fetch_one(&any).await } else { native.read(id).await }.map_err(err)?;
+                let row = pool.read_user(id).await.map_err(err)?;
                 timings.latencies.push(t.elapsed());
                 if row != expected {
                     return Err(format!("read back {row:?}, wrote {expected:?}"));

@@ -23,7 +23,7 @@ pub struct Login {
     pub user_agent: String,
 }
 
-const USER_COLUMNS: &str = "id, openid, unionid, name, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at";
 
 /// Users and logins in the app's database.
 #[derive(Clone, Debug)]
