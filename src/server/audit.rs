@@ -6,7 +6,7 @@
 
 use crate::domain::UnixMillis;
 use crate::server::caller::Caller;
-use sqlx::AnyPool;
+use crate::server::db::Db;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,11 +48,11 @@ pub struct Event {
 /// The `audit_events` table.
 #[derive(Clone, Debug)]
 pub struct Audit {
-    pool: AnyPool,
+    pool: Db,
 }
 
 impl Audit {
-    pub fn new(pool: AnyPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Audit { pool }
     }
 

@@ -320,7 +320,7 @@ impl SessionArgs {
 impl LimitArgs {
     /// The limits, counting from now: in this process, or (`shared`: PostgreSQL) in the
     /// database for the whole fleet.
-    pub fn build(&self, shared: Option<sqlx::AnyPool>) -> Limits {
+    pub fn build(&self, shared: Option<crate::server::db::Db>) -> Limits {
         let limit = |per_minute: u32, name: &'static str| match &shared {
             Some(pool) => KeyedLimit::shared(per_minute, pool.clone(), name),
             None => KeyedLimit::per_minute(per_minute),

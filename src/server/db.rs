@@ -2,9 +2,14 @@
 //! sqlx's `Any` driver so one set of queries serves both. Migrations run at start-up.
 
 use crate::server::error::StartupError;
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Which database is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +39,153 @@ impl Backend {
     }
 }
 
+/// The app's database: an executor like sqlx's pool (`query.execute(&db)`), which it
+/// wraps. On SQLite it keeps the connections it has used in an idle list of its own and
+/// hands them out again as they are: sqlx's pool pings every connection it takes back
+/// (one more round trip to the connection's worker thread after every statement), and a
+/// SQLite connection has nothing to check — its worker runs commands in order, so even a
+/// statement abandoned half-way is finished before the next one starts. On PostgreSQL it
+/// is sqlx's pool unchanged: those connections can die, and the pings find that out.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    kept: Option<Arc<Kept>>,
+}
+
+/// SQLite's connections, out of sqlx's pool for good and lent by [`Db::acquire`].
+#[derive(Debug)]
+struct Kept {
+    idle: Mutex<Vec<PoolConnection<Any>>>,
+    /// One permit per connection: lent out or idle, never more than the pool's size.
+    permits: Arc<Semaphore>,
+}
+
+/// A connection lent by [`Db::acquire`]; dropped, it goes back where it came from.
+pub struct DbConnection {
+    conn: Option<PoolConnection<Any>>,
+    kept: Option<(Arc<Kept>, OwnedSemaphorePermit)>,
+}
+
+impl std::ops::Deref for DbConnection {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_ref().expect("a lent connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for DbConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("a lent connection until dropped")
+    }
+}
+
+impl Drop for DbConnection {
+    fn drop(&mut self) {
+        if let (Some(conn), Some((kept, _permit))) = (self.conn.take(), self.kept.as_ref()) {
+            // Back on the list before the permit (dropped after this) lets a waiter in;
+            // after `close`, back to sqlx's pool, which closes it.
+            if !kept.permits.is_closed() {
+                kept.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            }
+        }
+    }
+}
+
+impl Db {
+    /// `pool` on `backend`, with `size` connections at most.
+    fn new(pool: AnyPool, backend: Backend, size: u32) -> Self {
+        let kept = (backend == Backend::Sqlite).then(|| {
+            Arc::new(Kept { idle: Mutex::default(), permits: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1).max(1))) })
+        });
+        Db { pool, backend, kept }
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// sqlx's pool itself: for transactions, which only the PostgreSQL-only parts (the
+    /// fleet's shared token and pool of codes) use.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection, waiting for those in use.
+    pub async fn close(&self) {
+        if let Some(kept) = &self.kept {
+            kept.permits.close();
+            kept.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        self.pool.close().await;
+    }
+
+    /// A connection of its own, for several statements in a row.
+    pub async fn acquire(&self) -> Result<DbConnection, sqlx::Error> {
+        let Some(kept) = &self.kept else {
+            return Ok(DbConnection { conn: Some(self.pool.acquire().await?), kept: None });
+        };
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, kept.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = kept.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(DbConnection { conn: Some(conn), kept: Some((kept.clone(), permit)) })
+    }
+}
+
+impl<'p> Executor<'p> for &'_ Db {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, Any>,
+    {
+        // The app's results are a few rows: collected on the connection, then streamed.
+        let db = self.clone();
+        stream::once(async move {
+            let mut conn = db.acquire().await?;
+            conn.fetch_many(query).try_collect::<Vec<_>>().await
+        })
+        .map_ok(|rows| stream::iter(rows.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, Any>,
+    {
+        let db = self.clone();
+        Box::pin(async move { db.acquire().await?.fetch_optional(query).await })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(self, sql: &'q str, parameters: &'e [AnyTypeInfo]) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>> {
+        let db = self.clone();
+        Box::pin(async move { db.acquire().await?.prepare_with(sql, parameters).await })
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>> {
+        let db = self.clone();
+        Box::pin(async move { db.acquire().await?.describe(sql).await })
+    }
+}
+
+/// How long a statement waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The default database URL.
 pub const DEFAULT_URL: &str = "sqlite://data/scanlogin.db";
 
 /// Connects and runs the migrations. On PostgreSQL every connection names its instance
 /// (`scanlogin.instance`), which the session trigger puts in its notifications.
 /// `max_connections` unset: the backend's default (below).
-pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) -> Result<(AnyPool, Backend), StartupError> {
+pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) -> Result<Db, StartupError> {
     let instance = instance.to_string();
     sqlx::any::install_default_drivers();
     let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -54,9 +199,10 @@ pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) ->
         Backend::Sqlite => sqlite_url(url)?,
         Backend::Postgres => url.to_string(),
     };
+    let size = max_connections.unwrap_or(backend.default_connections());
     let pool = AnyPoolOptions::new()
-        .max_connections(max_connections.unwrap_or(backend.default_connections()))
-        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(backend.ping_before_use())
         .after_connect(move |conn, _| {
             let instance = instance.clone();
@@ -85,7 +231,7 @@ pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) ->
         Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
     };
     migrated?;
-    Ok((pool, backend))
+    Ok(Db::new(pool, backend, size))
 }
 
 /// Makes sure a file database can be created (its directory exists, `mode=rwc`).
@@ -106,4 +252,55 @@ fn sqlite_url(url: &str) -> Result<String, StartupError> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+#[cfg(test)]
+#[cfg(feature = "test-support")]
+mod tests {
+    use super::*;
+
+    async fn sqlite(size: u32) -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&format!("sqlite://{}/t.db", dir.path().display()), "test", Some(size)).await.unwrap();
+        (db, dir)
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_are_lent_again_and_never_more_than_the_pool() {
+        let (db, _dir) = sqlite(2).await;
+        // A temporary table lives on one connection only: finding it again means the
+        // very connection came back.
+        sqlx::query("CREATE TEMP TABLE mine (x INTEGER)").execute(&mut *db.acquire().await.unwrap()).await.unwrap();
+        let again = sqlx::query("SELECT COUNT(*) FROM mine").execute(&mut *db.acquire().await.unwrap()).await;
+        assert!(again.is_ok(), "the one idle connection is lent again: {again:?}");
+
+        let (a, b) = (db.acquire().await.unwrap(), db.acquire().await.unwrap());
+        let third = tokio::time::timeout(Duration::from_millis(200), db.acquire()).await;
+        assert!(third.is_err(), "a third connection while two are lent out");
+        drop(a);
+        let third = tokio::time::timeout(Duration::from_secs(5), db.acquire()).await;
+        assert!(matches!(third, Ok(Ok(_))), "one given back, the next waiter gets it");
+        drop((b, third));
+
+        // Many statements at once through the executor, all answered.
+        let sums = futures_util::future::join_all((0..50_i64).map(|i| {
+            let db = db.clone();
+            async move { sqlx::query_scalar::<_, i64>("SELECT $1 + 1").bind(i).fetch_one(&db).await.unwrap() }
+        }))
+        .await;
+        assert_eq!(sums, (1..=50).collect::<Vec<i64>>());
+        assert!(db.pool().size() <= 2, "sqlx opened {} connections", db.pool().size());
+        db.close().await;
+        assert!(db.acquire().await.is_err(), "closed");
+    }
+
+    #[tokio::test]
+    async fn a_statement_abandoned_half_way_leaves_its_connection_usable() {
+        let (db, _dir) = sqlite(1).await;
+        let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000000) SELECT COUNT(*) FROM n";
+        let abandoned = tokio::time::timeout(Duration::from_millis(20), sqlx::query_scalar::<_, i64>(slow).fetch_one(&db)).await;
+        assert!(abandoned.is_err(), "the slow statement was still running when abandoned");
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT 7 UNION ALL SELECT 8").fetch_all(&db).await.unwrap();
+        assert_eq!(rows, vec![7, 8], "the next statement on the same connection gets its own rows");
+    }
 }

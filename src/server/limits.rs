@@ -12,9 +12,9 @@
 
 use crate::domain::UnixMillis;
 use crate::error::{AppError, ErrorCode};
+use crate::server::db::Db;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use sqlx::AnyPool;
 use std::num::NonZeroU32;
 
 /// Where a limit counts.
@@ -24,7 +24,7 @@ enum Counter {
     /// In this process.
     Local(DefaultKeyedRateLimiter<String>),
     /// In PostgreSQL's `rate_limits` table, shared by every instance.
-    Shared { pool: AnyPool, name: &'static str, per_minute: u32 },
+    Shared { pool: Db, name: &'static str, per_minute: u32 },
 }
 
 /// One keyed limit.
@@ -47,7 +47,7 @@ impl KeyedLimit {
     }
 
     /// The same limit counted in the database (`name` tells limits apart).
-    pub fn shared(per_minute: u32, pool: AnyPool, name: &'static str) -> Self {
+    pub fn shared(per_minute: u32, pool: Db, name: &'static str) -> Self {
         KeyedLimit(if per_minute == 0 { Counter::Off } else { Counter::Shared { pool, name, per_minute } })
     }
 
@@ -119,7 +119,7 @@ pub struct Limits {
     /// Tickets alive at once across the service (0 = unlimited): past it, 503 `busy`.
     pub max_live_tickets: i64,
     /// PostgreSQL, where the limits count for the fleet; none: in this process.
-    pub shared: Option<AnyPool>,
+    pub shared: Option<Db>,
 }
 
 /// The key a client's IP is counted under: the address itself for IPv4 (IPv4-mapped

@@ -698,7 +698,7 @@ async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize, transport: Transp
 pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
     use crate::server::limits::KeyedLimit;
     sqlx::any::install_default_drivers();
-    let (pool, _) = crate::server::db::connect(pg_url, "bench", None).await.map_err(|e| e.to_string())?;
+    let pool = crate::server::db::connect(pg_url, "bench", None).await.map_err(|e| e.to_string())?;
     let run = |limit: KeyedLimit| async move {
         let started = Instant::now();
         for i in 0..n {
@@ -717,7 +717,7 @@ type UserRow = (i64, String, Option<String>, String, i64);
 
 /// One pool: the `Any` pool the app uses, or the backend's own.
 enum BenchPool {
-    Any(sqlx::AnyPool),
+    Any(crate::server::db::Db),
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
@@ -741,7 +741,8 @@ impl BenchPool {
 pub async fn driver_cost(database_url: &str, n: usize) -> Result<(Timings, Timings), String> {
     use crate::server::db::Backend;
     let err = |e: sqlx::Error| e.to_string();
-    let (any, backend) = crate::server::db::connect(database_url, "bench", Some(1)).await.map_err(|e| e.to_string())?;
+    let any = crate::server::db::connect(database_url, "bench", Some(1)).await.map_err(|e| e.to_string())?;
+    let backend = any.backend();
     let id: i64 = sqlx::query_scalar("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
         .bind("driver-bench")
         .bind(Some("driver-bench-union"))

@@ -62,12 +62,13 @@ impl Application {
         // This instance's name on the database (its own session notifications come back
         // to it; it ignores them).
         let instance = tokens::random_token(9);
-        let (pool, backend) = db::connect(&database_url, &instance, config.database_max_connections).await?;
+        let pool = db::connect(&database_url, &instance, config.database_max_connections).await?;
+        let backend = pool.backend();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let postgres = backend == db::Backend::Postgres;
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
         // In real mode on PostgreSQL the fleet shares one access token.
-        let wechat = Arc::new(if !demo && postgres { wechat.share_tokens(pool.clone()) } else { wechat });
+        let wechat = Arc::new(if !demo && postgres { wechat.share_tokens(pool.pool().clone()) } else { wechat });
         let store = Arc::new(SqlTicketStore::new(pool.clone()));
         // Sessions are read through a cache; on PostgreSQL it serves only while the
         // listener that hears other instances' revocations is connected.
@@ -98,7 +99,7 @@ impl Application {
             codes: Arc::new(CodePool::new(
                 wechat.clone(),
                 usize::try_from(config.wechat.qr_pool_size).unwrap_or(0),
-                postgres.then(|| pool.clone()),
+                postgres.then(|| pool.pool().clone()),
                 clock.clone(),
             )),
             wechat,

@@ -1,13 +1,13 @@
 //! The state every handler and server function shares.
 
 use crate::server::clock::Clock;
+use crate::server::db::Db;
 use crate::server::session::SqlSessionStore;
 use crate::server::tickets::Tickets;
 use crate::server::users::SqlUserStore;
 use crate::server::wechat::WechatClient;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
-use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ pub struct Site {
 #[derive(Clone)]
 pub struct AppState {
     pub leptos: LeptosOptions,
-    pub db: AnyPool,
+    pub db: Db,
     pub tickets: Arc<Tickets>,
     pub wechat: Arc<WechatClient>,
     /// Ticket ids with their codes, made ahead of demand.

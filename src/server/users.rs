@@ -1,8 +1,8 @@
 //! Users (found by unionid, else openid) and their login history.
 
 use crate::domain::{TicketId, UnixMillis};
+use crate::server::db::Db;
 use crate::server::wechat::WxIdentity;
-use sqlx::AnyPool;
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct User {
@@ -28,7 +28,7 @@ pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at";
 /// Users and logins in the app's database.
 #[derive(Clone, Debug)]
 pub struct SqlUserStore {
-    pool: AnyPool,
+    pool: Db,
     /// Display names by user id: forward-auth asks for one on every proxied request, and a
     /// name never changes once given (nothing renames users), so a bounded cache is exact.
     names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
@@ -39,7 +39,7 @@ const NAMES_CACHED: usize = 10_000;
 
 impl SqlUserStore {
     /// A store over `pool`.
-    pub fn new(pool: AnyPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         SqlUserStore { pool, names: Default::default() }
     }
 

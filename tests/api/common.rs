@@ -4,9 +4,9 @@
 use leptos::config::LeptosOptions;
 use reqwest::StatusCode;
 use scanlogin::server::config::Config;
+use scanlogin::server::db::Db;
 use scanlogin::server::startup::Application;
 use serde_json::{Value, json};
-use sqlx::AnyPool;
 
 pub struct TestApp {
     /// The public URL (also where the app listens, unless `--public-url` says otherwise).
@@ -15,7 +15,7 @@ pub struct TestApp {
     pub local: String,
     /// The finalize key of every ticket made through [`TestApp::new_ticket`].
     pub keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    pub pool: AnyPool,
+    pub pool: Db,
     pub db_url: String,
     pub dir: tempfile::TempDir,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,

@@ -8,9 +8,9 @@
 //! instance's JWKS lists a key before any instance signs with it.
 
 use crate::domain::UnixMillis;
+use crate::server::db::Db;
 use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeySet, CoreRsaPrivateSigningKey};
 use openidconnect::{JsonWebKeyId, PrivateSigningKey};
-use sqlx::AnyPool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ type Loaded = (Instant, Arc<Vec<Key>>);
 /// The keys in the `oidc_keys` table.
 #[derive(Clone)]
 pub struct SigningKeys {
-    pool: AnyPool,
+    pool: Db,
     reload: Duration,
     loaded: Arc<Mutex<Option<Loaded>>>,
 }
@@ -52,12 +52,12 @@ fn db(e: sqlx::Error) -> String {
 }
 
 impl SigningKeys {
-    pub fn new(pool: AnyPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self::reloading_every(pool, RELOAD)
     }
 
     /// Keys re-read every `reload` (tests use a short one).
-    pub fn reloading_every(pool: AnyPool, reload: Duration) -> Self {
+    pub fn reloading_every(pool: Db, reload: Duration) -> Self {
         SigningKeys { pool, reload, loaded: Arc::default() }
     }
 

@@ -5,9 +5,9 @@
 
 use crate::domain::UnixMillis;
 use crate::error::AppError;
+use crate::server::db::Db;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sqlx::AnyPool;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
@@ -63,7 +63,7 @@ pub struct SignedInBrowser {
 /// Sessions in the `sessions` table, read through a [`SessionCache`].
 #[derive(Clone)]
 pub struct SqlSessionStore {
-    pool: AnyPool,
+    pool: Db,
     cache: Arc<SessionCache>,
 }
 
@@ -88,7 +88,7 @@ fn backend(e: sqlx::Error) -> StoreError {
 
 impl SqlSessionStore {
     /// A store over `pool`, reading through `cache`.
-    pub fn new(pool: AnyPool, cache: Arc<SessionCache>) -> Self {
+    pub fn new(pool: Db, cache: Arc<SessionCache>) -> Self {
         SqlSessionStore { pool, cache }
     }
 

@@ -5,9 +5,9 @@ use super::machine::Ticket;
 use crate::domain::{NextPath, TicketId, UnixMillis};
 use crate::model::TicketStatus;
 use crate::server::caller::Caller;
+use crate::server::db::Db;
 use crate::server::tokens::TokenHash;
 use async_trait::async_trait;
-use sqlx::AnyPool;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::watch;
@@ -138,13 +138,13 @@ pub const PG_CHANNEL: &str = "scanlogin_tickets";
 /// trigger announces every change on [`PG_CHANNEL`] to the other instances sharing the
 /// database (migration 10).
 pub struct SqlTicketStore {
-    pool: AnyPool,
+    pool: Db,
     notifier: Arc<Notifier>,
 }
 
 impl SqlTicketStore {
     /// A store over `pool`.
-    pub fn new(pool: AnyPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         SqlTicketStore { pool, notifier: Arc::default() }
     }
 
