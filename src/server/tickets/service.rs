@@ -184,6 +184,12 @@ impl Tickets {
         (self.store.watchers(), self.polls.len())
     }
 
+    /// Forgets the tickets kept in memory: a test changed the table underneath.
+    #[cfg(feature = "test-support")]
+    pub fn forget_kept(&self) {
+        self.store.forget_kept();
+    }
+
     /// How many tickets of this browser are alive now.
     pub async fn count_live(&self, browser_key: &str) -> Result<i64, AppError> {
         Ok(self.store.count_live(browser_key, self.now()).await?)

@@ -74,6 +74,9 @@ pub trait TicketStore: Send + Sync + 'static {
     fn watch(&self, id: &TicketId) -> TicketWatch;
     /// How many tickets are being watched in this process.
     fn watchers(&self) -> usize;
+    /// Forgets the tickets kept in memory: a test changed the table underneath.
+    #[cfg(feature = "test-support")]
+    fn forget_kept(&self) {}
 }
 
 /// In-process change notification: one watch channel per followed ticket.
@@ -137,15 +140,67 @@ pub const PG_CHANNEL: &str = "scanlogin_tickets";
 /// Tickets in SQLite or PostgreSQL (through sqlx's `Any` driver). On PostgreSQL a
 /// trigger announces every change on [`PG_CHANNEL`] to the other instances sharing the
 /// database (migration 10).
+///
+/// On SQLite, which serves one instance, every write to a ticket goes through this store,
+/// so it also keeps each ticket as last written (or read) and answers reads from memory:
+/// a login reads its ticket five times (two long-polls, scan, confirm, finalize). Writes
+/// still go to the database first, and only a write that took is remembered, so a
+/// restart loses nothing. On PostgreSQL other instances write too: every read goes to the
+/// database.
 pub struct SqlTicketStore {
     pool: Db,
     notifier: Arc<Notifier>,
+    kept: Option<Kept>,
+}
+
+/// Tickets as last written or read, by id (SQLite only).
+#[derive(Default)]
+struct Kept(Mutex<HashMap<String, Ticket>>);
+
+/// Tickets kept at most: a flood of tickets no one finishes (the service-wide ceiling
+/// allows 10,000 live ones by default) starts the memory over instead of growing it.
+const KEPT_AT_MOST: usize = 50_000;
+
+impl Kept {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &TicketId) -> Option<Ticket> {
+        self.map().get(id.as_str()).cloned()
+    }
+
+    /// Remembers `t` unless a later version of it is already remembered (two writers'
+    /// answers may arrive in either order; versions only grow).
+    fn put(&self, t: &Ticket) {
+        let mut map = self.map();
+        if map.len() >= KEPT_AT_MOST && !map.contains_key(t.id.as_str()) {
+            map.clear();
+        }
+        match map.get_mut(t.id.as_str()) {
+            Some(known) if known.version >= t.version => {}
+            Some(known) => *known = t.clone(),
+            None => {
+                map.insert(t.id.as_str().to_string(), t.clone());
+            }
+        }
+    }
+
+    /// Forgets `id` if what is remembered is not newer than `version`: a conditional write
+    /// against it failed, so the database holds something else.
+    fn forget_up_to(&self, id: &TicketId, version: u64) {
+        let mut map = self.map();
+        if map.get(id.as_str()).is_some_and(|known| known.version <= version) {
+            map.remove(id.as_str());
+        }
+    }
 }
 
 impl SqlTicketStore {
     /// A store over `pool`.
     pub fn new(pool: Db) -> Self {
-        SqlTicketStore { pool, notifier: Arc::default() }
+        let kept = (pool.backend() == crate::server::db::Backend::Sqlite).then(Kept::default);
+        SqlTicketStore { pool, notifier: Arc::default(), kept }
     }
 
     /// The notifier, for the PostgreSQL listener to wake local followers.
@@ -240,10 +295,16 @@ impl TicketStore for SqlTicketStore {
         .bind(t.client_name.clone())
         .execute(&self.pool)
         .await?;
+        if let Some(kept) = &self.kept {
+            kept.put(t);
+        }
         Ok(())
     }
 
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        if let Some(t) = self.kept.as_ref().and_then(|k| k.get(id)) {
+            return Ok(Some(t));
+        }
         let row: Option<TicketRow> = sqlx::query_as(
             "SELECT id, status, version, browser_key, next, created_at, expires_at, scanner_id, \
              confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name FROM tickets WHERE id = $1",
@@ -251,7 +312,11 @@ impl TicketStore for SqlTicketStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(Ticket::try_from).transpose()
+        let t = row.map(Ticket::try_from).transpose()?;
+        if let (Some(kept), Some(t)) = (&self.kept, &t) {
+            kept.put(t);
+        }
+        Ok(t)
     }
 
     async fn replace(&self, t: &Ticket, expected_version: u64) -> Result<bool, StoreError> {
@@ -271,6 +336,13 @@ impl TicketStore for SqlTicketStore {
         .await?
         .rows_affected()
             == 1;
+        if let Some(kept) = &self.kept {
+            if done {
+                kept.put(t);
+            } else {
+                kept.forget_up_to(&t.id, expected_version);
+            }
+        }
         if done {
             self.notifier.publish(t);
         }
@@ -289,6 +361,10 @@ impl TicketStore for SqlTicketStore {
 
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
         let n = sqlx::query(&PURGE).bind(before).execute(&self.pool).await?.rows_affected();
+        if let Some(kept) = &self.kept {
+            // What the statement deleted.
+            kept.map().retain(|_, t| t.expires_at >= before && !(DONE.contains(&t.status) && t.updated_at < before));
+        }
         self.notifier.sweep();
         Ok(n)
     }
@@ -299,6 +375,13 @@ impl TicketStore for SqlTicketStore {
 
     fn watchers(&self) -> usize {
         self.notifier.len()
+    }
+
+    #[cfg(feature = "test-support")]
+    fn forget_kept(&self) {
+        if let Some(kept) = &self.kept {
+            kept.map().clear();
+        }
     }
 }
 
@@ -324,5 +407,38 @@ mod tests {
         let mut other = t.clone();
         other.id = TicketId::try_from("nobody").unwrap();
         n.publish(&other); // no channel, no panic
+    }
+
+    #[cfg(feature = "test-support")]
+    #[tokio::test]
+    async fn on_sqlite_a_ticket_is_read_from_memory_as_last_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::server::db::connect(&format!("sqlite://{}/t.db", dir.path().display()), "test", Some(2)).await.unwrap();
+        let store = SqlTicketStore::new(db.clone());
+        let id = TicketId::try_from("a").unwrap();
+        let origin = Caller { ip: String::new(), user_agent: String::new() };
+        let t = Ticket::new(id.clone(), "k".into(), TokenHash::of("f"), NextPath::default(), origin, UnixMillis(0), Default::default());
+        store.insert(&t).await.unwrap();
+        let version = |t: Option<Ticket>| t.map(|t| t.version);
+        // Changed underneath (as only something other than this store could):
+        sqlx::query("UPDATE tickets SET version = 5 WHERE id = 'a'").execute(&db).await.unwrap();
+        assert_eq!(version(store.get(&id).await.unwrap()), Some(1), "read from memory");
+        // A conditional write against what memory holds fails and forgets it.
+        let mut two = t.clone();
+        two.version = 2;
+        assert!(!store.replace(&two, 1).await.unwrap());
+        assert_eq!(version(store.get(&id).await.unwrap()), Some(5), "read from the database again");
+        // A write that takes is what later reads see.
+        let mut six = t.clone();
+        six.version = 6;
+        six.status = TicketStatus::Cancelled;
+        assert!(store.replace(&six, 5).await.unwrap());
+        assert_eq!(store.get(&id).await.unwrap().map(|t| (t.version, t.status)), Some((6, TicketStatus::Cancelled)));
+        // An older version arriving late (a slower writer's answer) changes nothing.
+        store.kept.as_ref().unwrap().put(&t);
+        assert_eq!(version(store.get(&id).await.unwrap()), Some(6));
+        // What the purge deletes is gone from memory too.
+        assert_eq!(store.purge(UnixMillis(i64::MAX)).await.unwrap(), 1);
+        assert!(store.get(&id).await.unwrap().is_none(), "purged");
     }
 }
