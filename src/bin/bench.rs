@@ -8,7 +8,7 @@
 //! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=driver for sqlx's `Any` driver
 //! against the backend's own.
 
-use scanlogin::server::loadgen::{self, Figures};
+use scanlogin::server::loadgen::{self, Figures, Shape};
 use std::time::Duration;
 
 #[tokio::main]
@@ -36,13 +36,14 @@ async fn main() {
     }
     let deadline = Duration::from_secs(300);
     // Rounds alternate the two sides, so a slow moment of the machine hits both.
-    let (mut base, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut base, mut shaped, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        base.push(loadgen::run_baseline(n, deadline).await.unwrap_or_else(|e| fail(&format!("baseline: {e}"))));
+        base.push(loadgen::run_baseline(n, deadline, Shape::Minimal).await.unwrap_or_else(|e| fail(&format!("baseline: {e}"))));
+        shaped.push(loadgen::run_baseline(n, deadline, Shape::Scanlogin).await.unwrap_or_else(|e| fail(&format!("ceiling: {e}"))));
         let url = db_url(&format!("bench-{round}"));
         let (figures, verdict) = loadgen::run_scanlogin(n, &url, round, deadline).await.unwrap_or_else(|e| fail(&e));
         println!(
-            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each), bare axum {:.1} ({:.2} ms, {:.0}); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}",
+            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each), bare axum {:.1} ({:.2} ms, {:.0}), no-work server with scanlogin's exchanges {:.1} ({:.2} ms); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}",
             round + 1,
             figures.rate(),
             figures.cpu_ms_per_login(),
@@ -50,6 +51,8 @@ async fn main() {
             base[round].rate(),
             base[round].cpu_ms_per_login(),
             base[round].switches_per_login(),
+            shaped[round].rate(),
+            shaped[round].cpu_ms_per_login(),
             figures.usage.overflows,
             base[round].usage.overflows,
             figures.logins - verdict.cross_bound.len().min(figures.logins),
@@ -60,6 +63,7 @@ async fn main() {
         ours.push(figures);
     }
     table += &loadgen::rows_logins(n, database, rounds, median(&ours), median(&base));
+    table += &loadgen::rows_ceiling(median(&shaped), median(&base));
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "logins") {
         print!("\n{table}");
         return;

@@ -286,29 +286,78 @@ impl Bare {
     }
 }
 
-/// The baseline: the same number of requests per login and the same long-poll/notify
-/// shape, against a bare axum server doing no work.
-pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, String> {
-    let bare = Bare::default();
+/// How a bare baseline login talks to its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Seven requests, the baseline of the issue: ticket, one long-poll, wx.login, scan,
+    /// confirm (which wakes the long-poll), finalize, me.
+    Minimal,
+    /// Exactly scanlogin's exchanges, with no work behind them: ten, as a demo login
+    /// makes them — the browser's ticket, two long-polls (woken by the scan, then by the
+    /// confirm), finalize and me; the phone's wx.login, scan and confirm; and the server's
+    /// own two calls to WeChat (a code for the ticket, code2Session for the scan), here to
+    /// an echo on the same server as scanlogin's simulator is.
+    Scanlogin,
+}
+
+#[derive(Clone)]
+struct BareState {
+    waiters: Bare,
+    /// The server's own client and the base URL of its upstream (itself).
+    upstream: reqwest::Client,
+    base: String,
+}
+
+impl BareState {
+    async fn call_upstream(&self) {
+        let _ = post_json(&self.upstream, format!("{}/upstream", self.base), json!({})).await;
+    }
+}
+
+/// A bare axum server doing no work, for the login shape `shape` (the same long-poll and
+/// wake-up as scanlogin's). Logins/s, CPU and context switches per login.
+pub async fn run_baseline(n: usize, deadline: Duration, shape: Shape) -> Result<Figures, String> {
+    let listener = crate::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let state = BareState { waiters: Bare::default(), upstream: reqwest::Client::new(), base: base.clone() };
+    let ok = || axum::Json(json!({"ok": true}));
     let app = axum::Router::new()
-        .route("/echo", post(|| async { axum::Json(json!({"ok": true})) }))
+        .route("/echo", post(move || async move { ok() }))
+        .route("/upstream", post(move || async move { ok() }))
+        .route(
+            "/ticket",
+            post(move |State(s): State<BareState>| async move {
+                if shape == Shape::Scanlogin {
+                    s.call_upstream().await; // the ticket's code
+                }
+                ok()
+            }),
+        )
         .route(
             "/wait/{id}",
-            post(|State(b): State<Bare>, Path(id): Path<String>| async move {
-                b.slot(&id).notified().await;
+            post(|State(s): State<BareState>, Path(id): Path<String>| async move {
+                s.waiters.slot(&id).notified().await;
                 axum::Json(json!({"status": "confirmed"}))
             }),
         )
         .route(
+            "/scan/{id}",
+            post(move |State(s): State<BareState>, Path(id): Path<String>| async move {
+                if shape == Shape::Scanlogin {
+                    s.call_upstream().await; // code2Session
+                    s.waiters.slot(&format!("{id}-scanned")).notify_one();
+                }
+                ok()
+            }),
+        )
+        .route(
             "/notify/{id}",
-            post(|State(b): State<Bare>, Path(id): Path<String>| async move {
-                b.slot(&id).notify_one();
+            post(|State(s): State<BareState>, Path(id): Path<String>| async move {
+                s.waiters.slot(&id).notify_one();
                 axum::Json(json!({}))
             }),
         )
-        .with_state(bare);
-    let listener = crate::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        .with_state(state);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let phone = reqwest::Client::new();
     let (started, before) = (Instant::now(), Usage::now());
@@ -318,13 +367,18 @@ pub async fn run_baseline(n: usize, deadline: Duration) -> Result<Figures, Strin
             tokio::spawn(async move {
                 let browser = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
                 let id = format!("t{i}");
-                post_json(&browser, format!("{base}/echo"), json!({})).await?; // ticket
+                post_json(&browser, format!("{base}/ticket"), json!({})).await?;
                 let wait = {
-                    let (browser, url) = (browser.clone(), format!("{base}/wait/{id}"));
-                    tokio::spawn(async move { post_json(&browser, url, json!({})).await.map(|_| Instant::now()) })
+                    let (browser, base, id) = (browser.clone(), base.clone(), id.clone());
+                    tokio::spawn(async move {
+                        if shape == Shape::Scanlogin {
+                            post_json(&browser, format!("{base}/wait/{id}-scanned"), json!({})).await?;
+                        }
+                        post_json(&browser, format!("{base}/wait/{id}"), json!({})).await.map(|_| Instant::now())
+                    })
                 };
                 post_json(&phone, format!("{base}/echo"), json!({})).await?; // wx.login
-                post_json(&phone, format!("{base}/echo"), json!({})).await?; // scan
+                post_json(&phone, format!("{base}/scan/{id}"), json!({})).await?;
                 let confirmed = Instant::now();
                 post_json(&phone, format!("{base}/notify/{id}"), json!({})).await?; // confirm
                 let seen = wait.await.map_err(|e| e.to_string())??;
@@ -827,6 +881,18 @@ pub fn rows_logins(n: usize, database: &str, rounds: usize, ours: &Figures, base
         None,
         "",
     ) + &row("confirm→browser p50 / p99 in that burst", &p(ours), &p(base), None, "(queueing under saturation)")
+}
+
+/// The ceiling row: a server doing no work but answering scanlogin's ten exchanges a
+/// login, against the seven-request bare baseline (medians of the same rounds).
+pub fn rows_ceiling(shaped: &Figures, base: &Figures) -> String {
+    row(
+        "ceiling: logins/s of a no-work server answering scanlogin's 10 exchanges a login (2 of them its own calls to WeChat)",
+        &format!("{:.1} ({:.2} ms CPU a login)", shaped.rate(), shaped.cpu_ms_per_login()),
+        &format!("{:.1} (bare axum, 7 requests)", base.rate()),
+        ratio(shaped.rate(), base.rate()),
+        "bounds the login ratio",
+    )
 }
 
 /// The forward-auth row.
