@@ -101,7 +101,7 @@ async fn main() {
 /// The `Any` driver against the backend's own (4000 reads each).
 async fn driver_rows(url: &str, database: &str) -> String {
     match loadgen::driver_cost(url, 4000).await {
-        Ok((through_any, native)) => loadgen::rows_driver(database, &through_any, &native),
+        Ok(cost) => loadgen::rows_driver(database, &cost),
         Err(e) => fail(&format!("driver: {e}")),
     }
 }

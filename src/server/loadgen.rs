@@ -769,9 +769,11 @@ pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
 /// A user as `/api/me` reads it (`users::USER_COLUMNS`).
 type UserRow = (i64, String, Option<String>, String, i64);
 
-/// One pool: the `Any` pool the app uses, or the backend's own.
+/// One pool: the app's [`Db`](crate::server::db::Db), sqlx's `Any` pool under it, or the
+/// backend's own.
 enum BenchPool {
-    Any(crate::server::db::Db),
+    Db(crate::server::db::Db),
+    Any(sqlx::AnyPool),
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
@@ -781,6 +783,7 @@ impl BenchPool {
     async fn read_user(&self, id: i64) -> Result<UserRow, sqlx::Error> {
         let sql = format!("SELECT {} FROM users WHERE id = $1", crate::server::users::USER_COLUMNS);
         match self {
+            BenchPool::Db(db) => sqlx::query_as(&sql).bind(id).fetch_one(db).await,
             BenchPool::Any(pool) => sqlx::query_as(&sql).bind(id).fetch_one(pool).await,
             BenchPool::Sqlite(pool) => sqlx::query_as(&sql).bind(id).fetch_one(pool).await,
             BenchPool::Postgres(pool) => sqlx::query_as(&sql).bind(id).fetch_one(pool).await,
@@ -788,21 +791,31 @@ impl BenchPool {
     }
 }
 
-/// What sqlx's `Any` driver (through which the app speaks to either database) costs
-/// beside the backend's own driver: `/api/me`'s user read, `n` times one after another
-/// through each, one connection each (checked before use as the app's are), in
-/// alternating blocks so a drift of the machine hits both. (`Any` pool, native pool.)
-pub async fn driver_cost(database_url: &str, n: usize) -> Result<(Timings, Timings), String> {
+/// A user read by id through three pools: the app's [`Db`](crate::server::db::Db), sqlx's
+/// `Any` pool under it, and the backend's own pool.
+pub struct DriverCost {
+    pub db: Timings,
+    pub any: Timings,
+    pub native: Timings,
+}
+
+/// What the app's way to the database costs: `/api/me`'s user read, `n` times one after
+/// another through each pool, one connection each (checked before use as the app's
+/// are), in alternating blocks so a drift of the machine hits all three. `Any` against
+/// native is the driver's cost; the app's `Db` against the `Any` pool is what lending
+/// connections without sqlx's ping on release saves (on SQLite; on PostgreSQL the `Db`
+/// is that pool).
+pub async fn driver_cost(database_url: &str, n: usize) -> Result<DriverCost, String> {
     use crate::server::db::Backend;
     let err = |e: sqlx::Error| e.to_string();
-    let any = crate::server::db::connect(database_url, "bench", Some(1)).await.map_err(|e| e.to_string())?;
-    let backend = any.backend();
+    let db = crate::server::db::connect(database_url, "bench", Some(1)).await.map_err(|e| e.to_string())?;
+    let backend = db.backend();
     let id: i64 = sqlx::query_scalar("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
         .bind("driver-bench")
         .bind(Some("driver-bench-union"))
         .bind("驱动")
         .bind(0_i64)
-        .fetch_one(&any)
+        .fetch_one(&db)
         .await
         .map_err(err)?;
     let ping = backend.ping_before_use();
@@ -814,12 +827,15 @@ pub async fn driver_cost(database_url: &str, n: usize) -> Result<(Timings, Timin
             sqlx::postgres::PgPoolOptions::new().max_connections(1).test_before_acquire(ping).connect(database_url).await.map_err(err)?,
         ),
     };
-    let through = BenchPool::Any(any.clone());
+    let any = BenchPool::Any(
+        sqlx::any::AnyPoolOptions::new().max_connections(1).test_before_acquire(ping).connect(database_url).await.map_err(err)?,
+    );
+    let through_db = BenchPool::Db(db.clone());
     let expected: UserRow = (id, "driver-bench".into(), Some("driver-bench-union".into()), "驱动".into(), 0);
-    let (mut through_any, mut native_own) = (Timings::default(), Timings::default());
+    let mut cost = DriverCost { db: Timings::default(), any: Timings::default(), native: Timings::default() };
     const BLOCKS: usize = 4;
     for _ in 0..BLOCKS {
-        for (timings, pool) in [(&mut through_any, &through), (&mut native_own, &native)] {
+        for (timings, pool) in [(&mut cost.db, &through_db), (&mut cost.any, &any), (&mut cost.native, &native)] {
             let started = Instant::now();
             for _ in 0..n / BLOCKS {
                 let t = Instant::now();
@@ -833,8 +849,8 @@ pub async fn driver_cost(database_url: &str, n: usize) -> Result<(Timings, Timin
             timings.requests += n / BLOCKS;
         }
     }
-    sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&any).await.map_err(err)?;
-    Ok((through_any, native_own))
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&db).await.map_err(err)?;
+    Ok(cost)
 }
 
 /// The bench's one table: `| figure | scanlogin | baseline (same run) | ratio | goal |`.
@@ -919,13 +935,20 @@ pub fn rows_pool(n: usize, delay_ms: u64, pooled: &Timings, direct: &Timings) ->
 }
 
 /// The driver row: reads per second through `Any` against the backend's own driver.
-pub fn rows_driver(database: &str, through_any: &Timings, native: &Timings) -> String {
+pub fn rows_driver(database: &str, c: &DriverCost) -> String {
+    let reads = |t: &Timings, what: &str| format!("{:.0}/s (p50 {:.1} µs{what})", t.rate(), ms(t.percentile(50.0)) * 1000.0);
     row(
-        &format!("a user read by id, {} one after another, {database}, through sqlx's `Any` driver", through_any.requests),
-        &format!("{:.0}/s (p50 {:.1} µs)", through_any.rate(), ms(through_any.percentile(50.0)) * 1000.0),
-        &format!("{:.0}/s (p50 {:.1} µs, native driver)", native.rate(), ms(native.percentile(50.0)) * 1000.0),
-        ratio(through_any.rate(), native.rate()),
+        &format!("a user read by id, {} one after another, {database}, through sqlx's `Any` driver", c.any.requests),
+        &reads(&c.any, ""),
+        &reads(&c.native, ", native driver"),
+        ratio(c.any.rate(), c.native.rate()),
         "(measured: keep `Any` unless it costs)",
+    ) + &row(
+        &format!("the same read through the app's `Db` (connections lent again without sqlx's ping on release), {database}"),
+        &reads(&c.db, ""),
+        &reads(&c.any, ", sqlx's `Any` pool"),
+        ratio(c.db.rate(), c.any.rate()),
+        "",
     )
 }
 
