@@ -1,12 +1,13 @@
 //! `scripts/bench`: N concurrent complete logins against one demo server, beside a bare
-//! axum baseline from the same run, then forward-auth, the pool of ready codes, the
+//! axum baseline and a no-work server answering the same exchanges (the ceiling) from the
+//! same run, then forward-auth, the pool of ready codes, the
 //! shared rate limits (PostgreSQL) and the memory of waiting browsers. Prints one
 //! markdown table (scripts/bench appends the browser and WASM rows to it).
 //! Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]` (default 1000 logins on temporary SQLite
 //! files). BENCH_ROUNDS (default 3) login bursts per side, the median reported;
 //! BENCH_WAITERS (default 10000); BENCH_ONLY=waiters for the memory rows alone,
-//! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=driver for sqlx's `Any` driver
-//! against the backend's own.
+//! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=driver for the app's `Db`, sqlx's
+//! `Any` pool under it and the backend's own pool.
 
 use scanlogin::server::loadgen::{self, Figures, Shape};
 use std::time::Duration;

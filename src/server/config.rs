@@ -28,7 +28,7 @@ pub struct Config {
     /// Database: sqlite://path or postgres://… [default: sqlite://data/scanlogin.db].
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Connections in the database pool [default: 8 for SQLite, 16 for PostgreSQL; 1–8 measured alike for SQLite, docs/benchmarks.md].
+    /// Connections in the database pool [default: 8 for SQLite, 16 for PostgreSQL; 2–8 measured alike for SQLite, 1 a little slower, docs/benchmarks.md].
     #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: Option<u32>,
     /// Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs). Empty: the socket's peer is the client.

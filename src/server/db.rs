@@ -20,9 +20,9 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Pool size when not configured. For SQLite, 1, 2, 4 and 8 connections gave the same
-    /// login throughput within the bench's noise (docs/benchmarks.md): it writes one at a
-    /// time, and reads beside the writer (WAL) need only a few.
+    /// Pool size when not configured. For SQLite, 2, 4 and 8 connections gave the same
+    /// login throughput within the bench's noise and 1 a little less (docs/benchmarks.md):
+    /// it writes one at a time, and reads beside the writer (WAL) need only a few.
     pub fn default_connections(self) -> u32 {
         match self {
             Backend::Sqlite => 8,
