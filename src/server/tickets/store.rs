@@ -157,8 +157,8 @@ pub struct SqlTicketStore {
 #[derive(Default)]
 struct Kept(Mutex<HashMap<String, Ticket>>);
 
-/// Tickets kept at most: a flood of tickets no one finishes (the service-wide ceiling
-/// allows 10,000 live ones by default) starts the memory over instead of growing it.
+/// Tickets kept at most (the service-wide ceiling allows 10,000 live ones by default):
+/// past it, new tickets are read from the database until the purge makes room.
 const KEPT_AT_MOST: usize = 50_000;
 
 impl Kept {
@@ -174,12 +174,11 @@ impl Kept {
     /// answers may arrive in either order; versions only grow).
     fn put(&self, t: &Ticket) {
         let mut map = self.map();
-        if map.len() >= KEPT_AT_MOST && !map.contains_key(t.id.as_str()) {
-            map.clear();
-        }
+        let full = map.len() >= KEPT_AT_MOST;
         match map.get_mut(t.id.as_str()) {
             Some(known) if known.version >= t.version => {}
             Some(known) => *known = t.clone(),
+            None if full => {}
             None => {
                 map.insert(t.id.as_str().to_string(), t.clone());
             }
