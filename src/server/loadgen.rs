@@ -309,8 +309,13 @@ struct BareState {
 }
 
 impl BareState {
-    async fn call_upstream(&self) {
-        let _ = post_json(&self.upstream, format!("{}/upstream", self.base), json!({})).await;
+    /// A call to the upstream; a failure fails the request (and so the login), so that a
+    /// call that did not happen cannot flatter the ceiling.
+    async fn call_upstream(&self) -> Result<(), axum::http::StatusCode> {
+        post_json(&self.upstream, format!("{}/upstream", self.base), json!({}))
+            .await
+            .map(|_| ())
+            .map_err(|_| axum::http::StatusCode::BAD_GATEWAY)
     }
 }
 
@@ -328,9 +333,9 @@ pub async fn run_baseline(n: usize, deadline: Duration, shape: Shape) -> Result<
             "/ticket",
             post(move |State(s): State<BareState>| async move {
                 if shape == Shape::Scanlogin {
-                    s.call_upstream().await; // the ticket's code
+                    s.call_upstream().await?; // the ticket's code
                 }
-                ok()
+                Ok::<_, axum::http::StatusCode>(ok())
             }),
         )
         .route(
@@ -344,10 +349,10 @@ pub async fn run_baseline(n: usize, deadline: Duration, shape: Shape) -> Result<
             "/scan/{id}",
             post(move |State(s): State<BareState>, Path(id): Path<String>| async move {
                 if shape == Shape::Scanlogin {
-                    s.call_upstream().await; // code2Session
+                    s.call_upstream().await?; // code2Session
                     s.waiters.slot(&format!("{id}-scanned")).notify_one();
                 }
-                ok()
+                Ok::<_, axum::http::StatusCode>(ok())
             }),
         )
         .route(
