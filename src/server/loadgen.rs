@@ -303,7 +303,7 @@ pub enum Shape {
 #[derive(Clone)]
 struct BareState {
     waiters: Bare,
-    /// The server's own client and the base URL of its upstream (itself).
+    /// The server's own client, and its base URL: its upstream is its own `/echo`.
     upstream: reqwest::Client,
     base: String,
 }
@@ -312,7 +312,7 @@ impl BareState {
     /// A call to the upstream; a failure fails the request (and so the login), so that a
     /// call that did not happen cannot flatter the ceiling.
     async fn call_upstream(&self) -> Result<(), axum::http::StatusCode> {
-        post_json(&self.upstream, format!("{}/upstream", self.base), json!({}))
+        post_json(&self.upstream, format!("{}/echo", self.base), json!({}))
             .await
             .map(|_| ())
             .map_err(|_| axum::http::StatusCode::BAD_GATEWAY)
@@ -328,7 +328,6 @@ pub async fn run_baseline(n: usize, deadline: Duration, shape: Shape) -> Result<
     let ok = || axum::Json(json!({"ok": true}));
     let app = axum::Router::new()
         .route("/echo", post(move || async move { ok() }))
-        .route("/upstream", post(move || async move { ok() }))
         .route(
             "/ticket",
             post(move |State(s): State<BareState>| async move {
