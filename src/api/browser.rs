@@ -48,7 +48,11 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
     let now = st.tickets.now();
     let hash = TokenHash::of(finalize_key.as_str());
     let next = next.unwrap_or_default();
-    let client = crate::server::oidc::client_name_for_next(&st, next.as_str()).await;
+    let handoff = crate::server::handoff::Handoff::from_login(Some(next.clone()), false);
+    let client = match &st.oidc {
+        Some(p) => p.client_name(&handoff).await,
+        None => None,
+    };
     let mut ticket = Ticket::new(id, browser_key, hash, next, who, now, st.tickets.life);
     ticket.client_name = client.clone();
     st.tickets.insert(&ticket).await?;

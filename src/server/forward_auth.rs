@@ -4,6 +4,7 @@
 //! with the way to our login page. After the scan the person lands back where they were
 //! going, but only on hosts in `FORWARD_AUTH_DOMAINS`.
 
+use crate::server::handoff::Handoff;
 use crate::server::session::WebSession;
 use crate::server::state::AppState;
 use axum::extract::{Query, State};
@@ -66,13 +67,7 @@ struct VerifyQuery {
 }
 
 /// `GET /auth/verify`.
-async fn verify(
-    State(st): State<AppState>,
-    Query(q): Query<VerifyQuery>,
-    session: tower_sessions::Session,
-    headers: HeaderMap,
-) -> Response {
-    let web = WebSession::new(session, st.site.session_life);
+async fn verify(State(st): State<AppState>, Query(q): Query<VerifyQuery>, web: WebSession, headers: HeaderMap) -> Response {
     let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await.ok().flatten();
     if let Some(who) = signed_in {
         let name = st.users.name(who.user).await.ok().flatten().unwrap_or_default();
@@ -90,8 +85,7 @@ async fn verify(
     }
     let mut login = format!("{}/login", st.site.public_url);
     if let Some(rd) = original_url(&headers).filter(|rd| safe_return(rd, &st.site.forward_auth_domains).is_some()) {
-        let next = format!("/auth/return?rd={}", utf8_percent_encode(&rd));
-        login = format!("{login}?next={}", utf8_percent_encode(&next));
+        login = format!("{}{}", st.site.public_url, Handoff::forward_auth(&rd).login_url());
     }
     let status = if q.redirect.as_deref() == Some("1") { StatusCode::FOUND } else { StatusCode::UNAUTHORIZED };
     let mut res = status.into_response();
@@ -101,10 +95,6 @@ async fn verify(
     }
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
-}
-
-fn utf8_percent_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 #[derive(Deserialize)]

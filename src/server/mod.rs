@@ -10,6 +10,7 @@ pub mod db;
 pub mod display;
 pub mod error;
 pub mod forward_auth;
+pub mod handoff;
 pub mod http;
 pub mod limits;
 #[cfg(feature = "test-support")]

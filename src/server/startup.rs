@@ -256,14 +256,20 @@ fn addresses(config: &Config, tcp: &TcpListener) -> Result<Addresses, StartupErr
 /// The OpenID Connect provider when `OIDC_CLIENTS` is set: its clients read and checked,
 /// a signing key made on first start.
 async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<crate::server::oidc::Provider>>, StartupError> {
-    use crate::server::oidc::{Provider, clients::Clients, keys::SigningKeys};
+    use crate::server::oidc::{Provider, clients::Clients, keys::SigningKeys, store::OidcStore};
     let Some(path) = &config.idp.oidc_clients else { return Ok(None) };
     let clients = Clients::load(path).map_err(StartupError::Config)?;
     let keys = SigningKeys::new(state.db.clone());
     let rotate_ms = i64::try_from(config.idp.oidc_key_rotate_days).unwrap_or(3650) * 86_400_000;
     keys.ensure(state.clock.now(), rotate_ms).await.map_err(StartupError::Config)?;
     tracing::info!(clients = clients.len(), "OpenID Connect provider on");
-    Ok(Some(Arc::new(Provider { clients, keys, issuer: state.site.public_url.clone(), rotate_ms })))
+    Ok(Some(Arc::new(Provider {
+        clients,
+        keys,
+        store: OidcStore::new(state.db.clone()),
+        issuer: state.site.public_url.clone(),
+        rotate_ms,
+    })))
 }
 
 /// Start-up warnings for deployments that are probably not what was meant.
@@ -334,7 +340,7 @@ async fn purge_loop(state: AppState, every: Duration, grace_ms: i64, audit_ms: i
             tracing::warn!(error = %e, "audit purge failed");
         }
         if let Some(p) = &state.oidc {
-            if let Err(e) = crate::server::oidc::purge(&state, now).await {
+            if let Err(e) = p.purge(now).await {
                 tracing::warn!(error = %e, "oidc purge failed");
             }
             if let Err(e) = p.keys.ensure(now, p.rotate_ms).await {

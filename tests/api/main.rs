@@ -20,5 +20,6 @@ mod load;
 mod metrics;
 mod modes;
 mod oidc;
+mod oidc_edges;
 mod pool;
 mod postgres;

@@ -12,11 +12,11 @@ use openidconnect::{
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-const SECRET: &str = "grafana-secret-0123456789";
-const RP: &str = "https://grafana.example.com/login/generic_oauth";
-const SPA: &str = "http://127.0.0.1:9/callback";
+pub(crate) const SECRET: &str = "grafana-secret-0123456789";
+pub(crate) const RP: &str = "https://grafana.example.com/login/generic_oauth";
+pub(crate) const SPA: &str = "http://127.0.0.1:9/callback";
 
-async fn provider() -> TestApp {
+pub(crate) async fn provider() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clients = dir.path().join("clients.toml");
     std::fs::write(
@@ -44,20 +44,20 @@ redirect_uris = ["{SPA}"]
 }
 
 /// A browser that does not follow redirects: each hop is looked at.
-fn browser_no_redirects() -> reqwest::Client {
+pub(crate) fn browser_no_redirects() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-fn location(res: &reqwest::Response) -> String {
+pub(crate) fn location(res: &reqwest::Response) -> String {
     res.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
 }
 
-fn query_of(url: &str) -> HashMap<String, String> {
+pub(crate) fn query_of(url: &str) -> HashMap<String, String> {
     url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 /// The person signs in by scanning, from the login page `login` (a `/login?next=…` URL).
-async fn scan_login(app: &TestApp, b: &reqwest::Client, login: &str) -> String {
+pub(crate) async fn scan_login(app: &TestApp, b: &reqwest::Client, login: &str) -> String {
     let next = query_of(&format!("{}{login}", app.base))["next"].clone();
     let (s, issued) = app.post(b, "/api/login/ticket", json!({ "next": next })).await;
     assert_eq!(s, 200, "{issued}");
@@ -71,7 +71,7 @@ async fn scan_login(app: &TestApp, b: &reqwest::Client, login: &str) -> String {
 
 /// Goes through `/oidc/authorize` with `url`, scanning if asked; returns the redirect to
 /// the client.
-async fn authorize(app: &TestApp, b: &reqwest::Client, url: &str) -> String {
+pub(crate) async fn authorize(app: &TestApp, b: &reqwest::Client, url: &str) -> String {
     let res = b.get(url).send().await.unwrap();
     assert_eq!(res.status(), 302, "{}", res.text().await.unwrap());
     let mut to = location(&res);
@@ -188,7 +188,7 @@ fn urlencoding(s: &str) -> String {
 }
 
 /// An authorization URL for `client` with `extra` parameters.
-fn auth_url(app: &TestApp, client: &str, redirect: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn auth_url(app: &TestApp, client: &str, redirect: &str, extra: &[(&str, &str)]) -> String {
     let mut u = url::Url::parse(&format!("{}/oidc/authorize", app.base)).unwrap();
     u.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -203,7 +203,7 @@ fn auth_url(app: &TestApp, client: &str, redirect: &str, extra: &[(&str, &str)])
     u.to_string()
 }
 
-async fn exchange(app: &TestApp, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+pub(crate) async fn exchange(app: &TestApp, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
     let mut req = reqwest::Client::new().post(format!("{}/oidc/token", app.base)).form(form);
     if let Some((id, secret)) = basic {
         req = req.basic_auth(id, Some(secret));
@@ -212,7 +212,7 @@ async fn exchange(app: &TestApp, form: &[(&str, &str)], basic: Option<(&str, &st
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
-async fn count_tokens(app: &TestApp) -> i64 {
+pub(crate) async fn count_tokens(app: &TestApp) -> i64 {
     app.count("oidc_tokens").await
 }
 

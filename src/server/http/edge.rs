@@ -1,6 +1,7 @@
 //! The outermost layer of every stack, as one service whose future is not boxed: the
 //! request id, the request's span (and its log lines), the body limit, the contract's
-//! JSON `internal` answer for the session layer's bare 500s and, for what a browser
+//! JSON `internal` answer for the session layer's bare 500s and for a handler that
+//! panicked, and, for what a browser
 //! reads, the security headers.
 //!
 //! These were five layers (four `from_fn` and tower-http's trace layer); each boxed a
@@ -136,13 +137,24 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let _entered = this.span.enter();
-        let mut res = match &mut this.state {
-            State::Ready(res) => res.take().expect("an edge future polled after it answered"),
-            State::Direct(fut) => match ready!(Pin::new(fut).poll(cx)) {
+        // A panic below answers this request with the contract's JSON `internal` error
+        // (and is logged) instead of dropping the connection without an answer.
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut this.state {
+            State::Ready(res) => Poll::Ready(res.take().expect("an edge future polled after it answered")),
+            State::Direct(fut) => Pin::new(fut).poll(cx).map(|r| match r {
                 Ok(res) => res,
                 Err(e) => match e {},
-            },
-            State::Buffered(fut) => ready!(fut.as_mut().poll(cx)),
+            }),
+            State::Buffered(fut) => fut.as_mut().poll(cx),
+        }));
+        let mut res = match polled {
+            Ok(poll) => ready!(poll),
+            Err(panic) => {
+                let what = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+                tracing::error!(panic = what.unwrap_or("?"), "a handler panicked");
+                this.state = State::Ready(None);
+                error_response_in(&ErrorCode::Internal.into(), this.api_lang.unwrap_or_default())
+            }
         };
         // The session layer answers a bare, empty 500 when it cannot save a session;
         // under `/api` that becomes the contract's JSON `internal` error.

@@ -22,7 +22,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use tokio::time::Instant;
-use tower_sessions::Session;
 
 /// The form's fields.
 #[derive(Deserialize)]
@@ -34,7 +33,7 @@ pub struct Complete {
 /// `POST /login/complete`.
 pub async fn complete(
     State(st): State<AppState>,
-    session: Session,
+    web: WebSession,
     who: Caller,
     headers: HeaderMap,
     form: Result<Form<Complete>, FormRejection>,
@@ -45,7 +44,6 @@ pub async fn complete(
     }
     let parsed = form.ok().and_then(|Form(f)| Some((TicketId::try_from(f.ticket).ok()?, FinalizeKey::try_from(f.finalize_key).ok()?)));
     let Some((ticket, key)) = parsed else { return refusal(lang, &ErrorCode::BadRequest.into()) };
-    let web = WebSession::new(session, st.site.session_life);
     match wait_for_phone(&st, &web, &ticket).await {
         Ok(TicketStatus::Waiting | TicketStatus::Scanned) => not_yet(lang, &ticket, &key),
         Ok(_) => match crate::server::signin::finalize(&st, &web, &who, &ticket, Some(key)).await {
@@ -73,21 +71,21 @@ async fn wait_for_phone(st: &AppState, web: &WebSession, ticket: &TicketId) -> R
 
 /// `POST /logout`: 退出登录, the account page's form (`/api/logout` is the same for
 /// scripts). Then to the login page.
-pub async fn logout(State(st): State<AppState>, session: Session, who: Caller, headers: HeaderMap) -> Response {
+pub async fn logout(State(st): State<AppState>, web: WebSession, who: Caller, headers: HeaderMap) -> Response {
     if let Err(e) = check_same_site(&headers, &st.site.public_url) {
         return refusal(request_lang(&headers), &e);
     }
-    crate::server::signin::sign_out(&st, &WebSession::new(session, st.site.session_life), &who).await;
+    crate::server::signin::sign_out(&st, &web, &who).await;
     found("/login")
 }
 
 /// `POST /account/sign-out-others`: 退出其他设备, the account page's form. Back to the
 /// account page, which then says how it went; signed out already: to the login page.
-pub async fn revoke_others(State(st): State<AppState>, session: Session, who: Caller, headers: HeaderMap) -> Response {
+pub async fn revoke_others(State(st): State<AppState>, web: WebSession, who: Caller, headers: HeaderMap) -> Response {
     if let Err(e) = check_same_site(&headers, &st.site.public_url) {
         return refusal(request_lang(&headers), &e);
     }
-    match crate::server::signin::revoke_others(&st, &WebSession::new(session, st.site.session_life), &who).await {
+    match crate::server::signin::revoke_others(&st, &web, &who).await {
         Ok(_) => found(&format!("/account?{}=1", crate::pages::account::REVOKED_PARAM)),
         Err(e) if e.code == ErrorCode::Unauthenticated => found("/login?next=/account"),
         Err(e) => refusal(request_lang(&headers), &e),

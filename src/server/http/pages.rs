@@ -5,6 +5,7 @@ use super::found;
 use crate::domain::{DEFAULT_NEXT, NextPath};
 use crate::i18n::Lang;
 use crate::server::error::request_lang;
+use crate::server::handoff::Handoff;
 use crate::server::session::WebSession;
 use crate::server::state::AppState;
 use axum::extract::{Query, Request, State};
@@ -34,12 +35,15 @@ pub async fn page_guards(State(st): State<AppState>, session: Session, req: Requ
                 next: Option<NextPath>,
                 fresh: Option<String>,
             }
-            let query = Query::<LoginQuery>::try_from_uri(req.uri()).ok().map(|q| q.0);
+            let handoff = match Query::<LoginQuery>::try_from_uri(req.uri()) {
+                Ok(Query(q)) => Handoff::from_login(q.next, q.fresh.is_some()),
+                Err(_) => Handoff::from_login(None, false),
+            };
             // `fresh`: a site asked for a new scan (OIDC prompt=login, max_age).
-            if query.as_ref().is_some_and(|q| q.fresh.is_some()) {
+            if handoff.fresh {
                 return next.run(req).await;
             }
-            found(query.and_then(|q| q.next).unwrap_or_default().as_str())
+            found(&handoff.next())
         }
         ("/account", false) => found("/login?next=/account"),
         _ => next.run(req).await,

@@ -295,6 +295,19 @@ pub struct WebSession {
     life: SessionLifetimes,
 }
 
+/// A handler's `WebSession`: the session layer's session with the site's lifetimes.
+impl axum::extract::FromRequestParts<crate::server::state::AppState> for WebSession {
+    type Rejection = <Session as axum::extract::FromRequestParts<crate::server::state::AppState>>::Rejection;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &crate::server::state::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = <Session as axum::extract::FromRequestParts<_>>::from_request_parts(parts, st).await?;
+        Ok(WebSession::new(session, st.site.session_life))
+    }
+}
+
 impl WebSession {
     /// `session` with these lifetimes.
     pub fn new(session: Session, life: SessionLifetimes) -> Self {

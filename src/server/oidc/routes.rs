@@ -1,0 +1,305 @@
+//! The provider's HTTP handlers: thin, each reading a typed request, asking the store
+//! and answering with `?` on [`OidcError`].
+
+use super::claims::standard_claims;
+use super::discovery::metadata;
+use super::error::OidcError;
+use super::request::{AuthorizeQuery, AuthorizeRequest, ClientCredentials, Grant, credentials};
+use super::store::{PendingRequest, Redeemed};
+use super::{CODE_LIFE_MS, Provider, REQUEST_LIFE_MS, TOKEN_LIFE_SECS};
+use crate::domain::UnixMillis;
+use crate::server::audit::Kind;
+use crate::server::caller::Caller;
+use crate::server::handoff::Handoff;
+use crate::server::http::found;
+use crate::server::session::WebSession;
+use crate::server::state::AppState;
+use crate::server::tokens::{TokenHash, constant_time_eq, random_token};
+use axum::Form;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use openidconnect::core::{
+    CoreIdToken, CoreIdTokenClaims, CoreIdTokenFields, CoreIdTokenVerifier, CoreJwsSigningAlgorithm, CoreTokenResponse, CoreTokenType,
+    CoreUserInfoClaims,
+};
+use openidconnect::{
+    AccessToken, Audience, AuthenticationMethodReference, AuthorizationCode, EmptyAdditionalClaims, EmptyExtraTokenFields, IssuerUrl,
+    Nonce, Scope,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The provider, for handlers of its paths; 404 when none is configured.
+pub struct Oidc(pub Arc<Provider>);
+
+impl FromRequestParts<AppState> for Oidc {
+    type Rejection = OidcError;
+
+    async fn from_request_parts(_parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        st.oidc.clone().map(Oidc).ok_or(OidcError::NotEnabled)
+    }
+}
+
+/// A JSON answer no cache keeps (tokens, claims).
+fn no_store_json(body: impl serde::Serialize) -> Response {
+    let mut res = axum::Json(body).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// `GET /.well-known/openid-configuration`.
+pub async fn discovery(Oidc(p): Oidc) -> Result<Response, OidcError> {
+    Ok(axum::Json(metadata(&p.issuer).map_err(OidcError::internal)?).into_response())
+}
+
+/// `GET /oidc/jwks`.
+pub async fn jwks(State(st): State<AppState>, Oidc(p): Oidc) -> Result<Response, OidcError> {
+    // A replaced key stays published until every token it signed has expired.
+    let set = p.keys.jwks(st.clock.now(), TOKEN_LIFE_SECS * 1000 + 300_000).await.map_err(OidcError::internal)?;
+    Ok(axum::Json(set).into_response())
+}
+
+/// `GET /oidc/authorize`: a code at once for a signed-in browser (recently enough), else
+/// the request kept while the person scans.
+pub async fn authorize(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    caller: Caller,
+    web: WebSession,
+    Query(q): Query<AuthorizeQuery>,
+) -> Result<Response, OidcError> {
+    let now = st.clock.now();
+    let (req, not_before) = AuthorizeRequest::parse(&q, &p.clients, &p.issuer, now)?;
+    if let Some(res) = issue_code(&st, &p, &web, &req, not_before, now, &caller).await? {
+        return Ok(res);
+    }
+    if req.wants_none() {
+        return Err(OidcError::Redirect(req.answer(&p.issuer, "login_required", "no signed-in session")));
+    }
+    let id = random_token(16);
+    p.store.save_request(&id, &req, not_before, now.plus_ms(REQUEST_LIFE_MS)).await?;
+    Ok(found(&Handoff::oidc(&id, not_before.0 > 0).login_url()))
+}
+
+/// `GET /oidc/resume/{id}`: after the scan, the stored request answered for the now
+/// signed-in browser.
+pub async fn resume(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    caller: Caller,
+    web: WebSession,
+    Path(id): Path<String>,
+) -> Result<Response, OidcError> {
+    let now = st.clock.now();
+    let Some(PendingRequest { request, not_before, expires_at }) = p.store.request(&id).await? else {
+        return Err(OidcError::Page {
+            status: StatusCode::NOT_FOUND,
+            message: "登录请求不存在或已过期，请回到应用重新登录。The sign-in request is unknown or expired.",
+        });
+    };
+    if now >= expires_at {
+        return Err(OidcError::Page {
+            status: StatusCode::GONE,
+            message: "登录请求已过期，请回到应用重新登录。The sign-in request expired.",
+        });
+    }
+    match issue_code(&st, &p, &web, &request, not_before, now, &caller).await? {
+        Some(res) => {
+            if let Err(e) = p.store.delete_request(&id).await {
+                tracing::warn!(error = %e, "oidc: an answered request was not deleted (the purge will)");
+            }
+            Ok(res)
+        }
+        None => Ok(found(&Handoff::oidc(&id, not_before.0 > 0).login_url())),
+    }
+}
+
+/// With a signed-in session that logged in at `not_before` or later (`prompt=login`,
+/// `max_age`): a code for the client, sent to its redirect URI. `None`: a (new) login is
+/// needed first.
+async fn issue_code(
+    st: &AppState,
+    p: &Provider,
+    web: &WebSession,
+    req: &AuthorizeRequest,
+    not_before: UnixMillis,
+    now: UnixMillis,
+    caller: &Caller,
+) -> Result<Option<Response>, OidcError> {
+    let Some(who) = web.signed_in(now, st.site.session_absolute_ms).await? else { return Ok(None) };
+    if who.login_at < not_before {
+        return Ok(None);
+    }
+    let client = p.clients.get(&req.client_id).ok_or(OidcError::Page { status: StatusCode::BAD_REQUEST, message: "unknown client" })?;
+    let code = random_token(32);
+    p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, now.plus_ms(CODE_LIFE_MS)).await?;
+    tracing::info!(client = client.id, user = who.user, "oidc: code issued");
+    st.audit.record(now, Kind::OidcCode, Some(who.user), caller, &client.name).await;
+    Ok(Some(req.redirect(&p.issuer, vec![("code", code)]).into_response()))
+}
+
+/// `POST /oidc/token` (form): the code exchange.
+pub async fn token(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, OidcError> {
+    let client = ClientCredentials::from_request(&headers, &form).authenticate(&p.clients)?;
+    let Grant::AuthorizationCode { code, redirect_uri, code_verifier } = Grant::from_form(&form)?;
+    let code_hash = TokenHash::of(&code);
+    let now = st.clock.now();
+    let grant = p.store.code(&code_hash).await?.ok_or(OidcError::invalid_grant("unknown code"))?;
+    if grant.used_at.is_some() {
+        // A replayed code: whatever its first exchange issued is revoked.
+        let revoked = p.store.revoke_code_tokens(&code_hash).await?;
+        tracing::warn!(client = client.id, revoked, "oidc: code replayed");
+        return Err(OidcError::invalid_grant("code already used"));
+    }
+    if grant.client_id != client.id {
+        return Err(OidcError::invalid_grant("code issued to another client"));
+    }
+    if now >= UnixMillis(grant.expires_at) {
+        return Err(OidcError::invalid_grant("code expired"));
+    }
+    if redirect_uri.as_ref() != Some(&grant.redirect_uri) {
+        return Err(OidcError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&grant.code_challenge, &code_verifier) {
+        (Some(challenge), Some(verifier)) if constant_time_eq(&verifier.s256(), challenge) => {}
+        (Some(_), Some(_)) => return Err(OidcError::invalid_grant("PKCE verification failed")),
+        (Some(_), None) => return Err(OidcError::invalid_grant("code_verifier missing")),
+        (None, Some(_)) => return Err(OidcError::invalid_grant("no PKCE challenge was sent")),
+        (None, None) if client.is_public() => return Err(OidcError::invalid_grant("a public client must use PKCE")),
+        (None, None) => {}
+    }
+    let user = st.users.get(grant.user_id).await?.ok_or_else(|| OidcError::internal("the code's user is gone"))?;
+    let access = random_token(32);
+    match p.store.redeem(&code_hash, &grant, &TokenHash::of(&access), now, now.plus_ms(TOKEN_LIFE_SECS * 1000)).await? {
+        Redeemed::Issued => {}
+        Redeemed::AlreadyUsed { revoked } => {
+            // Lost a race with another exchange of the same code: a replay all the same.
+            tracing::warn!(client = client.id, revoked, "oidc: code replayed during its first exchange");
+            return Err(OidcError::invalid_grant("code already used"));
+        }
+    }
+    let time = |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).ok_or_else(|| OidcError::internal("time out of range"));
+    let claims = CoreIdTokenClaims::new(
+        IssuerUrl::new(p.issuer.clone()).map_err(OidcError::internal)?,
+        vec![Audience::new(client.id.clone())],
+        time(now.0 + TOKEN_LIFE_SECS * 1000)?,
+        time(now.0)?,
+        standard_claims(&user, &grant.scope),
+        EmptyAdditionalClaims {},
+    )
+    .set_auth_time(Some(time(grant.auth_time)?))
+    .set_nonce(grant.nonce.clone().map(Nonce::new))
+    .set_auth_method_refs(Some(vec![AuthenticationMethodReference::new("wechat_miniprogram".into())]));
+    let key = p.keys.current(now).await.map_err(OidcError::internal)?;
+    let access_token = AccessToken::new(access);
+    let id_token = CoreIdToken::new(
+        claims,
+        &*key,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        Some(&access_token),
+        Some(&AuthorizationCode::new(code)),
+    )
+    .map_err(OidcError::internal)?;
+    let mut answer =
+        CoreTokenResponse::new(access_token, CoreTokenType::Bearer, CoreIdTokenFields::new(Some(id_token), EmptyExtraTokenFields {}));
+    answer.set_expires_in(Some(&Duration::from_secs(TOKEN_LIFE_SECS as u64)));
+    answer.set_scopes(Some(grant.scope.split(' ').filter(|s| !s.is_empty()).map(|s| Scope::new(s.to_string())).collect()));
+    tracing::info!(client = client.id, user = user.id, "oidc: tokens issued");
+    metrics::counter!("scanlogin_oidc_tokens_issued_total").increment(1);
+    let rp = Caller { ip: String::new(), user_agent: format!("OIDC client {}", client.id) };
+    st.audit.record(now, Kind::OidcTokens, Some(user.id), &rp, &client.name).await;
+    Ok(no_store_json(answer))
+}
+
+/// `GET|POST /oidc/userinfo` with `Authorization: Bearer <access token>`: the claims of
+/// the token's scopes.
+pub async fn userinfo(State(st): State<AppState>, Oidc(p): Oidc, headers: HeaderMap) -> Result<Response, OidcError> {
+    let token = credentials(&headers, "bearer").ok_or(OidcError::Bearer)?;
+    let (user_id, scope) = p.store.token(&TokenHash::of(token), st.clock.now()).await?.ok_or(OidcError::Bearer)?;
+    let user = st.users.get(user_id).await?.ok_or(OidcError::Bearer)?;
+    Ok(no_store_json(CoreUserInfoClaims::new(standard_claims(&user, &scope), EmptyAdditionalClaims {})))
+}
+
+/// `GET /oidc/logout`: RP-initiated logout, parameters in the query.
+pub async fn end_session_get(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    caller: Caller,
+    web: WebSession,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, OidcError> {
+    end_session(&st, &p, &caller, &web, &q).await
+}
+
+/// `POST /oidc/logout`: RP-initiated logout, parameters in a form body.
+pub async fn end_session_post(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    caller: Caller,
+    web: WebSession,
+    Form(q): Form<HashMap<String, String>>,
+) -> Result<Response, OidcError> {
+    end_session(&st, &p, &caller, &web, &q).await
+}
+
+/// Ends the session (recorded in the audit trail); goes to `post_logout_redirect_uri`
+/// only when it is exactly one the client registered (the client known from
+/// `id_token_hint`, whose signature is ours, or `client_id`).
+async fn end_session(
+    st: &AppState,
+    p: &Provider,
+    caller: &Caller,
+    web: &WebSession,
+    q: &HashMap<String, String>,
+) -> Result<Response, OidcError> {
+    let hinted = match q.get("id_token_hint") {
+        Some(hint) => Some(hinted_client(st, p, hint).await.map_err(|()| OidcError::Page {
+            status: StatusCode::BAD_REQUEST,
+            message: "id_token_hint 无效。The id_token_hint is not valid.",
+        })?),
+        None => None,
+    };
+    let client_id = hinted.or_else(|| q.get("client_id").cloned());
+    crate::server::signin::sign_out(st, web, caller).await;
+    let target = q.get("post_logout_redirect_uri").filter(|uri| {
+        client_id.as_deref().and_then(|c| p.clients.get(c)).is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == *uri))
+    });
+    match target {
+        Some(uri) => {
+            let Ok(mut url) = url::Url::parse(uri) else {
+                return Err(OidcError::Page { status: StatusCode::BAD_REQUEST, message: "post_logout_redirect_uri" });
+            };
+            if let Some(s) = q.get("state") {
+                url.query_pairs_mut().append_pair("state", s);
+            }
+            Ok(found(url.as_str()))
+        }
+        None if q.contains_key("post_logout_redirect_uri") => Err(OidcError::Page {
+            status: StatusCode::BAD_REQUEST,
+            message: "已退出登录；退出后的跳转地址未登记，未跳转。Signed out; the post-logout redirect is not registered.",
+        }),
+        None => Ok(found("/login")),
+    }
+}
+
+/// The client (audience) of an ID token we signed; expired hints are fine (that is
+/// what logging out late looks like).
+async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<String, ()> {
+    use std::str::FromStr as _;
+    let token = CoreIdToken::from_str(hint).map_err(|_| ())?;
+    let jwks = p.keys.jwks(st.clock.now(), i64::MAX / 2).await.map_err(|_| ())?;
+    let issuer = IssuerUrl::new(p.issuer.clone()).map_err(|_| ())?;
+    let verifier = CoreIdTokenVerifier::new_public_client(openidconnect::ClientId::new(String::new()), issuer, jwks)
+        .require_audience_match(false)
+        .set_time_fn(|| chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+    let claims = token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map_err(|_| ())?;
+    claims.audiences().first().map(|a| a.to_string()).ok_or(())
+}

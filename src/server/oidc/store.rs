@@ -1,0 +1,194 @@
+//! The provider's tables: pending authorization requests (while the person scans),
+//! one-time codes and access tokens, codes and tokens by their SHA-256 only. Every SQL
+//! statement of the provider is here; the handlers speak in these types.
+
+use super::request::AuthorizeRequest;
+use crate::domain::UnixMillis;
+use crate::server::db::Db;
+use crate::server::tokens::TokenHash;
+
+/// A pending authorization request and the earliest login it accepts.
+#[derive(Clone, Debug)]
+pub struct PendingRequest {
+    pub request: AuthorizeRequest,
+    pub not_before: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
+/// A code as issued: to whom, for which client and redirect URI, bound to which PKCE
+/// challenge and nonce, with which scopes.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub user_id: i64,
+    pub auth_time: i64,
+    pub scope: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// How an exchange of a code ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// This exchange marked the code used and stored the access token, in one transaction.
+    Issued,
+    /// Another exchange had marked it first: what that one issued is revoked.
+    AlreadyUsed { revoked: u64 },
+}
+
+/// The `oidc_requests`, `oidc_codes` and `oidc_tokens` tables.
+#[derive(Clone, Debug)]
+pub struct OidcStore {
+    db: Db,
+}
+
+impl OidcStore {
+    pub fn new(db: Db) -> Self {
+        OidcStore { db }
+    }
+
+    /// Keeps `req` under `id` until `expires_at`.
+    pub async fn save_request(
+        &self,
+        id: &str,
+        req: &AuthorizeRequest,
+        not_before: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<(), sqlx::Error> {
+        let params = serde_json::to_string(req).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query("INSERT INTO oidc_requests (id, client_id, params, not_before, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(&req.client_id)
+            .bind(params)
+            .bind(not_before)
+            .bind(expires_at)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The pending request `id`, expired or not.
+    pub async fn request(&self, id: &str) -> Result<Option<PendingRequest>, sqlx::Error> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as("SELECT params, not_before, expires_at FROM oidc_requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?;
+        let Some((params, not_before, expires_at)) = row else { return Ok(None) };
+        let request = serde_json::from_str(&params).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        Ok(Some(PendingRequest { request, not_before: UnixMillis(not_before), expires_at: UnixMillis(expires_at) }))
+    }
+
+    /// The client of the pending request `id`.
+    pub async fn request_client(&self, id: &str) -> Result<Option<String>, sqlx::Error> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT client_id FROM oidc_requests WHERE id = $1").bind(id).fetch_optional(&self.db).await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Forgets the pending request `id` (answered).
+    pub async fn delete_request(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM oidc_requests WHERE id = $1").bind(id).execute(&self.db).await?;
+        Ok(())
+    }
+
+    /// Stores a code (by its hash) for `req`'s client, for `user` who logged in at `auth_time`.
+    pub async fn save_code(
+        &self,
+        code: &TokenHash,
+        req: &AuthorizeRequest,
+        user: i64,
+        auth_time: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO oidc_codes (code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, scope, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(code.as_str())
+        .bind(&req.client_id)
+        .bind(&req.redirect_uri)
+        .bind(req.code_challenge.clone())
+        .bind(req.nonce.clone())
+        .bind(user)
+        .bind(auth_time)
+        .bind(&req.scope)
+        .bind(expires_at)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The code whose hash is `code`.
+    pub async fn code(&self, code: &TokenHash) -> Result<Option<CodeGrant>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, scope, expires_at, used_at FROM oidc_codes WHERE code_hash = $1",
+        )
+        .bind(code.as_str())
+        .fetch_optional(&self.db)
+        .await
+    }
+
+    /// Revokes whatever the exchange of `code` issued.
+    pub async fn revoke_code_tokens(&self, code: &TokenHash) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM oidc_tokens WHERE code_hash = $1").bind(code.as_str()).execute(&self.db).await?.rows_affected())
+    }
+
+    /// Redeems `code` once: marks it used and stores the access token `access` in one
+    /// transaction, so that a racing second exchange either finds the code unused (and
+    /// loses the mark) or finds the token stored (and revokes it).
+    pub async fn redeem(
+        &self,
+        code: &TokenHash,
+        grant: &CodeGrant,
+        access: &TokenHash,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Redeemed, sqlx::Error> {
+        let mut conn = self.db.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let marked = sqlx::query("UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL")
+            .bind(code.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() != 1 {
+            tx.rollback().await?;
+            drop(conn);
+            return Ok(Redeemed::AlreadyUsed { revoked: self.revoke_code_tokens(code).await? });
+        }
+        sqlx::query(
+            "INSERT INTO oidc_tokens (token_hash, client_id, user_id, scope, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(access.as_str())
+        .bind(&grant.client_id)
+        .bind(grant.user_id)
+        .bind(&grant.scope)
+        .bind(code.as_str())
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Redeemed::Issued)
+    }
+
+    /// The user and scope of the access token whose hash is `token`, while it lives.
+    pub async fn token(&self, token: &TokenHash, now: UnixMillis) -> Result<Option<(i64, String)>, sqlx::Error> {
+        let row: Option<(i64, String, i64)> = sqlx::query_as("SELECT user_id, scope, expires_at FROM oidc_tokens WHERE token_hash = $1")
+            .bind(token.as_str())
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(row.filter(|(_, _, exp)| now < UnixMillis(*exp)).map(|(user, scope, _)| (user, scope)))
+    }
+
+    /// Forgets abandoned requests, codes `keep_codes_ms` past their expiry (so a late
+    /// replay is still recognised, and revokes), and expired tokens.
+    pub async fn purge(&self, now: UnixMillis, keep_codes_ms: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM oidc_requests WHERE expires_at < $1").bind(now).execute(&self.db).await?;
+        sqlx::query("DELETE FROM oidc_codes WHERE expires_at < $1").bind(now.plus_ms(-keep_codes_ms)).execute(&self.db).await?;
+        sqlx::query("DELETE FROM oidc_tokens WHERE expires_at < $1").bind(now).execute(&self.db).await?;
+        Ok(())
+    }
+}
