@@ -66,7 +66,7 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, AppError> {
-    // Runs without the session layer (see `startup::router`): the binding key comes from
+    // Runs without the session layer (see `server::http::router`): the binding key comes from
     // the store. A browser without one cannot own any ticket: `ticket_not_found`. Only
     // what the wait needs is kept across it.
     let (tickets, key, wait) = {
@@ -114,7 +114,7 @@ pub async fn me() -> Result<MeView, AppError> {
     };
     let logins = st.users.recent_logins(user.id, 10).await?;
     let events = st.audit.recent_for_user(user.id, 20).await?;
-    let current = session.id();
+    let current = session.id().map(|id| crate::server::session::stored_key(&id));
     let sessions = st.sessions.list_for_user(user.id, now).await?;
     let unknown = current_lang().ui().unknown_browser;
     Ok(MeView {
@@ -130,7 +130,7 @@ pub async fn me() -> Result<MeView, AppError> {
         sessions: sessions
             .into_iter()
             .map(|s| SessionView {
-                current: current.as_deref() == Some(s.id.as_str()),
+                current: current.as_deref() == Some(s.key.as_str()),
                 browser: describe_browser(&s.signed_in.user_agent).unwrap_or_else(|| unknown.to_string()),
                 ip: s.signed_in.ip,
                 signed_in_at: rfc3339(s.signed_in.login_at),

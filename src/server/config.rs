@@ -159,6 +159,12 @@ pub struct LimitArgs {
     /// Mini-program calls per ticket and minute (0 = no limit).
     #[arg(long = "rate-phone-per-ticket", env = "RATE_PHONE_PER_TICKET", default_value_t = 20)]
     pub phone_per_ticket: u32,
+    /// OpenID Connect authorization requests one client IP may make per minute (0 = no limit).
+    #[arg(long = "rate-oidc-authorize-per-ip", env = "RATE_OIDC_AUTHORIZE_PER_IP", default_value_t = 120)]
+    pub oidc_authorize_per_ip: u32,
+    /// OpenID Connect token requests one client IP may make per minute (0 = no limit). A relying party's server sends all of its users' exchanges from one address: keep it well above its logins per minute.
+    #[arg(long = "rate-oidc-token-per-ip", env = "RATE_OIDC_TOKEN_PER_IP", default_value_t = 600)]
+    pub oidc_token_per_ip: u32,
     /// Tickets one browser may have alive at once (0 = no limit).
     #[arg(long = "live-tickets-per-browser", env = "LIVE_TICKETS_PER_BROWSER", default_value_t = 10)]
     pub live_tickets_per_browser: u32,
@@ -330,6 +336,8 @@ impl LimitArgs {
             tickets_per_browser: limit(self.tickets_per_browser, "tickets_per_browser"),
             phone_per_ip: limit(self.phone_per_ip, "phone_per_ip"),
             phone_per_ticket: limit(self.phone_per_ticket, "phone_per_ticket"),
+            oidc_authorize_per_ip: limit(self.oidc_authorize_per_ip, "oidc_authorize_per_ip"),
+            oidc_token_per_ip: limit(self.oidc_token_per_ip, "oidc_token_per_ip"),
             live_tickets_per_browser: i64::from(self.live_tickets_per_browser),
             max_live_tickets: i64::from(self.max_live_tickets),
             shared,

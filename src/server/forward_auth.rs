@@ -22,7 +22,7 @@ pub fn router() -> axum::Router<AppState> {
 
 /// `/auth/verify`, which answers the proxy rather than a browser, before every request
 /// of every protected app: mounted with the session layer only (no page to frame, no
-/// body to compress; see `startup::router`).
+/// body to compress; see `http::router`).
 pub fn verify_router() -> axum::Router<AppState> {
     axum::Router::new().route("/auth/verify", axum::routing::get(verify))
 }

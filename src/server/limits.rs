@@ -114,6 +114,11 @@ pub struct Limits {
     pub phone_per_ip: KeyedLimit,
     /// `/api/mp/*` per ticket.
     pub phone_per_ticket: KeyedLimit,
+    /// `GET /oidc/authorize` per client IP (each may store a pending request and, signed
+    /// in, a code and an audit event).
+    pub oidc_authorize_per_ip: KeyedLimit,
+    /// `POST /oidc/token` per client IP.
+    pub oidc_token_per_ip: KeyedLimit,
     /// Tickets one browser may have alive at once (0 = unlimited).
     pub live_tickets_per_browser: i64,
     /// Tickets alive at once across the service (0 = unlimited): past it, 503 `busy`.
@@ -144,7 +149,14 @@ impl Limits {
 
     /// Forgets idle keys of every limit.
     pub fn forget_idle(&self) {
-        for l in [&self.tickets_per_ip, &self.tickets_per_browser, &self.phone_per_ip, &self.phone_per_ticket] {
+        for l in [
+            &self.tickets_per_ip,
+            &self.tickets_per_browser,
+            &self.phone_per_ip,
+            &self.phone_per_ticket,
+            &self.oidc_authorize_per_ip,
+            &self.oidc_token_per_ip,
+        ] {
             l.forget_idle();
         }
     }

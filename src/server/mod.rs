@@ -15,6 +15,7 @@ pub mod http;
 pub mod limits;
 #[cfg(feature = "test-support")]
 pub mod loadgen;
+pub mod maintenance;
 pub mod metrics;
 pub mod oidc;
 pub mod session;

@@ -1,32 +1,27 @@
-//! Builds the application from the configuration; used by `main` and by the tests,
-//! which start the real thing on port 0.
+//! The composition root: builds the application from the configuration (database,
+//! stores, WeChat client, state, router) and runs it with its background tasks; used by
+//! `main` and by the tests, which start the real thing on port 0. The HTTP surface is
+//! `http::router`, the periodic upkeep `maintenance`.
 
-use crate::app::{App, shell};
 use crate::server::clock::{Clock, SystemClock};
 use crate::server::codes::CodePool;
 use crate::server::config::{Config, WechatArgs};
 use crate::server::error::StartupError;
-use crate::server::http::{self, api};
+use crate::server::http;
 use crate::server::session::{SessionCache, SqlSessionStore};
-use crate::server::simulator::{self, SimConfig, Simulator};
+use crate::server::simulator::{SimConfig, Simulator};
 use crate::server::state::{AppState, Site};
 use crate::server::tickets::{SqlTicketStore, Tickets};
 use crate::server::users::SqlUserStore;
 use crate::server::wechat::WechatClient;
 use crate::server::{db, tokens};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
-use axum::routing::{any, get};
 use leptos::config::LeptosOptions;
-use leptos_axum::{LeptosRoutes, generate_route_list};
 use secrecy::SecretString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -124,7 +119,13 @@ impl Application {
             oidc: None,
         };
         let state = AppState { oidc: oidc_provider(config, &state).await?, ..state };
-        let router = router(state.clone(), simulator, config.idp.cookie_domain.clone());
+        if !postgres {
+            let moved = state.sessions.digest_legacy_ids().await?;
+            if moved > 0 {
+                tracing::info!(sessions = moved, "sessions now stored under a digest of their id");
+            }
+        }
+        let router = http::router::router(state.clone(), simulator, config.idp.cookie_domain.clone());
         Ok(Application {
             listener: tcp,
             pg_listener,
@@ -161,7 +162,14 @@ impl Application {
     /// accepted, requests in flight finish; after [`DRAIN_LIMIT`] it stops regardless.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let refill = tokio::spawn(self.state.codes.clone().refill());
-        let purge = tokio::spawn(purge_loop(self.state.clone(), self.purge_interval, self.purge_grace_ms, self.audit_retention_ms));
+        let purge = tokio::spawn(crate::server::maintenance::run(
+            self.state.clone(),
+            crate::server::maintenance::Schedule {
+                every: self.purge_interval,
+                ticket_grace_ms: self.purge_grace_ms,
+                audit_retention_ms: self.audit_retention_ms,
+            },
+        ));
         let changes = self.pg_listener.map(|(url, to)| tokio::spawn(crate::server::changes::listen(url, to)));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tickets = self.state.tickets.clone();
@@ -194,28 +202,6 @@ impl Application {
 
 /// How long a shutdown waits for requests in flight.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-/// `GET /healthz`: the process is alive.
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// `GET /readyz`: the database answers and is migrated, and the server is not draining.
-async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> (axum::http::StatusCode, &'static str) {
-    use axum::http::StatusCode;
-    if st.tickets.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
-    }
-    let migrated: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(&st.db).await;
-    match migrated {
-        Ok((n,)) if n > 0 => (StatusCode::OK, "ready"),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "not migrated"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readyz: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
-        }
-    }
-}
 
 /// Binds the listening socket. Demo mode stays on loopback unless `--listen` says
 /// otherwise.
@@ -313,109 +299,4 @@ fn wechat(
         }
     };
     Ok((WechatClient::new(config, clock)?, simulator))
-}
-
-/// Deletes finished/expired tickets after a grace period, and dead sessions.
-async fn purge_loop(state: AppState, every: Duration, grace_ms: i64, audit_ms: i64) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let now = state.clock.now();
-        match state.tickets.purge(now.plus_ms(-grace_ms)).await {
-            Ok(n) if n > 0 => tracing::debug!(tickets = n, "purged"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "ticket purge failed"),
-        }
-        if let Err(e) = state.sessions.delete_expired(now).await {
-            tracing::warn!(error = %e, "session purge failed");
-        }
-        state.limits.forget_idle();
-        if let Err(e) = state.limits.purge_shared(now).await {
-            tracing::warn!(error = %e, "rate-limit purge failed");
-        }
-        if let Err(e) = state.codes.purge(now).await {
-            tracing::warn!(error = %e, "code pool purge failed");
-        }
-        if let Err(e) = state.audit.purge(now.plus_ms(-audit_ms)).await {
-            tracing::warn!(error = %e, "audit purge failed");
-        }
-        if let Some(p) = &state.oidc {
-            if let Err(e) = p.purge(now).await {
-                tracing::warn!(error = %e, "oidc purge failed");
-            }
-            if let Err(e) = p.keys.ensure(now, p.rotate_ms).await {
-                tracing::warn!(error = %e, "oidc key rotation failed");
-            }
-        }
-    }
-}
-
-/// The whole HTTP surface.
-pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain: Option<String>) -> Router {
-    let routes = generate_route_list(App);
-    let sessions = SessionManagerLayer::new(state.sessions.clone())
-        .with_name(state.site.cookie_name)
-        .with_secure(state.site.secure)
-        .with_same_site(SameSite::Lax)
-        .with_http_only(true)
-        .with_path("/")
-        // A session starts anonymous and short-lived; signing in gives it the idle expiry.
-        .with_expiry(Expiry::OnInactivity(state.site.session_life.anonymous));
-    let sessions = match cookie_domain {
-        Some(d) => sessions.with_domain(d),
-        None => sessions,
-    };
-    let mut app = Router::new()
-        .route("/lang", get(http::pages::set_lang))
-        .route("/login/complete", axum::routing::post(http::nojs::complete))
-        .route("/logout", axum::routing::post(http::nojs::logout))
-        .route("/account/sign-out-others", axum::routing::post(http::nojs::revoke_others))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::server::metrics::serve))
-        .route("/api/{*rest}", any(api::not_found))
-        .leptos_routes_with_context(&state, routes, || {}, {
-            let options = state.leptos.clone();
-            move || shell(options.clone())
-        });
-    if let Some(sim) = simulator {
-        app = app.nest("/_wechat", simulator::router(sim));
-    }
-    if state.oidc.is_some() {
-        app = app.merge(crate::server::oidc::router());
-    }
-    app = app.merge(crate::server::forward_auth::router());
-    let app = app
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(state.clone());
-    // The middleware wraps the whole router once, outermost first. (`Router::layer`
-    // would wrap every route, and each request would clone the whole stack at every
-    // layer: 18 allocations per request, ~4 KiB held by each waiting long-poll.) The
-    // edge is the request id, span, body limit, JSON failures and security headers in
-    // one unboxed future (`http::edge`).
-    let edge = http::edge::Edge { secure: state.site.secure, security_headers: true };
-    let common = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).layer(sessions.clone());
-    let full = common
-        .clone()
-        // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
-        .map_response(axum::response::IntoResponse::into_response)
-        .layer(tower_http::compression::CompressionLayer::new())
-        .layer(from_fn_with_state(state.clone(), http::headers::asset_caching))
-        .layer(from_fn_with_state(state.clone(), http::pages::page_guards))
-        .service(app.clone());
-    // The status long-poll is what thousands of waiting browsers hold open at once: it
-    // runs the same server function through only the layers that concern it (a JSON
-    // answer of a few bytes needs no compression, no page or asset rule applies, and it
-    // reads the session's binding key through the store's cache instead of the session
-    // layer: it never writes a session). 40 → 12–14 KiB held per waiting browser
-    // (docs/benchmarks.md).
-    let longpoll = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).service(app);
-    // Forward-auth's verify runs before every request of every protected app: the edge
-    // (its answers go to the proxy: no security headers) and the session layer.
-    let verify = tower::ServiceBuilder::new()
-        .layer(http::edge::Edge { security_headers: false, ..edge })
-        .layer(sessions)
-        .service(crate::server::forward_auth::verify_router().with_state(state));
-    Router::new().route_service("/auth/verify", verify).route_service("/api/login/status", longpoll).fallback_service(full)
 }

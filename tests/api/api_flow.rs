@@ -89,10 +89,12 @@ async fn scan_confirm_finalize_signs_the_browser_in() {
 #[tokio::test]
 async fn session_id_and_binding_key_change_at_login() {
     let app = spawn(&[]).await;
-    let browser = browser();
+    let (browser, jar) = browser_with_jar();
     let t1 = app.new_ticket(&browser).await;
     let t2 = app.new_ticket(&browser).await; // a second tab
     let ids_before: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions").fetch_all(&app.pool).await.unwrap();
+    let cookie_before = session_cookie(&jar, &app.base).unwrap();
+    assert_eq!(ids_before[0].0, stored_key(&cookie_before), "stored under the digest of the cookie's id");
     let token = app.scan(&t1, "lisi").await;
     app.confirm(&t1, &token).await;
     let (s, _) = app.finalize(&browser, &t1).await;
@@ -114,7 +116,7 @@ async fn session_id_and_binding_key_change_at_login() {
     // A request still carrying the old cookie is anonymous: not signed in, cookie untouched.
     let stale = reqwest::Client::new()
         .post(format!("{}/api/me", app.base))
-        .header("cookie", format!("scanlogin_session={}", ids_before[0].0))
+        .header("cookie", format!("scanlogin_session={cookie_before}"))
         .json(&json!({}))
         .send()
         .await
@@ -126,7 +128,7 @@ async fn session_id_and_binding_key_change_at_login() {
     assert_error(&app.status(&browser, &t2, 0).await, 404, "ticket_not_found");
     let stale = reqwest::Client::new()
         .post(format!("{}/api/login/status", app.base))
-        .header("cookie", format!("scanlogin_session={}", ids_before[0].0))
+        .header("cookie", format!("scanlogin_session={cookie_before}"))
         .json(&json!({ "ticket": t2, "seen": 0 }))
         .send()
         .await
@@ -265,6 +267,29 @@ async fn a_restart_loses_nothing() {
     assert_eq!(s, 200, "{v}");
     let (s, me) = app.post(&a, "/api/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
+}
+
+/// Sessions written by a version that stored the id itself (the cookie's value) move to
+/// its digest at start: nobody is signed out by the upgrade, and the id leaves the table.
+#[tokio::test]
+async fn sessions_stored_under_their_id_move_to_its_digest_at_start() {
+    let app = spawn(&[]).await;
+    let (b, jar) = browser_with_jar();
+    app.sign_in(&b, "wangwu").await;
+    let id = session_cookie(&jar, &app.base).unwrap();
+    let digest = stored_key(&id);
+    // As the previous version left it.
+    let legacy = sqlx::query("UPDATE sessions SET id = $1 WHERE id = $2").bind(&id).bind(&digest).execute(&app.pool).await.unwrap();
+    assert_eq!(legacy.rows_affected(), 1, "the signed-in session is stored under the digest of its cookie");
+    app.server.abort();
+    let _ = app.server.await;
+    let TestApp { dir, db_url, .. } = app;
+    let app = spawn_on(dir, db_url, &[]).await;
+    let (s, me) = app.post(&b, "/api/me", json!({})).await;
+    assert_eq!(s, 200, "still signed in after the upgrade: {me}");
+    let keys: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions").fetch_all(&app.pool).await.unwrap();
+    assert!(keys.iter().any(|(k,)| k == &digest), "{keys:?}");
+    assert!(keys.iter().all(|(k,)| k.len() == 64 && k != &id), "no session id left in the table: {keys:?}");
 }
 
 #[tokio::test]

@@ -67,6 +67,25 @@ pub fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).build().unwrap()
 }
 
+/// A browser whose cookie jar the test can read: the client and its jar.
+pub fn browser_with_jar() -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    (reqwest::Client::builder().cookie_provider(jar.clone()).user_agent(CHROME_UA).build().unwrap(), jar)
+}
+
+/// The session id the jar holds for `base` (the cookie's value; the table stores only its
+/// digest, `stored_key`).
+pub fn session_cookie(jar: &reqwest::cookie::Jar, base: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore as _;
+    let cookies = jar.cookies(&base.parse().unwrap())?;
+    cookies.to_str().unwrap().split("; ").find_map(|c| c.strip_prefix("scanlogin_session=")).map(str::to_string)
+}
+
+/// What the `sessions` table stores the session `id` under.
+pub fn stored_key(id: &str) -> String {
+    scanlogin::server::tokens::TokenHash::of(id).as_str().to_string()
+}
+
 /// The phone: no cookies.
 pub fn phone() -> reqwest::Client {
     reqwest::Client::builder().user_agent("Mozilla/5.0 MicroMessenger/8.0.50 miniProgram").build().unwrap()

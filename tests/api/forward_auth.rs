@@ -1,18 +1,25 @@
 //! Forward-auth behind real reverse proxies (Debian's nginx and Caddy, started here on
 //! loopback ports, configured as docs/integrations.md says) in front of a tiny upstream:
 //! anonymous → our login; after a scan login → the upstream sees the user; a
-//! `Remote-User` sent by the client never gets through; a foreign `rd` is refused.
+//! forged identity header sent by the client (every one `/auth/verify` emits) never gets
+//! through; a foreign `rd` is refused.
 
 use crate::common::*;
 use axum::http::HeaderMap;
 use serde_json::json;
 use std::process::{Child, Command};
 
-/// The protected app: answers with the user nginx passed it.
+/// Every identity header `/auth/verify` emits, as the upstream reads them.
+const IDENTITY_HEADERS: [&str; 3] = ["remote-user", "remote-name", "x-auth-request-user"];
+
+/// The protected app: answers with the identity headers the proxy passed it.
 async fn upstream() -> String {
     let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
-        let user = headers.get("remote-user").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        format!("upstream: user={user}")
+        let seen: Vec<String> = IDENTITY_HEADERS
+            .iter()
+            .map(|h| format!("{h}={}", headers.get(*h).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default()))
+            .collect();
+        format!("upstream: {}", seen.join(" "))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -63,9 +70,12 @@ http {{
     location / {{
       auth_request /_scanlogin_verify;
       auth_request_set $scanlogin_user $upstream_http_remote_user;
+      auth_request_set $scanlogin_name $upstream_http_remote_name;
       auth_request_set $scanlogin_login $upstream_http_x_redirection_url;
-      # The upstream believes this header: it is always ours, never the client's.
+      # The upstream believes these headers: always ours, never the client's.
       proxy_set_header Remote-User $scanlogin_user;
+      proxy_set_header Remote-Name $scanlogin_name;
+      proxy_set_header X-Auth-Request-User $scanlogin_user;
       proxy_pass http://{upstream};
       error_page 401 = @scanlogin_login;
     }}
@@ -99,7 +109,7 @@ async fn caddy(scanlogin: &str, upstream: &str) -> Proxy {
 http://127.0.0.1:{port} {{
   forward_auth {scanlogin} {{
     uri /auth/verify?redirect=1
-    copy_headers Remote-User Remote-Name
+    copy_headers Remote-User Remote-Name X-Auth-Request-User
   }}
   reverse_proxy {upstream}
 }}
@@ -149,6 +159,11 @@ async fn caddy_forward_auth_protects_an_app_with_scan_login() {
     protects_an_app(&app, &proxy).await;
 }
 
+/// A request to the protected app carrying a forged value of every identity header.
+fn forged(b: &reqwest::Client, page: &str) -> reqwest::RequestBuilder {
+    IDENTITY_HEADERS.iter().fold(b.get(page), |req, h| req.header(*h, "999"))
+}
+
 /// Anonymous → our login, carrying the original URL; the scan login; back to the app,
 /// which sees our user and never the one the client claims.
 async fn protects_an_app(app: &TestApp, proxy: &Proxy) {
@@ -156,7 +171,7 @@ async fn protects_an_app(app: &TestApp, proxy: &Proxy) {
     let page = format!("{}/dashboard?x=1", proxy.base);
 
     // Anonymous: to our login page, carrying where the person was going.
-    let res = b.get(&page).header("remote-user", "1").send().await.unwrap();
+    let res = forged(&b, &page).send().await.unwrap();
     assert_eq!(res.status(), 302, "{}", res.text().await.unwrap_or_default());
     let login = res.headers()["location"].to_str().unwrap().to_string();
     assert!(login.starts_with(&format!("{}/login?next=", app.base)), "{login}");
@@ -179,13 +194,14 @@ async fn protects_an_app(app: &TestApp, proxy: &Proxy) {
 
     // Signed in: the upstream sees our user, whatever the client claims.
     let (_, me) = app.post(&b, "/api/me", json!({})).await;
-    let res = b.get(&page).header("remote-user", "999").send().await.unwrap();
+    let res = forged(&b, &page).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.text().await.unwrap(), format!("upstream: user={}", me["user"]["id"]));
+    let (id, name) = (&me["user"]["id"], me["user"]["name"].as_str().unwrap());
+    assert_eq!(res.text().await.unwrap(), format!("upstream: remote-user={id} remote-name={name} x-auth-request-user={id}"));
     // Signed out: the client's own claim still does not get through.
     let (s, _) = app.post(&b, "/api/logout", json!({})).await;
     assert_eq!(s, 200);
-    let res = b.get(&page).header("remote-user", "999").send().await.unwrap();
+    let res = forged(&b, &page).send().await.unwrap();
     assert_eq!(res.status(), 302, "{}", res.text().await.unwrap_or_default());
 }
 

@@ -110,7 +110,8 @@ async fn a_copied_pre_login_cookie_can_neither_finalize_nor_ride_the_login() {
     let key_of = |id: String| {
         let pool = app.pool.clone();
         async move {
-            let (data,): (String,) = sqlx::query_as("SELECT data FROM sessions WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
+            let (data,): (String,) =
+                sqlx::query_as("SELECT data FROM sessions WHERE id = $1").bind(stored_key(&id)).fetch_one(&pool).await.unwrap();
             serde_json::from_str::<Value>(&data).unwrap()["browser_key"].clone()
         }
     };
@@ -120,7 +121,7 @@ async fn a_copied_pre_login_cookie_can_neither_finalize_nor_ride_the_login() {
 #[tokio::test]
 async fn logged_out_and_revoked_sessions_stay_gone() {
     let app = spawn(&[]).await;
-    let (first, second) = (browser(), browser());
+    let ((first, first_jar), second) = (browser_with_jar(), browser());
     for b in [&first, &second] {
         let t = confirmed(&app, b, "wangwu").await;
         assert_eq!(app.finalize(b, &t).await.0, 200);
@@ -143,12 +144,14 @@ async fn logged_out_and_revoked_sessions_stay_gone() {
 
     // A save arriving after the delete (a request that was already in flight and touched
     // its session) does not bring the row back.
-    let (id,): (String,) = sqlx::query_as("SELECT id FROM sessions WHERE user_id IS NOT NULL").fetch_one(&app.pool).await.unwrap();
+    let id = session_cookie(&first_jar, &app.base).unwrap();
+    let (key,): (String,) = sqlx::query_as("SELECT id FROM sessions WHERE user_id IS NOT NULL").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(key, stored_key(&id), "the first browser's session, by the digest of its id");
     let record = app.state.sessions.load(&id.parse().unwrap()).await.unwrap().expect("the first browser's session");
     let (s, _) = app.post(&first, "/api/logout", json!({})).await;
     assert_eq!(s, 200);
     app.state.sessions.save(&record).await.unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE id = $1").bind(&id).fetch_one(&app.pool).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE id = $1").bind(&key).fetch_one(&app.pool).await.unwrap();
     assert_eq!(n, 0, "a logged-out session stays gone");
 }
 

@@ -17,6 +17,11 @@ pub(crate) const RP: &str = "https://grafana.example.com/login/generic_oauth";
 pub(crate) const SPA: &str = "http://127.0.0.1:9/callback";
 
 pub(crate) async fn provider() -> TestApp {
+    provider_with(&[]).await
+}
+
+/// The provider with `extra` settings.
+pub(crate) async fn provider_with(extra: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clients = dir.path().join("clients.toml");
     std::fs::write(
@@ -40,7 +45,9 @@ redirect_uris = ["{SPA}"]
     .unwrap();
     let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
     let path = clients.display().to_string();
-    spawn_on(dir, db_url, &["--oidc-clients", &path]).await
+    let mut args = vec!["--oidc-clients", path.as_str()];
+    args.extend_from_slice(extra);
+    spawn_on(dir, db_url, &args).await
 }
 
 /// A browser that does not follow redirects: each hop is looked at.

@@ -49,6 +49,7 @@ async fn the_authorization_endpoint_refuses_what_it_does_not_do_and_says_who_it_
     let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
     let long_state = "s".repeat(1025);
     let long_nonce = "n".repeat(257);
+    let long_scope = format!("openid {}", "x".repeat(250));
     /// A case's name, its extra parameters, the error it gets.
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
@@ -60,6 +61,7 @@ async fn the_authorization_endpoint_refuses_what_it_does_not_do_and_says_who_it_
         ("prompt=none with login", vec![("prompt", "none login")], "invalid_request"),
         ("a nonce over 256 characters", vec![("nonce", &long_nonce)], "invalid_request"),
         ("a state over 1024 characters", vec![("state", &long_state)], "invalid_request"),
+        ("a scope over 256 characters", vec![("scope", &long_scope)], "invalid_scope"),
     ];
     for (name, extra, error) in cases {
         let mut params = pkce.to_vec();
@@ -205,4 +207,29 @@ async fn only_an_exact_resume_path_shows_a_site_on_the_login_page_and_the_phone(
     let code = app.wx_code("zhangsan").await;
     let (_, scanned) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": code })).await;
     assert!(scanned["requester"].get("client").is_none_or(Value::is_null), "nor on the phone: {scanned}");
+}
+
+#[tokio::test]
+async fn authorize_and_token_are_rate_limited_per_client_ip() {
+    let app = provider_with(&["--rate-oidc-authorize-per-ip", "3", "--rate-oidc-token-per-ip", "2"]).await;
+    let b = browser_no_redirects();
+    let url = auth_url(&app, "grafana", RP, &[]);
+    for _ in 0..3 {
+        let res = b.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 302);
+    }
+    assert_eq!(app.count("oidc_requests").await, 3);
+    let res = b.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 429, "the fourth within the minute");
+    assert!(res.headers().get("retry-after").is_some());
+    assert!(res.headers().get("location").is_none(), "a page of ours, not a redirect");
+    assert_eq!(app.count("oidc_requests").await, 3, "nothing stored for the refused one");
+
+    let form = [("grant_type", "authorization_code"), ("code", "no-such-code"), ("redirect_uri", RP)];
+    for _ in 0..2 {
+        let (s, v) = exchange(&app, &form, Some(("grafana", SECRET))).await;
+        assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")));
+    }
+    let (s, v) = exchange(&app, &form, Some(("grafana", SECRET))).await;
+    assert_eq!((s, v["error"].as_str()), (429, Some("rate_limited")), "{v}");
 }

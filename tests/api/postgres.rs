@@ -146,6 +146,62 @@ async fn a_revocation_anywhere_empties_every_instances_session_cache() {
     drop_database(&name).await;
 }
 
+/// Security review #1: the session trigger's NOTIFY reaches any role that can connect
+/// (CONNECT is PUBLIC's by default), with no table privilege. What it announces is the
+/// row's key, a digest of the session id: nothing a browser could present.
+#[tokio::test]
+async fn a_role_without_grants_that_listens_learns_nothing_it_can_sign_in_with() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let app = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &[]).await;
+    let eve = format!("eve_{}", name.trim_start_matches("scanlogin_test_"));
+    sqlx::query(&format!("CREATE ROLE {eve} LOGIN")).execute(&app.pool).await.unwrap();
+    let eve_url = {
+        let mut u = url::Url::parse(&url).unwrap();
+        u.set_username(&eve).unwrap();
+        u.set_password(None).unwrap();
+        u.to_string()
+    };
+    let mut listener = sqlx::postgres::PgListener::connect(&eve_url).await.unwrap();
+    listener.listen("scanlogin_sessions").await.unwrap();
+    let denied = sqlx::query("SELECT id FROM sessions").execute(&mut sqlx::PgConnection::connect(&eve_url).await.unwrap()).await;
+    assert!(denied.is_err(), "eve cannot read the table");
+
+    let (b, jar) = browser_with_jar();
+    app.sign_in(&b, "lisi").await;
+    let id = session_cookie(&jar, &app.base).unwrap();
+    // Any change to a live session is announced (here: as the hourly touch would).
+    sqlx::query("UPDATE sessions SET expires_at = expires_at WHERE user_id IS NOT NULL").execute(&app.pool).await.unwrap();
+    let mut heard = Vec::new();
+    while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(500), listener.recv()).await {
+        heard.push(n.payload().split(' ').next().unwrap_or_default().to_string());
+    }
+    assert!(!heard.is_empty(), "eve hears the channel");
+    let digest = stored_key(&id);
+    assert!(heard.contains(&digest), "the live session's change was announced, as its digest: {heard:?}");
+    for key in &heard {
+        assert_ne!(key, &id, "never the id itself");
+        let forged = reqwest::Client::new()
+            .post(format!("{}/api/me", app.base))
+            .header("cookie", format!("scanlogin_session={key}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 401, "what eve heard signs nobody in");
+    }
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions").fetch_all(&app.pool).await.unwrap();
+    assert!(stored.iter().all(|(k,)| k != &id), "nor does the table hold it");
+    assert_eq!(app.post(&b, "/api/me", json!({})).await.0, 200, "the real cookie still works");
+    drop(listener);
+    app.server.abort();
+    app.pool.close().await;
+    drop_database(&name).await;
+    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
+        let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {eve}")).execute(&mut admin).await;
+    }
+}
+
 /// The per-IP ticket limit counts in the database: three allowed across two instances,
 /// not three on each.
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! HTTP around the Leptos app: the outermost layer of every request ([`edge`]), the API
 //! contract's checks ([`api`]), the pages' guards, policy and language switch
-//! ([`pages`]), and the headers answers carry ([`headers`]).
+//! ([`pages`]), the headers answers carry ([`headers`]), health checks ([`health`]), and
+//! the router that puts them together ([`router`]).
 
 pub mod api;
 pub mod edge;
 pub mod headers;
+pub mod health;
 pub mod nojs;
 pub mod pages;
+pub mod router;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};

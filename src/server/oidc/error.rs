@@ -6,7 +6,9 @@
 //! - [`OidcError::Redirect`]: back to the client's registered `redirect_uri` with
 //!   `error`, `error_description`, `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207);
 //! - [`OidcError::Token`]: the token endpoint's JSON (RFC 6749 §5.2), `no-store`;
-//! - [`OidcError::Bearer`]: a protected resource's 401 (RFC 6750 §3).
+//! - [`OidcError::Bearer`]: a protected resource's 401 (RFC 6750 §3);
+//!
+//! and, past a rate limit, [`OidcError::RateLimited`]: 429 with `Retry-After`.
 //!
 //! Handlers return `Result<Response, OidcError>` and use `?`; internal failures are
 //! logged once here and answered without detail.
@@ -27,6 +29,9 @@ pub enum OidcError {
     Token { status: StatusCode, error: &'static str, description: &'static str },
     /// A bearer token that is missing, unknown, expired or revoked.
     Bearer,
+    /// Too many requests from this client: 429 with `Retry-After`, as a page (`json:
+    /// false`, the authorization endpoint) or the token endpoint's JSON.
+    RateLimited { retry_after: u64, json: bool },
     /// A failure of ours (database, signing); the detail goes to the log only.
     Internal(String),
 }
@@ -89,6 +94,23 @@ impl From<sqlx::Error> for OidcError {
     }
 }
 
+impl OidcError {
+    /// `limit`'s verdict for `caller`: its refusal as this endpoint answers one.
+    pub async fn check_limit(
+        limit: &crate::server::limits::KeyedLimit,
+        caller: &crate::server::caller::Caller,
+        json: bool,
+    ) -> Result<(), Self> {
+        match limit.check(&crate::server::limits::client_bucket(&caller.ip)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.code == crate::error::ErrorCode::RateLimited => {
+                Err(OidcError::RateLimited { retry_after: e.retry_after.unwrap_or(60), json })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 impl From<crate::error::AppError> for OidcError {
     fn from(e: crate::error::AppError) -> Self {
         OidcError::internal(format!("{e:?}"))
@@ -116,6 +138,22 @@ impl IntoResponse for OidcError {
                 if status == StatusCode::UNAUTHORIZED {
                     res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"scanlogin\""));
                 }
+                res
+            }
+            OidcError::RateLimited { retry_after, json } => {
+                let mut res = if json {
+                    let body = serde_json::json!({ "error": "rate_limited", "error_description": "too many requests; retry later" });
+                    no_store((StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response())
+                } else {
+                    use crate::server::http::message_page;
+                    message_page(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "zh-CN",
+                        "请求过于频繁 · Too many requests",
+                        "<p>请稍后再试。Please try again in a moment.</p>",
+                    )
+                };
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 res
             }
             OidcError::Bearer => {

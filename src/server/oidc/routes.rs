@@ -71,6 +71,7 @@ pub async fn authorize(
     web: WebSession,
     Query(q): Query<AuthorizeQuery>,
 ) -> Result<Response, OidcError> {
+    OidcError::check_limit(&st.limits.oidc_authorize_per_ip, &caller, false).await?;
     let now = st.clock.now();
     let (req, not_before) = AuthorizeRequest::parse(&q, &p.clients, &p.issuer, now)?;
     if let Some(res) = issue_code(&st, &p, &web, &req, not_before, now, &caller).await? {
@@ -145,9 +146,11 @@ async fn issue_code(
 pub async fn token(
     State(st): State<AppState>,
     Oidc(p): Oidc,
+    caller: Caller,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OidcError> {
+    OidcError::check_limit(&st.limits.oidc_token_per_ip, &caller, true).await?;
     let client = ClientCredentials::from_request(&headers, &form).authenticate(&p.clients)?;
     let Grant::AuthorizationCode { code, redirect_uri, code_verifier } = Grant::from_form(&form)?;
     let code_hash = TokenHash::of(&code);

@@ -13,6 +13,9 @@
 //! - A read that started before an invalidation never fills the cache (an epoch counter).
 //! - Entries also age out after a time-to-live (`SESSION_CACHE_SECS`): the bound for
 //!   changes no notification reports (a SQLite file edited by hand while running).
+//!
+//! Entries are keyed like the table's rows: by [`stored_key`], the digest of the
+//! session id, which is also all a notification carries.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,8 +32,16 @@ const CAPACITY: usize = 10_000;
 /// again by the session layer as it ends.
 const EXPIRY_SLACK: time::Duration = time::Duration::minutes(1);
 
-/// The PostgreSQL channel a trigger announces changed and deleted session ids on.
+/// The PostgreSQL channel a trigger announces changed and deleted sessions on (their
+/// stored keys: digests, never the ids cookies carry).
 pub const PG_CHANNEL: &str = "scanlogin_sessions";
+
+/// What a session is stored and announced under: the SHA-256 (hex) of its id. The id is
+/// the cookie's value, a bearer credential; neither the table, a backup of it, nor the
+/// change channel (which any role that can connect may `LISTEN` to) holds it.
+pub fn stored_key(id: &tower_sessions::session::Id) -> String {
+    crate::server::tokens::TokenHash::of(&id.to_string()).as_str().to_string()
+}
 
 struct Entry {
     record: Record,
@@ -72,7 +83,7 @@ impl SessionCache {
         !self.ttl.is_zero() && self.armed.load(Ordering::Acquire)
     }
 
-    /// The session `id`, if it is cached, fresh and not expired at `now`; otherwise the
+    /// The session stored under `id` (its [`stored_key`]), if it is cached, fresh and not expired at `now`; otherwise the
     /// mark to fill the cache with after reading the database.
     pub fn get(&self, id: &str, now: OffsetDateTime) -> Result<Record, ReadMark> {
         let inner = self.lock();
@@ -107,7 +118,7 @@ impl SessionCache {
                 inner.entries.clear();
             }
         }
-        inner.entries.insert(record.id.to_string(), Entry { record: record.clone(), user, filled: Instant::now() });
+        inner.entries.insert(stored_key(&record.id), Entry { record: record.clone(), user, filled: Instant::now() });
     }
 
     /// Keeps a session this instance has just created: its id is new, so no read of it
@@ -136,7 +147,7 @@ impl SessionCache {
             return false;
         }
         let inner = self.lock();
-        inner.entries.get(&record.id.to_string()).is_some_and(|e| {
+        inner.entries.get(&stored_key(&record.id)).is_some_and(|e| {
             e.filled.elapsed() < self.ttl
                 && e.record.data == record.data
                 && (e.record.expiry_date - record.expiry_date).abs() < EXPIRY_SLACK
@@ -199,7 +210,7 @@ mod tests {
     fn serves_what_it_was_filled_with_until_forgotten() {
         let c = SessionCache::new(Duration::from_secs(60), true);
         let r = record(time::Duration::hours(1));
-        let id = r.id.to_string();
+        let id = stored_key(&r.id);
         let t = c.get(&id, OffsetDateTime::now_utc()).unwrap_err();
         c.fill(t, &r, Some(7));
         assert_eq!(c.get(&id, OffsetDateTime::now_utc()).ok().map(|r| r.id), Some(r.id));
@@ -211,7 +222,7 @@ mod tests {
     fn a_read_overtaken_by_an_invalidation_does_not_fill() {
         let c = SessionCache::new(Duration::from_secs(60), true);
         let r = record(time::Duration::hours(1));
-        let id = r.id.to_string();
+        let id = stored_key(&r.id);
         let t = c.get(&id, OffsetDateTime::now_utc()).unwrap_err();
         c.forget("some other session"); // a delete committed while our read was on its way
         c.fill(t, &r, Some(7));
@@ -230,12 +241,12 @@ mod tests {
         assert!(!c.unchanged(&later), "new data is written");
         r.expiry_date += time::Duration::hours(2);
         assert!(!c.unchanged(&r), "a much later expiry is written");
-        c.forget(&r.id.to_string());
+        c.forget(&stored_key(&r.id));
         assert!(!c.unchanged(&r));
         let t = c.get("x", OffsetDateTime::now_utc()).unwrap_err();
         c.wrote(&record(time::Duration::hours(1)), None);
         c.fill(t, &r, None);
-        assert!(c.get(&r.id.to_string(), OffsetDateTime::now_utc()).is_err(), "a read from before a write does not fill");
+        assert!(c.get(&stored_key(&r.id), OffsetDateTime::now_utc()).is_err(), "a read from before a write does not fill");
     }
 
     #[test]
@@ -243,12 +254,12 @@ mod tests {
         let c = SessionCache::new(Duration::from_secs(60), true);
         let (a, b) = (record(time::Duration::hours(1)), record(time::Duration::hours(1)));
         for (r, user) in [(&a, 1), (&b, 2)] {
-            let t = c.get(&r.id.to_string(), OffsetDateTime::now_utc()).unwrap_err();
+            let t = c.get(&stored_key(&r.id), OffsetDateTime::now_utc()).unwrap_err();
             c.fill(t, r, Some(user));
         }
         c.forget_user(1);
-        assert!(c.get(&a.id.to_string(), OffsetDateTime::now_utc()).is_err());
-        assert!(c.get(&b.id.to_string(), OffsetDateTime::now_utc()).is_ok());
+        assert!(c.get(&stored_key(&a.id), OffsetDateTime::now_utc()).is_err());
+        assert!(c.get(&stored_key(&b.id), OffsetDateTime::now_utc()).is_ok());
     }
 
     #[test]
@@ -258,26 +269,26 @@ mod tests {
         let expired = record(time::Duration::seconds(-1));
         let t = c.get("x", now).unwrap_err();
         c.fill(t, &expired, None);
-        assert!(c.get(&expired.id.to_string(), now).is_err(), "an expired session is never served");
+        assert!(c.get(&stored_key(&expired.id), now).is_err(), "an expired session is never served");
 
         let live = record(time::Duration::hours(1));
         let t = c.get("x", now).unwrap_err();
         c.fill(t, &live, None);
         c.disarm();
-        assert!(c.get(&live.id.to_string(), now).is_err(), "a disarmed cache serves nothing");
+        assert!(c.get(&stored_key(&live.id), now).is_err(), "a disarmed cache serves nothing");
         let t = c.get("x", now).unwrap_err();
         c.fill(t, &live, None);
         assert!(c.is_empty(), "a disarmed cache keeps nothing");
         c.arm();
         let t = c.get("x", now).unwrap_err();
         c.fill(t, &live, None);
-        assert!(c.get(&live.id.to_string(), now).is_ok());
+        assert!(c.get(&stored_key(&live.id), now).is_ok());
 
         let short = SessionCache::new(Duration::from_millis(1), true);
         let t = short.get("x", now).unwrap_err();
         short.fill(t, &live, None);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(short.get(&live.id.to_string(), now).is_err(), "entries age out");
+        assert!(short.get(&stored_key(&live.id), now).is_err(), "entries age out");
 
         let off = SessionCache::new(Duration::ZERO, true);
         let t = off.get("x", now).unwrap_err();

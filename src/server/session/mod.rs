@@ -14,7 +14,7 @@ use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::{Expiry, Session, SessionStore};
 
 pub mod cache;
-pub use cache::SessionCache;
+pub use cache::{SessionCache, stored_key};
 use std::sync::Arc;
 
 const BROWSER_KEY: &str = "browser_key";
@@ -55,12 +55,13 @@ const TOUCH_EVERY_MS: i64 = 3_600_000;
 /// One signed-in browser of a user, as listed on the account page.
 #[derive(Clone, Debug)]
 pub struct SignedInBrowser {
-    /// The session id (never sent to a browser).
-    pub id: String,
+    /// The session's [`stored_key`] (never sent to a browser).
+    pub key: String,
     pub signed_in: SignedIn,
 }
 
-/// Sessions in the `sessions` table, read through a [`SessionCache`].
+/// Sessions in the `sessions` table, read through a [`SessionCache`]. Rows are keyed by
+/// [`stored_key`], the digest of the session id: the id itself is never stored.
 #[derive(Clone)]
 pub struct SqlSessionStore {
     pool: Db,
@@ -111,28 +112,33 @@ impl SqlSessionStore {
             .await?;
         let mut list: Vec<SignedInBrowser> = rows
             .into_iter()
-            .filter_map(|(id, data)| {
+            .filter_map(|(key, data)| {
                 let mut v: serde_json::Value = serde_json::from_str(&data).ok()?;
                 let signed_in = serde_json::from_value(v.get_mut(SIGNED_IN)?.take()).ok()?;
-                Some(SignedInBrowser { id, signed_in })
+                Some(SignedInBrowser { key, signed_in })
             })
             .collect();
         list.sort_by_key(|s| std::cmp::Reverse(s.signed_in.seen_at));
         Ok(list)
     }
 
-    /// Removes a session row outright.
-    pub async fn remove(&self, id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&self.pool).await?;
-        self.cache.forget(id);
+    /// Removes the session `id` outright.
+    pub async fn remove(&self, id: &Id) -> Result<(), sqlx::Error> {
+        self.remove_stored(&stored_key(id)).await
+    }
+
+    /// Removes the row stored under `key` outright.
+    async fn remove_stored(&self, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(key).execute(&self.pool).await?;
+        self.cache.forget(key);
         Ok(())
     }
 
     /// Deletes every session of `user` but `keep`; returns how many ended.
-    pub async fn delete_others(&self, user: i64, keep: &str) -> Result<u64, sqlx::Error> {
+    pub async fn delete_others(&self, user: i64, keep: &Id) -> Result<u64, sqlx::Error> {
         let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
             .bind(user)
-            .bind(keep)
+            .bind(stored_key(keep))
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -156,7 +162,22 @@ impl SqlSessionStore {
 
     fn row(r: &Record) -> StoreResult<(String, String, UnixMillis, Option<i64>)> {
         let data = serde_json::to_string(&r.data).map_err(|e| StoreError::Encode(e.to_string()))?;
-        Ok((r.id.to_string(), data, millis(r.expiry_date), user_of(r)))
+        Ok((stored_key(&r.id), data, millis(r.expiry_date), user_of(r)))
+    }
+
+    /// Rows written before sessions were stored under a digest (by a version that kept
+    /// the id itself) are moved to their digest. On PostgreSQL a migration did this with
+    /// the change trigger off (so no id was announced); SQLite has no SHA-256 in SQL, so
+    /// it happens here, at start. Returns how many rows moved.
+    pub async fn digest_legacy_ids(&self) -> Result<u64, sqlx::Error> {
+        let legacy: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions WHERE length(id) <> 64").fetch_all(&self.pool).await?;
+        let mut moved = 0;
+        for (id,) in legacy {
+            let key = crate::server::tokens::TokenHash::of(&id).as_str().to_string();
+            moved +=
+                sqlx::query("UPDATE sessions SET id = $2 WHERE id = $1").bind(&id).bind(key).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(moved)
     }
 }
 
@@ -216,13 +237,14 @@ impl SessionStore for SqlSessionStore {
 
     async fn load(&self, id: &Id) -> StoreResult<Option<Record>> {
         let now = OffsetDateTime::now_utc();
-        let mark = match self.cache.get(&id.to_string(), now) {
+        let key = stored_key(id);
+        let mark = match self.cache.get(&key, now) {
             Ok(record) => return Ok(Some(record)),
             Err(mark) => mark,
         };
         let now = millis(now);
         let row: Option<(String, i64)> = sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
-            .bind(id.to_string())
+            .bind(&key)
             .bind(now)
             .fetch_optional(&self.pool)
             .await
@@ -244,7 +266,7 @@ impl SessionStore for SqlSessionStore {
     /// id gains an attacker nothing: the stub is never signed in. Logout removes the row
     /// outright ([`SqlSessionStore::remove`]).
     async fn delete(&self, id: &Id) -> StoreResult<()> {
-        let id = id.to_string();
+        let id = stored_key(id);
         // The record as cached (the session layer has just read it), else as stored. A
         // session's binding key never changes (signing in makes a new id).
         let found = match self.cache.get(&id, OffsetDateTime::now_utc()) {
@@ -272,7 +294,7 @@ impl SessionStore for SqlSessionStore {
                     .map_err(backend)?;
                 self.cache.forget(&id);
             }
-            _ => self.remove(&id).await.map_err(backend)?,
+            _ => self.remove_stored(&id).await.map_err(backend)?,
         }
         Ok(())
     }
@@ -369,8 +391,8 @@ impl WebSession {
     }
 
     /// The session id, once it has one.
-    pub fn id(&self) -> Option<String> {
-        self.session.id().map(|id| id.to_string())
+    pub fn id(&self) -> Option<Id> {
+        self.session.id()
     }
 
     /// Undoes [`WebSession::sign_in`] when the ticket could not be consumed after all.

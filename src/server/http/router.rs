@@ -1,0 +1,96 @@
+//! The whole HTTP surface: every route, and the three middleware stacks a request can go
+//! through.
+//!
+//! Why three stacks: the middleware wraps the router once, outermost first, and a request
+//! pays for every layer it passes (each holds a future and a clone of the service below
+//! it while the request is open). Most requests take the **full** stack (edge, body
+//! limit, session, compression, asset caching, page guards). Two paths are what thousands
+//! of clients hold open or send constantly, so they skip what does not concern them: the
+//! **long-poll** (`/api/login/status`: no session layer, no compression, no page rules;
+//! it reads the binding key through the session store's cache and never writes a session)
+//! and **forward-auth's verify** (`/auth/verify`, asked before every request of every
+//! protected app: the edge without browser security headers, and the session layer).
+//! docs/benchmarks.md has the figures that chose this.
+
+use super::{api, edge, headers, health, nojs, pages};
+use crate::app::{App, shell};
+use crate::server::simulator::{self, Simulator};
+use crate::server::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{any, get};
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use std::sync::Arc;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// The whole HTTP surface.
+pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain: Option<String>) -> Router {
+    let routes = generate_route_list(App);
+    let sessions = SessionManagerLayer::new(state.sessions.clone())
+        .with_name(state.site.cookie_name)
+        .with_secure(state.site.secure)
+        .with_same_site(SameSite::Lax)
+        .with_http_only(true)
+        .with_path("/")
+        // A session starts anonymous and short-lived; signing in gives it the idle expiry.
+        .with_expiry(Expiry::OnInactivity(state.site.session_life.anonymous));
+    let sessions = match cookie_domain {
+        Some(d) => sessions.with_domain(d),
+        None => sessions,
+    };
+    let mut app = Router::new()
+        .route("/lang", get(pages::set_lang))
+        .route("/login/complete", axum::routing::post(nojs::complete))
+        .route("/logout", axum::routing::post(nojs::logout))
+        .route("/account/sign-out-others", axum::routing::post(nojs::revoke_others))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::server::metrics::serve))
+        .route("/api/{*rest}", any(api::not_found))
+        .leptos_routes_with_context(&state, routes, || {}, {
+            let options = state.leptos.clone();
+            move || shell(options.clone())
+        });
+    if let Some(sim) = simulator {
+        app = app.nest("/_wechat", simulator::router(sim));
+    }
+    if state.oidc.is_some() {
+        app = app.merge(crate::server::oidc::router());
+    }
+    app = app.merge(crate::server::forward_auth::router());
+    let app = app
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .with_state(state.clone());
+    // The middleware wraps the whole router once, outermost first. (`Router::layer`
+    // would wrap every route, and each request would clone the whole stack at every
+    // layer: 18 allocations per request, ~4 KiB held by each waiting long-poll.) The
+    // edge is the request id, span, body limit, JSON failures and security headers in
+    // one unboxed future (`http::edge`).
+    let edge = edge::Edge { secure: state.site.secure, security_headers: true };
+    let common = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).layer(sessions.clone());
+    let full = common
+        .clone()
+        // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
+        .map_response(axum::response::IntoResponse::into_response)
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(from_fn_with_state(state.clone(), headers::asset_caching))
+        .layer(from_fn_with_state(state.clone(), pages::page_guards))
+        .service(app.clone());
+    // The status long-poll is what thousands of waiting browsers hold open at once: it
+    // runs the same server function through only the layers that concern it (a JSON
+    // answer of a few bytes needs no compression, no page or asset rule applies, and it
+    // reads the session's binding key through the store's cache instead of the session
+    // layer: it never writes a session). 40 → 12–14 KiB held per waiting browser
+    // (docs/benchmarks.md).
+    let longpoll = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).service(app);
+    // Forward-auth's verify runs before every request of every protected app: the edge
+    // (its answers go to the proxy: no security headers) and the session layer.
+    let verify = tower::ServiceBuilder::new()
+        .layer(edge::Edge { security_headers: false, ..edge })
+        .layer(sessions)
+        .service(crate::server::forward_auth::verify_router().with_state(state));
+    Router::new().route_service("/auth/verify", verify).route_service("/api/login/status", longpoll).fallback_service(full)
+}
