@@ -174,6 +174,51 @@ impl fmt::Debug for NextPath {
     }
 }
 
+string_newtype!(
+    /// A group a user belongs to, named by the admin: 1–32 of `a-z 0-9 _ -`. Access rules
+    /// and the `groups` claim speak of these.
+    GroupName,
+    |s| {
+        let ok = (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok { Ok(()) } else { Err(Invalid("a group name is 1-32 characters of a-z 0-9 _ -")) }
+    }
+);
+
+impl fmt::Debug for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GroupName({})", self.0)
+    }
+}
+
+/// Whether a person may use what scanlogin guards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// Signs in, and passes the rules of protected sites.
+    #[default]
+    Active,
+    /// Signs in to scanlogin, waits for an admin's approval; no protected site admits them.
+    Pending,
+    /// Refused on the phone; every session and token ended.
+    Disabled,
+}
+
+impl UserStatus {
+    /// The name stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Pending => "pending",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> Option<UserStatus> {
+        [UserStatus::Active, UserStatus::Pending, UserStatus::Disabled].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// A point in time: milliseconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(sqlx::Type), sqlx(transparent))]
@@ -195,6 +240,21 @@ impl UnixMillis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_names_and_statuses() {
+        for ok in ["ops", "a", "dev-team_2", &"x".repeat(32)] {
+            assert!(GroupName::try_from(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Ops", "o ps", "运维", "a,b", &"x".repeat(33)] {
+            assert!(GroupName::try_from(bad).is_err(), "{bad:?}");
+        }
+        for s in [UserStatus::Active, UserStatus::Pending, UserStatus::Disabled] {
+            assert_eq!(UserStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(UserStatus::parse("admin"), None);
+    }
 
     #[test]
     fn ticket_ids() {

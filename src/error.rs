@@ -35,6 +35,18 @@ pub enum ErrorCode {
     WechatQuota,
     /// Too many logins in progress across the service; try again shortly.
     Busy,
+    /// The scanner's account is disabled (refused on the phone, before confirm).
+    AccountDisabled,
+    /// Sign-up is by invitation and this WeChat user has none.
+    InvitationRequired,
+    /// Signed in, but not allowed (an admin endpoint for a non-admin).
+    Forbidden,
+    /// The change would leave no active admin.
+    LastAdmin,
+    /// A setup link or invitation that is unknown, used up or expired.
+    LinkInvalid,
+    /// No user with that id.
+    UserNotFound,
     /// A fault of ours; details are in the server log.
     Internal,
     /// The browser could not reach the server (never sent by the server).
@@ -51,11 +63,11 @@ impl ErrorCode {
         match self {
             BadRequest | InvalidWxCode => 400,
             Unauthenticated => 401,
-            NotScanner | CrossSite => 403,
-            TicketNotFound | NotFound => 404,
+            NotScanner | CrossSite | AccountDisabled | InvitationRequired | Forbidden => 403,
+            TicketNotFound | NotFound | UserNotFound => 404,
             MethodNotAllowed => 405,
-            AlreadyScanned | NotConfirmed | AlreadyConfirmed | TicketCancelled | TicketUsed => 409,
-            TicketExpired => 410,
+            AlreadyScanned | NotConfirmed | AlreadyConfirmed | TicketCancelled | TicketUsed | LastAdmin => 409,
+            TicketExpired | LinkInvalid => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,

@@ -242,6 +242,52 @@ pub fn event_label(kind: &str, lang: Lang) -> &'static str {
 }
 
 /// The message of an API error, in `lang`. Every code has one in each language.
+/// Text of the server's own small pages about people and access (the setup link, refusals
+/// of protected sites): server-only, so the browser's WASM carries none of it.
+#[cfg(feature = "ssr")]
+pub struct PeopleText {
+    pub setup_title: &'static str,
+    pub setup_body: &'static str,
+    pub setup_button: &'static str,
+    pub setup_done: &'static str,
+    pub to_account: &'static str,
+    pub pending_site: &'static str,
+    pub disabled_site: &'static str,
+}
+
+#[cfg(feature = "ssr")]
+impl Lang {
+    /// The people pages' text in this language.
+    pub fn people(self) -> &'static PeopleText {
+        match self {
+            Lang::ZhCn => &PEOPLE_ZH,
+            Lang::En => &PEOPLE_EN,
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+static PEOPLE_ZH: PeopleText = PeopleText {
+    setup_title: "成为管理员",
+    setup_body: "这是一次性的设置链接：点击下面的按钮，当前登录的微信用户将成为本站的管理员。",
+    setup_button: "成为管理员",
+    setup_done: "你现在是管理员了。",
+    to_account: "我的账号",
+    pending_site: "你的账号正在等待管理员批准，批准后即可访问。",
+    disabled_site: "你的账号已被停用。",
+};
+
+#[cfg(feature = "ssr")]
+static PEOPLE_EN: PeopleText = PeopleText {
+    setup_title: "Become an administrator",
+    setup_body: "This is a one-time setup link: press the button and the WeChat user signed in now becomes this site's administrator.",
+    setup_button: "Become administrator",
+    setup_done: "You are an administrator now.",
+    to_account: "My account",
+    pending_site: "Your account is waiting for an administrator's approval.",
+    disabled_site: "Your account is disabled.",
+};
+
 pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
     use ErrorCode::*;
     let (zh, en) = match code {
@@ -264,6 +310,15 @@ pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
         RateLimited => ("操作太频繁，请稍后再试", "Too many requests; please try again later"),
         WechatUnavailable => ("微信服务暂时不可用，请稍后重试", "WeChat is unavailable right now; please try again"),
         Busy => ("当前登录人数过多，请稍后再试", "Too many sign-ins in progress; please try again shortly"),
+        AccountDisabled => ("你的账号已被管理员停用，无法登录", "Your account has been disabled by an administrator"),
+        InvitationRequired => (
+            "本站仅限受邀用户注册，请向管理员索取邀请链接",
+            "Sign-up here is by invitation only; ask an administrator for an invitation link",
+        ),
+        Forbidden => ("你没有权限进行此操作", "You are not allowed to do this"),
+        LastAdmin => ("不能停用或降级最后一位管理员", "The last administrator cannot be disabled or demoted"),
+        LinkInvalid => ("链接无效、已使用或已过期", "This link is unknown, already used or expired"),
+        UserNotFound => ("用户不存在", "No such user"),
         WechatQuota => ("微信接口调用已达上限，请稍后再试", "WeChat is rate limiting us; please try again later"),
         Internal => ("服务器内部错误，请稍后重试", "Internal server error; please try again"),
         Network => ("无法连接服务器", "Cannot reach the server"),

@@ -9,6 +9,9 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("simulator") {
         return simulator().await;
     }
+    if std::env::args().nth(1).as_deref() == Some("admin") {
+        return admin().await;
+    }
     let config = Config::from_env();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
     match config.log_format {
@@ -58,6 +61,35 @@ async fn main() {
     if let Err(e) = app.run_until(shutdown).await {
         eprintln!("scanlogin: server error: {e}");
         std::process::exit(1);
+    }
+}
+
+/// `scanlogin admin setup-link`: prints a fresh one-time link (its last line) that makes
+/// whoever signs in through it an administrator. Reads the same settings as the server
+/// (DATABASE_URL, PUBLIC_URL) from the environment.
+async fn admin() {
+    use clap::Parser as _;
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    if args.first().map(String::as_str) != Some("setup-link") || args.len() > 1 {
+        eprintln!("usage: scanlogin admin setup-link   (DATABASE_URL and PUBLIC_URL from the environment)");
+        std::process::exit(2);
+    }
+    let config = match Config::try_parse_from(["scanlogin"]) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("scanlogin: invalid configuration: {e}");
+            std::process::exit(2);
+        }
+    };
+    match scanlogin::server::people::setup_link_command(&config).await {
+        Ok(url) => {
+            println!("Open this link and sign in by scanning to become an administrator (once, within a day):");
+            println!("{url}");
+        }
+        Err(e) => {
+            eprintln!("scanlogin: {e}");
+            std::process::exit(1);
+        }
     }
 }
 

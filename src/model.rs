@@ -110,6 +110,62 @@ pub struct UserView {
     pub openid_masked: String,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// `active`, `pending` (waiting for an admin) or `disabled`.
+    #[serde(default)]
+    pub status: crate::domain::UserStatus,
+    /// Whether they administer scanlogin.
+    #[serde(default)]
+    pub admin: bool,
+    /// Their groups.
+    #[serde(default)]
+    pub groups: Vec<crate::domain::GroupName>,
+}
+
+/// A user as an admin sees them (`/api/admin/users`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminUserView {
+    pub id: i64,
+    pub name: String,
+    /// Absolute URL of their avatar, if they set one.
+    pub picture: Option<String>,
+    pub status: crate::domain::UserStatus,
+    pub admin: bool,
+    pub groups: Vec<crate::domain::GroupName>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC, if they ever finished a login.
+    pub last_login_at: Option<String>,
+}
+
+/// `/api/admin/users`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserList {
+    pub users: Vec<AdminUserView>,
+}
+
+/// `/api/admin/user`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserAnswer {
+    pub user: AdminUserView,
+}
+
+/// One audit event as an admin sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminEventView {
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub kind: String,
+    /// The user it concerns, if any.
+    pub user: Option<i64>,
+    pub ip: String,
+    /// The site or detail (a refusal's code, the OIDC client, the change made).
+    pub site: String,
+}
+
+/// `/api/admin/audit`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditList {
+    pub events: Vec<AdminEventView>,
 }
 
 /// One past login.
@@ -200,6 +256,10 @@ pub struct Requester {
 pub struct ScanAnswer {
     /// Always `scanned`.
     pub status: TicketStatus,
+    /// The scanner's account: `active`, or `pending` (signed in, but waiting for an
+    /// admin's approval before protected sites admit them).
+    #[serde(default)]
+    pub account_status: crate::domain::UserStatus,
     /// Proves to confirm / cancel that the caller is the scanner.
     pub confirm_token: ConfirmToken,
     /// Who asks.

@@ -118,7 +118,15 @@ pub async fn me() -> Result<MeView, AppError> {
     let sessions = st.sessions.list_for_user(user.id, now).await?;
     let unknown = current_lang().ui().unknown_browser;
     Ok(MeView {
-        user: UserView { id: user.id, name: user.name, openid_masked: mask_openid(&user.openid), created_at: rfc3339(user.created_at) },
+        user: UserView {
+            id: user.id,
+            name: user.name,
+            openid_masked: mask_openid(&user.openid),
+            created_at: rfc3339(user.created_at),
+            status: user.status,
+            admin: user.admin,
+            groups: user.groups,
+        },
         recent_logins: logins
             .into_iter()
             .map(|l| LoginView {

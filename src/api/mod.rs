@@ -2,5 +2,6 @@
 //! out. Each function is its endpoint's handler; arguments arrive already parsed into
 //! the types of `crate::domain`.
 
+pub mod admin;
 pub mod browser;
 pub mod mp;

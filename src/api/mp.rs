@@ -54,7 +54,32 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
         st.audit.record(st.clock.now(), crate::server::audit::Kind::ScanRefused, known.map(|u| u.id), &caller, &code.name()).await;
         return Err(refusal.into());
     }
-    let user = st.users.find_or_create(&who, known, st.clock.now()).await?;
+    // People: a disabled user is turned away before confirm; a newcomer follows the
+    // sign-up policy (the setup link's login gets in whatever it is).
+    let status = match &known {
+        Some(u) => match crate::server::people::phone_refusal(u) {
+            Some(code) => {
+                st.audit.record(st.clock.now(), crate::server::audit::Kind::ScanRefused, Some(u.id), &caller, &code.name()).await;
+                return Err(code.into());
+            }
+            None => u.status,
+        },
+        None => {
+            let handoff = crate::server::handoff::Handoff::from_login(Some(current.next.clone()), false);
+            let via_link = match handoff.setup_secret() {
+                Some(s) => crate::server::people::setup_link_usable(&st.db, s, st.clock.now()).await?,
+                None => false,
+            };
+            match crate::server::people::newcomer_status(st.site.signup, via_link) {
+                Ok(s) => s,
+                Err(code) => {
+                    st.audit.record(st.clock.now(), crate::server::audit::Kind::ScanRefused, None, &caller, &code.name()).await;
+                    return Err(code.into());
+                }
+            }
+        }
+    };
+    let user = st.users.find_or_create(&who, known, st.clock.now(), status).await?;
     let confirm_token = new_confirm_token();
     let hash = TokenHash::of(confirm_token.as_str());
     let life = st.tickets.life;
@@ -62,6 +87,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     metrics::counter!("scanlogin_phone_calls_total", "call" => "scan").increment(1);
     Ok(ScanAnswer {
         status: t.status,
+        account_status: user.status,
         confirm_token,
         requester: Requester {
             site: st.site.host.clone(),
@@ -82,6 +108,16 @@ pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result
     let hash = TokenHash::of(confirm_token.as_str());
     let (st, current, caller) = phone_call(&ticket).await?;
     let scanner = current.scanner_id;
+    // Disabled between the scan and this tap: refused with words, the ticket unchanged.
+    // (Checked only when the confirm would otherwise succeed: other refusals come first.)
+    if let Some(id) = scanner
+        && current.phone_refusal(&hash, st.tickets.now()).is_none()
+        && st.users.cached(id).await?.is_some_and(|u| u.status == crate::domain::UserStatus::Disabled)
+    {
+        let code = crate::error::ErrorCode::AccountDisabled;
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, Some(id), &caller, &code.name()).await;
+        return Err(code.into());
+    }
     let answer = st.tickets.update_from(current, |t, now| t.confirm(&hash, now)).await;
     if let Err(e) = &answer {
         st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, scanner, &caller, &e.code.name()).await;

@@ -18,6 +18,12 @@ pub enum Kind {
     ConfirmRefused,
     OidcCode,
     OidcTokens,
+    /// Someone became an admin through a setup link.
+    AdminSetup,
+    /// An admin changed a user's status, admin flag or groups.
+    UserUpdated,
+    /// A signed-in user was refused by a protected site (forward-auth or OIDC).
+    AccessDenied,
 }
 
 impl Kind {
@@ -31,6 +37,9 @@ impl Kind {
             Kind::ConfirmRefused => "confirm_refused",
             Kind::OidcCode => "oidc_code",
             Kind::OidcTokens => "oidc_tokens",
+            Kind::AdminSetup => "admin_setup",
+            Kind::UserUpdated => "user_updated",
+            Kind::AccessDenied => "access_denied",
         }
     }
 }
@@ -80,6 +89,29 @@ impl Audit {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// The latest events of everyone (or of `user`), newest first, with whom they concern.
+    pub async fn recent(&self, user: Option<i64>, limit: i64) -> Result<Vec<(Event, Option<i64>)>, sqlx::Error> {
+        let rows: Vec<(i64, String, String, String, String, Option<i64>)> = match user {
+            Some(u) => sqlx::query_as(
+                "SELECT at, kind, ip, user_agent, detail, user_id FROM audit_events WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+            )
+            .bind(u)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query_as("SELECT at, kind, ip, user_agent, detail, user_id FROM audit_events ORDER BY at DESC, id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(at, kind, ip, user_agent, detail, user)| (Event { at: UnixMillis(at), kind, ip, user_agent, detail }, user))
+            .collect())
     }
 
     /// Forgets events older than `before`.

@@ -1,10 +1,15 @@
 //! What other instances on the same PostgreSQL database change, heard through
-//! `LISTEN` (both announced by triggers): ticket changes wake this instance's long-polls, and changed or deleted
-//! sessions leave its session cache.
+//! `LISTEN` (all announced by triggers): ticket changes wake this instance's long-polls,
+//! changed or deleted sessions leave its session cache, and changed users (disabled,
+//! regrouped, renamed) its user cache.
 
 use crate::server::session::SessionCache;
 use crate::server::session::cache::PG_CHANNEL as SESSIONS;
 use crate::server::tickets::store::{Notifier, PG_CHANNEL as TICKETS};
+use crate::server::users::UserCache;
+
+/// The channel the users trigger announces changed users on.
+pub const USERS: &str = "scanlogin_users";
 use std::sync::Arc;
 
 /// Who is told of changes.
@@ -12,6 +17,7 @@ use std::sync::Arc;
 pub struct Listeners {
     pub tickets: Arc<Notifier>,
     pub sessions: Arc<SessionCache>,
+    pub users: Arc<UserCache>,
     /// This instance's name: changes it made itself it has acted on already (its
     /// long-polls woken, its session cache kept).
     pub instance: String,
@@ -24,6 +30,7 @@ pub async fn listen(url: String, to: Listeners) {
     loop {
         let Err(e) = relay(&url, &to).await;
         to.sessions.disarm();
+        to.users.disarm();
         tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
@@ -32,9 +39,10 @@ pub async fn listen(url: String, to: Listeners) {
 /// Relays notifications until the connection fails.
 async fn relay(url: &str, to: &Listeners) -> Result<std::convert::Infallible, sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-    listener.listen_all([TICKETS, SESSIONS]).await?;
-    // Listening now: from here on no change is missed, so the cache may serve again.
+    listener.listen_all([TICKETS, SESSIONS, USERS]).await?;
+    // Listening now: from here on no change is missed, so the caches may serve again.
     to.sessions.arm();
+    to.users.arm();
     loop {
         let n = listener.recv().await?;
         // "<id> <instance>": what this instance changed itself, it has acted on already.
@@ -45,6 +53,11 @@ async fn relay(url: &str, to: &Listeners) -> Result<std::convert::Infallible, sq
         match n.channel() {
             TICKETS => to.tickets.wake(id),
             SESSIONS => to.sessions.forget(id),
+            USERS => {
+                if let Ok(id) = id.parse() {
+                    to.users.forget(id);
+                }
+            }
             _ => {}
         }
     }

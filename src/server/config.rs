@@ -67,6 +67,20 @@ pub struct IdpArgs {
     /// Make the session cookie valid for this parent domain (one login for *.example.com).
     #[arg(long = "cookie-domain", env = "COOKIE_DOMAIN")]
     pub cookie_domain: Option<String>,
+    /// Who becomes a user on first scan: open (anyone, active at once), approval (pending until an admin approves), invite (only through an invitation) [default: open in demo mode, approval with WeChat credentials].
+    #[arg(long = "signup", env = "SIGNUP", value_enum)]
+    pub signup: Option<Signup>,
+}
+
+/// The sign-up policy (`SIGNUP`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signup {
+    /// A new WeChat user is active at once.
+    Open,
+    /// A new WeChat user waits, pending, until an admin approves them.
+    Approval,
+    /// A new WeChat user without an invitation is refused on the phone.
+    Invite,
 }
 
 /// How to reach WeChat, and as which mini program.

@@ -67,13 +67,46 @@ struct VerifyQuery {
 }
 
 /// `GET /auth/verify`.
-async fn verify(State(st): State<AppState>, Query(q): Query<VerifyQuery>, web: WebSession, headers: HeaderMap) -> Response {
-    let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await.ok().flatten();
-    if let Some(who) = signed_in {
-        let name = st.users.name(who.user).await.ok().flatten().unwrap_or_default();
+async fn verify(
+    State(st): State<AppState>,
+    Query(q): Query<VerifyQuery>,
+    web: WebSession,
+    caller: crate::server::caller::Caller,
+    headers: HeaderMap,
+) -> Response {
+    let signed_in = match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = ?e, "forward-auth: the session store failed; refusing");
+            None
+        }
+    };
+    let user = match signed_in {
+        Some(who) => match st.users.cached(who.user).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "forward-auth: the user store failed; refusing");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        },
+        None => None,
+    };
+    if let Some(user) = user.as_ref().filter(|u| !u.is_active()) {
+        // Signed in, but not someone protected sites admit (waiting for approval).
+        let site = original_url(&headers).and_then(|u| url::Url::parse(&u).ok()?.host_str().map(str::to_string)).unwrap_or_default();
+        let detail = format!("{site}: account {}", user.status.as_str());
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::AccessDenied, Some(user.id), &caller, &detail).await;
+        let lang = crate::server::error::request_lang(&headers);
+        let t = lang.people();
+        let why = if user.status == crate::domain::UserStatus::Pending { t.pending_site } else { t.disabled_site };
+        let body = format!("<p>{}</p>", crate::server::http::esc(why));
+        return crate::server::http::message_page(StatusCode::FORBIDDEN, lang.tag(), &site, &body);
+    }
+    if let Some(user) = user {
+        let (who, name) = (user.id, user.name);
         let mut res = StatusCode::OK.into_response();
         let h = res.headers_mut();
-        let id = HeaderValue::from(who.user);
+        let id = HeaderValue::from(who);
         h.insert("remote-user", id.clone());
         h.insert("x-auth-request-user", id);
         // Header values are bytes; the proxy passes the UTF-8 name on unchanged.

@@ -14,6 +14,9 @@ pub enum Target {
     Oidc(String),
     /// Back to a protected app's URL through `/auth/return` (checked again there).
     ForwardAuth(String),
+    /// A setup link's page (`/setup/<secret>`): the owner's way to become the first admin,
+    /// which lets a newcomer in whatever the sign-up policy.
+    Setup(String),
 }
 
 /// A login's hand-off: its target, and whether a new scan is required even when the
@@ -26,10 +29,15 @@ pub struct Handoff {
 
 const OIDC_RESUME: &str = "/oidc/resume/";
 const AUTH_RETURN: &str = "/auth/return?rd=";
+const SETUP: &str = "/setup/";
 
 /// A pending request's id as we make them: 22 characters of base64url (128 bits).
 fn is_request_id(s: &str) -> bool {
-    s.len() == 22 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == 22 && is_base64url(s)
+}
+
+fn is_base64url(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn encode(s: &str) -> String {
@@ -42,6 +50,11 @@ impl Handoff {
         Handoff { target: Target::Oidc(id.to_string()), fresh }
     }
 
+    /// To the setup link `secret`'s page once signed in.
+    pub fn setup(secret: &str) -> Self {
+        Handoff { target: Target::Setup(secret.to_string()), fresh: false }
+    }
+
     /// Back to the protected app's `rd` once signed in.
     pub fn forward_auth(rd: &str) -> Self {
         Handoff { target: Target::ForwardAuth(rd.to_string()), fresh: false }
@@ -52,8 +65,10 @@ impl Handoff {
     /// plain page, attached to no site.
     pub fn from_login(next: Option<NextPath>, fresh: bool) -> Self {
         let next = next.unwrap_or_default();
-        let target = match next.as_str().strip_prefix(OIDC_RESUME) {
-            Some(id) if is_request_id(id) => Target::Oidc(id.to_string()),
+        let path = next.as_str();
+        let target = match (path.strip_prefix(OIDC_RESUME), path.strip_prefix(SETUP)) {
+            (Some(id), _) if is_request_id(id) => Target::Oidc(id.to_string()),
+            (_, Some(secret)) if (1..=64).contains(&secret.len()) && is_base64url(secret) => Target::Setup(secret.to_string()),
             _ => Target::Page(next),
         };
         Handoff { target, fresh }
@@ -65,6 +80,7 @@ impl Handoff {
             Target::Page(p) => p.as_str().to_string(),
             Target::Oidc(id) => format!("{OIDC_RESUME}{id}"),
             Target::ForwardAuth(rd) => format!("{AUTH_RETURN}{}", encode(rd)),
+            Target::Setup(secret) => format!("{SETUP}{secret}"),
         }
     }
 
@@ -72,11 +88,19 @@ impl Handoff {
     pub fn login_url(&self) -> String {
         let next = match &self.target {
             // Already URL-safe: kept readable.
-            Target::Oidc(id) => format!("{OIDC_RESUME}{id}"),
+            Target::Oidc(_) | Target::Setup(_) => self.next(),
             _ => encode(&self.next()),
         };
         let fresh = if self.fresh { "&fresh=1" } else { "" };
         format!("/login?next={next}{fresh}")
+    }
+
+    /// The setup link this login goes through, if any.
+    pub fn setup_secret(&self) -> Option<&str> {
+        match &self.target {
+            Target::Setup(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// The OIDC request this login answers, if any.
@@ -113,6 +137,10 @@ mod tests {
             assert_eq!(h.next(), tricky, "a plain page, unchanged");
         }
         assert_eq!(Handoff::from_login(None, false).next(), "/account");
+        let setup = Handoff::from_login(next("/setup/abc_DEF-123"), false);
+        assert_eq!(setup.setup_secret(), Some("abc_DEF-123"));
+        assert_eq!(Handoff::from_login(next("/setup/abc/../../account"), false).setup_secret(), None);
+        assert_eq!(Handoff::setup("s3cret").login_url(), "/login?next=/setup/s3cret");
     }
 
     #[test]

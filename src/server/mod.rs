@@ -18,6 +18,7 @@ pub mod loadgen;
 pub mod maintenance;
 pub mod metrics;
 pub mod oidc;
+pub mod people;
 pub mod session;
 pub mod signin;
 pub mod simulator;

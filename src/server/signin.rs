@@ -34,6 +34,10 @@ pub async fn finalize(
     };
     let decision = current.finalize_check(&attempt, now)?;
     let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
+    // Disabled between the confirm and now: no session.
+    if st.users.cached(user).await?.is_none_or(|u| u.status == crate::domain::UserStatus::Disabled) {
+        return Err(ErrorCode::AccountDisabled.into());
+    }
     let next = Finalized { next: current.next.to_string() };
     let site = current.client_name.clone().unwrap_or_default();
     let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip.clone(), user_agent: who.user_agent.clone() };

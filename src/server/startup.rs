@@ -5,7 +5,7 @@
 
 use crate::server::clock::{Clock, SystemClock};
 use crate::server::codes::CodePool;
-use crate::server::config::{Config, WechatArgs};
+use crate::server::config::{Config, Signup, WechatArgs};
 use crate::server::error::StartupError;
 use crate::server::http;
 use crate::server::session::{SessionCache, SqlSessionStore};
@@ -68,6 +68,7 @@ impl Application {
         // Sessions are read through a cache; on PostgreSQL it serves only while the
         // listener that hears other instances' revocations is connected.
         let session_cache = Arc::new(SessionCache::new(Duration::from_secs(config.sessions.cache_secs), !postgres));
+        let user_cache = Arc::new(crate::server::users::UserCache::new(!postgres));
         // Several instances on one PostgreSQL database wake each other's long-polls and
         // drop each other's revoked sessions.
         let pg_listener = postgres.then(|| {
@@ -76,6 +77,7 @@ impl Application {
                 crate::server::changes::Listeners {
                     tickets: store.notifier(),
                     sessions: session_cache.clone(),
+                    users: user_cache.clone(),
                     instance: instance.clone(),
                 },
             )
@@ -99,7 +101,7 @@ impl Application {
             )),
             wechat,
             sessions: SqlSessionStore::new(pool.clone(), session_cache),
-            users: SqlUserStore::new(pool.clone()),
+            users: SqlUserStore::new(pool.clone(), user_cache),
             audit: crate::server::audit::Audit::new(pool.clone()),
             clock,
             site: Arc::new(Site {
@@ -114,11 +116,13 @@ impl Application {
                 trusted_proxies: config.trusted_proxies.clone(),
                 forward_auth_domains: config.idp.forward_auth_domains.clone(),
                 metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
+                signup: config.idp.signup.unwrap_or(if demo { Signup::Open } else { Signup::Approval }),
             }),
             limits: Arc::new(config.limits.build(postgres.then(|| pool.clone()))),
             oidc: None,
         };
         let state = AppState { oidc: oidc_provider(config, &state).await?, ..state };
+        crate::server::people::announce_setup_link(&state).await?;
         if !postgres {
             let moved = state.sessions.digest_legacy_ids().await?;
             if moved > 0 {

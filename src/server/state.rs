@@ -36,6 +36,8 @@ pub struct Site {
     pub forward_auth_domains: Vec<String>,
     /// The bearer token `/metrics` wants; none: no `/metrics`.
     pub metrics_token: Option<String>,
+    /// Who becomes a user on first scan.
+    pub signup: crate::server::config::Signup,
 }
 
 /// Shared state (cheap to clone).

@@ -1,10 +1,22 @@
-//! Users (found by unionid, else openid) and their login history.
+//! Users (found by unionid, else openid), what they may do (status, admin, groups), and
+//! their login history.
+//!
+//! Users are read through a small cache, since forward-auth asks who a session's user is
+//! on every proxied request. Its entries are exact, not merely fresh: this instance
+//! forgets a user in the same call that changes them, other instances on the same
+//! PostgreSQL database hear of every changed row through a trigger's `NOTIFY` (see
+//! `server::changes`), and while that listener is not connected the cache serves
+//! nothing. A read that started before an invalidation never fills it.
 
-use crate::domain::{TicketId, UnixMillis};
+use crate::domain::{GroupName, TicketId, UnixMillis, UserStatus};
 use crate::server::db::Db;
 use crate::server::wechat::WxIdentity;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+/// A person, as scanlogin knows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     /// Our id.
     pub id: i64,
@@ -14,6 +26,49 @@ pub struct User {
     pub unionid: Option<String>,
     pub name: String,
     pub created_at: UnixMillis,
+    pub status: UserStatus,
+    /// Administers scanlogin.
+    pub admin: bool,
+    pub groups: Vec<GroupName>,
+}
+
+impl User {
+    /// A user as first seen: `status` decided by the sign-up policy.
+    pub fn new(id: i64, who: &WxIdentity, name: String, created_at: UnixMillis, status: UserStatus) -> Self {
+        User { id, openid: who.openid.clone(), unionid: who.unionid.clone(), name, created_at, status, admin: false, groups: Vec::new() }
+    }
+
+    /// Whether protected sites may admit them at all (rules decide the rest).
+    pub fn is_active(&self) -> bool {
+        self.status == UserStatus::Active
+    }
+}
+
+/// Groups as stored: comma-separated names (names never contain a comma).
+pub fn join_groups(groups: &[GroupName]) -> String {
+    groups.iter().map(GroupName::as_str).collect::<Vec<_>>().join(",")
+}
+
+fn split_groups(stored: &str) -> Vec<GroupName> {
+    stored.split(',').filter_map(|g| GroupName::try_from(g).ok()).collect()
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for User {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        let status: String = row.try_get("status")?;
+        let groups: String = row.try_get("group_names")?;
+        Ok(User {
+            id: row.try_get("id")?,
+            openid: row.try_get("openid")?,
+            unionid: row.try_get("unionid")?,
+            name: row.try_get("name")?,
+            created_at: UnixMillis(row.try_get("created_at")?),
+            status: UserStatus::parse(&status).ok_or_else(|| sqlx::Error::Decode(format!("unknown user status {status:?}").into()))?,
+            admin: row.try_get::<i64, _>("admin")? != 0,
+            groups: split_groups(&groups),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -23,38 +78,107 @@ pub struct Login {
     pub user_agent: String,
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at, status, admin, group_names";
+
+/// Users kept at most (the cache starts over past this).
+const USERS_CACHED: usize = 10_000;
+
+/// Users by id in memory, exact (see the module's comment).
+#[derive(Debug, Default)]
+pub struct UserCache {
+    inner: Mutex<(HashMap<i64, User>, u64)>,
+    /// Whether entries may be served: always on SQLite; on PostgreSQL only while the
+    /// change listener is connected.
+    armed: AtomicBool,
+}
+
+impl UserCache {
+    /// A cache; `armed` says whether it serves from the start.
+    pub fn new(armed: bool) -> Self {
+        UserCache { inner: Mutex::default(), armed: AtomicBool::new(armed) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<i64, User>, u64)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user `id` if cached; otherwise the epoch to fill with after reading.
+    fn get(&self, id: i64) -> Result<User, u64> {
+        let inner = self.lock();
+        match inner.0.get(&id) {
+            Some(u) if self.armed.load(Ordering::Acquire) => Ok(u.clone()),
+            _ => Err(inner.1),
+        }
+    }
+
+    fn fill(&self, epoch: u64, user: &User) {
+        if !self.armed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.1 != epoch {
+            return;
+        }
+        if inner.0.len() >= USERS_CACHED {
+            inner.0.clear();
+        }
+        inner.0.insert(user.id, user.clone());
+    }
+
+    /// Forgets user `id` (changed here or, as announced, elsewhere).
+    pub fn forget(&self, id: i64) {
+        let mut inner = self.lock();
+        inner.0.remove(&id);
+        inner.1 += 1;
+    }
+
+    /// Serves nothing and forgets everything (the change listener is not connected).
+    pub fn disarm(&self) {
+        self.armed.store(false, Ordering::Release);
+        let mut inner = self.lock();
+        inner.0.clear();
+        inner.1 += 1;
+    }
+
+    /// Serves again (the change listener is connected; nothing is missed from now on).
+    pub fn arm(&self) {
+        let mut inner = self.lock();
+        inner.0.clear();
+        inner.1 += 1;
+        self.armed.store(true, Ordering::Release);
+    }
+}
 
 /// Users and logins in the app's database.
 #[derive(Clone, Debug)]
 pub struct SqlUserStore {
     pool: Db,
-    /// Display names by user id: forward-auth asks for one on every proxied request, and a
-    /// name never changes once given (nothing renames users), so a bounded cache is exact.
-    names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
+    cache: std::sync::Arc<UserCache>,
 }
 
-/// Names kept at most (the cache starts over past this).
-const NAMES_CACHED: usize = 10_000;
-
 impl SqlUserStore {
-    /// A store over `pool`.
-    pub fn new(pool: Db) -> Self {
-        SqlUserStore { pool, names: Default::default() }
+    /// A store over `pool`, reading through `cache`.
+    pub fn new(pool: Db, cache: std::sync::Arc<UserCache>) -> Self {
+        SqlUserStore { pool, cache }
     }
 
-    /// The display name of user `id`.
-    pub async fn name(&self, id: i64) -> Result<Option<String>, sqlx::Error> {
-        if let Some(n) = self.names.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            return Ok(Some(n.clone()));
+    /// The cache (for the PostgreSQL listener that keeps it exact).
+    pub fn cache(&self) -> std::sync::Arc<UserCache> {
+        self.cache.clone()
+    }
+
+    /// User `id` through the cache: for the requests that only read who someone is and
+    /// what they may do (forward-auth, OIDC, the phone).
+    pub async fn cached(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+        let epoch = match self.cache.get(id) {
+            Ok(u) => return Ok(Some(u)),
+            Err(epoch) => epoch,
+        };
+        let user = self.get(id).await?;
+        if let Some(u) = &user {
+            self.cache.fill(epoch, u);
         }
-        let Some(user) = self.get(id).await? else { return Ok(None) };
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        if names.len() >= NAMES_CACHED {
-            names.clear();
-        }
-        names.insert(id, user.name.clone());
-        Ok(Some(user.name))
+        Ok(user)
     }
 
     async fn by(&self, column: &str, value: &str) -> Result<Option<User>, sqlx::Error> {
@@ -83,7 +207,13 @@ impl SqlUserStore {
     /// when WeChat sends one for the first time, so the account stays the same when the
     /// mini program gets bound to an Open Platform account; or a new account on first
     /// sight. Safe under concurrency: a lost insert race reads the winner.
-    pub async fn find_or_create(&self, who: &WxIdentity, known: Option<User>, now: UnixMillis) -> Result<User, sqlx::Error> {
+    pub async fn find_or_create(
+        &self,
+        who: &WxIdentity,
+        known: Option<User>,
+        now: UnixMillis,
+        status: UserStatus,
+    ) -> Result<User, sqlx::Error> {
         if let Some(mut u) = known {
             if let (Some(unionid), None) = (&who.unionid, &u.unionid) {
                 sqlx::query("UPDATE users SET unionid = $1 WHERE id = $2 AND unionid IS NULL")
@@ -91,6 +221,7 @@ impl SqlUserStore {
                     .bind(u.id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget(u.id);
                 u.unionid = Some(unionid.clone());
             }
             return Ok(u);
@@ -98,15 +229,16 @@ impl SqlUserStore {
         let tail: String = who.openid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
         let name = format!("微信用户 {tail}");
         let inserted: Result<(i64,), sqlx::Error> =
-            sqlx::query_as("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+            sqlx::query_as("INSERT INTO users (openid, unionid, name, created_at, status) VALUES ($1, $2, $3, $4, $5) RETURNING id")
                 .bind(&who.openid)
                 .bind(who.unionid.clone())
                 .bind(&name)
                 .bind(now)
+                .bind(status.as_str())
                 .fetch_one(&self.pool)
                 .await;
         match inserted {
-            Ok((id,)) => Ok(User { id, openid: who.openid.clone(), unionid: who.unionid.clone(), name, created_at: now }),
+            Ok((id,)) => Ok(User::new(id, who, name, now, status)),
             // A concurrent first login of the same person won the race: theirs it is.
             Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => self.find(who).await?.ok_or(e),
             Err(e) => Err(e),
@@ -133,5 +265,55 @@ impl SqlUserStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// Every user with their last login, newest first, at most `limit`.
+    pub async fn list(&self, limit: i64) -> Result<Vec<(User, Option<UnixMillis>)>, sqlx::Error> {
+        let users: Vec<User> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let last: Vec<(i64, i64)> = sqlx::query_as("SELECT user_id, MAX(at) FROM logins GROUP BY user_id").fetch_all(&self.pool).await?;
+        let last: HashMap<i64, i64> = last.into_iter().collect();
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let at = last.get(&u.id).copied().map(UnixMillis);
+                (u, at)
+            })
+            .collect())
+    }
+
+    /// The last login of user `id`.
+    pub async fn last_login(&self, id: i64) -> Result<Option<UnixMillis>, sqlx::Error> {
+        let (at,): (Option<i64>,) = sqlx::query_as("SELECT MAX(at) FROM logins WHERE user_id = $1").bind(id).fetch_one(&self.pool).await?;
+        Ok(at.map(UnixMillis))
+    }
+
+    /// How many users are `status`.
+    pub async fn count_status(&self, status: UserStatus) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM users WHERE status = $1").bind(status.as_str()).fetch_one(&self.pool).await?;
+        Ok(n)
+    }
+
+    /// How many active admins there are.
+    pub async fn count_active_admins(&self) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE admin = 1 AND status = 'active'").fetch_one(&self.pool).await?;
+        Ok(n)
+    }
+
+    /// Writes `user`'s status, admin flag and groups, as one statement (other instances
+    /// hear of it through the trigger; this one forgets it at once).
+    pub async fn save_access(&self, user: &User) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE users SET status = $2, admin = $3, group_names = $4 WHERE id = $1")
+            .bind(user.id)
+            .bind(user.status.as_str())
+            .bind(i64::from(user.admin))
+            .bind(join_groups(&user.groups))
+            .execute(&self.pool)
+            .await?;
+        self.cache.forget(user.id);
+        Ok(())
     }
 }

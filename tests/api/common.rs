@@ -186,7 +186,8 @@ impl TestApp {
         reqwest::get(format!("{}/_wechat/sim/counters", self.base)).await.unwrap().json().await.unwrap()
     }
 
-    /// Everything a refusal must leave alone: tickets, sessions, users, logins and the
+    /// Everything a refusal must leave alone: tickets, sessions, users (with what they may
+    /// do), logins and the
     /// simulator's call counters.
     pub async fn snapshot(&self) -> String {
         type TicketRow = (String, String, i64, Option<i64>, Option<String>, i64, i64);
@@ -197,8 +198,11 @@ impl TestApp {
                 .unwrap();
         let sessions: Vec<(String, String, i64, Option<i64>)> =
             sqlx::query_as("SELECT id, data, expires_at, user_id FROM sessions ORDER BY id").fetch_all(&self.pool).await.unwrap();
-        let users: Vec<(i64, String, Option<String>)> =
-            sqlx::query_as("SELECT id, openid, unionid FROM users ORDER BY id").fetch_all(&self.pool).await.unwrap();
+        type UserRow = (i64, String, Option<String>, String, i64, String);
+        let users: Vec<UserRow> = sqlx::query_as("SELECT id, openid, unionid, status, admin, group_names FROM users ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap();
         let logins: Vec<(i64, String)> =
             sqlx::query_as("SELECT user_id, ticket_id FROM logins ORDER BY id").fetch_all(&self.pool).await.unwrap();
         format!("{tickets:?}\n{sessions:?}\n{users:?}\n{logins:?}\n{}", self.counters().await)

@@ -21,5 +21,6 @@ mod metrics;
 mod modes;
 mod oidc;
 mod oidc_edges;
+mod people;
 mod pool;
 mod postgres;

@@ -10,6 +10,7 @@ pub mod health;
 pub mod nojs;
 pub mod pages;
 pub mod router;
+pub mod setup;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};

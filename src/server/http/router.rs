@@ -12,7 +12,7 @@
 //! protected app: the edge without browser security headers, and the session layer).
 //! docs/benchmarks.md has the figures that chose this.
 
-use super::{api, edge, headers, health, nojs, pages};
+use super::{api, edge, headers, health, nojs, pages, setup};
 use crate::app::{App, shell};
 use crate::server::simulator::{self, Simulator};
 use crate::server::state::AppState;
@@ -45,6 +45,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/login/complete", axum::routing::post(nojs::complete))
         .route("/logout", axum::routing::post(nojs::logout))
         .route("/account/sign-out-others", axum::routing::post(nojs::revoke_others))
+        .route("/setup/{secret}", get(setup::show).post(setup::claim))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::server::metrics::serve))

@@ -29,7 +29,8 @@ mod tests {
 
     #[test]
     fn the_name_is_disclosed_only_under_the_profile_scope() {
-        let user = User { id: 7, openid: "o".into(), unionid: None, name: "张三".into(), created_at: UnixMillis(0) };
+        let who = crate::server::wechat::WxIdentity { openid: "o".into(), unionid: None };
+        let user = User::new(7, &who, "张三".into(), UnixMillis(0), crate::domain::UserStatus::Active);
         let bare = standard_claims(&user, "openid");
         assert_eq!(bare.subject().as_str(), "7");
         assert!(bare.name().is_none());

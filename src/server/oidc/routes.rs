@@ -135,6 +135,13 @@ async fn issue_code(
         return Ok(None);
     }
     let client = p.clients.get(&req.client_id).ok_or(OidcError::Page { status: StatusCode::BAD_REQUEST, message: "unknown client" })?;
+    let user = st.users.cached(who.user).await?.ok_or_else(|| OidcError::internal("a signed-in session's user is gone"))?;
+    if !user.is_active() {
+        // Nothing is issued for someone waiting for approval (or disabled meanwhile).
+        let detail = format!("{}: account {}", client.name, user.status.as_str());
+        st.audit.record(now, Kind::AccessDenied, Some(user.id), caller, &detail).await;
+        return Err(OidcError::Redirect(req.answer(&p.issuer, "access_denied", "the account is not active")));
+    }
     let code = random_token(32);
     p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, now.plus_ms(CODE_LIFE_MS)).await?;
     tracing::info!(client = client.id, user = who.user, "oidc: code issued");
@@ -179,7 +186,10 @@ pub async fn token(
         (None, None) if client.is_public() => return Err(OidcError::invalid_grant("a public client must use PKCE")),
         (None, None) => {}
     }
-    let user = st.users.get(grant.user_id).await?.ok_or_else(|| OidcError::internal("the code's user is gone"))?;
+    let user = st.users.cached(grant.user_id).await?.ok_or_else(|| OidcError::internal("the code's user is gone"))?;
+    if !user.is_active() {
+        return Err(OidcError::invalid_grant("the account is not active"));
+    }
     let access = random_token(32);
     match p.store.redeem(&code_hash, &grant, &TokenHash::of(&access), now, now.plus_ms(TOKEN_LIFE_SECS * 1000)).await? {
         Redeemed::Issued => {}
@@ -227,7 +237,7 @@ pub async fn token(
 pub async fn userinfo(State(st): State<AppState>, Oidc(p): Oidc, headers: HeaderMap) -> Result<Response, OidcError> {
     let token = credentials(&headers, "bearer").ok_or(OidcError::Bearer)?;
     let (user_id, scope) = p.store.token(&TokenHash::of(token), st.clock.now()).await?.ok_or(OidcError::Bearer)?;
-    let user = st.users.get(user_id).await?.ok_or(OidcError::Bearer)?;
+    let user = st.users.cached(user_id).await?.filter(|u| u.is_active()).ok_or(OidcError::Bearer)?;
     Ok(no_store_json(CoreUserInfoClaims::new(standard_claims(&user, &scope), EmptyAdditionalClaims {})))
 }
 

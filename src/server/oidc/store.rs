@@ -174,6 +174,13 @@ impl OidcStore {
         Ok(Redeemed::Issued)
     }
 
+    /// Revokes every token of `user` and every code not yet exchanged (disabled).
+    pub async fn revoke_user(&self, user: i64) -> Result<u64, sqlx::Error> {
+        let tokens = sqlx::query("DELETE FROM oidc_tokens WHERE user_id = $1").bind(user).execute(&self.db).await?.rows_affected();
+        sqlx::query("DELETE FROM oidc_codes WHERE user_id = $1 AND used_at IS NULL").bind(user).execute(&self.db).await?;
+        Ok(tokens)
+    }
+
     /// The user and scope of the access token whose hash is `token`, while it lives.
     pub async fn token(&self, token: &TokenHash, now: UnixMillis) -> Result<Option<(i64, String)>, sqlx::Error> {
         let row: Option<(i64, String, i64)> = sqlx::query_as("SELECT user_id, scope, expires_at FROM oidc_tokens WHERE token_hash = $1")

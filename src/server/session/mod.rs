@@ -134,6 +134,13 @@ impl SqlSessionStore {
         Ok(())
     }
 
+    /// Deletes every session of `user` (disabled); returns how many ended.
+    pub async fn delete_user(&self, user: i64) -> Result<u64, sqlx::Error> {
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(&self.pool).await?.rows_affected();
+        self.cache.forget_user(user);
+        Ok(ended)
+    }
+
     /// Deletes every session of `user` but `keep`; returns how many ended.
     pub async fn delete_others(&self, user: i64, keep: &Id) -> Result<u64, sqlx::Error> {
         let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")

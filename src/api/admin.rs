@@ -1,0 +1,79 @@
+//! The admin API (docs/api.md, "Admin"): the user directory for whoever is an active
+//! admin. Cookie session and same-site rules as `/api/me`; anyone else gets 401 or 403
+//! `forbidden` and nothing changes. Every change is in the audit trail.
+
+use crate::domain::{GroupName, UserStatus};
+use crate::error::AppError;
+use crate::model::{AuditList, UserAnswer, UserList};
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+
+#[cfg(feature = "ssr")]
+use crate::server::{caller::Caller, people, session::WebSession, state::AppState};
+
+/// Users listed at most.
+#[cfg(feature = "ssr")]
+const LIST_LIMIT: i64 = 1000;
+
+/// A user as an admin sees them.
+#[cfg(feature = "ssr")]
+pub fn admin_view(u: crate::server::users::User, last_login: Option<crate::domain::UnixMillis>) -> crate::model::AdminUserView {
+    use crate::server::clock::rfc3339;
+    crate::model::AdminUserView {
+        id: u.id,
+        name: u.name,
+        picture: None,
+        status: u.status,
+        admin: u.admin,
+        groups: u.groups,
+        created_at: rfc3339(u.created_at),
+        last_login_at: last_login.map(rfc3339),
+    }
+}
+
+/// Every user, newest first.
+#[server(prefix = "/api", endpoint = "admin/users", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_users() -> Result<UserList, AppError> {
+    let st = AppState::current()?;
+    people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let users = st.users.list(LIST_LIMIT).await?;
+    Ok(UserList { users: users.into_iter().map(|(u, last)| admin_view(u, last)).collect() })
+}
+
+/// Changes a user's status, admin flag or groups (each optional).
+#[server(prefix = "/api", endpoint = "admin/user", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_user(
+    id: i64,
+    status: Option<UserStatus>,
+    admin: Option<bool>,
+    groups: Option<Vec<GroupName>>,
+) -> Result<UserAnswer, AppError> {
+    let st = AppState::current()?;
+    let actor = people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let caller = Caller::current(&st).await?;
+    let user = people::update_user(&st, &actor, &caller, id, people::Change { status, admin, groups }).await?;
+    let last = st.users.last_login(user.id).await?;
+    Ok(UserAnswer { user: admin_view(user, last) })
+}
+
+/// The audit trail, newest first (of one user, or everyone).
+#[server(prefix = "/api", endpoint = "admin/audit", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_audit(user: Option<i64>) -> Result<AuditList, AppError> {
+    use crate::model::AdminEventView;
+    use crate::server::clock::rfc3339;
+    let st = AppState::current()?;
+    people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let events = st.audit.recent(user, 500).await?;
+    Ok(AuditList {
+        events: events
+            .into_iter()
+            .map(|(e, user)| AdminEventView { at: rfc3339(e.at), kind: e.kind, user, ip: e.ip, site: e.detail })
+            .collect(),
+    })
+}

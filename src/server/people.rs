@@ -1,0 +1,206 @@
+//! The user directory's decisions: who becomes a user on first scan (`SIGNUP`), who is
+//! refused on the phone, what an admin may change (never the last active admin away),
+//! what a change revokes at once, and the one-time setup links that make the first
+//! admin. The HTTP sides (the admin API, the setup page) only call these.
+
+use crate::domain::{GroupName, UnixMillis, UserStatus};
+use crate::error::{AppError, ErrorCode};
+use crate::server::audit::Kind;
+use crate::server::caller::Caller;
+use crate::server::config::Signup;
+use crate::server::session::WebSession;
+use crate::server::state::AppState;
+use crate::server::tokens::{TokenHash, random_token};
+use crate::server::users::User;
+
+/// A setup link lives this long.
+const SETUP_LINK_LIFE_MS: i64 = 24 * 3_600_000;
+
+/// What a first scan of an unknown WeChat user makes of them under `signup`: their
+/// status, or the refusal. `via_link`: the login came through a valid setup link (the
+/// owner's own way in, whatever the policy).
+pub fn newcomer_status(signup: Signup, via_link: bool) -> Result<UserStatus, ErrorCode> {
+    match (signup, via_link) {
+        (Signup::Open, _) => Ok(UserStatus::Active),
+        (Signup::Approval, _) | (Signup::Invite, true) => Ok(UserStatus::Pending),
+        (Signup::Invite, false) => Err(ErrorCode::InvitationRequired),
+    }
+}
+
+/// Refuses a known user the phone must turn away before confirm.
+pub fn phone_refusal(user: &User) -> Option<ErrorCode> {
+    (user.status == UserStatus::Disabled).then_some(ErrorCode::AccountDisabled)
+}
+
+/// The signed-in admin of this request: 401 when nobody is signed in, 403 `forbidden`
+/// for anyone who is not an active admin.
+pub async fn require_admin(st: &AppState, session: &WebSession) -> Result<User, AppError> {
+    let Some(who) = session.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
+        return Err(ErrorCode::Unauthenticated.into());
+    };
+    match st.users.cached(who.user).await? {
+        Some(u) if u.admin && u.is_active() => Ok(u),
+        Some(_) => Err(ErrorCode::Forbidden.into()),
+        None => Err(ErrorCode::Unauthenticated.into()),
+    }
+}
+
+/// What an admin asks to change about a user; `None` leaves it as it is.
+#[derive(Clone, Debug, Default)]
+pub struct Change {
+    pub status: Option<UserStatus>,
+    pub admin: Option<bool>,
+    pub groups: Option<Vec<GroupName>>,
+}
+
+/// Applies `change` to user `id` on behalf of `actor`: refused (409 `last_admin`) when it
+/// would leave no active admin; recorded in the audit trail; a user who is no longer
+/// active loses every OIDC token at once, and a disabled one every session too (on
+/// every instance: the rows go, and the trigger tells the others' caches).
+pub async fn update_user(st: &AppState, actor: &User, caller: &Caller, id: i64, change: Change) -> Result<User, AppError> {
+    let Some(before) = st.users.get(id).await? else { return Err(ErrorCode::UserNotFound.into()) };
+    let mut after = before.clone();
+    if let Some(s) = change.status {
+        after.status = s;
+    }
+    if let Some(a) = change.admin {
+        after.admin = a;
+    }
+    if let Some(mut g) = change.groups {
+        g.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        g.dedup();
+        after.groups = g;
+    }
+    let was_admin = before.admin && before.is_active();
+    if was_admin && !(after.admin && after.is_active()) && st.users.count_active_admins().await? <= 1 {
+        st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &format!("refused: last admin (by {})", actor.id)).await;
+        return Err(ErrorCode::LastAdmin.into());
+    }
+    if after == before {
+        return Ok(after);
+    }
+    st.users.save_access(&after).await?;
+    let mut revoked = String::new();
+    if before.is_active()
+        && !after.is_active()
+        && let Some(p) = &st.oidc
+    {
+        let n = p.store.revoke_user(id).await?;
+        revoked.push_str(&format!(", {n} OIDC tokens revoked"));
+    }
+    if after.status == UserStatus::Disabled && before.status != UserStatus::Disabled {
+        let n = st.sessions.delete_user(id).await?;
+        revoked.push_str(&format!(", {n} sessions ended"));
+    }
+    let detail = format!("{} (by {}){revoked}", describe_change(&before, &after), actor.id);
+    tracing::info!(user = id, admin = actor.id, %detail, "user updated");
+    st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &detail).await;
+    Ok(after)
+}
+
+/// "status active→disabled, admin false→true, groups ops→ops,dev": what changed.
+fn describe_change(before: &User, after: &User) -> String {
+    let mut parts = Vec::new();
+    if before.status != after.status {
+        parts.push(format!("status {}→{}", before.status.as_str(), after.status.as_str()));
+    }
+    if before.admin != after.admin {
+        parts.push(format!("admin {}→{}", before.admin, after.admin));
+    }
+    if before.groups != after.groups {
+        let j = crate::server::users::join_groups;
+        parts.push(format!("groups {}→{}", j(&before.groups), j(&after.groups)));
+    }
+    parts.join(", ")
+}
+
+/// A new one-time setup link's secret (its hash stored), valid for a day.
+pub async fn new_setup_link(st_db: &crate::server::db::Db, now: UnixMillis) -> Result<String, sqlx::Error> {
+    let secret = random_token(24);
+    sqlx::query("INSERT INTO setup_links (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")
+        .bind(TokenHash::of(&secret).as_str())
+        .bind(now)
+        .bind(now.plus_ms(SETUP_LINK_LIFE_MS))
+        .execute(st_db)
+        .await?;
+    Ok(secret)
+}
+
+/// Whether `secret` is a setup link that can still be used at `now`.
+pub async fn setup_link_usable(db: &crate::server::db::Db, secret: &str, now: UnixMillis) -> Result<bool, sqlx::Error> {
+    if secret.len() > 64 {
+        return Ok(false);
+    }
+    let row: Option<(i64,)> = sqlx::query_as("SELECT expires_at FROM setup_links WHERE token_hash = $1 AND used_at IS NULL")
+        .bind(TokenHash::of(secret).as_str())
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some_and(|(exp,)| now < UnixMillis(exp)))
+}
+
+/// Makes the signed-in `user` an active admin through the setup link `secret`. The
+/// link is spent by one conditional update: of two phones at once, one wins and the
+/// other gets 410 `link_invalid`, as does a used or expired link.
+pub async fn claim_setup_link(st: &AppState, secret: &str, user: i64, caller: &Caller) -> Result<User, AppError> {
+    let now = st.clock.now();
+    let spent =
+        sqlx::query("UPDATE setup_links SET used_at = $2, used_by = $3 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2")
+            .bind(TokenHash::of(secret).as_str())
+            .bind(now)
+            .bind(user)
+            .execute(&st.db)
+            .await?;
+    if spent.rows_affected() != 1 {
+        return Err(ErrorCode::LinkInvalid.into());
+    }
+    let Some(mut u) = st.users.get(user).await? else { return Err(ErrorCode::Unauthenticated.into()) };
+    u.status = UserStatus::Active;
+    u.admin = true;
+    st.users.save_access(&u).await?;
+    tracing::info!(user, "became an admin through a setup link");
+    st.audit.record(now, Kind::AdminSetup, Some(user), caller, "setup link").await;
+    Ok(u)
+}
+
+/// At start: while no active admin exists, a fresh setup link, logged for the owner.
+pub async fn announce_setup_link(st: &AppState) -> Result<(), sqlx::Error> {
+    if st.users.count_active_admins().await? > 0 {
+        return Ok(());
+    }
+    let secret = new_setup_link(&st.db, st.clock.now()).await?;
+    tracing::warn!(
+        "no administrator yet: open {}/setup/{secret} and sign in by scanning to become the first one (valid for a day, once; \
+         `scanlogin admin setup-link` prints another)",
+        st.site.public_url
+    );
+    Ok(())
+}
+
+/// `scanlogin admin setup-link`: a fresh setup link on the database the configuration
+/// names (migrated first), as the URL to open.
+pub async fn setup_link_command(config: &crate::server::config::Config) -> Result<String, crate::server::error::StartupError> {
+    use crate::server::clock::{Clock as _, SystemClock};
+    let url = config.database_url.clone().unwrap_or_else(|| crate::server::db::DEFAULT_URL.to_string());
+    let db = crate::server::db::connect(&url, "cli", Some(1)).await?;
+    let secret = new_setup_link(&db, SystemClock.now()).await?;
+    db.close().await;
+    let base = match (&config.public_url, config.listen) {
+        (Some(u), _) => u.as_str().trim_end_matches('/').to_string(),
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => "http://127.0.0.1:3000".to_string(),
+    };
+    Ok(format!("{base}/setup/{secret}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newcomers_follow_the_signup_policy() {
+        assert_eq!(newcomer_status(Signup::Open, false), Ok(UserStatus::Active));
+        assert_eq!(newcomer_status(Signup::Approval, false), Ok(UserStatus::Pending));
+        assert_eq!(newcomer_status(Signup::Invite, false), Err(ErrorCode::InvitationRequired));
+        assert_eq!(newcomer_status(Signup::Invite, true), Ok(UserStatus::Pending), "the owner's setup link gets in");
+    }
+}

@@ -1,0 +1,255 @@
+//! People (docs/api.md, "People and access"): the sign-up policy, the setup link that
+//! makes the first admin, the admin API, and what a status change does at once —
+//! driven over HTTP like the browser, the phone and the admin would.
+
+use crate::common::*;
+use crate::oidc::{RP, SECRET, auth_url, browser_no_redirects, exchange, location, provider_with, query_of};
+use serde_json::{Value, json};
+
+/// A fresh setup link's secret, as `scanlogin admin setup-link` makes one.
+async fn setup_secret(app: &TestApp) -> String {
+    scanlogin::server::people::new_setup_link(&app.state.db, app.state.clock.now()).await.unwrap()
+}
+
+/// Spends a setup link for the browser `b` (signed in), as its form would.
+async fn claim(app: &TestApp, b: &reqwest::Client, secret: &str) -> reqwest::Response {
+    b.post(format!("{}/setup/{secret}", app.base)).send().await.unwrap()
+}
+
+/// Signs `b` in as `user` and makes them an admin through a setup link.
+async fn sign_in_admin(app: &TestApp, b: &reqwest::Client, user: &str) {
+    app.sign_in(b, user).await;
+    let secret = setup_secret(app).await;
+    let res = claim(app, b, &secret).await;
+    assert_eq!(res.status(), 302, "{}", res.text().await.unwrap_or_default());
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn me(app: &TestApp, b: &reqwest::Client) -> Value {
+    let (s, v) = app.post(b, "/api/me", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    v["user"].clone()
+}
+
+/// The phone scans `ticket` as `user`: the whole answer.
+async fn scan_answer(app: &TestApp, ticket: &str, user: &str) -> (reqwest::StatusCode, Value) {
+    let code = app.wx_code(user).await;
+    app.post(&phone(), "/api/mp/scan", json!({ "ticket": ticket, "code": code })).await
+}
+
+#[tokio::test]
+async fn the_signup_policy_decides_what_a_first_scan_makes() {
+    // open (the demo's default): active at once.
+    let app = spawn(&[]).await;
+    let b = browser();
+    let t = app.new_ticket(&b).await;
+    let (s, v) = scan_answer(&app, &t, "zhangsan").await;
+    assert_eq!((s.as_u16(), v["account_status"].as_str()), (200, Some("active")), "{v}");
+
+    // approval: pending — signed in to scanlogin, told so, admitted by no protected site.
+    let app = spawn(&["--signup", "approval", "--forward-auth-domains", "127.0.0.1"]).await;
+    let b = browser();
+    let t = app.new_ticket(&b).await;
+    let (s, v) = scan_answer(&app, &t, "lisi").await;
+    assert_eq!((s.as_u16(), v["account_status"].as_str()), (200, Some("pending")), "the phone is told: {v}");
+    app.confirm(&t, v["confirm_token"].as_str().unwrap()).await;
+    assert_eq!(app.finalize(&b, &t).await.0, 200, "the browser is signed in");
+    let user = me(&app, &b).await;
+    assert_eq!((user["status"].as_str(), user["admin"].as_bool()), (Some("pending"), Some(false)));
+    let verify = b.get(format!("{}/auth/verify", app.base)).header("x-original-url", "http://127.0.0.1/app").send().await.unwrap();
+    assert_eq!(verify.status(), 403, "no protected site admits a pending user");
+    assert!(verify.headers().get("remote-user").is_none());
+    let denied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE kind = 'access_denied'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(denied, 1, "the refusal is in the audit trail");
+
+    // invite: a newcomer without an invitation is refused on the phone, before confirm.
+    let app = spawn(&["--signup", "invite"]).await;
+    let b = browser();
+    let t = app.new_ticket(&b).await;
+    let answer = scan_answer(&app, &t, "wangwu").await;
+    assert_error(&answer, 403, "invitation_required");
+    assert!(answer.1["message"].as_str().is_some_and(|m| m.contains("邀请")), "with words: {}", answer.1);
+    assert_eq!(app.count("users").await, 0, "no account made");
+    assert_eq!(app.status(&b, &t, 0).await.1["status"], "waiting", "the ticket is unchanged");
+}
+
+#[tokio::test]
+async fn the_setup_link_makes_the_first_admin_once() {
+    let app = spawn(&["--signup", "invite"]).await;
+    let (links,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM setup_links").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(links, 1, "with no admin, start-up made (and logged) a link");
+    let secret = setup_secret(&app).await;
+    let b = no_redirects();
+    // Signed out: to the scan page, and back.
+    let res = b.get(format!("{}/setup/{secret}", app.base)).send().await.unwrap();
+    assert_eq!(location(&res), format!("/login?next=/setup/{secret}"));
+    let (_, issued) = app.post(&b, "/api/login/ticket", json!({ "next": format!("/setup/{secret}") })).await;
+    let t = issued["ticket"].as_str().unwrap().to_string();
+    let (s, v) = scan_answer(&app, &t, "zhangsan").await;
+    assert_eq!(s, 200, "the owner gets in through the setup link, invitations or not: {v}");
+    app.confirm(&t, v["confirm_token"].as_str().unwrap()).await;
+    let (_, fin) = app.finalize(&b, &t).await;
+    assert_eq!(fin["next"], format!("/setup/{secret}"));
+    // Signed in: a page whose button claims the link.
+    let page = b.get(format!("{}/setup/{secret}", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(&format!("action=\"/setup/{secret}\"")));
+    let cross = b.post(format!("{}/setup/{secret}", app.base)).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(cross.status(), 403, "a cross-site post claims nothing");
+    let res = claim(&app, &b, &secret).await;
+    assert_eq!(location(&res), "/admin");
+    let user = me(&app, &b).await;
+    assert_eq!((user["status"].as_str(), user["admin"].as_bool()), (Some("active"), Some(true)));
+    // Spent: a second use, by anyone, is refused with a page.
+    assert_eq!(claim(&app, &b, &secret).await.status(), 410);
+    assert_eq!(b.get(format!("{}/setup/{secret}", app.base)).send().await.unwrap().status(), 410);
+    let kinds: Vec<(String,)> =
+        sqlx::query_as("SELECT kind FROM audit_events WHERE kind = 'admin_setup'").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(kinds.len(), 1);
+
+    // Two phones at once on one link: one admin. (Signed-in users made where anyone may
+    // sign up: here only setup links let newcomers in.)
+    let app = spawn(&[]).await;
+    let (x, y) = (no_redirects(), no_redirects());
+    app.sign_in(&x, "lisi").await;
+    app.sign_in(&y, "wangwu").await;
+    let secret = setup_secret(&app).await;
+    let (a, b2) = tokio::join!(claim(&app, &x, &secret), claim(&app, &y, &secret));
+    let mut statuses = [a.status().as_u16(), b2.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [302, 410], "exactly one claim wins");
+    let (admins,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE admin = 1").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(admins, 1, "one of the two");
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_a_disable_acts_at_once() {
+    let app = spawn(&["--forward-auth-domains", "127.0.0.1"]).await;
+    let admin = no_redirects();
+    sign_in_admin(&app, &admin, "zhangsan").await;
+    let (b1, b2) = (browser(), browser());
+    app.sign_in(&b1, "lisi").await;
+    app.sign_in(&b2, "lisi").await;
+    let lisi = me(&app, &b1).await["id"].as_i64().unwrap();
+    let zhangsan = me(&app, &admin).await["id"].as_i64().unwrap();
+    assert_eq!(app.verify(&b2).await, 200);
+
+    // Not an admin: 403 on every endpoint, nothing changed; signed out: 401.
+    let before = app.snapshot().await;
+    let calls = [
+        ("/api/admin/users", json!({})),
+        ("/api/admin/user", json!({ "id": zhangsan, "status": "disabled" })),
+        ("/api/admin/user", json!({ "id": lisi, "admin": true })),
+        ("/api/admin/audit", json!({})),
+    ];
+    for (path, body) in &calls {
+        assert_error(&app.post(&b1, path, body.clone()).await, 403, "forbidden");
+        assert_error(&app.post(&browser(), path, body.clone()).await, 401, "unauthenticated");
+    }
+    assert_eq!(app.snapshot().await, before, "refused calls changed nothing");
+
+    // The list.
+    let (s, list) = app.post(&admin, "/api/admin/users", json!({})).await;
+    assert_eq!(s, 200, "{list}");
+    let users = list["users"].as_array().unwrap();
+    assert_eq!(users.len(), 2);
+    let row = users.iter().find(|u| u["id"] == lisi).unwrap();
+    for key in ["id", "name", "picture", "status", "admin", "groups", "created_at", "last_login_at"] {
+        assert!(row.get(key).is_some(), "{key}: {row}");
+    }
+    assert!(row["last_login_at"].as_str().is_some());
+
+    // Groups: validated, sorted, deduplicated; the user sees them.
+    assert_error(&app.post(&admin, "/api/admin/user", json!({ "id": lisi, "groups": ["Ops"] })).await, 400, "bad_request");
+    let (s, v) = app.post(&admin, "/api/admin/user", json!({ "id": lisi, "groups": ["ops", "dev", "ops"] })).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["user"]["groups"], json!(["dev", "ops"]));
+    assert_eq!(me(&app, &b1).await["groups"], json!(["dev", "ops"]));
+    assert_error(&app.post(&admin, "/api/admin/user", json!({ "id": 999_999, "admin": true })).await, 404, "user_not_found");
+
+    // The last admin cannot leave.
+    assert_error(&app.post(&admin, "/api/admin/user", json!({ "id": zhangsan, "status": "disabled" })).await, 409, "last_admin");
+    assert_error(&app.post(&admin, "/api/admin/user", json!({ "id": zhangsan, "admin": false })).await, 409, "last_admin");
+    assert!(me(&app, &admin).await["admin"].as_bool().unwrap());
+
+    // Disable: every browser signed out at once, forward-auth refuses, the phone says so.
+    let (s, v) = app.post(&admin, "/api/admin/user", json!({ "id": lisi, "status": "disabled" })).await;
+    assert_eq!((s.as_u16(), v["user"]["status"].as_str()), (200, Some("disabled")), "{v}");
+    for b in [&b1, &b2] {
+        assert_error(&app.post(b, "/api/me", json!({})).await, 401, "unauthenticated");
+        assert_eq!(app.verify(b).await, 401);
+    }
+    let t = app.new_ticket(&b1).await;
+    let answer = scan_answer(&app, &t, "lisi").await;
+    assert_error(&answer, 403, "account_disabled");
+    assert!(answer.1["message"].as_str().is_some_and(|m| m.contains("停用")), "{}", answer.1);
+
+    // The audit trail names each change and who made it.
+    let (s, audit) = app.post(&admin, "/api/admin/audit", json!({ "user": lisi })).await;
+    assert_eq!(s, 200);
+    let events = audit["events"].as_array().unwrap();
+    let updates: Vec<&str> = events.iter().filter(|e| e["kind"] == "user_updated").map(|e| e["site"].as_str().unwrap()).collect();
+    assert!(
+        updates
+            .iter()
+            .any(|d| d.contains("status active→disabled") && d.contains(&format!("by {zhangsan}")) && d.contains("2 sessions ended")),
+        "{updates:?}"
+    );
+    assert!(updates.iter().any(|d| d.contains("groups →dev,ops")), "{updates:?}");
+    assert!(events.iter().any(|e| e["kind"] == "scan_refused" && e["site"] == "account_disabled"), "{audit}");
+    let (_, all) = app.post(&admin, "/api/admin/audit", json!({})).await;
+    assert!(
+        all["events"].as_array().unwrap().iter().any(|e| e["user"] == zhangsan && e["kind"] == "user_updated"),
+        "the refused self-demotion"
+    );
+
+    // Approve again: back in.
+    let (s, _) = app.post(&admin, "/api/admin/user", json!({ "id": lisi, "status": "active" })).await;
+    assert_eq!(s, 200);
+    app.sign_in(&b1, "lisi").await;
+    assert_eq!(app.verify(&b1).await, 200);
+}
+
+#[tokio::test]
+async fn approval_opens_protected_sites_and_disabling_revokes_oidc_tokens() {
+    let app = provider_with(&["--signup", "approval", "--forward-auth-domains", "127.0.0.1"]).await;
+    let admin = no_redirects();
+    sign_in_admin(&app, &admin, "zhangsan").await;
+    // A pending user: the OIDC client gets access_denied, nothing issued.
+    let b = browser_no_redirects();
+    let (challenge, verifier) = openidconnect::PkceCodeChallenge::new_random_sha256();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
+    app.sign_in(&b, "lisi").await;
+    let lisi = me(&app, &b).await["id"].as_i64().unwrap();
+    let res = b.get(auth_url(&app, "grafana", RP, &pkce)).send().await.unwrap();
+    let q = query_of(&location(&res));
+    assert_eq!((q["error"].as_str(), q["state"].as_str(), q["iss"].as_str()), ("access_denied", "st", app.base.as_str()));
+    assert_eq!(app.count("oidc_codes").await, 0);
+    assert_eq!(app.verify(&b).await, 403);
+
+    // Approved: admitted at once (this instance forgot its cached copy of the user).
+    let (s, _) = app.post(&admin, "/api/admin/user", json!({ "id": lisi, "status": "active" })).await;
+    assert_eq!(s, 200);
+    assert_eq!(app.verify(&b).await, 200);
+    let res = b.get(auth_url(&app, "grafana", RP, &pkce)).send().await.unwrap();
+    let code = query_of(&location(&res))["code"].clone();
+    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", RP), ("code_verifier", verifier.secret())];
+    let (s, tokens) = exchange(&app, &form, Some(("grafana", SECRET))).await;
+    assert_eq!(s, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let userinfo = |t: String| {
+        let base = app.base.clone();
+        async move { reqwest::Client::new().get(format!("{base}/oidc/userinfo")).bearer_auth(t).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(userinfo(access.to_string()).await, 200);
+
+    // Disabled: the token is revoked at once.
+    let (s, v) = app.post(&admin, "/api/admin/user", json!({ "id": lisi, "status": "disabled" })).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(userinfo(access.to_string()).await, 401);
+    assert_eq!(app.count("oidc_tokens").await, 0);
+}
