@@ -89,6 +89,8 @@ pub fn App() -> impl IntoView {
                     // Async too: the whole page in the first HTML, so it reads without
                     // JavaScript (streamed parts would need a script to appear).
                     <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin") view=crate::pages::admin::AdminPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/audit") view=crate::pages::admin::AuditPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

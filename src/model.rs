@@ -141,6 +141,9 @@ pub struct AdminUserView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserList {
     pub users: Vec<AdminUserView>,
+    /// How many users wait for approval (shown on every admin page).
+    #[serde(default)]
+    pub pending: i64,
 }
 
 /// `/api/admin/user`.
@@ -166,6 +169,9 @@ pub struct AdminEventView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditList {
     pub events: Vec<AdminEventView>,
+    /// How many users wait for approval (shown on every admin page).
+    #[serde(default)]
+    pub pending: i64,
 }
 
 /// One past login.

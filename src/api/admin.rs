@@ -39,7 +39,8 @@ pub async fn admin_users() -> Result<UserList, AppError> {
     let st = AppState::current()?;
     people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
     let users = st.users.list(LIST_LIMIT).await?;
-    Ok(UserList { users: users.into_iter().map(|(u, last)| admin_view(u, last)).collect() })
+    let pending = st.users.count_status(UserStatus::Pending).await?;
+    Ok(UserList { users: users.into_iter().map(|(u, last)| admin_view(u, last)).collect(), pending })
 }
 
 /// Changes a user's status, admin flag or groups (each optional).
@@ -60,17 +61,19 @@ pub async fn admin_user(
     Ok(UserAnswer { user: admin_view(user, last) })
 }
 
-/// The audit trail, newest first (of one user, or everyone).
+/// The audit trail, newest first: everyone's, or one user's, of every kind or one.
 #[server(prefix = "/api", endpoint = "admin/audit", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn admin_audit(user: Option<i64>) -> Result<AuditList, AppError> {
+pub async fn admin_audit(user: Option<i64>, kind: Option<String>) -> Result<AuditList, AppError> {
     use crate::model::AdminEventView;
     use crate::server::clock::rfc3339;
     let st = AppState::current()?;
     people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
-    let events = st.audit.recent(user, 500).await?;
+    let events = st.audit.recent(user, kind.as_deref().filter(|k| !k.is_empty()), 500).await?;
+    let pending = st.users.count_status(UserStatus::Pending).await?;
     Ok(AuditList {
+        pending,
         events: events
             .into_iter()
             .map(|(e, user)| AdminEventView { at: rfc3339(e.at), kind: e.kind, user, ip: e.ip, site: e.detail })

@@ -53,6 +53,12 @@ fn AccountDetails(m: MeView) -> impl IntoView {
                 <div class="muted">{ui.openid}": " <code data-testid="openid">{m.user.openid_masked.clone()}</code></div>
             </div>
         </div>
+        {(m.user.status == crate::domain::UserStatus::Pending).then(|| view! {
+            <p class="notice" data-testid="account-pending">{ui.account_pending}</p>
+        })}
+        {m.user.admin.then(|| view! {
+            <p><a class="button secondary" href="/admin" rel="external" data-testid="admin-link">{ui.admin_link}</a></p>
+        })}
         <dl class="facts">
             <div><dt>{ui.user_id}</dt><dd data-testid="user-id">{m.user.id}</dd></div>
             <div><dt>{ui.member_since}</dt><dd>{show_time(&m.user.created_at)}</dd></div>

@@ -1,6 +1,7 @@
 //! The pages.
 
 pub mod account;
+pub mod admin;
 pub mod login;
 
 /// Sends the browser to `path` with a full page load (so server-side guards apply).

@@ -91,23 +91,20 @@ impl Audit {
             .await
     }
 
-    /// The latest events of everyone (or of `user`), newest first, with whom they concern.
-    pub async fn recent(&self, user: Option<i64>, limit: i64) -> Result<Vec<(Event, Option<i64>)>, sqlx::Error> {
-        let rows: Vec<(i64, String, String, String, String, Option<i64>)> = match user {
-            Some(u) => sqlx::query_as(
-                "SELECT at, kind, ip, user_agent, detail, user_id FROM audit_events WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
-            )
-            .bind(u)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?,
-            None => {
-                sqlx::query_as("SELECT at, kind, ip, user_agent, detail, user_id FROM audit_events ORDER BY at DESC, id DESC LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+    /// The latest events, newest first, with whom they concern: everyone's or `user`'s,
+    /// of every kind or `kind`.
+    pub async fn recent(&self, user: Option<i64>, kind: Option<&str>, limit: i64) -> Result<Vec<(Event, Option<i64>)>, sqlx::Error> {
+        // Each filter compares only when given: one statement, bound parameters.
+        let rows: Vec<(i64, String, String, String, String, Option<i64>)> = sqlx::query_as(
+            "SELECT at, kind, ip, user_agent, detail, user_id FROM audit_events \
+             WHERE ($1 = 0 OR user_id = $2) AND ($3 = '' OR kind = $3) ORDER BY at DESC, id DESC LIMIT $4",
+        )
+        .bind(i64::from(user.is_some()))
+        .bind(user.unwrap_or(0))
+        .bind(kind.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(at, kind, ip, user_agent, detail, user)| (Event { at: UnixMillis(at), kind, ip, user_agent, detail }, user))

@@ -253,3 +253,75 @@ async fn approval_opens_protected_sites_and_disabling_revokes_oidc_tokens() {
     assert_eq!(userinfo(access.to_string()).await, 401);
     assert_eq!(app.count("oidc_tokens").await, 0);
 }
+
+/// `scanlogin admin setup-link` (the real binary, on the server's database) prints a link
+/// as its last line, and that link makes an admin.
+#[tokio::test]
+async fn the_setup_link_command_prints_a_working_link() {
+    let app = spawn(&[]).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .args(["admin", "setup-link"])
+        .env("DATABASE_URL", &app.db_url)
+        .env("PUBLIC_URL", "https://login.example.com")
+        .env_remove("WECHAT_APPID")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let url = stdout.lines().last().unwrap();
+    let secret = url.strip_prefix("https://login.example.com/setup/").unwrap_or_else(|| panic!("{stdout}"));
+    let b = no_redirects();
+    app.sign_in(&b, "zhangsan").await;
+    assert_eq!(location(&claim(&app, &b, secret).await), "/admin");
+    assert_eq!(me(&app, &b).await["admin"], true);
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_scanlogin")).args(["admin", "nonsense"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a wrong subcommand says how to use it");
+}
+
+/// The console: server HTML with forms, for admins only.
+#[tokio::test]
+async fn the_admin_console_works_with_forms_alone() {
+    let app = spawn(&["--signup", "approval"]).await;
+    let admin = no_redirects();
+    sign_in_admin(&app, &admin, "zhangsan").await;
+    let pending = no_redirects();
+    app.sign_in(&pending, "lisi").await;
+    let lisi = me(&app, &pending).await["id"].as_i64().unwrap();
+
+    // Signed out: to the scan page; not an admin: refused with words.
+    let res = no_redirects().get(format!("{}/admin", app.base)).send().await.unwrap();
+    assert_eq!(location(&res), "/login?next=/admin");
+    let res = pending.get(format!("{}/admin", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("admin-forbidden"));
+    let res = pending.get(format!("{}/account", app.base)).send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("account-pending"), "the account page says the user waits");
+
+    // The admin's page: the pending count and the user's row with its actions.
+    let page = admin.get(format!("{}/admin", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("待批准 1"), "the pending count");
+    assert!(page.contains(&format!("data-testid=\"approve-{lisi}\"")), "an approve button for the pending user");
+    let searched = admin.get(format!("{}/admin?q=nobody-by-that-name", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!searched.contains(&format!("user-{lisi}")), "search filters the rows");
+
+    // A cross-site post changes nothing; the form approves.
+    let form = [("id", lisi.to_string()), ("action", "approve".to_string())];
+    let res = admin.post(format!("{}/admin/user", app.base)).header("origin", "https://evil.example").form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(me(&app, &pending).await["status"], "pending");
+    let res = pending.post(format!("{}/admin/user", app.base)).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 403, "a non-admin's post is refused");
+    let res = admin.post(format!("{}/admin/user", app.base)).form(&form).send().await.unwrap();
+    assert_eq!(location(&res), format!("/admin#user-{lisi}"));
+    assert_eq!(me(&app, &pending).await["status"], "active");
+    let groups = [("id", lisi.to_string()), ("action", "groups".to_string()), ("groups", "ops, dev".to_string())];
+    assert_eq!(admin.post(format!("{}/admin/user", app.base)).form(&groups).send().await.unwrap().status(), 302);
+    assert_eq!(me(&app, &pending).await["groups"], json!(["dev", "ops"]));
+    let bad = [("id", lisi.to_string()), ("action", "groups".to_string()), ("groups", "Ops!".to_string())];
+    assert_eq!(admin.post(format!("{}/admin/user", app.base)).form(&bad).send().await.unwrap().status(), 400);
+
+    // The audit page, filtered by user and kind.
+    let audit = admin.get(format!("{}/admin/audit?user={lisi}&kind=user_updated", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(audit.contains("status pending→active"), "the approval is listed");
+    assert!(audit.contains("<td>管理员修改了账号") && !audit.contains("<td>扫码登录"), "other kinds are filtered out: {audit}");
+}

@@ -146,6 +146,43 @@ async fn a_revocation_anywhere_empties_every_instances_session_cache() {
     drop_database(&name).await;
 }
 
+/// A user changed through instance A (taken back to pending here) is refused by
+/// instance B on its next forward-auth answer, although B had the user cached: the users
+/// trigger's NOTIFY empties B's copy.
+#[tokio::test]
+async fn a_user_changed_anywhere_is_refused_everywhere_at_once() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let a = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &[]).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), url, &[]).await;
+    let browser = browser();
+    a.sign_in(&browser, "lisi").await;
+    let (_, me) = a.post(&browser, "/api/me", json!({})).await;
+    let id = me["user"]["id"].as_i64().unwrap();
+    // B answers from its caches once its listener is connected.
+    for _ in 0..100 {
+        assert_eq!(b.verify(&browser).await, 200);
+        if b.state.users.cached(id).await.unwrap().is_some() && b.state.sessions.cache().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut user = a.state.users.get(id).await.unwrap().unwrap();
+    user.status = scanlogin::domain::UserStatus::Pending;
+    a.state.users.save_access(&user).await.unwrap();
+    let started = std::time::Instant::now();
+    while b.verify(&browser).await == 200 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "B still admits a user A made pending");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.verify(&browser).await, 403, "refused, the session intact");
+    assert_eq!(b.post(&browser, "/api/me", json!({})).await.1["user"]["status"], "pending");
+    for app in [a, b] {
+        app.server.abort();
+        app.pool.close().await;
+    }
+    drop_database(&name).await;
+}
+
 /// Security review #1: the session trigger's NOTIFY reaches any role that can connect
 /// (CONNECT is PUBLIC's by default), with no table privilege. What it announces is the
 /// row's key, a digest of the session id: nothing a browser could present.

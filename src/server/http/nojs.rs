@@ -92,6 +92,58 @@ pub async fn revoke_others(State(st): State<AppState>, web: WebSession, who: Cal
     }
 }
 
+/// The admin console's forms: one user, one action.
+#[derive(Deserialize)]
+pub struct AdminAction {
+    id: i64,
+    action: String,
+    #[serde(default)]
+    groups: String,
+}
+
+/// `POST /admin/user`: an action of the admin console (approve, disable, enable,
+/// make_admin, remove_admin, groups), the same decision as `/api/admin/user`. Back to the
+/// console at that user's row; a refusal is a page saying why.
+pub async fn admin_user(
+    State(st): State<AppState>,
+    web: WebSession,
+    who: Caller,
+    headers: HeaderMap,
+    form: Result<Form<AdminAction>, FormRejection>,
+) -> Response {
+    use crate::domain::{GroupName, UserStatus};
+    use crate::server::people::{Change, require_admin, update_user};
+    let lang = request_lang(&headers);
+    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
+        return admin_refusal(lang, &e);
+    }
+    let actor = match require_admin(&st, &web).await {
+        Ok(a) => a,
+        Err(e) if e.code == ErrorCode::Unauthenticated => return found("/login?next=/admin"),
+        Err(e) => return admin_refusal(lang, &e),
+    };
+    let Ok(Form(f)) = form else { return admin_refusal(lang, &ErrorCode::BadRequest.into()) };
+    let change = match f.action.as_str() {
+        "approve" | "enable" => Change { status: Some(UserStatus::Active), ..Change::default() },
+        "disable" => Change { status: Some(UserStatus::Disabled), ..Change::default() },
+        "make_admin" => Change { admin: Some(true), ..Change::default() },
+        "remove_admin" => Change { admin: Some(false), ..Change::default() },
+        "groups" => {
+            let groups: Result<Vec<GroupName>, _> =
+                f.groups.split([',', ' ', '，']).map(str::trim).filter(|g| !g.is_empty()).map(GroupName::try_from).collect();
+            match groups {
+                Ok(g) => Change { groups: Some(g), ..Change::default() },
+                Err(_) => return admin_refusal(lang, &ErrorCode::BadRequest.into()),
+            }
+        }
+        _ => return admin_refusal(lang, &ErrorCode::BadRequest.into()),
+    };
+    match update_user(&st, &actor, &who, f.id, change).await {
+        Ok(_) => found(&format!("/admin#user-{}", f.id)),
+        Err(e) => admin_refusal(lang, &e),
+    }
+}
+
 /// The phone has not confirmed yet: the same form again.
 fn not_yet(lang: Lang, ticket: &TicketId, key: &FinalizeKey) -> Response {
     let ui = lang.ui();
@@ -109,6 +161,14 @@ fn not_yet(lang: Lang, ticket: &TicketId, key: &FinalizeKey) -> Response {
 }
 
 /// Refused, with the reason and the way to a new code.
+/// A refusal of the admin console's forms, leading back to it.
+fn admin_refusal(lang: Lang, e: &AppError) -> Response {
+    let ui = lang.ui();
+    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = format!("<p>{}</p><p><a href=\"/admin\">{}</a></p>", esc(e.code.message(lang)), esc(ui.admin_title));
+    message_page(status, lang.tag(), ui.admin_title, &body)
+}
+
 fn refusal(lang: Lang, e: &AppError) -> Response {
     let ui = lang.ui();
     let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);

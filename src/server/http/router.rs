@@ -46,6 +46,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/logout", axum::routing::post(nojs::logout))
         .route("/account/sign-out-others", axum::routing::post(nojs::revoke_others))
         .route("/setup/{secret}", get(setup::show).post(setup::claim))
+        .route("/admin/user", axum::routing::post(nojs::admin_user))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::server::metrics::serve))
