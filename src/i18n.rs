@@ -155,6 +155,7 @@ pub struct Ui {
     pub account_pending: &'static str,
     pub admin_forbidden: &'static str,
     pub never: &'static str,
+    pub col_detail: &'static str,
 }
 
 const ZH: Ui = Ui {
@@ -212,6 +213,7 @@ const ZH: Ui = Ui {
     account_pending: "你的账号正在等待管理员批准：批准之前，受保护的网站不会让你进入。",
     admin_forbidden: "只有管理员可以查看此页面。",
     never: "从未",
+    col_detail: "详情",
     account_title: "我的账号",
     user_id: "用户编号",
     openid: "OpenID",
@@ -290,6 +292,7 @@ const EN: Ui = Ui {
     account_pending: "Your account is waiting for an administrator's approval: until then, protected sites will not let you in.",
     admin_forbidden: "Only administrators can see this page.",
     never: "never",
+    col_detail: "Detail",
     account_title: "My account",
     user_id: "User id",
     openid: "OpenID",

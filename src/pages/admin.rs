@@ -210,7 +210,7 @@ pub fn AuditPage() -> impl IntoView {
                                     <button type="submit" class="button secondary">{ui.filter}</button>
                                 </form>
                                 <table class="logins" data-testid="audit">
-                                    <thead><tr><th>{ui.login_at}</th><th>{ui.event_what}</th><th>{ui.col_user}</th><th>{ui.login_ip}</th><th>"·"</th></tr></thead>
+                                    <thead><tr><th>{ui.login_at}</th><th>{ui.event_what}</th><th>{ui.col_user}</th><th>{ui.login_ip}</th><th>{ui.col_detail}</th></tr></thead>
                                     <tbody>
                                         {l.events.into_iter().map(|e| view! {
                                             <tr>

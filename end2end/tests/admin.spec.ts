@@ -1,0 +1,93 @@
+import { test, expect, Page, Browser } from '@playwright/test';
+import * as path from 'path';
+import * as fs from 'fs';
+import { execFileSync } from 'child_process';
+import { decodeQrDataUrl } from './qr';
+
+// The admin console on the server that admits newcomers only after approval (3102):
+// the owner becomes admin through `scanlogin admin setup-link`, approves a newcomer,
+// gives them groups, reads the audit trail, and disables them — whose browser is then
+// signed out.
+const root = path.resolve(__dirname, '..', '..');
+const base = 'http://127.0.0.1:3102';
+const shots = path.join(__dirname, '..', 'output');
+fs.mkdirSync(shots, { recursive: true });
+const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+
+test.beforeEach(async ({ page }) => {
+  page.on('console', (msg) => {
+    if (/Content.Security.Policy/i.test(msg.text())) throw new Error('CSP violation: ' + msg.text());
+  });
+});
+
+/** Signs the page in as the demo user `user`: reads the QR, scans it on a phone, confirms. */
+async function signIn(page: Page, browser: Browser, user: string, landing: RegExp) {
+  const img = page.getByTestId('qr');
+  await expect(img).toBeVisible();
+  const link = decodeQrDataUrl((await img.getAttribute('src')) || '');
+  expect(link).toBeTruthy();
+  const context = await browser.newContext({ viewport: { width: 390, height: 760 }, locale: 'zh-CN' });
+  const phone = await context.newPage();
+  await phone.goto(link!);
+  await phone.getByRole('button', { name: user }).click();
+  await expect(phone.locator('#requester')).toBeVisible();
+  await phone.getByRole('button', { name: '点击登录' }).click();
+  await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+  await page.waitForURL(landing);
+  await context.close();
+}
+
+test('the owner becomes admin, approves a newcomer, and a disable signs them out', async ({ browser }) => {
+  const out = execFileSync(path.join(root, 'target', 'debug', 'scanlogin'), ['admin', 'setup-link'], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: `sqlite://${root}/target/e2e/db-3102.db`, LISTEN: '127.0.0.1:3102', RUST_LOG: 'error' },
+  }).toString();
+  const setup = out.trim().split('\n').pop()!;
+  expect(setup).toMatch(/^http:\/\/127\.0\.0\.1:3102\/setup\/[A-Za-z0-9_-]+$/);
+
+  const owner = await (await browser.newContext({ locale: 'zh-CN', viewport: { width: 1100, height: 760 } })).newPage();
+  await owner.goto(setup);
+  await expect(owner).toHaveURL(/\/login\?next=\/setup\//);
+  await signIn(owner, browser, '张三', /\/setup\//);
+  await expect(owner.getByRole('button', { name: '成为管理员' })).toBeVisible();
+  await shot(owner, '20-setup-link');
+  await owner.getByRole('button', { name: '成为管理员' }).click();
+  await owner.waitForURL(/\/admin$/);
+  await expect(owner.getByTestId('pending-count')).toHaveText('待批准 0');
+
+  // A newcomer signs in: waiting for approval, and told so.
+  const newcomer = await (await browser.newContext({ locale: 'zh-CN', viewport: { width: 1100, height: 760 } })).newPage();
+  await newcomer.goto(`${base}/login`);
+  await signIn(newcomer, browser, '李四', /\/account$/);
+  await expect(newcomer.getByTestId('account-pending')).toContainText('等待管理员批准');
+  await shot(newcomer, '21-account-pending');
+  const id = (await newcomer.getByTestId('user-id').textContent())!.trim();
+
+  // The owner approves them and gives them groups.
+  await owner.reload();
+  await expect(owner.getByTestId('pending-count')).toHaveText('待批准 1');
+  await expect(owner.getByTestId(`status-${id}`)).toHaveText('待批准');
+  await shot(owner, '22-admin-pending');
+  await owner.getByTestId(`approve-${id}`).click();
+  await expect(owner.getByTestId(`status-${id}`)).toHaveText('正常');
+  await owner.getByTestId(`groups-${id}`).fill('ops, dev');
+  await owner.getByTestId(`groups-${id}`).press('Enter');
+  await expect(owner.getByTestId(`groups-${id}`)).toHaveValue('dev,ops');
+  await expect(owner.getByTestId('pending-count')).toHaveText('待批准 0');
+  await shot(owner, '23-admin-approved');
+  await newcomer.reload();
+  await expect(newcomer.getByTestId('account-pending')).toHaveCount(0);
+
+  // The audit trail shows what the admin did.
+  await owner.goto(`${base}/admin/audit?user=${id}`);
+  await expect(owner.getByTestId('audit')).toContainText('status pending→active');
+  await shot(owner, '24-admin-audit');
+
+  // Disabled: the newcomer's browser is signed out at once.
+  await owner.goto(`${base}/admin`);
+  await owner.getByTestId(`disable-${id}`).click();
+  await expect(owner.getByTestId(`status-${id}`)).toHaveText('已停用');
+  await newcomer.reload();
+  await expect(newcomer).toHaveURL(/\/login\?next=\/account$/);
+  await shot(owner, '25-admin-disabled');
+});
