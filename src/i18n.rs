@@ -348,6 +348,11 @@ pub struct PeopleText {
     pub to_account: &'static str,
     pub pending_site: &'static str,
     pub disabled_site: &'static str,
+    pub denied_title: &'static str,
+    /// `{site}` is replaced by the host.
+    pub denied_body: &'static str,
+    pub signed_in_as: &'static str,
+    pub sign_out: &'static str,
 }
 
 #[cfg(feature = "ssr")]
@@ -370,6 +375,10 @@ static PEOPLE_ZH: PeopleText = PeopleText {
     to_account: "我的账号",
     pending_site: "你的账号正在等待管理员批准，批准后即可访问。",
     disabled_site: "你的账号已被停用。",
+    denied_title: "无法访问",
+    denied_body: "你没有访问 {site} 的权限 — 请联系管理员",
+    signed_in_as: "当前登录：",
+    sign_out: "退出登录",
 };
 
 #[cfg(feature = "ssr")]
@@ -381,6 +390,10 @@ static PEOPLE_EN: PeopleText = PeopleText {
     to_account: "My account",
     pending_site: "Your account is waiting for an administrator's approval.",
     disabled_site: "Your account is disabled.",
+    denied_title: "No access",
+    denied_body: "You may not enter {site} — ask an administrator",
+    signed_in_as: "Signed in as",
+    sign_out: "Sign out",
 };
 
 /// The message of an API error, in `lang`. Every code has one in each language.

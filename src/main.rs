@@ -12,6 +12,9 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("admin") {
         return admin().await;
     }
+    if std::env::args().nth(1).as_deref() == Some("check-config") {
+        return check_config();
+    }
     let config = Config::from_env();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
     match config.log_format {
@@ -39,7 +42,9 @@ async fn main() {
         Ok(app) => app,
         Err(e) => {
             eprintln!("scanlogin: cannot start: {e}");
-            std::process::exit(1);
+            // A configuration mistake (a rule file's line, a bad setting) is exit code 2.
+            let code = if matches!(e, scanlogin::server::error::StartupError::Config(_)) { 2 } else { 1 };
+            std::process::exit(code);
         }
     };
     let mode = if app.state().site.demo { "demo mode (embedded WeChat simulator)" } else { "WeChat mode" };
@@ -89,6 +94,27 @@ async fn admin() {
         Err(e) => {
             eprintln!("scanlogin: {e}");
             std::process::exit(1);
+        }
+    }
+}
+
+/// `scanlogin check-config`: reads the settings, `OIDC_CLIENTS` and `ACCESS_RULES` as the
+/// server would and prints what each client and host admits; exit code 2 on a mistake.
+fn check_config() {
+    use clap::Parser as _;
+    let report = Config::try_parse_from(["scanlogin"])
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.validate().map_err(|e| e.to_string()).map(|()| c))
+        .and_then(|c| scanlogin::server::startup::describe_access(&c));
+    match report {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Err(e) => {
+            eprintln!("scanlogin: invalid configuration: {e}");
+            std::process::exit(2);
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct IdpArgs {
     /// Make the session cookie valid for this parent domain (one login for *.example.com).
     #[arg(long = "cookie-domain", env = "COOKIE_DOMAIN")]
     pub cookie_domain: Option<String>,
+    /// A TOML file of forward-auth access rules: who may enter each protected host (server::access; re-read on SIGHUP). Unset: any active user, everywhere.
+    #[arg(long = "access-rules", env = "ACCESS_RULES")]
+    pub access_rules: Option<PathBuf>,
     /// Who becomes a user on first scan: open (anyone, active at once), approval (pending until an admin approves), invite (only through an invitation) [default: open in demo mode, approval with WeChat credentials].
     #[arg(long = "signup", env = "SIGNUP", value_enum)]
     pub signup: Option<Signup>,

@@ -17,7 +17,7 @@ const MAX_RD: usize = 2048;
 
 /// `/auth/return`, a page of the site like the others.
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/auth/return", axum::routing::get(back))
+    axum::Router::new().route("/auth/return", axum::routing::get(back)).route("/auth/denied", axum::routing::get(denied))
 }
 
 /// `/auth/verify`, which answers the proxy rather than a browser, before every request
@@ -91,30 +91,8 @@ async fn verify(
         },
         None => None,
     };
-    if let Some(user) = user.as_ref().filter(|u| !u.is_active()) {
-        // Signed in, but not someone protected sites admit (waiting for approval).
-        let site = original_url(&headers).and_then(|u| url::Url::parse(&u).ok()?.host_str().map(str::to_string)).unwrap_or_default();
-        let detail = format!("{site}: account {}", user.status.as_str());
-        st.audit.record(st.clock.now(), crate::server::audit::Kind::AccessDenied, Some(user.id), &caller, &detail).await;
-        let lang = crate::server::error::request_lang(&headers);
-        let t = lang.people();
-        let why = if user.status == crate::domain::UserStatus::Pending { t.pending_site } else { t.disabled_site };
-        let body = format!("<p>{}</p>", crate::server::http::esc(why));
-        return crate::server::http::message_page(StatusCode::FORBIDDEN, lang.tag(), &site, &body);
-    }
     if let Some(user) = user {
-        let (who, name) = (user.id, user.name);
-        let mut res = StatusCode::OK.into_response();
-        let h = res.headers_mut();
-        let id = HeaderValue::from(who);
-        h.insert("remote-user", id.clone());
-        h.insert("x-auth-request-user", id);
-        // Header values are bytes; the proxy passes the UTF-8 name on unchanged.
-        if let Ok(v) = HeaderValue::from_bytes(name.as_bytes()) {
-            h.insert("remote-name", v);
-        }
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return res;
+        return decide(&st, &q, &caller, &headers, user).await;
     }
     let mut login = format!("{}/login", st.site.public_url);
     if let Some(rd) = original_url(&headers).filter(|rd| safe_return(rd, &st.site.forward_auth_domains).is_some()) {
@@ -128,6 +106,104 @@ async fn verify(
     }
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// A signed-in user at the proxy's door: the rule of the host asked for decides. Admitted:
+/// 200 and who they are in headers. Refused: 403 (with `?redirect=1` a 302, and always
+/// `X-Redirection-URL`) to our page that says which site and why, and an audit line
+/// naming the site and the rule.
+async fn decide(
+    st: &AppState,
+    q: &VerifyQuery,
+    caller: &crate::server::caller::Caller,
+    headers: &HeaderMap,
+    user: crate::server::users::User,
+) -> Response {
+    let host = original_url(headers).and_then(|u| url::Url::parse(&u).ok()?.host_str().map(str::to_string));
+    let rules = st.rules();
+    let domains = &st.site.forward_auth_domains;
+    let verdict = match &host {
+        // A host outside FORWARD_AUTH_DOMAINS is no site of ours to let anyone into.
+        Some(h) if !domains.is_empty() && !host_allowed(h, domains) => Err(format!("{h}: outside FORWARD_AUTH_DOMAINS")),
+        Some(h) => {
+            let (policy, rule) = rules.for_host(h);
+            policy.check(&user).map_err(|why| {
+                let rule = rule.map(|r| format!(" [rule {r}]")).unwrap_or_else(|| " [default rule]".into());
+                format!("{}{rule}", crate::server::access::refusal_detail(h, why, policy))
+            })
+        }
+        None => rules.default.check(&user).map_err(|why| crate::server::access::refusal_detail("?", why, &rules.default)),
+    };
+    if let Err(detail) = verdict {
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::AccessDenied, Some(user.id), caller, &detail).await;
+        let site = host.unwrap_or_default();
+        let page = format!(
+            "{}/auth/denied?site={}",
+            st.site.public_url,
+            percent_encoding::utf8_percent_encode(&site, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let status = if q.redirect.as_deref() == Some("1") { StatusCode::FOUND } else { StatusCode::FORBIDDEN };
+        let mut res = status.into_response();
+        if let Ok(v) = HeaderValue::from_str(&page) {
+            res.headers_mut().insert(header::LOCATION, v.clone());
+            res.headers_mut().insert("x-redirection-url", v);
+        }
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return res;
+    }
+    let mut res = StatusCode::OK.into_response();
+    let h = res.headers_mut();
+    let id = HeaderValue::from(user.id);
+    h.insert("remote-user", id.clone());
+    h.insert("x-auth-request-user", id);
+    // Header values are bytes; the proxy passes the UTF-8 name on unchanged. Groups are
+    // always sent (empty too), so a proxy that copies them replaces whatever the client
+    // wrote.
+    if let Ok(v) = HeaderValue::from_bytes(user.name.as_bytes()) {
+        h.insert("remote-name", v);
+    }
+    let groups = HeaderValue::from_str(&crate::server::users::join_groups(&user.groups)).unwrap_or(HeaderValue::from_static(""));
+    h.insert("remote-groups", groups.clone());
+    h.insert("x-auth-request-groups", groups);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+#[derive(Deserialize)]
+struct Denied {
+    site: Option<String>,
+}
+
+/// `GET /auth/denied?site=…`: "你没有访问 grafana.example.com 的权限 — 请联系管理员", with who
+/// is signed in and a way to sign out (to try as someone else).
+async fn denied(State(st): State<AppState>, web: WebSession, headers: HeaderMap, Query(q): Query<Denied>) -> Response {
+    use crate::server::http::esc;
+    let lang = crate::server::error::request_lang(&headers);
+    let t = lang.people();
+    let site: String = q.site.unwrap_or_default().chars().filter(|c| !c.is_control()).take(253).collect();
+    let who = match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {
+        Ok(Some(s)) => st.users.cached(s.user).await.ok().flatten(),
+        _ => None,
+    };
+    let mut body = format!("<p data-testid=\"denied\">{}</p>", esc(&t.denied_body.replace("{site}", &site)));
+    if let Some(u) = who {
+        let why = match u.status {
+            crate::domain::UserStatus::Pending => Some(t.pending_site),
+            crate::domain::UserStatus::Disabled => Some(t.disabled_site),
+            crate::domain::UserStatus::Active => None,
+        };
+        if let Some(why) = why {
+            body.push_str(&format!("<p>{}</p>", esc(why)));
+        }
+        body.push_str(&format!(
+            "<p>{} <b>{}</b> (#{})</p><form method=\"post\" action=\"/logout\"><button type=\"submit\">{}</button></form>",
+            esc(t.signed_in_as),
+            esc(&u.name),
+            u.id,
+            esc(t.sign_out)
+        ));
+    }
+    crate::server::http::message_page(StatusCode::FORBIDDEN, lang.tag(), t.denied_title, &body)
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,6 @@
 //! Everything that runs only on the server (`ssr` feature).
 
+pub mod access;
 pub mod audit;
 pub mod caller;
 pub mod changes;

@@ -33,6 +33,9 @@ pub struct Application {
     purge_interval: Duration,
     purge_grace_ms: i64,
     audit_retention_ms: i64,
+    /// `ACCESS_RULES` and the SIGHUP that re-reads it (watched from `build` on, so that a
+    /// signal sent once the server is built is never the default's "terminate").
+    rules_reload: Option<(std::path::PathBuf, tokio::signal::unix::Signal)>,
 }
 
 /// Where this server is reachable.
@@ -120,9 +123,11 @@ impl Application {
             }),
             limits: Arc::new(config.limits.build(postgres.then(|| pool.clone()))),
             oidc: None,
+            rules: Arc::new(std::sync::RwLock::new(Arc::new(load_rules(config)?))),
         };
         let state = AppState { oidc: oidc_provider(config, &state).await?, ..state };
         crate::server::people::announce_setup_link(&state).await?;
+        warn_about_unknown_users(&state).await?;
         if !postgres {
             let moved = state.sessions.digest_legacy_ids().await?;
             if moved > 0 {
@@ -138,6 +143,14 @@ impl Application {
             purge_interval: Duration::from_secs(config.tickets.purge_interval_secs),
             purge_grace_ms: config.tickets.purge_grace_ms().map_err(config_err)?,
             audit_retention_ms: i64::try_from(config.sessions.audit_retention_days).unwrap_or(3650) * 86_400_000,
+            rules_reload: match &config.idp.access_rules {
+                Some(path) => {
+                    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                        .map_err(|e| StartupError::Config(format!("cannot watch SIGHUP to re-read ACCESS_RULES: {e}")))?;
+                    Some((path.clone(), hup))
+                }
+                None => None,
+            },
         })
     }
 
@@ -175,6 +188,14 @@ impl Application {
             },
         ));
         let changes = self.pg_listener.map(|(url, to)| tokio::spawn(crate::server::changes::listen(url, to)));
+        let reload = self.rules_reload.map(|(path, mut hup)| {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload_rules(&state, &path);
+                }
+            })
+        });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tickets = self.state.tickets.clone();
         tokio::spawn(async move {
@@ -197,6 +218,9 @@ impl Application {
         };
         purge.abort();
         refill.abort();
+        if let Some(r) = reload {
+            r.abort();
+        }
         if let Some(c) = changes {
             c.abort();
         }
@@ -260,6 +284,69 @@ async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<c
         issuer: state.site.public_url.clone(),
         rotate_ms,
     })))
+}
+
+/// The forward-auth rules `ACCESS_RULES` names (none: any active user everywhere).
+pub fn load_rules(config: &Config) -> Result<crate::server::access::Rules, StartupError> {
+    match &config.idp.access_rules {
+        Some(path) => crate::server::access::Rules::load(path).map_err(StartupError::Config),
+        None => Ok(crate::server::access::Rules::default()),
+    }
+}
+
+/// A `user:ID` in a rule that nobody has yet is a warning, not an error: the person may
+/// come later.
+async fn warn_about_unknown_users(state: &AppState) -> Result<(), StartupError> {
+    let rules = state.rules();
+    let mut ids: Vec<i64> = rules.hosts.iter().flat_map(|r| r.policy.user_ids()).collect();
+    if let Some(p) = &state.oidc {
+        ids.extend(p.clients.iter().flat_map(|c| c.allow.user_ids()));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        if state.users.get(id).await?.is_none() {
+            tracing::warn!(user = id, "an access rule names user:{id}, whom nobody is yet");
+        }
+    }
+    Ok(())
+}
+
+/// Re-reads the access rules at `path` (SIGHUP): the new ones replace the old whole; a
+/// file with a mistake is logged and the old rules stay. Long-polls and sessions are not
+/// touched.
+pub fn reload_rules(state: &AppState, path: &std::path::Path) -> bool {
+    match crate::server::access::Rules::load(path) {
+        Ok(rules) => {
+            tracing::info!(hosts = rules.hosts.len(), "access rules re-read");
+            *state.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "access rules NOT re-read: the previous rules stay in force");
+            false
+        }
+    }
+}
+
+/// What each OIDC client and forward-auth host admits, one line each (`scanlogin
+/// check-config`); the first mistake in either file as the error.
+pub fn describe_access(config: &Config) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    if let Some(path) = &config.idp.oidc_clients {
+        let clients = crate::server::oidc::clients::Clients::load(path)?;
+        let mut all: Vec<_> = clients.iter().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        for c in all {
+            lines.push(format!("client {} ({}): {}", c.id, c.name, c.allow.describe()));
+        }
+    }
+    let rules = load_rules(config).map_err(|e| e.to_string())?;
+    for r in &rules.hosts {
+        lines.push(format!("host {} and below: {}", r.host, r.policy.describe()));
+    }
+    lines.push(format!("any other host: {}", rules.default.describe()));
+    Ok(lines)
 }
 
 /// Start-up warnings for deployments that are probably not what was meant.

@@ -58,6 +58,15 @@ pub struct AppState {
     pub limits: Arc<crate::server::limits::Limits>,
     /// The OpenID Connect provider, when `OIDC_CLIENTS` names clients.
     pub oidc: Option<Arc<crate::server::oidc::Provider>>,
+    /// Forward-auth's access rules (`ACCESS_RULES`), replaced whole when re-read.
+    pub rules: Arc<std::sync::RwLock<Arc<crate::server::access::Rules>>>,
+}
+
+impl AppState {
+    /// The access rules in force now.
+    pub fn rules(&self) -> Arc<crate::server::access::Rules> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl AppState {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod abuse;
+mod access;
 mod api_flow;
 mod audit;
 mod bad_input;

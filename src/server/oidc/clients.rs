@@ -7,6 +7,7 @@
 //! secret = "…"                          # or secret_file = "…"; neither → public client (PKCE required)
 //! redirect_uris = ["https://grafana.example.com/login/generic_oauth"]
 //! post_logout_redirect_uris = ["https://grafana.example.com/login"]
+//! allow = ["group:ops", "admins"]       # who may sign in to it (server::access); none: any active user
 //! ```
 
 use crate::server::tokens::constant_time_eq;
@@ -32,6 +33,7 @@ struct ClientEntry {
     redirect_uris: Vec<String>,
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
+    allow: Option<Vec<toml::Spanned<String>>>,
 }
 
 /// One relying party.
@@ -46,6 +48,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Compared exactly with `post_logout_redirect_uri`.
     pub post_logout_redirect_uris: Vec<String>,
+    /// Who may sign in to it.
+    pub allow: crate::server::access::Policy,
 }
 
 impl Client {
@@ -65,6 +69,11 @@ impl Client {
 pub struct Clients(HashMap<String, Client>);
 
 impl Clients {
+    /// Every client, for `check-config`.
+    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+        self.0.values()
+    }
+
     /// The client `id`.
     pub fn get(&self, id: &str) -> Option<&Client> {
         self.0.get(id)
@@ -118,7 +127,9 @@ impl Clients {
                     return Err(format!("OIDC_CLIENTS: client {}: {uri:?} is not an absolute http(s) URL without a fragment", c.id));
                 }
             }
+            let allow = crate::server::access::parse_allow(&c.allow, text, "OIDC_CLIENTS")?;
             let client = Client {
+                allow,
                 id: c.id.clone(),
                 name: c.name,
                 secret: secret.map(SecretString::from),

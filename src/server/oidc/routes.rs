@@ -136,11 +136,12 @@ async fn issue_code(
     }
     let client = p.clients.get(&req.client_id).ok_or(OidcError::Page { status: StatusCode::BAD_REQUEST, message: "unknown client" })?;
     let user = st.users.cached(who.user).await?.ok_or_else(|| OidcError::internal("a signed-in session's user is gone"))?;
-    if !user.is_active() {
-        // Nothing is issued for someone waiting for approval (or disabled meanwhile).
-        let detail = format!("{}: account {}", client.name, user.status.as_str());
+    // Nothing is issued for someone the client's rule does not admit (nor for anyone
+    // waiting for approval, or disabled meanwhile).
+    if let Err(why) = client.allow.check(&user) {
+        let detail = crate::server::access::refusal_detail(&client.name, why, &client.allow);
         st.audit.record(now, Kind::AccessDenied, Some(user.id), caller, &detail).await;
-        return Err(OidcError::Redirect(req.answer(&p.issuer, "access_denied", "the account is not active")));
+        return Err(OidcError::Redirect(req.answer(&p.issuer, "access_denied", "this account may not sign in to this site")));
     }
     let code = random_token(32);
     p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, now.plus_ms(CODE_LIFE_MS)).await?;
@@ -187,8 +188,9 @@ pub async fn token(
         (None, None) => {}
     }
     let user = st.users.cached(grant.user_id).await?.ok_or_else(|| OidcError::internal("the code's user is gone"))?;
-    if !user.is_active() {
-        return Err(OidcError::invalid_grant("the account is not active"));
+    // Taken out of the client's rule (or disabled) since the code was issued.
+    if client.allow.check(&user).is_err() {
+        return Err(OidcError::invalid_grant("this account may not sign in to this site"));
     }
     let access = random_token(32);
     match p.store.redeem(&code_hash, &grant, &TokenHash::of(&access), now, now.plus_ms(TOKEN_LIFE_SECS * 1000)).await? {
@@ -236,8 +238,11 @@ pub async fn token(
 /// the token's scopes.
 pub async fn userinfo(State(st): State<AppState>, Oidc(p): Oidc, headers: HeaderMap) -> Result<Response, OidcError> {
     let token = credentials(&headers, "bearer").ok_or(OidcError::Bearer)?;
-    let (user_id, scope) = p.store.token(&TokenHash::of(token), st.clock.now()).await?.ok_or(OidcError::Bearer)?;
-    let user = st.users.cached(user_id).await?.filter(|u| u.is_active()).ok_or(OidcError::Bearer)?;
+    let (user_id, scope, client_id) = p.store.token(&TokenHash::of(token), st.clock.now()).await?.ok_or(OidcError::Bearer)?;
+    let user = st.users.cached(user_id).await?.ok_or(OidcError::Bearer)?;
+    // The token's client must still admit the person (groups change, people get disabled).
+    let client = p.clients.get(&client_id).ok_or(OidcError::Bearer)?;
+    client.allow.check(&user).map_err(|_| OidcError::Bearer)?;
     Ok(no_store_json(CoreUserInfoClaims::new(standard_claims(&user, &scope), EmptyAdditionalClaims {})))
 }
 

@@ -181,13 +181,14 @@ impl OidcStore {
         Ok(tokens)
     }
 
-    /// The user and scope of the access token whose hash is `token`, while it lives.
-    pub async fn token(&self, token: &TokenHash, now: UnixMillis) -> Result<Option<(i64, String)>, sqlx::Error> {
-        let row: Option<(i64, String, i64)> = sqlx::query_as("SELECT user_id, scope, expires_at FROM oidc_tokens WHERE token_hash = $1")
-            .bind(token.as_str())
-            .fetch_optional(&self.db)
-            .await?;
-        Ok(row.filter(|(_, _, exp)| now < UnixMillis(*exp)).map(|(user, scope, _)| (user, scope)))
+    /// The user, scope and client of the access token whose hash is `token`, while it lives.
+    pub async fn token(&self, token: &TokenHash, now: UnixMillis) -> Result<Option<(i64, String, String)>, sqlx::Error> {
+        let row: Option<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT user_id, scope, client_id, expires_at FROM oidc_tokens WHERE token_hash = $1")
+                .bind(token.as_str())
+                .fetch_optional(&self.db)
+                .await?;
+        Ok(row.filter(|(_, _, _, exp)| now < UnixMillis(*exp)).map(|(user, scope, client, _)| (user, scope, client)))
     }
 
     /// Forgets abandoned requests, codes `keep_codes_ms` past their expiry (so a late
