@@ -257,3 +257,172 @@ async fn logouts_and_revocations_end_verify_at_once_despite_the_session_cache() 
     assert_eq!(s, 200);
     assert_eq!(app.verify(&phone_browser).await, 401, "a logout ends access at once");
 }
+
+/// An upstream that names itself and echoes the identity headers, groups included.
+async fn named_upstream(name: &'static str) -> String {
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| async move {
+        let h = |k: &str| headers.get(k).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        format!("{name}: user={} groups={} x-groups={}", h("remote-user"), h("remote-groups"), h("x-auth-request-groups"))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr.to_string()
+}
+
+/// nginx in front of grafana.test and wiki.test, as docs/integrations.md's access recipe.
+async fn nginx_two_sites(scanlogin: &str, grafana: &str, wiki: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let scanlogin = scanlogin.trim_start_matches("http://");
+    let site = |name: &str, upstream: &str| {
+        format!(
+            r#"
+  server {{
+    listen 127.0.0.1:{port};
+    server_name {name};
+    location = /_scanlogin_verify {{
+      internal;
+      proxy_pass http://{scanlogin}/auth/verify;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+    }}
+    location / {{
+      auth_request /_scanlogin_verify;
+      auth_request_set $scanlogin_user $upstream_http_remote_user;
+      auth_request_set $scanlogin_name $upstream_http_remote_name;
+      auth_request_set $scanlogin_groups $upstream_http_remote_groups;
+      auth_request_set $scanlogin_login $upstream_http_x_redirection_url;
+      proxy_set_header Remote-User $scanlogin_user;
+      proxy_set_header Remote-Name $scanlogin_name;
+      proxy_set_header Remote-Groups $scanlogin_groups;
+      proxy_set_header X-Auth-Request-User $scanlogin_user;
+      proxy_set_header X-Auth-Request-Groups $scanlogin_groups;
+      proxy_pass http://{upstream};
+      error_page 401 403 = @scanlogin_login;
+    }}
+    location @scanlogin_login {{
+      return 302 $scanlogin_login;
+    }}
+  }}"#
+        )
+    };
+    let conf = format!(
+        "master_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{}\n{}\n}}\n",
+        site("grafana.test", grafana),
+        site("wiki.test", wiki)
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let mut cmd = Command::new("/usr/sbin/nginx");
+    cmd.args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"]);
+    start(cmd, dir, port, "nginx installed by scripts/setup --test (nginx-light)").await
+}
+
+/// Caddy in front of grafana.test and wiki.test.
+async fn caddy_two_sites(scanlogin: &str, grafana: &str, wiki: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let scanlogin = scanlogin.trim_start_matches("http://");
+    let site = |name: &str, upstream: &str| {
+        format!(
+            "http://{name}:{port} {{\n  forward_auth {scanlogin} {{\n    uri /auth/verify?redirect=1\n    copy_headers Remote-User Remote-Name Remote-Groups X-Auth-Request-User X-Auth-Request-Groups\n  }}\n  reverse_proxy {upstream}\n}}\n"
+        )
+    };
+    let conf = format!(
+        "{{\n  admin off\n  auto_https off\n  storage file_system {d}/data\n}}\n{}{}",
+        site("grafana.test", grafana),
+        site("wiki.test", wiki)
+    );
+    std::fs::write(dir.path().join("Caddyfile"), conf).unwrap();
+    let mut cmd = Command::new("caddy");
+    cmd.args(["run", "--adapter", "caddyfile", "--config", &format!("{d}/Caddyfile")])
+        .env("HOME", d.to_string())
+        .env("XDG_DATA_HOME", format!("{d}/data"));
+    start(cmd, dir, port, "caddy installed by scripts/setup --test").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sites_behind_nginx_and_caddy_admit_each_group_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nhost = \"grafana.test\"\nallow = [\"group:ops\"]\n\n[[rule]]\nhost = \"wiki.test\"\nallow = [\"group:dev\"]\n",
+    )
+    .unwrap();
+    let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
+    let rules = rules.display().to_string();
+    let app = spawn_on(dir, db_url, &["--forward-auth-domains", "test", "--access-rules", &rules]).await;
+    let (grafana, wiki) = (named_upstream("grafana").await, named_upstream("wiki").await);
+    let (ops, ops_jar) = browser_with_jar();
+    let (dev, dev_jar) = browser_with_jar();
+    app.sign_in(&ops, "zhangsan").await;
+    app.sign_in(&dev, "lisi").await;
+    let groups = |name: &str| vec![scanlogin::domain::GroupName::try_from(name).unwrap()];
+    let id_of = async |b: &reqwest::Client| app.post(b, "/api/me", json!({})).await.1["user"]["id"].as_i64().unwrap();
+    let (ops_id, dev_id) = (id_of(&ops).await, id_of(&dev).await);
+    for (id, g) in [(ops_id, "ops"), (dev_id, "dev")] {
+        let mut u = app.state.users.get(id).await.unwrap().unwrap();
+        u.groups = groups(g);
+        app.state.users.save_access(&u).await.unwrap();
+    }
+    // The browsers' cookies, sent to the protected sites as COOKIE_DOMAIN would make them.
+    let cookie = |jar: &reqwest::cookie::Jar| format!("scanlogin_session={}", session_cookie(jar, &app.base).unwrap());
+    let (ops_cookie, dev_cookie) = (cookie(&ops_jar), cookie(&dev_jar));
+
+    for (proxy, which) in
+        [(nginx_two_sites(&app.base, &grafana, &wiki).await, "nginx"), (caddy_two_sites(&app.base, &grafana, &wiki).await, "caddy")]
+    {
+        let port = proxy.base.rsplit(':').next().unwrap().to_string();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("grafana.test", addr)
+            .resolve("wiki.test", addr)
+            .build()
+            .unwrap();
+        let get = async |site: &str, cookie: &str| {
+            let res = client
+                .get(format!("http://{site}:{port}/page"))
+                .header("cookie", cookie)
+                .header("remote-groups", "admins")
+                .header("x-auth-request-groups", "admins")
+                .header("remote-user", "1")
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+            (status, location, res.text().await.unwrap_or_default())
+        };
+        let (s, _, body) = get("grafana.test", &ops_cookie).await;
+        assert_eq!(
+            (s, body.as_str()),
+            (200, format!("grafana: user={ops_id} groups=ops x-groups=ops").as_str()),
+            "{which}: ops in grafana, forged groups replaced"
+        );
+        let (s, _, body) = get("wiki.test", &dev_cookie).await;
+        assert_eq!((s, body.as_str()), (200, format!("wiki: user={dev_id} groups=dev x-groups=dev").as_str()), "{which}: dev in the wiki");
+        for (site, cookie) in [("wiki.test", &ops_cookie), ("grafana.test", &dev_cookie)] {
+            let (s, location, body) = get(site, cookie).await;
+            assert_eq!(s, 302, "{which}: {site} refuses the other group: {body}");
+            assert!(location.ends_with(&format!("/auth/denied?site={}", site.replace('.', "%2E"))), "{which}: {location}");
+        }
+    }
+    // Out of the group: refused on the next request, through the proxy too.
+    let mut u = app.state.users.get(ops_id).await.unwrap().unwrap();
+    u.groups = vec![];
+    app.state.users.save_access(&u).await.unwrap();
+    let proxy = nginx_two_sites(&app.base, &grafana, &wiki).await;
+    let port = proxy.base.rsplit(':').next().unwrap().to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("grafana.test", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let res = client.get(format!("http://grafana.test:{port}/")).header("cookie", &ops_cookie).send().await.unwrap();
+    assert_eq!(res.status(), 302, "no cache lets a removed member through");
+}

@@ -233,3 +233,27 @@ async fn authorize_and_token_are_rate_limited_per_client_ip() {
     let (s, v) = exchange(&app, &form, Some(("grafana", SECRET))).await;
     assert_eq!((s, v["error"].as_str()), (429, Some("rate_limited")), "{v}");
 }
+
+#[tokio::test]
+async fn the_groups_claim_comes_with_the_groups_scope() {
+    let app = provider().await;
+    let b = browser_no_redirects();
+    let _ = code_for_grafana(&app, &b, "openid").await; // signs the browser in
+    let (_, me) = app.post(&b, "/api/me", json!({})).await;
+    let mut user = app.state.users.get(me["user"]["id"].as_i64().unwrap()).await.unwrap().unwrap();
+    user.groups = vec![scanlogin::domain::GroupName::try_from("dev").unwrap(), scanlogin::domain::GroupName::try_from("ops").unwrap()];
+    app.state.users.save_access(&user).await.unwrap();
+    for (scope, groups) in [("openid", None), ("openid groups", Some(json!(["dev", "ops"])))] {
+        let (code, verifier) = code_for_grafana(&app, &b, scope).await;
+        let (s, tokens) = redeem(&app, &code, &verifier).await;
+        assert_eq!(s, 200, "{tokens}");
+        let claims = id_claims(tokens["id_token"].as_str().unwrap());
+        let (_, info) = userinfo(&app, tokens["access_token"].as_str().unwrap()).await;
+        for (what, c) in [("ID token", &claims), ("userinfo", &info)] {
+            assert_eq!(c.get("groups").cloned(), groups, "{scope}: groups in the {what}: {c}");
+        }
+    }
+    let meta: Value = reqwest::get(format!("{}/.well-known/openid-configuration", app.base)).await.unwrap().json().await.unwrap();
+    assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("groups")), "{meta}");
+    assert!(meta["claims_supported"].as_array().unwrap().contains(&json!("groups")), "{meta}");
+}

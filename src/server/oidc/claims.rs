@@ -1,15 +1,49 @@
 //! The claims about a person, built once from the scopes granted, for both the ID token
-//! and userinfo: `sub` always; `name` only with `profile`.
+//! and userinfo: `sub` always; `name` only with `profile`; `groups` only with `groups`.
 
 use crate::server::users::User;
-use openidconnect::core::CoreGenderClaim;
-use openidconnect::{EndUserName, LocalizedClaim, StandardClaims, SubjectIdentifier};
+use openidconnect::core::{CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreTokenType};
+use openidconnect::{AdditionalClaims, EmptyExtraTokenFields, EndUserName, LocalizedClaim, StandardClaims, SubjectIdentifier};
+use serde::{Deserialize, Serialize};
 
 /// The scopes the provider knows; discovery lists them.
-pub const SCOPES: [&str; 2] = ["openid", "profile"];
+pub const SCOPES: [&str; 3] = ["openid", "profile", "groups"];
 
 /// The claims discovery lists as supported.
-pub const CLAIMS: [&str; 9] = ["sub", "name", "auth_time", "nonce", "amr", "iss", "aud", "exp", "iat"];
+pub const CLAIMS: [&str; 10] = ["sub", "name", "groups", "auth_time", "nonce", "amr", "iss", "aud", "exp", "iat"];
+
+/// Our claims beyond the standard ones: the person's groups (scope `groups`), which apps
+/// map to roles (Grafana's `role_attribute_path`, Gitea's `group_claim_name`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupsClaim {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+}
+impl AdditionalClaims for GroupsClaim {}
+
+/// The ID token with our claims.
+pub type IdToken = openidconnect::IdToken<GroupsClaim, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+/// Its claims.
+pub type IdTokenClaims = openidconnect::IdTokenClaims<GroupsClaim, CoreGenderClaim>;
+/// The token endpoint's answer carrying it.
+pub type TokenResponse = openidconnect::StandardTokenResponse<
+    openidconnect::IdTokenFields<
+        GroupsClaim,
+        EmptyExtraTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+/// Userinfo's claims.
+pub type UserInfoClaims = openidconnect::UserInfoClaims<GroupsClaim, CoreGenderClaim>;
+
+/// `user`'s groups under `scope`.
+pub fn groups_claim(user: &User, scope: &str) -> GroupsClaim {
+    let granted = scope.split(' ').any(|s| s == "groups");
+    GroupsClaim { groups: granted.then(|| user.groups.iter().map(|g| g.as_str().to_string()).collect()) }
+}
 
 /// What `user` discloses under `scope` (space-separated, as granted).
 pub fn standard_claims(user: &User, scope: &str) -> StandardClaims<CoreGenderClaim> {
@@ -37,5 +71,10 @@ mod tests {
         let profile = standard_claims(&user, "openid profile");
         assert_eq!(profile.name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("张三"));
         assert!(standard_claims(&user, "openid profiles").name().is_none(), "whole words only");
+        let mut ops = user.clone();
+        ops.groups = vec![crate::domain::GroupName::try_from("ops").unwrap()];
+        assert_eq!(groups_claim(&ops, "openid").groups, None);
+        assert_eq!(groups_claim(&ops, "openid groups").groups, Some(vec!["ops".to_string()]));
+        assert_eq!(groups_claim(&user, "openid groups").groups, Some(vec![]), "granted and empty: an empty list");
     }
 }

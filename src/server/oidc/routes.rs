@@ -1,7 +1,7 @@
 //! The provider's HTTP handlers: thin, each reading a typed request, asking the store
 //! and answering with `?` on [`OidcError`].
 
-use super::claims::standard_claims;
+use super::claims::{IdToken, IdTokenClaims, TokenResponse, UserInfoClaims, groups_claim, standard_claims};
 use super::discovery::metadata;
 use super::error::OidcError;
 use super::request::{AuthorizeQuery, AuthorizeRequest, ClientCredentials, Grant, credentials};
@@ -20,13 +20,9 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use openidconnect::core::{
-    CoreIdToken, CoreIdTokenClaims, CoreIdTokenFields, CoreIdTokenVerifier, CoreJwsSigningAlgorithm, CoreTokenResponse, CoreTokenType,
-    CoreUserInfoClaims,
-};
+use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJwsSigningAlgorithm, CoreTokenType};
 use openidconnect::{
-    AccessToken, Audience, AuthenticationMethodReference, AuthorizationCode, EmptyAdditionalClaims, EmptyExtraTokenFields, IssuerUrl,
-    Nonce, Scope,
+    AccessToken, Audience, AuthenticationMethodReference, AuthorizationCode, EmptyExtraTokenFields, IdTokenFields, IssuerUrl, Nonce, Scope,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -202,20 +198,20 @@ pub async fn token(
         }
     }
     let time = |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).ok_or_else(|| OidcError::internal("time out of range"));
-    let claims = CoreIdTokenClaims::new(
+    let claims = IdTokenClaims::new(
         IssuerUrl::new(p.issuer.clone()).map_err(OidcError::internal)?,
         vec![Audience::new(client.id.clone())],
         time(now.0 + TOKEN_LIFE_SECS * 1000)?,
         time(now.0)?,
         standard_claims(&user, &grant.scope),
-        EmptyAdditionalClaims {},
+        groups_claim(&user, &grant.scope),
     )
     .set_auth_time(Some(time(grant.auth_time)?))
     .set_nonce(grant.nonce.clone().map(Nonce::new))
     .set_auth_method_refs(Some(vec![AuthenticationMethodReference::new("wechat_miniprogram".into())]));
     let key = p.keys.current(now).await.map_err(OidcError::internal)?;
     let access_token = AccessToken::new(access);
-    let id_token = CoreIdToken::new(
+    let id_token = IdToken::new(
         claims,
         &*key,
         CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
@@ -223,8 +219,7 @@ pub async fn token(
         Some(&AuthorizationCode::new(code)),
     )
     .map_err(OidcError::internal)?;
-    let mut answer =
-        CoreTokenResponse::new(access_token, CoreTokenType::Bearer, CoreIdTokenFields::new(Some(id_token), EmptyExtraTokenFields {}));
+    let mut answer = TokenResponse::new(access_token, CoreTokenType::Bearer, IdTokenFields::new(Some(id_token), EmptyExtraTokenFields {}));
     answer.set_expires_in(Some(&Duration::from_secs(TOKEN_LIFE_SECS as u64)));
     answer.set_scopes(Some(grant.scope.split(' ').filter(|s| !s.is_empty()).map(|s| Scope::new(s.to_string())).collect()));
     tracing::info!(client = client.id, user = user.id, "oidc: tokens issued");
@@ -243,7 +238,7 @@ pub async fn userinfo(State(st): State<AppState>, Oidc(p): Oidc, headers: Header
     // The token's client must still admit the person (groups change, people get disabled).
     let client = p.clients.get(&client_id).ok_or(OidcError::Bearer)?;
     client.allow.check(&user).map_err(|_| OidcError::Bearer)?;
-    Ok(no_store_json(CoreUserInfoClaims::new(standard_claims(&user, &scope), EmptyAdditionalClaims {})))
+    Ok(no_store_json(UserInfoClaims::new(standard_claims(&user, &scope), groups_claim(&user, &scope))))
 }
 
 /// `GET /oidc/logout`: RP-initiated logout, parameters in the query.
