@@ -156,6 +156,15 @@ pub struct Ui {
     pub admin_forbidden: &'static str,
     pub never: &'static str,
     pub col_detail: &'static str,
+    pub admin_invitations: &'static str,
+    pub col_uses: &'static str,
+    pub col_expires: &'static str,
+    pub revoke: &'static str,
+    pub new_invitation: &'static str,
+    pub max_uses: &'static str,
+    pub days: &'static str,
+    pub create: &'static str,
+    pub revoked: &'static str,
 }
 
 const ZH: Ui = Ui {
@@ -214,6 +223,15 @@ const ZH: Ui = Ui {
     admin_forbidden: "只有管理员可以查看此页面。",
     never: "从未",
     col_detail: "详情",
+    admin_invitations: "邀请",
+    col_uses: "已用 / 人数",
+    col_expires: "有效期至",
+    revoke: "撤销",
+    new_invitation: "新建邀请",
+    max_uses: "人数",
+    days: "天数",
+    create: "生成邀请链接",
+    revoked: "已撤销",
     account_title: "我的账号",
     user_id: "用户编号",
     openid: "OpenID",
@@ -293,6 +311,15 @@ const EN: Ui = Ui {
     admin_forbidden: "Only administrators can see this page.",
     never: "never",
     col_detail: "Detail",
+    admin_invitations: "Invitations",
+    col_uses: "Used / uses",
+    col_expires: "Valid until",
+    revoke: "Revoke",
+    new_invitation: "New invitation",
+    max_uses: "Uses",
+    days: "Days",
+    create: "Make the link",
+    revoked: "revoked",
     account_title: "My account",
     user_id: "User id",
     openid: "OpenID",
@@ -329,6 +356,9 @@ pub fn event_label(kind: &str, lang: Lang) -> &'static str {
         "admin_setup" => ("通过设置链接成为管理员", "Became admin by setup link"),
         "user_updated" => ("管理员修改了账号", "Account changed by an admin"),
         "access_denied" => ("访问被拒绝", "Access denied"),
+        "invitation_created" => ("生成邀请", "Invitation made"),
+        "invitation_revoked" => ("撤销邀请", "Invitation revoked"),
+        "invitation_used" => ("通过邀请加入", "Joined by invitation"),
         _ => ("其他", "Other"),
     };
     match lang {
@@ -353,6 +383,14 @@ pub struct PeopleText {
     pub denied_body: &'static str,
     pub signed_in_as: &'static str,
     pub sign_out: &'static str,
+    pub invite_title: &'static str,
+    /// `{who}`: the inviter's name.
+    pub invite_body: &'static str,
+    /// `{groups}`: the groups it gives.
+    pub invite_groups: &'static str,
+    pub invite_accept: &'static str,
+    pub invite_scan: &'static str,
+    pub invite_made: &'static str,
 }
 
 #[cfg(feature = "ssr")]
@@ -379,6 +417,12 @@ static PEOPLE_ZH: PeopleText = PeopleText {
     denied_body: "你没有访问 {site} 的权限 — 请联系管理员",
     signed_in_as: "当前登录：",
     sign_out: "退出登录",
+    invite_title: "邀请",
+    invite_body: "{who} 邀请你使用本站",
+    invite_groups: "（分组：{groups}）",
+    invite_accept: "接受邀请",
+    invite_scan: "扫码登录并接受邀请",
+    invite_made: "邀请链接已生成。它只显示这一次：请现在复制，或让对方用微信扫描下面的二维码。",
 };
 
 #[cfg(feature = "ssr")]
@@ -394,6 +438,12 @@ static PEOPLE_EN: PeopleText = PeopleText {
     denied_body: "You may not enter {site} — ask an administrator",
     signed_in_as: "Signed in as",
     sign_out: "Sign out",
+    invite_title: "Invitation",
+    invite_body: "{who} invites you to this site",
+    invite_groups: " (groups: {groups})",
+    invite_accept: "Accept the invitation",
+    invite_scan: "Sign in by scanning to accept",
+    invite_made: "The invitation link is ready. It is shown only this once: copy it now, or let the person scan the QR below with WeChat.",
 };
 
 /// The message of an API error, in `lang`. Every code has one in each language.

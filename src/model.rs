@@ -294,3 +294,40 @@ mod tests {
         assert_eq!(newer, TicketStatus::Unknown);
     }
 }
+
+/// An invitation as an admin sees it (its secret is only ever in the link, shown once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvitationView {
+    pub id: i64,
+    pub groups: Vec<crate::domain::GroupName>,
+    pub max_uses: i64,
+    pub uses: i64,
+    /// The admin who made it.
+    pub created_by: i64,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+    /// RFC 3339 UTC, once revoked.
+    pub revoked_at: Option<String>,
+    /// Whether it still lets someone in.
+    pub usable: bool,
+}
+
+/// `/api/admin/invite`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvitationMade {
+    /// The link to pass on: `PUBLIC_URL/invite/<secret>`.
+    pub url: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+    pub id: i64,
+}
+
+/// `/api/admin/invitations`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvitationList {
+    pub invitations: Vec<InvitationView>,
+    /// How many users wait for approval.
+    pub pending: i64,
+}

@@ -4,12 +4,12 @@ import * as fs from 'fs';
 import { execFileSync } from 'child_process';
 import { decodeQrDataUrl } from './qr';
 
-// The admin console on the server that admits newcomers only after approval (3102):
+// The admin console on the server that admits newcomers only after approval (3104):
 // the owner becomes admin through `scanlogin admin setup-link`, approves a newcomer,
-// gives them groups, reads the audit trail, and disables them — whose browser is then
-// signed out.
+// gives them groups, reads the audit trail, invites a third person who signs in through
+// the invitation, and disables the newcomer — whose browser is then signed out.
 const root = path.resolve(__dirname, '..', '..');
-const base = 'http://127.0.0.1:3102';
+const base = 'http://127.0.0.1:3104';
 const shots = path.join(__dirname, '..', 'output');
 fs.mkdirSync(shots, { recursive: true });
 const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
@@ -40,10 +40,10 @@ async function signIn(page: Page, browser: Browser, user: string, landing: RegEx
 test('the owner becomes admin, approves a newcomer, and a disable signs them out', async ({ browser }) => {
   const out = execFileSync(path.join(root, 'target', 'debug', 'scanlogin'), ['admin', 'setup-link'], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: `sqlite://${root}/target/e2e/db-3102.db`, LISTEN: '127.0.0.1:3102', RUST_LOG: 'error' },
+    env: { ...process.env, DATABASE_URL: `sqlite://${root}/target/e2e/db-3104.db`, LISTEN: '127.0.0.1:3104', RUST_LOG: 'error' },
   }).toString();
   const setup = out.trim().split('\n').pop()!;
-  expect(setup).toMatch(/^http:\/\/127\.0\.0\.1:3102\/setup\/[A-Za-z0-9_-]+$/);
+  expect(setup).toMatch(/^http:\/\/127\.0\.0\.1:3104\/setup\/[A-Za-z0-9_-]+$/);
 
   const owner = await (await browser.newContext({ locale: 'zh-CN', viewport: { width: 1100, height: 760 } })).newPage();
   await owner.goto(setup);
@@ -83,11 +83,32 @@ test('the owner becomes admin, approves a newcomer, and a disable signs them out
   await expect(owner.getByTestId('audit')).toContainText('status pending→active');
   await shot(owner, '24-admin-audit');
 
+  // An invitation: made in the console (link and QR shown once), and 王五 comes in through
+  // it, active at once with its group.
+  await owner.goto(`${base}/admin/invitations`);
+  await owner.getByTestId('new-invitation').locator('input[name=groups]').fill('dev');
+  await owner.getByRole('button', { name: '生成邀请链接' }).click();
+  const inviteUrl = await owner.getByTestId('invite-url').inputValue();
+  expect(inviteUrl).toMatch(/\/invite\/[A-Za-z0-9_-]+$/);
+  await expect(owner.getByTestId('invite-qr')).toBeVisible();
+  await shot(owner, '25-invitation-made');
+  const guest = await (await browser.newContext({ locale: 'zh-CN', viewport: { width: 1100, height: 760 } })).newPage();
+  await guest.goto(inviteUrl);
+  await expect(guest.getByTestId('invite')).toContainText('邀请你使用本站');
+  await guest.getByRole('link', { name: '扫码登录并接受邀请' }).click();
+  await signIn(guest, browser, '王五', /\/invite\//);
+  await guest.getByRole('button', { name: '接受邀请' }).click();
+  await guest.waitForURL(/\/account$/);
+  await expect(guest.getByTestId('account-pending')).toHaveCount(0);
+  await owner.goto(`${base}/admin/invitations`);
+  await expect(owner.locator('[data-testid^=uses-]').first()).toHaveText('1 / 1');
+  await shot(owner, '26-invitations');
+
   // Disabled: the newcomer's browser is signed out at once.
   await owner.goto(`${base}/admin`);
   await owner.getByTestId(`disable-${id}`).click();
   await expect(owner.getByTestId(`status-${id}`)).toHaveText('已停用');
   await newcomer.reload();
   await expect(newcomer).toHaveURL(/\/login\?next=\/account$/);
-  await shot(owner, '25-admin-disabled');
+  await shot(owner, '27-admin-disabled');
 });

@@ -4,7 +4,7 @@
 
 use crate::domain::{GroupName, UserStatus};
 use crate::error::AppError;
-use crate::model::{AuditList, UserAnswer, UserList};
+use crate::model::{AuditList, Empty, InvitationList, InvitationMade, UserAnswer, UserList};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
@@ -79,4 +79,58 @@ pub async fn admin_audit(user: Option<i64>, kind: Option<String>) -> Result<Audi
             .map(|(e, user)| AdminEventView { at: rfc3339(e.at), kind: e.kind, user, ip: e.ip, site: e.detail })
             .collect(),
     })
+}
+
+/// Makes an invitation: `groups` given to whoever comes in through it, at most `max_uses`
+/// people, for `expires_in` seconds. Its link is in the answer, and only there.
+#[server(prefix = "/api", endpoint = "admin/invite", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_invite(groups: Vec<GroupName>, max_uses: i64, expires_in: u64) -> Result<InvitationMade, AppError> {
+    use crate::server::clock::rfc3339;
+    let st = AppState::current()?;
+    let actor = people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let caller = Caller::current(&st).await?;
+    let (secret, inv) = people::create_invitation(&st, &actor, &caller, groups, max_uses, expires_in).await?;
+    Ok(InvitationMade { url: crate::server::http::invite::invite_url(&st, &secret), expires_at: rfc3339(inv.expires_at), id: inv.id })
+}
+
+/// Every invitation with its uses, newest first.
+#[server(prefix = "/api", endpoint = "admin/invitations", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_invitations() -> Result<InvitationList, AppError> {
+    use crate::model::InvitationView;
+    use crate::server::clock::rfc3339;
+    let st = AppState::current()?;
+    people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let now = st.clock.now();
+    let invitations = people::invitations(&st)
+        .await?
+        .into_iter()
+        .map(|i| InvitationView {
+            usable: i.usable(now),
+            id: i.id,
+            groups: i.groups,
+            max_uses: i.max_uses,
+            uses: i.uses,
+            created_by: i.created_by,
+            created_at: rfc3339(i.created_at),
+            expires_at: rfc3339(i.expires_at),
+            revoked_at: i.revoked_at.map(rfc3339),
+        })
+        .collect();
+    Ok(InvitationList { invitations, pending: st.users.count_status(UserStatus::Pending).await? })
+}
+
+/// Revokes invitation `id`: its link stops working at once.
+#[server(prefix = "/api", endpoint = "admin/invitation/revoke", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_invitation_revoke(id: i64) -> Result<Empty, AppError> {
+    let st = AppState::current()?;
+    let actor = people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let caller = Caller::current(&st).await?;
+    people::revoke_invitation(&st, &actor, &caller, id).await?;
+    Ok(Empty {})
 }

@@ -66,9 +66,11 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
         },
         None => {
             let handoff = crate::server::handoff::Handoff::from_login(Some(current.next.clone()), false);
-            let via_link = match handoff.setup_secret() {
-                Some(s) => crate::server::people::setup_link_usable(&st.db, s, st.clock.now()).await?,
-                None => false,
+            let now = st.clock.now();
+            let via_link = match (handoff.setup_secret(), handoff.invite_secret()) {
+                (Some(s), _) => crate::server::people::setup_link_usable(&st.db, s, now).await?,
+                (_, Some(s)) => crate::server::people::invitation_by_secret(&st.db, s).await?.is_some_and(|i| i.usable(now)),
+                _ => false,
             };
             match crate::server::people::newcomer_status(st.site.signup, via_link) {
                 Ok(s) => s,

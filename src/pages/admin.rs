@@ -4,7 +4,7 @@
 //! WASM and works without JavaScript. Its data comes from the same server functions as
 //! the JSON admin API.
 
-use crate::api::admin::{admin_audit, admin_users};
+use crate::api::admin::{admin_audit, admin_invitations, admin_users};
 use crate::app::use_ui;
 use crate::domain::UserStatus;
 use crate::error::ErrorCode;
@@ -43,6 +43,8 @@ fn AdminNav(pending: i64) -> impl IntoView {
     view! {
         <nav class="admin-nav">
             <a href="/admin" rel="external">{ui.admin_users}</a>
+            " · "
+            <a href="/admin/invitations" rel="external">{ui.admin_invitations}</a>
             " · "
             <a href="/admin/audit" rel="external">{ui.admin_audit}</a>
             " "
@@ -157,8 +159,62 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
     }
 }
 
+/// `/admin/invitations`: make one (a form whose answer shows the link and its QR once),
+/// see each one's uses, revoke one.
+#[component]
+pub fn InvitationsPage() -> impl IntoView {
+    let ui = use_ui();
+    let list = Resource::new(|| (), |_| admin_invitations());
+    view! {
+        <section class="card admin-card">
+            <h1>{ui.admin_invitations}</h1>
+            <Suspense fallback=|| view! { <p class="muted">"…"</p> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Ok(l) => view! {
+                            <AdminNav pending=l.pending />
+                            <h2>{ui.new_invitation}</h2>
+                            <form method="post" action="/admin/invite" class="inline-form search" data-testid="new-invitation">
+                                <label>{ui.col_groups}" " <input type="text" name="groups" size="14" placeholder="ops, dev" /></label>
+                                <label>{ui.max_uses}" " <input type="number" name="max_uses" value="1" min="1" max="10000" /></label>
+                                <label>{ui.days}" " <input type="number" name="days" value="7" min="1" max="90" /></label>
+                                <button type="submit" class="button">{ui.create}</button>
+                            </form>
+                            <table class="logins admin-users" data-testid="invitations">
+                                <thead><tr><th>"#"</th><th>{ui.col_groups}</th><th>{ui.col_uses}</th><th>{ui.col_expires}</th><th>{ui.col_actions}</th></tr></thead>
+                                <tbody>
+                                    {l.invitations.into_iter().map(|i| {
+                                        let groups = i.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ");
+                                        view! {
+                                            <tr data-testid=format!("invitation-{}", i.id)>
+                                                <td>{i.id}</td>
+                                                <td>{groups}</td>
+                                                <td data-testid=format!("uses-{}", i.id)>{format!("{} / {}", i.uses, i.max_uses)}</td>
+                                                <td>{show_time(&i.expires_at)}{i.revoked_at.is_some().then(|| view! { " " <span class="tag">{ui.revoked}</span> })}</td>
+                                                <td>
+                                                    {i.usable.then(|| view! {
+                                                        <form method="post" action="/admin/invitation/revoke" class="inline-form">
+                                                            <input type="hidden" name="id" value=i.id.to_string() />
+                                                            <button type="submit" class="button secondary" data-testid=format!("revoke-{}", i.id)>{ui.revoke}</button>
+                                                        </form>
+                                                    })}
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => refused(e.code, ui),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
 /// The event kinds the filter offers.
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 14] = [
     "sign_in",
     "logout",
     "revoke_others",
@@ -169,6 +225,9 @@ const KINDS: [&str; 11] = [
     "admin_setup",
     "user_updated",
     "access_denied",
+    "invitation_created",
+    "invitation_revoked",
+    "invitation_used",
     "",
 ];
 

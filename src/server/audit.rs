@@ -24,6 +24,9 @@ pub enum Kind {
     UserUpdated,
     /// A signed-in user was refused by a protected site (forward-auth or OIDC).
     AccessDenied,
+    InvitationCreated,
+    InvitationRevoked,
+    InvitationUsed,
 }
 
 impl Kind {
@@ -40,6 +43,9 @@ impl Kind {
             Kind::AdminSetup => "admin_setup",
             Kind::UserUpdated => "user_updated",
             Kind::AccessDenied => "access_denied",
+            Kind::InvitationCreated => "invitation_created",
+            Kind::InvitationRevoked => "invitation_revoked",
+            Kind::InvitationUsed => "invitation_used",
         }
     }
 }

@@ -17,6 +17,8 @@ pub enum Target {
     /// A setup link's page (`/setup/<secret>`): the owner's way to become the first admin,
     /// which lets a newcomer in whatever the sign-up policy.
     Setup(String),
+    /// An invitation's page (`/invite/<secret>`), which lets a newcomer in too.
+    Invite(String),
 }
 
 /// A login's hand-off: its target, and whether a new scan is required even when the
@@ -30,6 +32,7 @@ pub struct Handoff {
 const OIDC_RESUME: &str = "/oidc/resume/";
 const AUTH_RETURN: &str = "/auth/return?rd=";
 const SETUP: &str = "/setup/";
+const INVITE: &str = "/invite/";
 
 /// A pending request's id as we make them: 22 characters of base64url (128 bits).
 fn is_request_id(s: &str) -> bool {
@@ -66,10 +69,15 @@ impl Handoff {
     pub fn from_login(next: Option<NextPath>, fresh: bool) -> Self {
         let next = next.unwrap_or_default();
         let path = next.as_str();
-        let target = match (path.strip_prefix(OIDC_RESUME), path.strip_prefix(SETUP)) {
-            (Some(id), _) if is_request_id(id) => Target::Oidc(id.to_string()),
-            (_, Some(secret)) if (1..=64).contains(&secret.len()) && is_base64url(secret) => Target::Setup(secret.to_string()),
-            _ => Target::Page(next),
+        let secret =
+            |prefix: &str| path.strip_prefix(prefix).filter(|s| (1..=64).contains(&s.len()) && is_base64url(s)).map(str::to_string);
+        let target = match path.strip_prefix(OIDC_RESUME) {
+            Some(id) if is_request_id(id) => Target::Oidc(id.to_string()),
+            _ => match (secret(SETUP), secret(INVITE)) {
+                (Some(s), _) => Target::Setup(s),
+                (_, Some(s)) => Target::Invite(s),
+                _ => Target::Page(next),
+            },
         };
         Handoff { target, fresh }
     }
@@ -81,6 +89,7 @@ impl Handoff {
             Target::Oidc(id) => format!("{OIDC_RESUME}{id}"),
             Target::ForwardAuth(rd) => format!("{AUTH_RETURN}{}", encode(rd)),
             Target::Setup(secret) => format!("{SETUP}{secret}"),
+            Target::Invite(secret) => format!("{INVITE}{secret}"),
         }
     }
 
@@ -88,11 +97,24 @@ impl Handoff {
     pub fn login_url(&self) -> String {
         let next = match &self.target {
             // Already URL-safe: kept readable.
-            Target::Oidc(_) | Target::Setup(_) => self.next(),
+            Target::Oidc(_) | Target::Setup(_) | Target::Invite(_) => self.next(),
             _ => encode(&self.next()),
         };
         let fresh = if self.fresh { "&fresh=1" } else { "" };
         format!("/login?next={next}{fresh}")
+    }
+
+    /// To the invitation `secret`'s page once signed in.
+    pub fn invite(secret: &str) -> Self {
+        Handoff { target: Target::Invite(secret.to_string()), fresh: false }
+    }
+
+    /// The invitation this login goes through, if any.
+    pub fn invite_secret(&self) -> Option<&str> {
+        match &self.target {
+            Target::Invite(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// The setup link this login goes through, if any.
@@ -141,6 +163,8 @@ mod tests {
         assert_eq!(setup.setup_secret(), Some("abc_DEF-123"));
         assert_eq!(Handoff::from_login(next("/setup/abc/../../account"), false).setup_secret(), None);
         assert_eq!(Handoff::setup("s3cret").login_url(), "/login?next=/setup/s3cret");
+        assert_eq!(Handoff::from_login(next("/invite/abc"), false).invite_secret(), Some("abc"));
+        assert_eq!(Handoff::from_login(next("/invite/abc?x"), false).invite_secret(), None);
     }
 
     #[test]

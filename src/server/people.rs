@@ -176,6 +176,164 @@ pub async fn announce_setup_link(st: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// An invitation as the console lists it (never its secret, which only its link holds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: i64,
+    pub groups: Vec<GroupName>,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub created_by: i64,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+impl Invitation {
+    /// Whether it still lets someone new in at `now`.
+    pub fn usable(&self, now: UnixMillis) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at && self.uses < self.max_uses
+    }
+}
+
+type InvitationRow = (i64, String, i64, i64, i64, i64, i64, Option<i64>);
+const INVITATION_COLUMNS: &str = "id, group_names, max_uses, uses, created_by, created_at, expires_at, revoked_at";
+
+fn invitation((id, groups, max_uses, uses, created_by, created_at, expires_at, revoked_at): InvitationRow) -> Invitation {
+    Invitation {
+        id,
+        groups: groups.split(',').filter_map(|g| GroupName::try_from(g).ok()).collect(),
+        max_uses,
+        uses,
+        created_by,
+        created_at: UnixMillis(created_at),
+        expires_at: UnixMillis(expires_at),
+        revoked_at: revoked_at.map(UnixMillis),
+    }
+}
+
+/// Longest an invitation may live, and most uses it may have.
+pub const MAX_INVITATION_SECS: u64 = 90 * 86_400;
+pub const MAX_INVITATION_USES: i64 = 10_000;
+
+/// Makes an invitation for `groups`, `max_uses` people, `expires_in` seconds; its secret
+/// (for the link) and the invitation. Audited.
+pub async fn create_invitation(
+    st: &AppState,
+    actor: &User,
+    caller: &Caller,
+    groups: Vec<GroupName>,
+    max_uses: i64,
+    expires_in: u64,
+) -> Result<(String, Invitation), AppError> {
+    if !(1..=MAX_INVITATION_USES).contains(&max_uses) || !(60..=MAX_INVITATION_SECS).contains(&expires_in) {
+        return Err(ErrorCode::BadRequest.into());
+    }
+    let now = st.clock.now();
+    let secret = random_token(24);
+    let joined = crate::server::users::join_groups(&groups);
+    let expires_at = now.plus_ms(i64::try_from(expires_in).unwrap_or(i64::MAX / 1000) * 1000);
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO invitations (token_hash, group_names, max_uses, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(TokenHash::of(&secret).as_str())
+    .bind(&joined)
+    .bind(max_uses)
+    .bind(actor.id)
+    .bind(now)
+    .bind(expires_at)
+    .fetch_one(&st.db)
+    .await?;
+    let detail = format!("invitation #{id}: groups {joined}, {max_uses} uses (by {})", actor.id);
+    st.audit.record(now, Kind::InvitationCreated, None, caller, &detail).await;
+    Ok((secret, Invitation { id, groups, max_uses, uses: 0, created_by: actor.id, created_at: now, expires_at, revoked_at: None }))
+}
+
+/// Every invitation, newest first.
+pub async fn invitations(st: &AppState) -> Result<Vec<Invitation>, sqlx::Error> {
+    let rows: Vec<InvitationRow> =
+        sqlx::query_as(&format!("SELECT {INVITATION_COLUMNS} FROM invitations ORDER BY id DESC LIMIT 500")).fetch_all(&st.db).await?;
+    Ok(rows.into_iter().map(invitation).collect())
+}
+
+/// The invitation whose secret is `secret`, whatever its state.
+pub async fn invitation_by_secret(db: &crate::server::db::Db, secret: &str) -> Result<Option<Invitation>, sqlx::Error> {
+    if secret.len() > 64 {
+        return Ok(None);
+    }
+    let row: Option<InvitationRow> = sqlx::query_as(&format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE token_hash = $1"))
+        .bind(TokenHash::of(secret).as_str())
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(invitation))
+}
+
+/// Revokes invitation `id` (its link stops working; who came in stays). Audited.
+pub async fn revoke_invitation(st: &AppState, actor: &User, caller: &Caller, id: i64) -> Result<(), AppError> {
+    let now = st.clock.now();
+    let done = sqlx::query("UPDATE invitations SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .bind(now)
+        .execute(&st.db)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(ErrorCode::LinkInvalid.into());
+    }
+    st.audit.record(now, Kind::InvitationRevoked, None, caller, &format!("invitation #{id} (by {})", actor.id)).await;
+    Ok(())
+}
+
+/// Lets the signed-in `user` in through the invitation `secret`: active, with its groups
+/// added. A use is counted once per person, atomically: of more people at once than it
+/// has uses left, the extra ones get 410 `link_invalid` and nothing changes for them. The
+/// same person again is a success that counts nothing.
+pub async fn redeem_invitation(st: &AppState, secret: &str, user: i64, caller: &Caller) -> Result<User, AppError> {
+    let now = st.clock.now();
+    let Some(inv) = invitation_by_secret(&st.db, secret).await? else { return Err(ErrorCode::LinkInvalid.into()) };
+    let Some(mut u) = st.users.get(user).await? else { return Err(ErrorCode::Unauthenticated.into()) };
+    if u.status == UserStatus::Disabled {
+        return Err(ErrorCode::AccountDisabled.into());
+    }
+    let mut conn = st.db.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let first = sqlx::query("INSERT INTO invitation_uses (invitation_id, user_id, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(inv.id)
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if first {
+        let counted = sqlx::query(
+            "UPDATE invitations SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses",
+        )
+        .bind(inv.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if counted.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(ErrorCode::LinkInvalid.into());
+        }
+    }
+    tx.commit().await?;
+    drop(conn);
+    let mut groups = u.groups.clone();
+    groups.extend(inv.groups.iter().cloned());
+    groups.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    groups.dedup();
+    if first || u.status != UserStatus::Active || groups != u.groups {
+        u.status = UserStatus::Active;
+        u.groups = groups;
+        st.users.save_access(&u).await?;
+    }
+    if first {
+        st.audit.record(now, Kind::InvitationUsed, Some(user), caller, &format!("invitation #{}", inv.id)).await;
+    }
+    Ok(u)
+}
+
 /// `scanlogin admin setup-link`: a fresh setup link on the database the configuration
 /// names (migrated first), as the URL to open.
 pub async fn setup_link_command(config: &crate::server::config::Config) -> Result<String, crate::server::error::StartupError> {

@@ -16,10 +16,15 @@ async fn claim(app: &TestApp, b: &reqwest::Client, secret: &str) -> reqwest::Res
     b.post(format!("{}/setup/{secret}", app.base)).send().await.unwrap()
 }
 
-/// Signs `b` in as `user` and makes them an admin through a setup link.
+/// Signs `b` in as `user` through a setup link (whatever the sign-up policy) and makes
+/// them an admin with it.
 async fn sign_in_admin(app: &TestApp, b: &reqwest::Client, user: &str) {
-    app.sign_in(b, user).await;
     let secret = setup_secret(app).await;
+    let (_, issued) = app.post(b, "/api/login/ticket", json!({ "next": format!("/setup/{secret}") })).await;
+    let t = issued["ticket"].as_str().unwrap().to_string();
+    let token = app.scan(&t, user).await;
+    app.confirm(&t, &token).await;
+    assert_eq!(app.finalize(b, &t).await.0, 200);
     let res = claim(app, b, &secret).await;
     assert_eq!(res.status(), 302, "{}", res.text().await.unwrap_or_default());
 }
@@ -324,4 +329,99 @@ async fn the_admin_console_works_with_forms_alone() {
     let audit = admin.get(format!("{}/admin/audit?user={lisi}&kind=user_updated", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(audit.contains("status pending→active"), "the approval is listed");
     assert!(audit.contains("<td>管理员修改了账号") && !audit.contains("<td>扫码登录"), "other kinds are filtered out: {audit}");
+}
+
+#[tokio::test]
+async fn invitations_let_newcomers_in_with_their_groups_and_count_each_use() {
+    let app = spawn(&["--signup", "invite"]).await;
+    let admin = no_redirects();
+    sign_in_admin(&app, &admin, "zhangsan").await;
+    // Bad requests change nothing.
+    for bad in [
+        json!({ "groups": [], "max_uses": 0, "expires_in": 3600 }),
+        json!({ "groups": [], "max_uses": 1, "expires_in": 10 }),
+        json!({ "groups": ["Ops"], "max_uses": 1, "expires_in": 3600 }),
+    ] {
+        assert_error(&app.post(&admin, "/api/admin/invite", bad.clone()).await, 400, "bad_request");
+    }
+    let (s, made) = app.post(&admin, "/api/admin/invite", json!({ "groups": ["ops"], "max_uses": 2, "expires_in": 3600 })).await;
+    assert_eq!(s, 200, "{made}");
+    let url = made["url"].as_str().unwrap();
+    let secret = url.rsplit('/').next().unwrap().to_string();
+    assert!(url.starts_with(&format!("{}/invite/", app.base)));
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM invitations").fetch_all(&app.pool).await.unwrap();
+    assert!(stored.iter().all(|(h,)| !h.contains(&secret)), "only a hash is kept");
+    assert_error(
+        &app.post(&no_redirects(), "/api/admin/invite", json!({ "groups": [], "max_uses": 1, "expires_in": 3600 })).await,
+        401,
+        "unauthenticated",
+    );
+
+    // The page says who invites to what; signed out it leads to the scan page.
+    let b = no_redirects();
+    let page = b.get(format!("{}/invite/{secret}", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("邀请你使用本站") && page.contains("ops"), "{page}");
+    assert!(
+        page.contains(&format!("/login?next=%2Finvite%2F{secret}")) || page.contains(&format!("/login?next=/invite/{secret}")),
+        "{page}"
+    );
+    // Under SIGNUP=invite a newcomer gets in through it, and is active with its groups.
+    let (_, issued) = app.post(&b, "/api/login/ticket", json!({ "next": format!("/invite/{secret}") })).await;
+    let t = issued["ticket"].as_str().unwrap().to_string();
+    let (s, v) = scan_answer(&app, &t, "lisi").await;
+    assert_eq!(s, 200, "{v}");
+    app.confirm(&t, v["confirm_token"].as_str().unwrap()).await;
+    assert_eq!(app.finalize(&b, &t).await.1["next"], format!("/invite/{secret}"));
+    let res = b.post(format!("{}/invite/{secret}", app.base)).send().await.unwrap();
+    assert_eq!(location(&res), "/account");
+    let user = me(&app, &b).await;
+    assert_eq!((user["status"].as_str(), user["groups"].clone()), (Some("active"), json!(["ops"])));
+    // The same person again counts nothing.
+    assert_eq!(b.post(format!("{}/invite/{secret}", app.base)).send().await.unwrap().status(), 302);
+    let (_, list) = app.post(&admin, "/api/admin/invitations", json!({})).await;
+    assert_eq!(list["invitations"][0]["uses"], 1, "{list}");
+
+    // One use left, two people at once: one gets in.
+    let (x, y) = (no_redirects(), no_redirects());
+    for (who, name) in [(&x, "wangwu"), (&y, "zhaoliu")] {
+        let (_, issued) = app.post(who, "/api/login/ticket", json!({ "next": format!("/invite/{secret}") })).await;
+        let t = issued["ticket"].as_str().unwrap().to_string();
+        let (s, v) = scan_answer(&app, &t, name).await;
+        assert_eq!(s, 200, "{v}");
+        app.confirm(&t, v["confirm_token"].as_str().unwrap()).await;
+        assert_eq!(app.finalize(who, &t).await.0, 200);
+    }
+    let (a, b2) =
+        tokio::join!(x.post(format!("{}/invite/{secret}", app.base)).send(), y.post(format!("{}/invite/{secret}", app.base)).send());
+    let mut statuses = [a.unwrap().status().as_u16(), b2.unwrap().status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [302, 410], "more people than uses: the extra one is refused");
+    let (_, list) = app.post(&admin, "/api/admin/invitations", json!({})).await;
+    assert_eq!((list["invitations"][0]["uses"].as_i64(), list["invitations"][0]["usable"].as_bool()), (Some(2), Some(false)));
+    // Used up: the page says so; a newcomer scanning through it is refused on the phone.
+    assert_eq!(no_redirects().get(format!("{}/invite/{secret}", app.base)).send().await.unwrap().status(), 410);
+    let c = no_redirects();
+    let (_, issued) = app.post(&c, "/api/login/ticket", json!({ "next": format!("/invite/{secret}") })).await;
+    assert_error(&scan_answer(&app, issued["ticket"].as_str().unwrap(), "sunqi").await, 403, "invitation_required");
+
+    // Revoked: its link stops working at once.
+    let (_, made) = app.post(&admin, "/api/admin/invite", json!({ "groups": [], "max_uses": 5, "expires_in": 3600 })).await;
+    let id = made["id"].as_i64().unwrap();
+    let secret = made["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    assert_eq!(app.post(&admin, "/api/admin/invitation/revoke", json!({ "id": id })).await.0, 200);
+    assert_eq!(no_redirects().get(format!("{}/invite/{secret}", app.base)).send().await.unwrap().status(), 410);
+    assert_error(&app.post(&admin, "/api/admin/invitation/revoke", json!({ "id": id })).await, 410, "link_invalid");
+    let kinds: Vec<(String,)> =
+        sqlx::query_as("SELECT kind FROM audit_events WHERE kind LIKE 'invitation_%' ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.0.as_str()).collect();
+    assert_eq!(kinds, ["invitation_created", "invitation_used", "invitation_used", "invitation_created", "invitation_revoked"]);
+
+    // The console makes one with a form: the link and its QR, once.
+    let res =
+        admin.post(format!("{}/admin/invite", app.base)).form(&[("groups", "dev"), ("max_uses", "3"), ("days", "7")]).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("data-testid=\"invite-url\"") && page.contains("data:image/png;base64,"), "{page}");
+    let console = admin.get(format!("{}/admin/invitations", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(console.contains("0 / 3"), "the console shows each invitation's uses");
 }

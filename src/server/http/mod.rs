@@ -7,6 +7,7 @@ pub mod api;
 pub mod edge;
 pub mod headers;
 pub mod health;
+pub mod invite;
 pub mod nojs;
 pub mod pages;
 pub mod router;

@@ -12,7 +12,7 @@
 //! protected app: the edge without browser security headers, and the session layer).
 //! docs/benchmarks.md has the figures that chose this.
 
-use super::{api, edge, headers, health, nojs, pages, setup};
+use super::{api, edge, headers, health, invite, nojs, pages, setup};
 use crate::app::{App, shell};
 use crate::server::simulator::{self, Simulator};
 use crate::server::state::AppState;
@@ -47,6 +47,9 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/account/sign-out-others", axum::routing::post(nojs::revoke_others))
         .route("/setup/{secret}", get(setup::show).post(setup::claim))
         .route("/admin/user", axum::routing::post(nojs::admin_user))
+        .route("/invite/{secret}", get(invite::show).post(invite::accept))
+        .route("/admin/invite", axum::routing::post(invite::create))
+        .route("/admin/invitation/revoke", axum::routing::post(invite::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::server::metrics::serve))
