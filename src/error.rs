@@ -47,6 +47,10 @@ pub enum ErrorCode {
     LinkInvalid,
     /// No user with that id.
     UserNotFound,
+    /// WeChat's content check refused the nickname.
+    NicknameRejected,
+    /// The avatar is not a PNG or JPEG within the limits.
+    BadImage,
     /// A fault of ours; details are in the server log.
     Internal,
     /// The browser could not reach the server (never sent by the server).
@@ -61,7 +65,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            BadRequest | InvalidWxCode => 400,
+            BadRequest | InvalidWxCode | NicknameRejected | BadImage => 400,
             Unauthenticated => 401,
             NotScanner | CrossSite | AccountDisabled | InvitationRequired | Forbidden => 403,
             TicketNotFound | NotFound | UserNotFound => 404,

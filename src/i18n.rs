@@ -157,6 +157,7 @@ pub struct Ui {
     pub never: &'static str,
     pub col_detail: &'static str,
     pub admin_invitations: &'static str,
+    pub change_name: &'static str,
     pub col_uses: &'static str,
     pub col_expires: &'static str,
     pub revoke: &'static str,
@@ -224,6 +225,7 @@ const ZH: Ui = Ui {
     never: "从未",
     col_detail: "详情",
     admin_invitations: "邀请",
+    change_name: "修改昵称",
     col_uses: "已用 / 人数",
     col_expires: "有效期至",
     revoke: "撤销",
@@ -312,6 +314,7 @@ const EN: Ui = Ui {
     never: "never",
     col_detail: "Detail",
     admin_invitations: "Invitations",
+    change_name: "Change name",
     col_uses: "Used / uses",
     col_expires: "Valid until",
     revoke: "Revoke",
@@ -359,6 +362,7 @@ pub fn event_label(kind: &str, lang: Lang) -> &'static str {
         "invitation_created" => ("生成邀请", "Invitation made"),
         "invitation_revoked" => ("撤销邀请", "Invitation revoked"),
         "invitation_used" => ("通过邀请加入", "Joined by invitation"),
+        "profile_refused" => ("昵称被拒绝", "Nickname refused"),
         _ => ("其他", "Other"),
     };
     match lang {
@@ -478,6 +482,10 @@ pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
         LastAdmin => ("不能停用或降级最后一位管理员", "The last administrator cannot be disabled or demoted"),
         LinkInvalid => ("链接无效、已使用或已过期", "This link is unknown, already used or expired"),
         UserNotFound => ("用户不存在", "No such user"),
+        NicknameRejected => {
+            ("该昵称未通过微信内容安全检测，请换一个", "WeChat's content check refused this nickname; please choose another")
+        }
+        BadImage => ("头像须为 1 MB 以内的 PNG 或 JPEG 图片", "The avatar must be a PNG or JPEG image of at most 1 MB"),
         WechatQuota => ("微信接口调用已达上限，请稍后再试", "WeChat is rate limiting us; please try again later"),
         Internal => ("服务器内部错误，请稍后重试", "Internal server error; please try again"),
         Network => ("无法连接服务器", "Cannot reach the server"),

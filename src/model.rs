@@ -119,6 +119,9 @@ pub struct UserView {
     /// Their groups.
     #[serde(default)]
     pub groups: Vec<crate::domain::GroupName>,
+    /// Absolute URL of their avatar, if they set one.
+    #[serde(default)]
+    pub picture: Option<String>,
 }
 
 /// A user as an admin sees them (`/api/admin/users`).
@@ -266,6 +269,10 @@ pub struct ScanAnswer {
     /// admin's approval before protected sites admit them).
     #[serde(default)]
     pub account_status: crate::domain::UserStatus,
+    /// The scanner has neither chosen a nickname nor set an avatar: the mini program offers
+    /// 头像昵称填写 before 点击登录 (skippable).
+    #[serde(default)]
+    pub profile_missing: bool,
     /// Proves to confirm / cancel that the caller is the scanner.
     pub confirm_token: ConfirmToken,
     /// Who asks.
@@ -330,4 +337,12 @@ pub struct InvitationList {
     pub invitations: Vec<InvitationView>,
     /// How many users wait for approval.
     pub pending: i64,
+}
+
+/// `/api/mp/profile` and `/api/mp/avatar`: the profile as it stands now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfileAnswer {
+    pub name: String,
+    /// Absolute URL of the avatar, if set.
+    pub picture: Option<String>,
 }

@@ -17,12 +17,16 @@ const LIST_LIMIT: i64 = 1000;
 
 /// A user as an admin sees them.
 #[cfg(feature = "ssr")]
-pub fn admin_view(u: crate::server::users::User, last_login: Option<crate::domain::UnixMillis>) -> crate::model::AdminUserView {
+pub fn admin_view(
+    u: crate::server::users::User,
+    last_login: Option<crate::domain::UnixMillis>,
+    public_url: &str,
+) -> crate::model::AdminUserView {
     use crate::server::clock::rfc3339;
     crate::model::AdminUserView {
+        picture: u.picture(public_url),
         id: u.id,
         name: u.name,
-        picture: None,
         status: u.status,
         admin: u.admin,
         groups: u.groups,
@@ -40,7 +44,7 @@ pub async fn admin_users() -> Result<UserList, AppError> {
     people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
     let users = st.users.list(LIST_LIMIT).await?;
     let pending = st.users.count_status(UserStatus::Pending).await?;
-    Ok(UserList { users: users.into_iter().map(|(u, last)| admin_view(u, last)).collect(), pending })
+    Ok(UserList { users: users.into_iter().map(|(u, last)| admin_view(u, last, &st.site.public_url)).collect(), pending })
 }
 
 /// Changes a user's status, admin flag or groups (each optional).
@@ -58,7 +62,7 @@ pub async fn admin_user(
     let caller = Caller::current(&st).await?;
     let user = people::update_user(&st, &actor, &caller, id, people::Change { status, admin, groups }).await?;
     let last = st.users.last_login(user.id).await?;
-    Ok(UserAnswer { user: admin_view(user, last) })
+    Ok(UserAnswer { user: admin_view(user, last, &st.site.public_url) })
 }
 
 /// The audit trail, newest first: everyone's, or one user's, of every kind or one.

@@ -119,6 +119,7 @@ pub async fn me() -> Result<MeView, AppError> {
     let unknown = current_lang().ui().unknown_browser;
     Ok(MeView {
         user: UserView {
+            picture: user.picture(&st.site.public_url),
             id: user.id,
             name: user.name,
             openid_masked: mask_openid(&user.openid),

@@ -15,18 +15,25 @@ use crate::server::{caller::Caller, state::AppState};
 /// cannot lock the real scanner out, and unknown ids allocate no limiter entry).
 #[cfg(feature = "ssr")]
 async fn phone_call(ticket: &TicketId) -> Result<(AppState, crate::server::tickets::Ticket, Caller), AppError> {
+    let st = AppState::current()?;
+    let caller = Caller::current(&st).await?;
+    let current = phone_call_of(&st, &caller, ticket).await?;
+    Ok((st, current, caller))
+}
+
+/// [`phone_call`] for an axum handler, which has the state and the caller already.
+#[cfg(feature = "ssr")]
+pub async fn phone_call_of(st: &AppState, caller: &Caller, ticket: &TicketId) -> Result<crate::server::tickets::Ticket, AppError> {
     use crate::error::ErrorCode;
     use crate::server::limits::client_bucket;
 
-    let st = AppState::current()?;
-    let caller = Caller::current(&st).await?;
     let client = client_bucket(&caller.ip);
     st.limits.phone_per_ip.check(&client).await?;
     let Some(current) = st.tickets.load(ticket).await? else {
         return Err(ErrorCode::TicketNotFound.into());
     };
     st.limits.phone_per_ticket.check(&format!("{ticket} {client}")).await?;
-    Ok((st, current, caller))
+    Ok(current)
 }
 
 /// The phone scanned `ticket`; `code` comes from `wx.login()`. Exchanges the code for
@@ -90,6 +97,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     Ok(ScanAnswer {
         status: t.status,
         account_status: user.status,
+        profile_missing: user.profile_missing(),
         confirm_token,
         requester: Requester {
             site: st.site.host.clone(),
@@ -140,4 +148,37 @@ pub async fn mp_cancel(ticket: TicketId, confirm_token: ConfirmToken) -> Result<
     let (t, ()) = st.tickets.update_from(current, |t, now| t.cancel(&hash, now)).await?;
     metrics::counter!("scanlogin_phone_calls_total", "call" => "cancel").increment(1);
     Ok(PhoneAnswer { status: t.status })
+}
+
+/// The scanner's user while their confirm token is the current one of a scanned ticket
+/// (between scan and confirm): the only moment the phone may set a profile.
+#[cfg(feature = "ssr")]
+pub async fn scanner_of(
+    st: &AppState,
+    caller: &Caller,
+    ticket: &TicketId,
+    confirm_token: &ConfirmToken,
+) -> Result<crate::server::users::User, AppError> {
+    use crate::server::tokens::TokenHash;
+    let current = phone_call_of(st, caller, ticket).await?;
+    if let Some(refusal) = current.phone_refusal(&TokenHash::of(confirm_token.as_str()), st.tickets.now()) {
+        return Err(refusal.into());
+    }
+    let id = current.scanner_id.ok_or_else(|| AppError::internal("scanned ticket without scanner"))?;
+    st.users.get(id).await?.ok_or_else(|| AppError::internal("the scanner's user is gone"))
+}
+
+/// 头像昵称填写: the scanner's nickname, between scan and confirm. 1–32 characters, no
+/// control characters; checked by WeChat (`msgSecCheck`): refused → 400 `nickname_rejected`.
+#[server(prefix = "/api", endpoint = "mp/profile", input = Json, output = Json)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_profile(ticket: TicketId, confirm_token: ConfirmToken, nickname: String) -> Result<crate::model::ProfileAnswer, AppError> {
+    if crate::server::people::valid_nickname(&nickname).is_none() {
+        return Err(crate::error::ErrorCode::BadRequest.into());
+    }
+    let st = AppState::current()?;
+    let caller = Caller::current(&st).await?;
+    let user = scanner_of(&st, &caller, &ticket, &confirm_token).await?;
+    let name = crate::server::people::set_nickname(&st, &user, &nickname, &caller).await?;
+    Ok(crate::model::ProfileAnswer { name, picture: user.picture(&st.site.public_url) })
 }

@@ -47,7 +47,10 @@ fn AccountDetails(m: MeView) -> impl IntoView {
     let others = m.sessions.len() > 1;
     view! {
         <div class="profile">
-            <div class="avatar" aria-hidden="true">{m.user.name.chars().next().map(String::from).unwrap_or_default()}</div>
+            {match m.user.picture.clone() {
+                Some(src) => view! { <img class="avatar" src=src alt="" data-testid="avatar" /> }.into_any(),
+                None => view! { <div class="avatar" aria-hidden="true">{m.user.name.chars().next().map(String::from).unwrap_or_default()}</div> }.into_any(),
+            }}
             <div>
                 <div class="name" data-testid="user-name">{m.user.name.clone()}</div>
                 <div class="muted">{ui.openid}": " <code data-testid="openid">{m.user.openid_masked.clone()}</code></div>
@@ -59,6 +62,11 @@ fn AccountDetails(m: MeView) -> impl IntoView {
         {m.user.admin.then(|| view! {
             <p><a class="button secondary" href="/admin" rel="external" data-testid="admin-link">{ui.admin_link}</a></p>
         })}
+        <form method="post" action="/account/name" class="inline-form rename" data-testid="rename">
+            <input type="text" name="name" value=m.user.name.clone() maxlength="32" required />
+            " "
+            <button type="submit" class="button secondary">{ui.change_name}</button>
+        </form>
         <dl class="facts">
             <div><dt>{ui.user_id}</dt><dd data-testid="user-id">{m.user.id}</dd></div>
             <div><dt>{ui.member_since}</dt><dd>{show_time(&m.user.created_at)}</dd></div>

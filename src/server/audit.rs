@@ -27,6 +27,8 @@ pub enum Kind {
     InvitationCreated,
     InvitationRevoked,
     InvitationUsed,
+    /// WeChat's content check refused a nickname.
+    ProfileRefused,
 }
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
             Kind::InvitationCreated => "invitation_created",
             Kind::InvitationRevoked => "invitation_revoked",
             Kind::InvitationUsed => "invitation_used",
+            Kind::ProfileRefused => "profile_refused",
         }
     }
 }

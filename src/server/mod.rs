@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod avatar;
 pub mod caller;
 pub mod changes;
 pub mod clock;

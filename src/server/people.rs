@@ -334,6 +334,27 @@ pub async fn redeem_invitation(st: &AppState, secret: &str, user: i64, caller: &
     Ok(u)
 }
 
+/// A nickname as typed: 1–32 characters once trimmed, no control characters.
+pub fn valid_nickname(raw: &str) -> Option<String> {
+    let name = raw.trim();
+    let n = name.chars().count();
+    ((1..=32).contains(&n) && !name.chars().any(char::is_control)).then(|| name.to_string())
+}
+
+/// Sets `user`'s nickname once WeChat's content check (`msgSecCheck`, with their openid)
+/// lets it stand: refused → 400 `nickname_rejected`; the check unreachable → 502
+/// `wechat_unavailable` and nothing changes (fail closed: a name other apps show is not
+/// taken unchecked).
+pub async fn set_nickname(st: &AppState, user: &User, raw: &str, caller: &Caller) -> Result<String, AppError> {
+    let Some(name) = valid_nickname(raw) else { return Err(ErrorCode::BadRequest.into()) };
+    if !st.wechat.nickname_allowed(&user.openid, &name).await? {
+        st.audit.record(st.clock.now(), Kind::ProfileRefused, Some(user.id), caller, "nickname_rejected").await;
+        return Err(ErrorCode::NicknameRejected.into());
+    }
+    st.users.set_name(user.id, &name, st.clock.now()).await?;
+    Ok(name)
+}
+
 /// `scanlogin admin setup-link`: a fresh setup link on the database the configuration
 /// names (migrated first), as the URL to open.
 pub async fn setup_link_command(config: &crate::server::config::Config) -> Result<String, crate::server::error::StartupError> {
@@ -353,6 +374,15 @@ pub async fn setup_link_command(config: &crate::server::config::Config) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nicknames_are_short_visible_text() {
+        assert_eq!(valid_nickname("  小明 "), Some("小明".into()));
+        assert_eq!(valid_nickname(&"字".repeat(32)), Some("字".repeat(32)));
+        for bad in ["", "   ", "a\u{0}b", "line\nbreak", &"字".repeat(33)] {
+            assert_eq!(valid_nickname(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn newcomers_follow_the_signup_policy() {

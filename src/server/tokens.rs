@@ -40,6 +40,11 @@ impl TokenHash {
         TokenHash(Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
     }
 
+    /// The hash of some bytes (an avatar's content address).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        TokenHash(Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// A hash as stored.
     pub fn from_stored(hex: String) -> Self {
         TokenHash(hex)

@@ -30,12 +30,37 @@ pub struct User {
     /// Administers scanlogin.
     pub admin: bool,
     pub groups: Vec<GroupName>,
+    /// When the person chose their nickname (none: still WeChat's default).
+    pub profile_at: Option<UnixMillis>,
+    /// Their avatar (`avatars.id`), if they set one.
+    pub avatar_id: Option<String>,
 }
 
 impl User {
     /// A user as first seen: `status` decided by the sign-up policy.
     pub fn new(id: i64, who: &WxIdentity, name: String, created_at: UnixMillis, status: UserStatus) -> Self {
-        User { id, openid: who.openid.clone(), unionid: who.unionid.clone(), name, created_at, status, admin: false, groups: Vec::new() }
+        User {
+            id,
+            openid: who.openid.clone(),
+            unionid: who.unionid.clone(),
+            name,
+            created_at,
+            status,
+            admin: false,
+            groups: Vec::new(),
+            profile_at: None,
+            avatar_id: None,
+        }
+    }
+
+    /// Neither a chosen nickname nor an avatar: the mini program offers 头像昵称填写.
+    pub fn profile_missing(&self) -> bool {
+        self.profile_at.is_none() && self.avatar_id.is_none()
+    }
+
+    /// The avatar's absolute URL under `public_url`.
+    pub fn picture(&self, public_url: &str) -> Option<String> {
+        self.avatar_id.as_ref().map(|id| format!("{public_url}/avatars/{id}.png"))
     }
 
     /// Whether protected sites may admit them at all (rules decide the rest).
@@ -67,6 +92,8 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for User {
             status: UserStatus::parse(&status).ok_or_else(|| sqlx::Error::Decode(format!("unknown user status {status:?}").into()))?,
             admin: row.try_get::<i64, _>("admin")? != 0,
             groups: split_groups(&groups),
+            profile_at: row.try_get::<Option<i64>, _>("profile_at")?.map(UnixMillis),
+            avatar_id: row.try_get("avatar_id")?,
         })
     }
 }
@@ -78,7 +105,7 @@ pub struct Login {
     pub user_agent: String,
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at, status, admin, group_names";
+pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at, status, admin, group_names, profile_at, avatar_id";
 
 /// Users kept at most (the cache starts over past this).
 const USERS_CACHED: usize = 10_000;
@@ -315,5 +342,33 @@ impl SqlUserStore {
             .await?;
         self.cache.forget(user.id);
         Ok(())
+    }
+
+    /// The person's chosen nickname (checked by the caller).
+    pub async fn set_name(&self, id: i64, name: &str, now: UnixMillis) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE users SET name = $2, profile_at = $3 WHERE id = $1").bind(id).bind(name).bind(now).execute(&self.pool).await?;
+        self.cache.forget(id);
+        Ok(())
+    }
+
+    /// Stores `png` (already re-encoded) as user `id`'s avatar; its id, the SHA-256 of the
+    /// bytes, names an immutable URL.
+    pub async fn set_avatar(&self, id: i64, png: &[u8], now: UnixMillis) -> Result<String, sqlx::Error> {
+        let key = crate::server::tokens::TokenHash::of_bytes(png).as_str().to_string();
+        sqlx::query("INSERT INTO avatars (id, png, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(&key)
+            .bind(png.to_vec())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("UPDATE users SET avatar_id = $2 WHERE id = $1").bind(id).bind(&key).execute(&self.pool).await?;
+        self.cache.forget(id);
+        Ok(key)
+    }
+
+    /// The PNG of avatar `key`.
+    pub async fn avatar(&self, key: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT png FROM avatars WHERE id = $1").bind(key).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.0))
     }
 }

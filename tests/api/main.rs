@@ -25,3 +25,4 @@ mod oidc_edges;
 mod people;
 mod pool;
 mod postgres;
+mod profile;

@@ -84,9 +84,11 @@ where
         let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(),
             request_id = %id.to_str().unwrap_or("-"));
         let api_lang = req.uri().path().starts_with("/api/").then(|| request_lang(req.headers()));
+        // The avatar upload is the one body allowed past the API's JSON limit.
+        let limit = if req.uri().path() == "/api/mp/avatar" { super::profile::UPLOAD_BODY } else { MAX_BODY };
         let state = match declared_length(&req) {
-            // Bodies over MAX_BODY get 413 `payload_too_large` before anything reads them.
-            Some(n) if n > MAX_BODY as u64 => {
+            // Bodies over the limit get 413 `payload_too_large` before anything reads them.
+            Some(n) if n > limit as u64 => {
                 let lang = api_lang.unwrap_or_else(|| request_lang(req.headers()));
                 State::Ready(Some(error_response_in(&ErrorCode::PayloadTooLarge.into(), lang)))
             }
@@ -98,7 +100,7 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, ready);
                 State::Buffered(Box::pin(async move {
                     let (parts, body) = req.into_parts();
-                    match axum::body::to_bytes(body, MAX_BODY).await {
+                    match axum::body::to_bytes(body, limit).await {
                         Ok(bytes) => match inner.call(Request::from_parts(parts, Body::from(bytes))).await {
                             Ok(res) => res,
                             Err(e) => match e {},

@@ -10,6 +10,7 @@ pub mod health;
 pub mod invite;
 pub mod nojs;
 pub mod pages;
+pub mod profile;
 pub mod router;
 pub mod setup;
 

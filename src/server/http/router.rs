@@ -12,7 +12,7 @@
 //! protected app: the edge without browser security headers, and the session layer).
 //! docs/benchmarks.md has the figures that chose this.
 
-use super::{api, edge, headers, health, invite, nojs, pages, setup};
+use super::{api, edge, headers, health, invite, nojs, pages, profile, setup};
 use crate::app::{App, shell};
 use crate::server::simulator::{self, Simulator};
 use crate::server::state::AppState;
@@ -50,6 +50,10 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/invite/{secret}", get(invite::show).post(invite::accept))
         .route("/admin/invite", axum::routing::post(invite::create))
         .route("/admin/invitation/revoke", axum::routing::post(invite::revoke))
+        .route("/account/name", axum::routing::post(profile::rename))
+        .route("/avatars/{file}", get(profile::avatar))
+        // wx.uploadFile's multipart body is larger than the API's JSON limit.
+        .route("/api/mp/avatar", axum::routing::post(profile::upload).layer(DefaultBodyLimit::max(profile::UPLOAD_BODY)))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::server::metrics::serve))

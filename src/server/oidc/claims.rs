@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const SCOPES: [&str; 3] = ["openid", "profile", "groups"];
 
 /// The claims discovery lists as supported.
-pub const CLAIMS: [&str; 10] = ["sub", "name", "groups", "auth_time", "nonce", "amr", "iss", "aud", "exp", "iat"];
+pub const CLAIMS: [&str; 11] = ["sub", "name", "picture", "groups", "auth_time", "nonce", "amr", "iss", "aud", "exp", "iat"];
 
 /// Our claims beyond the standard ones: the person's groups (scope `groups`), which apps
 /// map to roles (Grafana's `role_attribute_path`, Gitea's `group_claim_name`).
@@ -45,15 +45,21 @@ pub fn groups_claim(user: &User, scope: &str) -> GroupsClaim {
     GroupsClaim { groups: granted.then(|| user.groups.iter().map(|g| g.as_str().to_string()).collect()) }
 }
 
-/// What `user` discloses under `scope` (space-separated, as granted).
-pub fn standard_claims(user: &User, scope: &str) -> StandardClaims<CoreGenderClaim> {
+/// What `user` discloses under `scope` (space-separated, as granted): `name` and, once
+/// they set an avatar, `picture` (an absolute URL under `public_url`) with `profile`.
+pub fn standard_claims(user: &User, scope: &str, public_url: &str) -> StandardClaims<CoreGenderClaim> {
     let claims = StandardClaims::new(SubjectIdentifier::new(user.id.to_string()));
     if !scope.split(' ').any(|s| s == "profile") {
         return claims;
     }
     let mut name = LocalizedClaim::new();
     name.insert(None, EndUserName::new(user.name.clone()));
-    claims.set_name(Some(name))
+    let picture = user.picture(public_url).map(|p| {
+        let mut c = LocalizedClaim::new();
+        c.insert(None, openidconnect::EndUserPictureUrl::new(p));
+        c
+    });
+    claims.set_name(Some(name)).set_picture(picture)
 }
 
 #[cfg(test)]
@@ -65,12 +71,21 @@ mod tests {
     fn the_name_is_disclosed_only_under_the_profile_scope() {
         let who = crate::server::wechat::WxIdentity { openid: "o".into(), unionid: None };
         let user = User::new(7, &who, "张三".into(), UnixMillis(0), crate::domain::UserStatus::Active);
-        let bare = standard_claims(&user, "openid");
+        let bare = standard_claims(&user, "openid", "https://x");
         assert_eq!(bare.subject().as_str(), "7");
         assert!(bare.name().is_none());
-        let profile = standard_claims(&user, "openid profile");
+        let profile = standard_claims(&user, "openid profile", "https://x");
         assert_eq!(profile.name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("张三"));
-        assert!(standard_claims(&user, "openid profiles").name().is_none(), "whole words only");
+        assert!(standard_claims(&user, "openid profiles", "https://x").name().is_none(), "whole words only");
+        assert!(profile.picture().is_none(), "no avatar, no picture");
+        let mut pictured = user.clone();
+        pictured.avatar_id = Some("ab".repeat(32));
+        let url = standard_claims(&pictured, "openid profile", "https://login.example.com")
+            .picture()
+            .and_then(|p| p.get(None))
+            .map(|p| p.as_str().to_string());
+        assert_eq!(url, Some(format!("https://login.example.com/avatars/{}.png", "ab".repeat(32))));
+        assert!(standard_claims(&pictured, "openid", "https://x").picture().is_none(), "only with profile");
         let mut ops = user.clone();
         ops.groups = vec![crate::domain::GroupName::try_from("ops").unwrap()];
         assert_eq!(groups_claim(&ops, "openid").groups, None);

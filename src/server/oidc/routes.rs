@@ -203,7 +203,7 @@ pub async fn token(
         vec![Audience::new(client.id.clone())],
         time(now.0 + TOKEN_LIFE_SECS * 1000)?,
         time(now.0)?,
-        standard_claims(&user, &grant.scope),
+        standard_claims(&user, &grant.scope, &p.issuer),
         groups_claim(&user, &grant.scope),
     )
     .set_auth_time(Some(time(grant.auth_time)?))
@@ -238,7 +238,7 @@ pub async fn userinfo(State(st): State<AppState>, Oidc(p): Oidc, headers: Header
     // The token's client must still admit the person (groups change, people get disabled).
     let client = p.clients.get(&client_id).ok_or(OidcError::Bearer)?;
     client.allow.check(&user).map_err(|_| OidcError::Bearer)?;
-    Ok(no_store_json(UserInfoClaims::new(standard_claims(&user, &scope), groups_claim(&user, &scope))))
+    Ok(no_store_json(UserInfoClaims::new(standard_claims(&user, &scope, &p.issuer), groups_claim(&user, &scope))))
 }
 
 /// `GET /oidc/logout`: RP-initiated logout, parameters in the query.

@@ -207,3 +207,45 @@ pub(super) async fn jscode2session(State(sim): Sim, Query(q): Query<HashMap<Stri
     // Seen in the wild: code2Session answers JSON as text/plain.
     json_ok(answer, "text/plain")
 }
+
+/// The word the simulated content check refuses (`risky`), so demos and tests can try a
+/// refused nickname; one that only needs a person's look (`review`) is [`REVIEWED_WORD`].
+pub const REFUSED_WORD: &str = "违禁";
+/// The word the simulated content check sends to review.
+pub const REVIEWED_WORD: &str = "待审";
+
+/// `POST /wxa/msg_sec_check` (v2): pass, or `risky` for [`REFUSED_WORD`], `review` for
+/// [`REVIEWED_WORD`]; an openid that never signed in to the mini program is 40003.
+pub(super) async fn msg_sec_check(State(sim): Sim, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
+    if let Some(r) = sim.fault_response(sim.enter("msg_sec_check")).await {
+        return r;
+    }
+    if let Err(r) = sim.check_token(&q) {
+        return r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return errcode(47001, "data format error");
+    };
+    let (Some(content), Some(openid)) = (v["content"].as_str(), v["openid"].as_str()) else {
+        return errcode(47001, "data format error");
+    };
+    if v["version"].as_i64() != Some(2) || !(1..=4).contains(&v["scene"].as_i64().unwrap_or(0)) {
+        return errcode(40003, "invalid version or scene");
+    }
+    let known = super::DEMO_USERS.iter().any(|(user, _, _)| derived_id("openid", &sim.cfg.appid, user) == openid)
+        || sim.lock().grants.values().any(|g| derived_id("openid", &sim.cfg.appid, &g.user) == openid);
+    if !known {
+        return errcode(40003, "invalid openid");
+    }
+    let (suggest, label) = if content.contains(REFUSED_WORD) {
+        ("risky", 20001)
+    } else if content.contains(REVIEWED_WORD) {
+        ("review", 20001)
+    } else {
+        ("pass", 100)
+    };
+    json_ok(
+        json!({ "errcode": 0, "errmsg": "ok", "result": { "suggest": suggest, "label": label }, "detail": [] }),
+        "application/json; charset=UTF-8",
+    )
+}

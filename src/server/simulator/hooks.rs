@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The endpoints faults can be injected into.
-const ENDPOINTS: [&str; 5] = ["token", "stable_token", "getwxacodeunlimit", "getwxacode", "jscode2session"];
+const ENDPOINTS: [&str; 6] = ["token", "stable_token", "getwxacodeunlimit", "getwxacode", "jscode2session", "msg_sec_check"];
 
 /// An injected fault: what the next calls of one endpoint answer.
 #[derive(Clone, Debug, serde::Deserialize)]

@@ -132,6 +132,7 @@ pub fn router<S>(sim: Arc<Simulator>) -> axum::Router<S> {
         .route("/wxa/getwxacodeunlimit", post(api::getwxacodeunlimit))
         .route("/wxa/getwxacode", post(api::getwxacode))
         .route("/sns/jscode2session", get(api::jscode2session))
+        .route("/wxa/msg_sec_check", post(api::msg_sec_check))
         .route("/sim/wx-login", post(hooks::wx_login))
         .route("/sim/faults", post(hooks::add_fault))
         .route("/sim/counters", get(hooks::counters))

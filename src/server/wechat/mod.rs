@@ -61,6 +61,17 @@ impl MiniProgramCode {
     }
 }
 
+/// `msgSecCheck`'s answer (v2).
+#[derive(serde::Deserialize)]
+struct SecCheck {
+    result: Option<SecResult>,
+}
+
+#[derive(serde::Deserialize)]
+struct SecResult {
+    suggest: String,
+}
+
 /// Who a `wx.login` code belongs to. The `session_key` WeChat also sends is dropped
 /// while parsing: nothing here needs it, so it is never stored, logged or forwarded.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -218,20 +229,30 @@ impl WechatClient {
                 serde_json::json!({ "path": format!("{}?scene={scene}", self.cfg.page), "width": 430 }),
             ),
         };
+        self.with_token(|token| {
+            let req = self.http.post(&url).query(&[("access_token", token.expose())]).json(&body);
+            async move {
+                let bytes = self.send(req).await?;
+                let kind = parse_image(&bytes)?;
+                Ok(MiniProgramCode { kind, bytes })
+            }
+        })
+        .await
+    }
+
+    /// Runs `call` with the access token, within one budget of [`REQUEST_BUDGET`]
+    /// requests: `-1` is retried with backoff, and a refused token (40001/40014/42001) is
+    /// dropped (if still cached, here and in the fleet's store) and fetched again once.
+    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, WechatError>
+    where
+        F: Fn(AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, WechatError>>,
+    {
         let mut budget = REQUEST_BUDGET;
         let mut token = self.access_token(&mut budget).await?;
         let mut refetched = false;
         loop {
-            let answer = self
-                .spend(&mut budget, || {
-                    let req = self.http.post(&url).query(&[("access_token", token.expose())]).json(&body);
-                    async move {
-                        let bytes = self.send(req).await?;
-                        let kind = parse_image(&bytes)?;
-                        Ok(MiniProgramCode { kind, bytes })
-                    }
-                })
-                .await;
+            let answer = self.spend(&mut budget, || call(token.clone())).await;
             match answer {
                 Err(e) if e.is_token_error() && !refetched && budget > 0 => {
                     tracing::warn!(errcode = e.errcode(), "access token refused; refetching once");
@@ -245,6 +266,20 @@ impl WechatClient {
                 other => return other,
             }
         }
+    }
+
+    /// Whether WeChat lets `content` stand as the nickname of `openid` (`msgSecCheck` v2,
+    /// scene 1: profile). `risky` and `review` are refused: a nickname shown to site owners
+    /// and other apps is not worth a manual review, and the person can pick another.
+    pub async fn nickname_allowed(&self, openid: &str, content: &str) -> Result<bool, WechatError> {
+        let url = format!("{}/wxa/msg_sec_check", self.cfg.base);
+        let body = serde_json::json!({ "content": content, "version": 2, "scene": 1, "openid": openid });
+        let call = self.with_token(|token| {
+            let req = self.http.post(&url).query(&[("access_token", token.expose())]).json(&body);
+            async move { parse_json::<SecCheck>(&self.send(req).await?) }
+        });
+        let verdict = crate::server::metrics::wechat_call("msg_sec_check", call).await?;
+        Ok(verdict.result.is_some_and(|r| r.suggest == "pass"))
     }
 
     /// Exchanges a `wx.login` code for the user's identity (`auth.code2Session`); `-1`

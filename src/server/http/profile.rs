@@ -1,0 +1,133 @@
+//! Profiles over HTTP that a server function cannot carry: the mini program's avatar
+//! upload (`wx.uploadFile` sends multipart), the avatars themselves (immutable URLs), and
+//! the account page's form that changes the name.
+
+use super::{esc, found, message_page};
+use crate::domain::{ConfirmToken, TicketId};
+use crate::error::{AppError, ErrorCode};
+use crate::server::caller::Caller;
+use crate::server::error::{error_response, request_lang};
+use crate::server::http::api::check_same_site;
+use crate::server::session::WebSession;
+use crate::server::state::AppState;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+/// The largest upload body: the image and the form's other fields.
+pub const UPLOAD_BODY: usize = crate::server::avatar::MAX_BYTES + 16 * 1024;
+
+/// The fields of an avatar upload.
+async fn read_upload(mut form: Multipart) -> Result<(TicketId, ConfirmToken, Vec<u8>), AppError> {
+    let (mut ticket, mut token, mut file) = (None, None, None);
+    while let Some(field) = form.next_field().await.map_err(|e| {
+        tracing::debug!(error = %e, "avatar upload did not parse");
+        AppError::new(ErrorCode::BadRequest)
+    })? {
+        match field.name() {
+            Some("ticket") => ticket = field.text().await.ok().and_then(|t| TicketId::try_from(t).ok()),
+            Some("confirm_token") => token = field.text().await.ok().and_then(|t| ConfirmToken::try_from(t).ok()),
+            Some("file") => file = Some(field.bytes().await.map_err(|_| AppError::new(ErrorCode::BadImage))?.to_vec()),
+            _ => {}
+        }
+    }
+    match (ticket, token, file) {
+        (Some(t), Some(c), Some(f)) => Ok((t, c, f)),
+        _ => Err(ErrorCode::BadRequest.into()),
+    }
+}
+
+/// `POST /api/mp/avatar` (multipart: `ticket`, `confirm_token`, `file`): the scanner's
+/// avatar, between scan and confirm. Anything but a PNG or JPEG within the limits is
+/// 400 `bad_image`, and changes nothing.
+pub async fn upload(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let answer = async {
+        let form = form.map_err(|_| AppError::new(ErrorCode::UnsupportedMediaType))?;
+        let (ticket, token, file) = read_upload(form).await?;
+        let user = crate::api::mp::scanner_of(&st, &caller, &ticket, &token).await?;
+        let png = crate::server::avatar::reencode(&file).map_err(|e| {
+            tracing::info!(error = %e, user = user.id, "avatar refused");
+            AppError::new(ErrorCode::BadImage)
+        })?;
+        let key = st.users.set_avatar(user.id, &png, st.clock.now()).await?;
+        let picture = Some(format!("{}/avatars/{key}.png", st.site.public_url));
+        Ok::<_, AppError>(crate::model::ProfileAnswer { name: user.name, picture })
+    };
+    match answer.await {
+        Ok(a) => axum::Json(a).into_response(),
+        Err(e) => error_response(&e, &headers),
+    }
+}
+
+/// `GET /avatars/{id}.png`: an avatar; its URL names its content, so it never changes.
+pub async fn avatar(State(st): State<AppState>, Path(file): Path<String>) -> Response {
+    let Some(key) = file.strip_suffix(".png").filter(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit())) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match st.users.avatar(key).await {
+        Ok(Some(png)) => {
+            let mut res = png.into_response();
+            let h = res.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+            res
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "avatar not read");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The account page's name form.
+#[derive(Deserialize)]
+pub struct NameForm {
+    name: String,
+}
+
+/// `POST /account/name`: the signed-in person renames themselves (the same checks as
+/// the mini program's nickname).
+pub async fn rename(
+    State(st): State<AppState>,
+    web: WebSession,
+    who: Caller,
+    headers: HeaderMap,
+    form: Result<Form<NameForm>, FormRejection>,
+) -> Response {
+    let lang = request_lang(&headers);
+    let refuse = |e: &AppError| {
+        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let ui = lang.ui();
+        message_page(
+            status,
+            lang.tag(),
+            ui.account_title,
+            &format!("<p>{}</p><p><a href=\"/account\">{}</a></p>", esc(e.code.message(lang)), esc(ui.account_title)),
+        )
+    };
+    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
+        return refuse(&e);
+    }
+    let user = match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {
+        Ok(Some(s)) => match st.users.get(s.user).await {
+            Ok(Some(u)) => u,
+            _ => return found("/login?next=/account"),
+        },
+        Ok(None) => return found("/login?next=/account"),
+        Err(e) => return refuse(&e),
+    };
+    let Ok(Form(f)) = form else { return refuse(&ErrorCode::BadRequest.into()) };
+    match crate::server::people::set_nickname(&st, &user, &f.name, &who).await {
+        Ok(_) => found("/account"),
+        Err(e) => refuse(&e),
+    }
+}
