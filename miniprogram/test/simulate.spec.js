@@ -33,6 +33,33 @@ function post(url, body, headers = {}) {
   });
 }
 
+/** POST a multipart form as wx.uploadFile does: text fields and one file. */
+function postMultipart(url, fields, fileField, file) {
+  return new Promise((resolve, reject) => {
+    const boundary = '----scanlogin' + Date.now();
+    const parts = [];
+    for (const [k, v] of Object.entries(fields)) {
+      parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
+    }
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${fileField}"; filename="tmp.png"\r\nContent-Type: image/png\r\n\r\n`));
+    parts.push(file, Buffer.from(`\r\n--${boundary}--\r\n`));
+    const body = Buffer.concat(parts);
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': body.length } }, (res) => {
+      let text = '';
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve({ statusCode: res.statusCode, data: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// A 2×2 PNG, as chooseAvatar's temporary file would hold.
+const TINY_PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==',
+  'base64',
+);
+
 let server;
 let requests;
 
@@ -49,6 +76,11 @@ function installWx(base, user) {
     request({ url, data, header, success, fail }) {
       requests.push(url);
       post(url, data, header).then(success, (e) => fail({ errMsg: 'request:fail ' + e.message }));
+    },
+    // The file is the test's own PNG whatever the temporary path says.
+    uploadFile({ url, formData, name, success, fail }) {
+      requests.push(url);
+      postMultipart(url, formData, name, TINY_PNG).then(success, (e) => fail({ errMsg: 'uploadFile:fail ' + e.message }));
     },
     exitMiniProgram() {},
     navigateBack() {},
@@ -151,4 +183,47 @@ test('two taps on 重试 after a WeChat failure send one scan', async () => {
   button(page, '重试').dispatchEvent('tap');
   await until(page, (d) => d.phase === 'ready', 'the retried scan');
   expect(requests.filter((u) => u.endsWith('/api/mp/scan')).length - scansBefore).toBe(1);
+});
+
+test('头像昵称填写: chooseAvatar uploads, the nickname input is saved, then 点击登录', async () => {
+  const ticket = await newTicket();
+  installWx(server.base, 'profile_user');
+  const page = open(ticket);
+  await until(page, (d) => d.phase === 'ready', 'the scan');
+  await simulate.sleep(10);
+  expect(page.data.profileMissing).toBe(true);
+  expect(page.dom.textContent).toContain('设置头像和昵称');
+  // The avatar button (open-type="chooseAvatar") and the nickname input, as WeChat fires them.
+  const picker = page.querySelector('.avatar-picker');
+  picker.dispatchEvent('chooseavatar', { detail: { avatarUrl: 'http://tmp/avatar.png' } });
+  await until(page, (d) => d.profileNote === '头像已保存', 'the upload');
+  expect(requests.filter((u) => u.endsWith('/api/mp/avatar'))).toHaveLength(1);
+  // A nickname WeChat's content check refuses: said so, the login still possible.
+  const input = page.querySelector('.nickname');
+  input.dispatchEvent('input', { detail: { value: '违禁昵称' } });
+  button(page, '保存').dispatchEvent('tap');
+  await until(page, (d) => d.profileNote.includes('未通过'), 'the refusal');
+  expect(page.data.phase).toBe('ready');
+  input.dispatchEvent('input', { detail: { value: '小明' } });
+  button(page, '保存').dispatchEvent('tap');
+  await until(page, (d) => !d.profileMissing, 'the saved nickname');
+  await simulate.sleep(10);
+  expect(page.dom.textContent).toContain('资料已保存：小明');
+  expect(page.dom.textContent).not.toContain('设置头像和昵称');
+  button(page, '点击登录').dispatchEvent('tap');
+  await until(page, (d) => d.phase === 'done', 'the confirm');
+});
+
+test('跳过 hides the profile step and 点击登录 works without one', async () => {
+  const ticket = await newTicket();
+  installWx(server.base, 'skipper');
+  const page = open(ticket);
+  await until(page, (d) => d.phase === 'ready', 'the scan');
+  await simulate.sleep(10);
+  button(page, '跳过').dispatchEvent('tap');
+  await simulate.sleep(10);
+  expect(page.dom.textContent).not.toContain('设置头像和昵称');
+  button(page, '点击登录').dispatchEvent('tap');
+  await until(page, (d) => d.phase === 'done', 'the confirm');
+  expect(requests.filter((u) => u.endsWith('/api/mp/profile'))).toHaveLength(0);
 });

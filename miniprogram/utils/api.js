@@ -53,8 +53,39 @@ function login() {
   });
 }
 
+/** wx.uploadFile → POST /api/mp/avatar (multipart: ticket, confirm_token, file). */
+function uploadAvatar(ticket, confirmToken, filePath) {
+  return new Promise((resolve, reject) => {
+    wx.uploadFile({
+      url: config.baseUrl() + '/api/mp/avatar',
+      filePath,
+      name: 'file',
+      formData: { ticket, confirm_token: confirmToken },
+      header: { Accept: 'application/json' },
+      timeout: 30000,
+      success(res) {
+        // uploadFile gives the body as text.
+        let data = null;
+        try {
+          data = typeof res.data === 'string' ? JSON.parse(res.data) : res.data;
+        } catch (e) {
+          data = null;
+        }
+        if (res.statusCode === 200 && data && typeof data === 'object') resolve(data);
+        else if (data && data.code) reject({ code: data.code, message: data.message || '', status: res.statusCode });
+        else reject({ code: unreadableCode(res.statusCode), message: '', status: res.statusCode });
+      },
+      fail(err) {
+        reject({ code: 'network', message: (err && err.errMsg) || 'uploadFile:fail' });
+      },
+    });
+  });
+}
+
 module.exports = {
   login,
+  uploadAvatar,
+  profile: (ticket, confirmToken, nickname) => request('/api/mp/profile', { ticket, confirm_token: confirmToken, nickname }),
   scan: (ticket, code) => request('/api/mp/scan', { ticket, code }),
   confirm: (ticket, confirmToken) => request('/api/mp/confirm', { ticket, confirm_token: confirmToken }),
   cancel: (ticket, confirmToken) => request('/api/mp/cancel', { ticket, confirm_token: confirmToken }),

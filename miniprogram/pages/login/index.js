@@ -1,6 +1,7 @@
 // The web-login page: opened by scanning a website's code (options.scene = the ticket).
 // On load it identifies the user (wx.login → /api/mp/scan) and shows who asks to sign
-// in; 点击登录 confirms, 取消 cancels.
+// in; 点击登录 confirms, 取消 cancels. A person without a profile yet is offered
+// 头像昵称填写 (chooseAvatar, a nickname input) above 点击登录: optional, 跳过 hides it.
 const api = require('../../utils/api.js');
 
 // What the person reads for each error code of the server's contract.
@@ -20,6 +21,15 @@ const MOTTO = {
   server_unavailable: '服务暂时不可用，请稍后重试',
   bad_scene: '二维码内容无效，请在网页上刷新后重新扫码',
   wx_login: '微信登录失败，请重试',
+  account_disabled: '你的账号已被管理员停用，无法登录',
+  invitation_required: '本站仅限受邀用户注册，请向管理员索取邀请链接',
+};
+// What the profile step says when saving fails (the login itself goes on).
+const PROFILE_ERROR = {
+  nickname_rejected: '该昵称未通过微信内容安全检测，请换一个',
+  bad_request: '昵称须为 1–32 个字符',
+  bad_image: '头像须为 1 MB 以内的图片，请换一张',
+  payload_too_large: '头像须为 1 MB 以内的图片，请换一张',
 };
 // Errors worth a 重试 button (trying again may work).
 const RETRYABLE = ['network', 'server_unavailable', 'wechat_unavailable', 'wechat_quota', 'busy', 'rate_limited', 'invalid_wx_code', 'wx_login', 'internal'];
@@ -51,6 +61,12 @@ Page({
     confirmToken: '',
     requester: null,
     canRetry: false,
+    // 头像昵称填写: shown while the person has neither a nickname nor an avatar.
+    profileMissing: false,
+    nickname: '',
+    avatarUrl: '',
+    profileBusy: false,
+    profileNote: '',
   },
 
   onLoad(options) {
@@ -84,6 +100,8 @@ Page({
         if (!res.confirm_token || !r) throw { code: 'server_unavailable' };
         this.setData({
           phase: 'ready',
+          profileMissing: !!res.profile_missing,
+          profileNote: res.account_status === 'pending' ? '你的账号需要管理员批准后才能进入受保护的网站' : '',
           confirmToken: res.confirm_token,
           requester: { client: r.client || '', site: r.site, browser: r.browser, ip: r.ip, time: formatTime(r.created_at) },
           motto: '请确认是你本人在上述网页发起的登录',
@@ -93,6 +111,46 @@ Page({
       .then(() => {
         this.scanning = false;
       });
+  },
+
+  // 头像昵称填写: the chosen avatar is uploaded at once (a temporary file).
+  onChooseAvatar(e) {
+    const path = e && e.detail && e.detail.avatarUrl;
+    if (!path || this.data.phase !== 'ready') return Promise.resolve();
+    this.setData({ avatarUrl: path, profileBusy: true, profileNote: '' });
+    return api
+      .uploadAvatar(this.data.ticket, this.data.confirmToken, path)
+      .then(() => this.setData({ profileBusy: false, profileNote: '头像已保存' }))
+      .catch((err) => this.profileFailed(err));
+  },
+
+  onNickname(e) {
+    this.setData({ nickname: (e && e.detail && e.detail.value) || '' });
+  },
+
+  // 保存: the nickname (WeChat's input has already checked it; the server checks again).
+  saveProfile() {
+    const nickname = (this.data.nickname || '').trim();
+    if (this.data.profileBusy || this.data.phase !== 'ready') return Promise.resolve();
+    if (!nickname) {
+      this.setData({ profileNote: '请输入昵称，或点击跳过' });
+      return Promise.resolve();
+    }
+    this.setData({ profileBusy: true, profileNote: '' });
+    return api
+      .profile(this.data.ticket, this.data.confirmToken, nickname)
+      .then((res) => this.setData({ profileBusy: false, profileMissing: false, profileNote: '资料已保存：' + res.name }))
+      .catch((err) => this.profileFailed(err));
+  },
+
+  // 跳过: no profile now (the account page can set the name later).
+  skipProfile() {
+    this.setData({ profileMissing: false, profileNote: '' });
+  },
+
+  profileFailed(err) {
+    const code = (err && err.code) || 'internal';
+    this.setData({ profileBusy: false, profileNote: PROFILE_ERROR[code] || MOTTO[code] || '保存失败，可以跳过，直接登录' });
   },
 
   // 点击登录

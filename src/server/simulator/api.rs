@@ -197,13 +197,15 @@ pub(super) async fn jscode2session(State(sim): Sim, Query(q): Query<HashMap<Stri
         return errcode(40029, "invalid code");
     }
     grant.used = true;
+    let openid = derived_id("openid", &sim.cfg.appid, &grant.user);
     let mut answer = json!({
-        "openid": derived_id("openid", &sim.cfg.appid, &grant.user),
+        "openid": openid,
         "session_key": random_string("SIMSESSIONKEY_"),
     });
     if grant.unionid {
         answer["unionid"] = json!(derived_id("unionid", "open-platform", &grant.user));
     }
+    s.seen_openids.insert(openid);
     // Seen in the wild: code2Session answers JSON as text/plain.
     json_ok(answer, "text/plain")
 }
@@ -232,9 +234,7 @@ pub(super) async fn msg_sec_check(State(sim): Sim, Query(q): Query<HashMap<Strin
     if v["version"].as_i64() != Some(2) || !(1..=4).contains(&v["scene"].as_i64().unwrap_or(0)) {
         return errcode(40003, "invalid version or scene");
     }
-    let known = super::DEMO_USERS.iter().any(|(user, _, _)| derived_id("openid", &sim.cfg.appid, user) == openid)
-        || sim.lock().grants.values().any(|g| derived_id("openid", &sim.cfg.appid, &g.user) == openid);
-    if !known {
+    if !sim.lock().seen_openids.contains(openid) {
         return errcode(40003, "invalid openid");
     }
     let (suggest, label) = if content.contains(REFUSED_WORD) {

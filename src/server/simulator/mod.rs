@@ -61,6 +61,9 @@ struct SimState {
     faults: HashMap<String, VecDeque<Fault>>,
     counters: BTreeMap<String, u64>,
     wxacodes_made: u64,
+    /// Openids that signed in to the mini program (code2Session): the content check knows
+    /// only these, as WeChat's wants the person to have used the mini program.
+    seen_openids: std::collections::HashSet<String>,
 }
 
 pub struct Simulator {
