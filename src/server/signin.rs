@@ -97,10 +97,16 @@ pub async fn sign_out(st: &AppState, session: &WebSession, caller: &Caller) {
     if let Err(e) = session.sign_out().await {
         tracing::error!(error = ?e, "logout: the session could not be cleared");
     }
-    if let Some(id) = id
-        && let Err(e) = st.sessions.remove(&id).await
-    {
-        tracing::error!(error = %e, "logout: the session row could not be removed");
+    if let Some(id) = id {
+        if let Err(e) = st.sessions.remove(&id).await {
+            tracing::error!(error = %e, "logout: the session row could not be removed");
+        }
+        // What the session authorized at other sites ends with it.
+        if let Some(p) = &st.oidc
+            && let Err(e) = p.store.revoke_session(&crate::server::session::stored_key(&id)).await
+        {
+            tracing::error!(error = %e, "logout: the session's OIDC tokens could not be revoked");
+        }
     }
 }
 
@@ -113,6 +119,9 @@ pub async fn revoke_others(st: &AppState, session: &WebSession, caller: &Caller)
     };
     let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;
     let revoked = st.sessions.delete_others(signed_in.user, &keep).await?;
+    if let Some(p) = &st.oidc {
+        p.store.revoke_other_sessions(signed_in.user, &crate::server::session::stored_key(&keep)).await?;
+    }
     tracing::info!(user = signed_in.user, revoked, "signed out other browsers");
     st.audit.record(st.clock.now(), Kind::RevokeOthers, Some(signed_in.user), caller, &revoked.to_string()).await;
     Ok(revoked)

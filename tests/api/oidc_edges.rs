@@ -257,3 +257,49 @@ async fn the_groups_claim_comes_with_the_groups_scope() {
     assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("groups")), "{meta}");
     assert!(meta["claims_supported"].as_array().unwrap().contains(&json!("groups")), "{meta}");
 }
+
+/// Security review #7: access tokens end with the session that authorized them (logout,
+/// 退出其他设备), and a client can revoke one (RFC 7009).
+#[tokio::test]
+async fn tokens_end_with_their_session_and_can_be_revoked() {
+    let app = provider().await;
+    let access = async |b: &reqwest::Client| {
+        let (code, verifier) = code_for_grafana(&app, b, "openid").await;
+        let (s, tokens) = redeem(&app, &code, &verifier).await;
+        assert_eq!(s, 200, "{tokens}");
+        tokens["access_token"].as_str().unwrap().to_string()
+    };
+    // Logout ends the tokens its session authorized.
+    let laptop = browser_no_redirects();
+    let t1 = access(&laptop).await;
+    assert_eq!(userinfo(&app, &t1).await.0, 200);
+    assert_eq!(app.post(&laptop, "/api/logout", json!({})).await.0, 200);
+    assert_eq!(userinfo(&app, &t1).await.0, 401, "logout revoked the token");
+
+    // 退出其他设备: the other browser's tokens end, this one's stay.
+    let (here, there) = (browser_no_redirects(), browser_no_redirects());
+    let (mine, theirs) = (access(&here).await, access(&there).await);
+    let (s, v) = app.post(&here, "/api/sessions/revoke-others", json!({})).await;
+    assert_eq!((s.as_u16(), v["revoked"].as_i64()), (200, Some(1)), "{v}");
+    assert_eq!(userinfo(&app, &theirs).await.0, 401);
+    assert_eq!(userinfo(&app, &mine).await.0, 200);
+
+    // RFC 7009: only the client holding it revokes it; unknown tokens answer 200 too.
+    let revoke = async |token: &str, basic: (&str, &str)| {
+        let res = reqwest::Client::new()
+            .post(format!("{}/oidc/revoke", app.base))
+            .basic_auth(basic.0, Some(basic.1))
+            .form(&[("token", token), ("token_type_hint", "access_token")])
+            .send()
+            .await
+            .unwrap();
+        res.status().as_u16()
+    };
+    assert_eq!(revoke(&mine, ("grafana", "not-the-secret-at-all")).await, 401, "the client must authenticate");
+    assert_eq!(revoke("no-such-token", ("grafana", SECRET)).await, 200);
+    assert_eq!(userinfo(&app, &mine).await.0, 200);
+    assert_eq!(revoke(&mine, ("grafana", SECRET)).await, 200);
+    assert_eq!(userinfo(&app, &mine).await.0, 401, "revoked");
+    let meta: Value = reqwest::get(format!("{}/.well-known/openid-configuration", app.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(meta["revocation_endpoint"], format!("{}/oidc/revoke", app.base));
+}

@@ -21,6 +21,8 @@ pub struct ExtraMetadata {
     authorization_response_iss_parameter_supported: bool,
     request_parameter_supported: bool,
     request_uri_parameter_supported: bool,
+    revocation_endpoint: String,
+    revocation_endpoint_auth_methods_supported: Vec<String>,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -49,6 +51,8 @@ pub fn metadata(issuer: &str) -> Result<Metadata, url::ParseError> {
         authorization_response_iss_parameter_supported: true,
         request_parameter_supported: false,
         request_uri_parameter_supported: false,
+        revocation_endpoint: at("/oidc/revoke"),
+        revocation_endpoint_auth_methods_supported: vec!["client_secret_basic".into(), "client_secret_post".into(), "none".into()],
     };
     Ok(Metadata::new(
         IssuerUrl::new(issuer.to_string())?,

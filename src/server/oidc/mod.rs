@@ -75,6 +75,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/oidc/authorize", get(routes::authorize))
         .route("/oidc/resume/{id}", get(routes::resume))
         .route("/oidc/token", axum::routing::post(routes::token))
+        .route("/oidc/revoke", axum::routing::post(routes::revoke))
         .route("/oidc/userinfo", get(routes::userinfo).post(routes::userinfo))
         .route("/oidc/logout", get(routes::end_session_get).post(routes::end_session_post))
 }

@@ -140,7 +140,8 @@ async fn issue_code(
         return Err(OidcError::Redirect(req.answer(&p.issuer, "access_denied", "this account may not sign in to this site")));
     }
     let code = random_token(32);
-    p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, now.plus_ms(CODE_LIFE_MS)).await?;
+    let session = web.id().map(|id| crate::server::session::stored_key(&id));
+    p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, session.as_deref(), now.plus_ms(CODE_LIFE_MS)).await?;
     tracing::info!(client = client.id, user = who.user, "oidc: code issued");
     st.audit.record(now, Kind::OidcCode, Some(who.user), caller, &client.name).await;
     Ok(Some(req.redirect(&p.issuer, vec![("code", code)]).into_response()))
@@ -227,6 +228,24 @@ pub async fn token(
     let rp = Caller { ip: String::new(), user_agent: format!("OIDC client {}", client.id) };
     st.audit.record(now, Kind::OidcTokens, Some(user.id), &rp, &client.name).await;
     Ok(no_store_json(answer))
+}
+
+/// `POST /oidc/revoke` (RFC 7009): a client revokes one of its access tokens. The client
+/// authenticates as at the token endpoint; an unknown token, or another client's, is
+/// answered 200 too and revokes nothing (RFC 7009 §2.2).
+pub async fn revoke(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    caller: Caller,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, OidcError> {
+    OidcError::check_limit(&st.limits.oidc_token_per_ip, &caller, true).await?;
+    let client = ClientCredentials::from_request(&headers, &form).authenticate(&p.clients)?;
+    let token = form.get("token").filter(|t| !t.is_empty()).ok_or(OidcError::invalid_token_request("token missing"))?;
+    let revoked = p.store.revoke_token(&TokenHash::of(token), &client.id).await?;
+    tracing::info!(client = client.id, revoked, "oidc: revocation request");
+    Ok(no_store_json(serde_json::json!({})))
 }
 
 /// `GET|POST /oidc/userinfo` with `Authorization: Bearer <access token>`: the claims of

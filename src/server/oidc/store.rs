@@ -28,6 +28,8 @@ pub struct CodeGrant {
     pub scope: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// The stored key of the browser session that authorized it.
+    pub session_key: Option<String>,
 }
 
 /// How an exchange of a code ended.
@@ -101,11 +103,12 @@ impl OidcStore {
         req: &AuthorizeRequest,
         user: i64,
         auth_time: UnixMillis,
+        session: Option<&str>,
         expires_at: UnixMillis,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO oidc_codes (code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, scope, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO oidc_codes (code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, scope, expires_at, session_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(code.as_str())
         .bind(&req.client_id)
@@ -116,6 +119,7 @@ impl OidcStore {
         .bind(auth_time)
         .bind(&req.scope)
         .bind(expires_at)
+        .bind(session)
         .execute(&self.db)
         .await?;
         Ok(())
@@ -124,7 +128,8 @@ impl OidcStore {
     /// The code whose hash is `code`.
     pub async fn code(&self, code: &TokenHash) -> Result<Option<CodeGrant>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, scope, expires_at, used_at FROM oidc_codes WHERE code_hash = $1",
+            "SELECT client_id, redirect_uri, code_challenge, nonce, user_id, auth_time, scope, expires_at, used_at, session_key \
+             FROM oidc_codes WHERE code_hash = $1",
         )
         .bind(code.as_str())
         .fetch_optional(&self.db)
@@ -160,7 +165,8 @@ impl OidcStore {
             return Ok(Redeemed::AlreadyUsed { revoked: self.revoke_code_tokens(code).await? });
         }
         sqlx::query(
-            "INSERT INTO oidc_tokens (token_hash, client_id, user_id, scope, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO oidc_tokens (token_hash, client_id, user_id, scope, code_hash, expires_at, session_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(access.as_str())
         .bind(&grant.client_id)
@@ -168,10 +174,42 @@ impl OidcStore {
         .bind(&grant.scope)
         .bind(code.as_str())
         .bind(expires_at)
+        .bind(grant.session_key.clone())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Redeemed::Issued)
+    }
+
+    /// Revokes what the browser session stored under `session` authorized (its logout).
+    pub async fn revoke_session(&self, session: &str) -> Result<u64, sqlx::Error> {
+        sqlx::query("DELETE FROM oidc_codes WHERE session_key = $1 AND used_at IS NULL").bind(session).execute(&self.db).await?;
+        Ok(sqlx::query("DELETE FROM oidc_tokens WHERE session_key = $1").bind(session).execute(&self.db).await?.rows_affected())
+    }
+
+    /// Revokes what `user`'s sessions other than `keep` authorized (退出其他设备).
+    pub async fn revoke_other_sessions(&self, user: i64, keep: &str) -> Result<u64, sqlx::Error> {
+        sqlx::query("DELETE FROM oidc_codes WHERE user_id = $1 AND (session_key IS NULL OR session_key <> $2) AND used_at IS NULL")
+            .bind(user)
+            .bind(keep)
+            .execute(&self.db)
+            .await?;
+        Ok(sqlx::query("DELETE FROM oidc_tokens WHERE user_id = $1 AND (session_key IS NULL OR session_key <> $2)")
+            .bind(user)
+            .bind(keep)
+            .execute(&self.db)
+            .await?
+            .rows_affected())
+    }
+
+    /// RFC 7009: revokes the access token whose hash is `token` if `client` holds it.
+    pub async fn revoke_token(&self, token: &TokenHash, client: &str) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM oidc_tokens WHERE token_hash = $1 AND client_id = $2")
+            .bind(token.as_str())
+            .bind(client)
+            .execute(&self.db)
+            .await?
+            .rows_affected())
     }
 
     /// Revokes every token of `user` and every code not yet exchanged (disabled).
