@@ -6,7 +6,7 @@
 //! Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]` (default 1000 logins on temporary SQLite
 //! files). BENCH_ROUNDS (default 3) login bursts per side, the median reported;
 //! BENCH_WAITERS (default 10000); BENCH_ONLY=waiters for the memory rows alone,
-//! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=driver for the app's `Db`, sqlx's
+//! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=verify for forward-auth alone, BENCH_ONLY=driver for the app's `Db`, sqlx's
 //! `Any` pool under it and the backend's own pool.
 
 use scanlogin::server::loadgen::{self, Figures, Shape};
@@ -32,6 +32,14 @@ async fn main() {
     let driver_db = db_url("driver");
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "driver") {
         table += &driver_rows(&driver_db, database).await;
+        print!("\n{table}");
+        return;
+    }
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "verify") {
+        match loadgen::run_verify(&db_url("verify"), 20 * n, 64).await {
+            Ok((ours, base)) => table += &loadgen::rows_verify(&ours, &base),
+            Err(e) => fail(&format!("forward-auth: {e}")),
+        }
         print!("\n{table}");
         return;
     }
