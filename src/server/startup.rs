@@ -281,6 +281,7 @@ async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<c
         clients,
         keys,
         store: OidcStore::new(state.db.clone()),
+        pairwise_key: Provider::server_secret(&state.db, "oidc_pairwise").await?,
         issuer: state.site.public_url.clone(),
         rotate_ms,
     })))

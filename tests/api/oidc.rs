@@ -137,7 +137,10 @@ async fn a_real_relying_party_signs_in_through_the_scan() {
     let id_token = tokens.id_token().expect("an ID token");
     let claims = id_token.claims(&client.id_token_verifier(), &nonce).expect("signature, issuer, audience and nonce verify");
     let (_, me) = app.post(&b, "/api/me", json!({})).await;
-    assert_eq!(claims.subject().as_str(), me["user"]["id"].to_string(), "sub is our user id, never the openid");
+    // Security review #11: sub is opaque and pairwise, never the user id or the openid.
+    let sub = claims.subject().as_str().to_string();
+    assert_ne!(sub, me["user"]["id"].to_string(), "sub is not the sequential user id");
+    assert!(sub.len() >= 22 && !me["user"]["openid_masked"].as_str().unwrap().contains(&sub[..4]), "{sub}");
     assert!(claims.auth_time().is_some());
     let amr: Vec<String> = claims.auth_method_refs().unwrap().iter().map(|a| a.to_string()).collect();
     assert_eq!(amr, vec!["wechat_miniprogram"]);

@@ -303,3 +303,42 @@ async fn tokens_end_with_their_session_and_can_be_revoked() {
     let meta: Value = reqwest::get(format!("{}/.well-known/openid-configuration", app.base)).await.unwrap().json().await.unwrap();
     assert_eq!(meta["revocation_endpoint"], format!("{}/oidc/revoke", app.base));
 }
+
+/// Security review #11: each client knows a person by its own opaque subject, stable
+/// across logins; `legacy_subject = true` keeps the user id for a client that already
+/// knows people by it.
+#[tokio::test]
+async fn subjects_are_pairwise_per_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients = dir.path().join("clients.toml");
+    std::fs::write(
+        &clients,
+        format!(
+            "[[client]]\nid = \"grafana\"\nname = \"Grafana\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\n\n\
+             [[client]]\nid = \"old\"\nname = \"Old\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\nlegacy_subject = true\n"
+        ),
+    )
+    .unwrap();
+    let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
+    let path = clients.display().to_string();
+    let app = spawn_on(dir, db_url, &["--oidc-clients", &path]).await;
+    let b = browser_no_redirects();
+    let sub_for = async |client: &str| {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let back =
+            authorize(&app, &b, &auth_url(&app, client, RP, &[("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")]))
+                .await;
+        let code = query_of(&back)["code"].clone();
+        let form =
+            [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", RP), ("code_verifier", verifier.secret())];
+        let (s, tokens) = exchange(&app, &form, Some((client, SECRET))).await;
+        assert_eq!(s, 200, "{tokens}");
+        id_claims(tokens["id_token"].as_str().unwrap())["sub"].as_str().unwrap().to_string()
+    };
+    let first = sub_for("grafana").await;
+    assert_eq!(sub_for("grafana").await, first, "stable for the client");
+    let old = sub_for("old").await;
+    let (_, me) = app.post(&b, "/api/me", json!({})).await;
+    assert_eq!(old, me["user"]["id"].to_string(), "legacy_subject: the user id");
+    assert_ne!(first, old, "another client, another subject");
+}

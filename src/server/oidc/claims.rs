@@ -45,10 +45,25 @@ pub fn groups_claim(user: &User, scope: &str) -> GroupsClaim {
     GroupsClaim { groups: granted.then(|| user.groups.iter().map(|g| g.as_str().to_string()).collect()) }
 }
 
-/// What `user` discloses under `scope` (space-separated, as granted): `name` and, once
-/// they set an avatar, `picture` (an absolute URL under `public_url`) with `profile`.
-pub fn standard_claims(user: &User, scope: &str, public_url: &str) -> StandardClaims<CoreGenderClaim> {
-    let claims = StandardClaims::new(SubjectIdentifier::new(user.id.to_string()));
+/// The subject `client` knows `user` by: pairwise (OIDC Core §8.1), the HMAC-SHA256 of the
+/// client and the user under the server's own key, so no two clients can join their
+/// users by `sub`, and nobody can count users or guess one from another; or the user id
+/// for a client configured with `legacy_subject`.
+pub fn subject(user: &User, client: &str, legacy: bool, key: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    if legacy {
+        return user.id.to_string();
+    }
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else { return user.id.to_string() };
+    mac.update(format!("sub\0{client}\0{}", user.id).as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..18])
+}
+
+/// What `user` discloses as `sub` under `scope` (space-separated, as granted): `name` and,
+/// once they set an avatar, `picture` (an absolute URL under `public_url`) with `profile`.
+pub fn standard_claims(user: &User, sub: String, scope: &str, public_url: &str) -> StandardClaims<CoreGenderClaim> {
+    let claims = StandardClaims::new(SubjectIdentifier::new(sub));
     if !scope.split(' ').any(|s| s == "profile") {
         return claims;
     }
@@ -71,25 +86,43 @@ mod tests {
     fn the_name_is_disclosed_only_under_the_profile_scope() {
         let who = crate::server::wechat::WxIdentity { openid: "o".into(), unionid: None };
         let user = User::new(7, &who, "张三".into(), UnixMillis(0), crate::domain::UserStatus::Active);
-        let bare = standard_claims(&user, "openid", "https://x");
+        let bare = standard_claims(&user, "7".into(), "openid", "https://x");
         assert_eq!(bare.subject().as_str(), "7");
         assert!(bare.name().is_none());
-        let profile = standard_claims(&user, "openid profile", "https://x");
+        let profile = standard_claims(&user, "7".into(), "openid profile", "https://x");
         assert_eq!(profile.name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("张三"));
-        assert!(standard_claims(&user, "openid profiles", "https://x").name().is_none(), "whole words only");
+        assert!(standard_claims(&user, "7".into(), "openid profiles", "https://x").name().is_none(), "whole words only");
         assert!(profile.picture().is_none(), "no avatar, no picture");
         let mut pictured = user.clone();
         pictured.avatar_id = Some("ab".repeat(32));
-        let url = standard_claims(&pictured, "openid profile", "https://login.example.com")
+        let url = standard_claims(&pictured, "7".into(), "openid profile", "https://login.example.com")
             .picture()
             .and_then(|p| p.get(None))
             .map(|p| p.as_str().to_string());
         assert_eq!(url, Some(format!("https://login.example.com/avatars/{}.png", "ab".repeat(32))));
-        assert!(standard_claims(&pictured, "openid", "https://x").picture().is_none(), "only with profile");
+        assert!(standard_claims(&pictured, "7".into(), "openid", "https://x").picture().is_none(), "only with profile");
         let mut ops = user.clone();
         ops.groups = vec![crate::domain::GroupName::try_from("ops").unwrap()];
         assert_eq!(groups_claim(&ops, "openid").groups, None);
         assert_eq!(groups_claim(&ops, "openid groups").groups, Some(vec!["ops".to_string()]));
         assert_eq!(groups_claim(&user, "openid groups").groups, Some(vec![]), "granted and empty: an empty list");
+    }
+
+    #[test]
+    fn subjects_are_pairwise_and_opaque() {
+        let who = crate::server::wechat::WxIdentity { openid: "o".into(), unionid: None };
+        let (a, b) = (
+            User::new(7, &who, "x".into(), UnixMillis(0), crate::domain::UserStatus::Active),
+            User::new(8, &who, "y".into(), UnixMillis(0), crate::domain::UserStatus::Active),
+        );
+        let key = [9u8; 32];
+        let s = subject(&a, "grafana", false, &key);
+        assert_eq!(s.len(), 24);
+        assert_eq!(s, subject(&a, "grafana", false, &key), "stable");
+        assert_ne!(s, subject(&a, "gitea", false, &key), "per client");
+        assert_ne!(s, subject(&b, "grafana", false, &key), "per user");
+        assert_ne!(s, subject(&a, "grafana", false, &[1u8; 32]), "per server key");
+        assert_ne!(s, "7", "not the id");
+        assert_eq!(subject(&a, "grafana", true, &key), "7", "legacy_subject keeps the id");
     }
 }

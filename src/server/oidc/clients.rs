@@ -34,6 +34,10 @@ struct ClientEntry {
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
     allow: Option<Vec<toml::Spanned<String>>>,
+    /// `sub` = the scanlogin user id, as before pairwise subjects: for a client that already
+    /// knows its people by it (turning it off there would make everyone a new account).
+    #[serde(default)]
+    legacy_subject: bool,
 }
 
 /// One relying party.
@@ -50,6 +54,8 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// Who may sign in to it.
     pub allow: crate::server::access::Policy,
+    /// `sub` is the user id (an upgrade's compatibility), not the pairwise subject.
+    pub legacy_subject: bool,
 }
 
 impl Client {
@@ -129,6 +135,7 @@ impl Clients {
             }
             let allow = crate::server::access::parse_allow(&c.allow, text, "OIDC_CLIENTS")?;
             let client = Client {
+                legacy_subject: c.legacy_subject,
                 allow,
                 id: c.id.clone(),
                 name: c.name,

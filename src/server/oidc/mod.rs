@@ -49,9 +49,25 @@ pub struct Provider {
     pub issuer: String,
     /// A new signing key after this long.
     pub rotate_ms: i64,
+    /// The key of the pairwise subjects (`claims::subject`), the same on every instance.
+    pub pairwise_key: Vec<u8>,
 }
 
 impl Provider {
+    /// The server secret `name` (256 bits, base64url), made on first start and read by
+    /// every instance after (the first insert wins).
+    pub async fn server_secret(db: &crate::server::db::Db, name: &str) -> Result<Vec<u8>, sqlx::Error> {
+        use base64::Engine as _;
+        let fresh = crate::server::tokens::random_token(32);
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(&fresh)
+            .execute(db)
+            .await?;
+        let (value,): (String,) = sqlx::query_as("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_one(db).await?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+
     /// The name of the client the login `handoff` signs in to (for the login page and
     /// the phone): only an exact `/oidc/resume/<id>` of a pending request names one.
     pub async fn client_name(&self, handoff: &Handoff) -> Option<String> {

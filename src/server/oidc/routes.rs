@@ -1,7 +1,7 @@
 //! The provider's HTTP handlers: thin, each reading a typed request, asking the store
 //! and answering with `?` on [`OidcError`].
 
-use super::claims::{IdToken, IdTokenClaims, TokenResponse, UserInfoClaims, groups_claim, standard_claims};
+use super::claims::{IdToken, IdTokenClaims, TokenResponse, UserInfoClaims, groups_claim, standard_claims, subject};
 use super::discovery::metadata;
 use super::error::OidcError;
 use super::request::{AuthorizeQuery, AuthorizeRequest, ClientCredentials, Grant, credentials};
@@ -204,7 +204,7 @@ pub async fn token(
         vec![Audience::new(client.id.clone())],
         time(now.0 + TOKEN_LIFE_SECS * 1000)?,
         time(now.0)?,
-        standard_claims(&user, &grant.scope, &p.issuer),
+        standard_claims(&user, subject(&user, &client.id, client.legacy_subject, &p.pairwise_key), &grant.scope, &p.issuer),
         groups_claim(&user, &grant.scope),
     )
     .set_auth_time(Some(time(grant.auth_time)?))
@@ -257,7 +257,8 @@ pub async fn userinfo(State(st): State<AppState>, Oidc(p): Oidc, headers: Header
     // The token's client must still admit the person (groups change, people get disabled).
     let client = p.clients.get(&client_id).ok_or(OidcError::Bearer)?;
     client.allow.check(&user).map_err(|_| OidcError::Bearer)?;
-    Ok(no_store_json(UserInfoClaims::new(standard_claims(&user, &scope, &p.issuer), groups_claim(&user, &scope))))
+    let sub = subject(&user, &client.id, client.legacy_subject, &p.pairwise_key);
+    Ok(no_store_json(UserInfoClaims::new(standard_claims(&user, sub, &scope, &p.issuer), groups_claim(&user, &scope))))
 }
 
 /// `GET /oidc/logout`: RP-initiated logout, parameters in the query.
