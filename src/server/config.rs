@@ -233,6 +233,27 @@ impl Config {
             return Err(invalid(format!("PUBLIC_URL {u}: must be an http(s) URL with a host")));
         }
         self.wechat.validate()?;
+        if self.metrics_token.as_ref().is_some_and(|t| !t.is_empty() && t.len() < 16) {
+            return Err(invalid("METRICS_TOKEN needs at least 16 characters"));
+        }
+        let public_host = self.public_url.as_ref().and_then(|u| u.host_str()).map(str::to_ascii_lowercase);
+        if let Some(domain) = &self.idp.cookie_domain {
+            let d = domain.trim_start_matches('.').to_ascii_lowercase();
+            let labels: Vec<&str> = d.split('.').collect();
+            if d.parse::<std::net::IpAddr>().is_ok() || labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+                return Err(invalid(format!(
+                    "COOKIE_DOMAIN {domain}: a parent domain of at least two labels (example.com), never a public suffix"
+                )));
+            }
+            if !public_host.as_ref().is_some_and(|h| *h == d || h.ends_with(&format!(".{d}"))) {
+                return Err(invalid(format!("COOKIE_DOMAIN {domain} must cover PUBLIC_URL's host")));
+            }
+        }
+        // RFC 9700: an identity provider speaks https; plain http only for the demo.
+        let https = self.public_url.as_ref().is_some_and(|u| u.scheme() == "https");
+        if self.idp.oidc_clients.is_some() && !https && self.wechat.credentials()?.is_some() {
+            return Err(invalid("OIDC_CLIENTS needs an https PUBLIC_URL outside demo mode"));
+        }
         self.tickets.lifetimes()?;
         self.tickets.purge_grace_ms()?;
         self.sessions.absolute_ms()?;
@@ -370,6 +391,29 @@ mod tests {
         let mut all = vec!["scanlogin", "--database-url", "sqlite::memory:"];
         all.extend_from_slice(args);
         Config::try_parse_from(all)
+    }
+
+    #[test]
+    fn risky_settings_are_refused() {
+        let err = |args: &[&str]| parse(args).unwrap().validate().unwrap_err().to_string();
+        assert!(err(&["--metrics-token", "short"]).contains("16"));
+        assert!(parse(&["--metrics-token", "sixteen-chars-ok"]).unwrap().validate().is_ok());
+        let site = ["--public-url", "https://login.example.com"];
+        for bad in ["com", ".com", "127.0.0.1", "other.org", "a..b"] {
+            let mut args = site.to_vec();
+            args.extend(["--cookie-domain", bad]);
+            assert!(parse(&args).unwrap().validate().is_err(), "{bad}");
+        }
+        let mut ok = site.to_vec();
+        ok.extend(["--cookie-domain", "example.com"]);
+        assert!(parse(&ok).unwrap().validate().is_ok());
+        let real = ["--wechat-appid", "wx1", "--wechat-secret", "s", "--oidc-clients", "/x.toml"];
+        let mut http = real.to_vec();
+        http.extend(["--public-url", "http://login.example.com"]);
+        assert!(err(&http).contains("https"));
+        let mut https = real.to_vec();
+        https.extend(["--public-url", "https://login.example.com"]);
+        assert!(parse(&https).unwrap().validate().is_ok());
     }
 
     #[test]

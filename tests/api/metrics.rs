@@ -15,7 +15,7 @@ async fn metrics_need_the_token_and_count_what_happened_without_user_data() {
     let off = spawn(&[]).await;
     assert_eq!(reqwest::get(format!("{}/metrics", off.base)).await.unwrap().status(), 404, "no token configured: no /metrics");
 
-    let app = spawn(&["--metrics-token", "m3trics-t0ken", "--longpoll-secs", "1"]).await;
+    let app = spawn(&["--metrics-token", "m3trics-t0ken-0123", "--longpoll-secs", "1"]).await;
     let url = format!("{}/metrics", app.base);
     let client = reqwest::Client::new();
     assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
@@ -28,7 +28,7 @@ async fn metrics_need_the_token_and_count_what_happened_without_user_data() {
     let t = app.new_ticket(&waiting).await;
     assert_eq!(app.status(&waiting, &t, 1).await.0, 200, "a long-poll that waited its second");
 
-    let res = client.get(&url).bearer_auth("m3trics-t0ken").send().await.unwrap();
+    let res = client.get(&url).bearer_auth("m3trics-t0ken-0123").send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let body = res.text().await.unwrap();

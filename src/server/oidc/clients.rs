@@ -132,6 +132,14 @@ impl Clients {
                 if !ok {
                     return Err(format!("OIDC_CLIENTS: client {}: {uri:?} is not an absolute http(s) URL without a fragment", c.id));
                 }
+                // RFC 8252 §7.3 / RFC 9700: plain http only back to this machine.
+                let loopback = |u: &url::Url| matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+                if url::Url::parse(uri).is_ok_and(|u| u.scheme() == "http" && !loopback(&u)) {
+                    return Err(format!(
+                        "OIDC_CLIENTS: client {}: {uri:?} is plain http to another machine (https, or http to loopback only)",
+                        c.id
+                    ));
+                }
             }
             let allow = crate::server::access::parse_allow(&c.allow, text, "OIDC_CLIENTS")?;
             let client = Client {
@@ -177,6 +185,10 @@ mod tests {
         assert!(c.get("spa").unwrap().is_public());
         assert!(!format!("{g:?}").contains("0123456789abcdef0123"), "secrets stay out of Debug");
         for bad in [
+            r#"[[client]]
+               id = "a"
+               name = "A"
+               redirect_uris = ["http://app.example.com/cb"]"#,
             r#"[[client]]
                id = "a"
                name = "A"
