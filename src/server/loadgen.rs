@@ -609,7 +609,7 @@ async fn server_waiters(
         .env("TICKET_SCANNED_TTL_SECS", "900")
         .env("LONGPOLL_SECS", "120")
         .env("QR_POOL_SIZE", "0")
-        .env("METRICS_TOKEN", "bench")
+        .env("METRICS_TOKEN", "bench-metrics-token")
         .env("RUST_LOG", "warn,scanlogin=info")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
@@ -721,7 +721,7 @@ async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize, transport: Transp
     loop {
         let body = plain
             .get(format!("{base}/metrics"))
-            .bearer_auth("bench")
+            .bearer_auth("bench-metrics-token")
             .send()
             .await
             .map_err(|e| e.to_string())?
