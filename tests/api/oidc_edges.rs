@@ -171,13 +171,21 @@ async fn logout_by_post_ends_the_session_and_is_audited() {
     let b = browser_no_redirects();
     let _ = code_for_grafana(&app, &b, "openid").await;
     assert_eq!(app.post(&b, "/api/me", json!({})).await.0, 200);
-    let res = b
-        .post(format!("{}/oidc/logout", app.base))
-        .form(&[("client_id", "grafana"), ("post_logout_redirect_uri", "https://grafana.example.com/login"), ("state", "s2")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 302, "POST is RP-initiated logout too (not 405)");
+    let params = [("client_id", "grafana"), ("post_logout_redirect_uri", "https://grafana.example.com/login"), ("state", "s2")];
+    // Security review #6: without an id_token_hint naming this person, a link or another
+    // site's form signs nobody out: the person is asked, on a page whose form posts back.
+    let res = b.post(format!("{}/oidc/logout", app.base)).form(&params).send().await.unwrap();
+    assert_eq!(res.status(), 200, "POST is RP-initiated logout too (not 405), confirmed first");
+    let page = res.text().await.unwrap();
+    assert!(page.contains("confirm-logout") && page.contains("value=\"s2\""), "{page}");
+    let get = b.get(format!("{}/oidc/logout?client_id=grafana", app.base)).send().await.unwrap();
+    assert_eq!(get.status(), 200, "a bare GET asks too");
+    let mut confirmed = params.to_vec();
+    confirmed.push(("confirm", "1"));
+    let cross = b.post(format!("{}/oidc/logout", app.base)).header("origin", "https://evil.example").form(&confirmed).send().await.unwrap();
+    assert_eq!(cross.status(), 200, "another site cannot confirm for the person");
+    assert_eq!(app.post(&b, "/api/me", json!({})).await.0, 200, "still signed in");
+    let res = b.post(format!("{}/oidc/logout", app.base)).form(&confirmed).send().await.unwrap();
     assert_eq!(location(&res), "https://grafana.example.com/login?state=s2");
     assert_error(&app.post(&b, "/api/me", json!({})).await, 401, "unauthenticated");
     let logouts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE kind = 'logout'").fetch_one(&app.pool).await.unwrap();

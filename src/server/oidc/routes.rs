@@ -267,30 +267,37 @@ pub async fn end_session_get(
     Oidc(p): Oidc,
     caller: Caller,
     web: WebSession,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, OidcError> {
-    end_session(&st, &p, &caller, &web, &q).await
+    end_session(&st, &p, &caller, &web, &headers, false, &q).await
 }
 
-/// `POST /oidc/logout`: RP-initiated logout, parameters in a form body.
+/// `POST /oidc/logout`: RP-initiated logout, parameters in a form body (also our own
+/// confirmation page's form).
 pub async fn end_session_post(
     State(st): State<AppState>,
     Oidc(p): Oidc,
     caller: Caller,
     web: WebSession,
+    headers: HeaderMap,
     Form(q): Form<HashMap<String, String>>,
 ) -> Result<Response, OidcError> {
-    end_session(&st, &p, &caller, &web, &q).await
+    end_session(&st, &p, &caller, &web, &headers, true, &q).await
 }
 
 /// Ends the session (recorded in the audit trail); goes to `post_logout_redirect_uri`
 /// only when it is exactly one the client registered (the client known from
-/// `id_token_hint`, whose signature is ours, or `client_id`).
+/// `id_token_hint`, whose signature is ours, or `client_id`). Without a hint naming the
+/// signed-in person, nobody is signed out by a link or another site's form: the person is
+/// asked first, on a page whose button posts here from our own origin.
 async fn end_session(
     st: &AppState,
     p: &Provider,
     caller: &Caller,
     web: &WebSession,
+    headers: &HeaderMap,
+    post: bool,
     q: &HashMap<String, String>,
 ) -> Result<Response, OidcError> {
     let hinted = match q.get("id_token_hint") {
@@ -300,7 +307,22 @@ async fn end_session(
         })?),
         None => None,
     };
-    let client_id = hinted.or_else(|| q.get("client_id").cloned());
+    let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await?;
+    if let Some(who) = &signed_in {
+        let hint_names_them = match (&hinted, st.users.cached(who.user).await?) {
+            (Some((client, sub)), Some(user)) => {
+                p.clients.get(client).is_some_and(|c| subject(&user, &c.id, c.legacy_subject, &p.pairwise_key) == *sub)
+            }
+            _ => false,
+        };
+        let confirmed = post
+            && q.get("confirm").map(String::as_str) == Some("1")
+            && crate::server::http::api::check_same_site(headers, &st.site.public_url).is_ok();
+        if !hint_names_them && !confirmed {
+            return Ok(confirm_logout_page(headers, q));
+        }
+    }
+    let client_id = hinted.map(|(c, _)| c).or_else(|| q.get("client_id").cloned());
     crate::server::signin::sign_out(st, web, caller).await;
     let target = q.get("post_logout_redirect_uri").filter(|uri| {
         client_id.as_deref().and_then(|c| p.clients.get(c)).is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == *uri))
@@ -323,9 +345,28 @@ async fn end_session(
     }
 }
 
-/// The client (audience) of an ID token we signed; expired hints are fine (that is
-/// what logging out late looks like).
-async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<String, ()> {
+/// "退出登录？": the request's parameters carried on, and `confirm=1`.
+fn confirm_logout_page(headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+    use crate::server::http::{esc, message_page};
+    let lang = crate::server::error::request_lang(headers);
+    let ui = lang.ui();
+    let hidden: String = ["client_id", "post_logout_redirect_uri", "state"]
+        .iter()
+        .filter_map(|k| q.get(*k).map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(v))))
+        .collect();
+    let body = format!(
+        "<p>{}</p><form method=\"post\" action=\"/oidc/logout\">{hidden}<input type=\"hidden\" name=\"confirm\" value=\"1\">\
+         <button type=\"submit\" data-testid=\"confirm-logout\">{}</button></form><p><a href=\"/account\">{}</a></p>",
+        esc(ui.logout_question),
+        esc(ui.logout),
+        esc(ui.account_title)
+    );
+    message_page(StatusCode::OK, lang.tag(), ui.logout, &body)
+}
+
+/// The client (audience) and subject of an ID token we signed; expired hints are fine
+/// (that is what logging out late looks like).
+async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<(String, String), ()> {
     use std::str::FromStr as _;
     let token = CoreIdToken::from_str(hint).map_err(|_| ())?;
     let jwks = p.keys.jwks(st.clock.now(), i64::MAX / 2).await.map_err(|_| ())?;
@@ -334,5 +375,6 @@ async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<String
         .require_audience_match(false)
         .set_time_fn(|| chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
     let claims = token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map_err(|_| ())?;
-    claims.audiences().first().map(|a| a.to_string()).ok_or(())
+    let client = claims.audiences().first().map(|a| a.to_string()).ok_or(())?;
+    Ok((client, claims.subject().to_string()))
 }
