@@ -445,16 +445,45 @@ async fn hammer(client: &reqwest::Client, url: &str, requests: usize, concurrenc
 }
 
 /// `/auth/verify` of a signed-in browser against scanlogin on `database_url`, and the same
-/// shape against a bare axum handler answering 200 with a header.
+/// shape against a bare axum handler answering 200 with a header. Access rules are on:
+/// the proxy asks for a host whose rule admits one group, the person is in it (every
+/// answer decides from the host's rule and the person's groups, and carries them).
 pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize) -> Result<(Timings, Timings), String> {
-    let config = <Config as clap::Parser>::try_parse_from(["scanlogin", "--listen", "127.0.0.1:0", "--database-url", database_url])
+    let rules = std::env::temp_dir().join(format!("scanlogin-bench-rules-{}.toml", std::process::id()));
+    std::fs::write(&rules, "default = \"deny\"\n\n[[rule]]\nhost = \"app.bench.test\"\nallow = [\"group:bench\", \"admins\"]\n")
         .map_err(|e| e.to_string())?;
+    let rules_arg = rules.display().to_string();
+    let config = <Config as clap::Parser>::try_parse_from([
+        "scanlogin",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        database_url,
+        "--access-rules",
+        &rules_arg,
+        "--forward-auth-domains",
+        "bench.test",
+    ])
+    .map_err(|e| e.to_string())?;
     let leptos = leptos::config::LeptosOptions::builder().output_name("scanlogin").build();
     let app = Application::build(&config, leptos).await.map_err(|e| e.to_string())?;
     let base = app.public_url().to_string();
+    let state = app.state().clone();
     let server = tokio::spawn(app.run_until(std::future::pending()));
-    let browser = reqwest::Client::builder().cookie_store(true).pool_max_idle_per_host(concurrency).build().map_err(|e| e.to_string())?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-original-url", reqwest::header::HeaderValue::from_static("https://app.bench.test/dashboard"));
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .default_headers(headers)
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .map_err(|e| e.to_string())?;
     login_as(&base, &reqwest::Client::new(), &browser, "verify-bench".into()).await?;
+    let (uid,): (i64,) = sqlx::query_as("SELECT id FROM users LIMIT 1").fetch_one(&state.db).await.map_err(|e| e.to_string())?;
+    let mut user = state.users.get(uid).await.map_err(|e| e.to_string())?.ok_or("no user")?;
+    user.groups = vec![crate::domain::GroupName::try_from("bench").map_err(|e| e.to_string())?];
+    state.users.save_access(&user).await.map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&rules);
     hammer(&browser, &format!("{base}/auth/verify"), 200, 8, 200).await?; // warm up
     let ours = hammer(&browser, &format!("{base}/auth/verify"), requests, concurrency, 200).await;
     server.abort();
