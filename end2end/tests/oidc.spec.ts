@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { spawn, ChildProcess } from 'child_process';
+import { spawn, execFileSync, ChildProcess } from 'child_process';
 import * as http from 'http';
 import * as path from 'path';
 import * as fs from 'fs';
@@ -23,7 +23,9 @@ function startProvider(redirectUri: string): Promise<ChildProcess> {
   const clients = path.join(out, 'oidc-clients.toml');
   fs.writeFileSync(
     clients,
-    `[[client]]\nid = "node-rp"\nname = "Node 示例应用"\nsecret = "node-rp-secret-0123456789"\nredirect_uris = ["${redirectUri}"]\n`,
+    `[[client]]\nid = "node-rp"\nname = "Node 示例应用"\nsecret = "node-rp-secret-0123456789"\nredirect_uris = ["${redirectUri}"]\n\n` +
+      // The same app, open only to the group ops (the access test).
+      `[[client]]\nid = "node-rp-ops"\nname = "Ops 应用"\nsecret = "node-rp-secret-0123456789"\nredirect_uris = ["${redirectUri}"]\nallow = ["group:ops"]\n`,
   );
   const child = spawn(path.join(root, 'target', 'debug', 'scanlogin'), [], {
     cwd: root,
@@ -54,7 +56,7 @@ async function startRp(): Promise<{ url: string; close: () => void; setClient: (
         const state = generators.state();
         const nonce = generators.nonce();
         pending.set(state, { verifier, nonce });
-        const to = client.authorizationUrl({ scope: 'openid profile', state, nonce, code_challenge: generators.codeChallenge(verifier), code_challenge_method: 'S256' });
+        const to = client.authorizationUrl({ scope: 'openid profile groups', state, nonce, code_challenge: generators.codeChallenge(verifier), code_challenge_method: 'S256' });
         res.writeHead(302, { location: to }).end();
       } else if (url.pathname === '/cb' && client) {
         const params = client.callbackParams(req);
@@ -64,13 +66,15 @@ async function startRp(): Promise<{ url: string; close: () => void; setClient: (
         const claims = tokens.claims(); // the ID token's signature, issuer, audience and nonce are verified
         const info = await client.userinfo(tokens);
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(
-          `<!doctype html><meta charset="utf-8"><h1 id="who">signed in as ${claims.sub} (${info.name})</h1><p id="amr">${(claims.amr || []).join(',')}</p>`,
+          `<!doctype html><meta charset="utf-8"><h1 id="who">signed in as ${claims.sub} (${info.name})</h1><p id="amr">${(claims.amr || []).join(',')}</p>` +
+            `<p id="groups">${JSON.stringify(claims.groups || null)}</p>`,
         );
       } else {
         res.writeHead(404).end();
       }
     } catch (e) {
-      res.writeHead(500, { 'content-type': 'text/plain' }).end(String(e));
+      // openid-client turns an error answer (access_denied) into an exception.
+      res.writeHead(500, { 'content-type': 'text/html; charset=utf-8' }).end(`<p id="error">${(e as { error?: string }).error || String(e)}</p>`);
     }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -108,6 +112,55 @@ test('a Node openid-client app signs in through the scan page', async ({ page, b
     await expect(page.locator('#amr')).toHaveText('wechat_miniprogram');
     await shot(page, '22-oidc-signed-in');
     await phoneCtx.close();
+  } finally {
+    provider.kill('SIGKILL');
+    rp.close();
+  }
+});
+
+test('a client open to one group: access_denied outside it, and the groups claim inside', async ({ browser }) => {
+  const rp = await startRp();
+  const provider = await startProvider(`${rp.url}/cb`);
+  try {
+    const issuer = await Issuer.discover(base);
+    rp.setClient(new issuer.Client({ client_id: 'node-rp-ops', client_secret: 'node-rp-secret-0123456789', redirect_uris: [`${rp.url}/cb`], response_types: ['code'] }));
+    // The owner signs in through a setup link (so they can give groups), not yet in ops.
+    const printed = execFileSync(path.join(root, 'target', 'debug', 'scanlogin'), ['admin', 'setup-link'], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: `sqlite://${path.join(out, `db-${port}.db`)}`, LISTEN: `127.0.0.1:${port}`, RUST_LOG: 'error' },
+    }).toString();
+    const setup = printed.trim().split('\n').pop()!;
+    const ctx = await browser.newContext({ locale: 'zh-CN' });
+    const page = await ctx.newPage();
+    await page.goto(setup);
+    const link = decodeQrDataUrl((await page.getByTestId('qr').getAttribute('src')) || '');
+    const phoneCtx = await browser.newContext({ viewport: { width: 390, height: 760 }, locale: 'zh-CN' });
+    const phone = await phoneCtx.newPage();
+    await phone.goto(link!);
+    await phone.getByRole('button', { name: '张三' }).click();
+    await phone.getByRole('button', { name: '点击登录' }).click();
+    await page.waitForURL(/\/setup\//);
+    await page.getByRole('button', { name: '成为管理员' }).click();
+    await page.waitForURL(/\/admin$/);
+
+    // Not in ops: the app gets access_denied, and nothing else.
+    await page.goto(`${rp.url}/login`);
+    await page.waitForURL(`${rp.url}/cb**`);
+    expect(new URL(page.url()).searchParams.get('error')).toBe('access_denied');
+    await expect(page.locator('#error')).toHaveText('access_denied');
+    await shot(page, '23-oidc-access-denied');
+
+    // In ops (the admin API, as the console's form would): signed in, groups in the token.
+    const me = await (await page.request.post(`${base}/api/me`, { data: {} })).json();
+    const r = await page.request.post(`${base}/api/admin/user`, { data: { id: me.user.id, groups: ['ops'] } });
+    expect(r.status()).toBe(200);
+    await page.goto(`${rp.url}/login`);
+    await page.waitForURL(`${rp.url}/cb**`);
+    await expect(page.locator('#groups')).toHaveText('["ops"]');
+    await expect(page.locator('#who')).toContainText('signed in as');
+    await shot(page, '24-oidc-groups');
+    await phoneCtx.close();
+    await ctx.close();
   } finally {
     provider.kill('SIGKILL');
     rp.close();
