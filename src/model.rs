@@ -138,6 +138,9 @@ pub struct AdminUserView {
     pub created_at: String,
     /// RFC 3339 UTC, if they ever finished a login.
     pub last_login_at: Option<String>,
+    /// Browsers signed in now.
+    #[serde(default)]
+    pub sessions: i64,
 }
 
 /// `/api/admin/users`.

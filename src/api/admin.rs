@@ -20,10 +20,12 @@ const LIST_LIMIT: i64 = 1000;
 pub fn admin_view(
     u: crate::server::users::User,
     last_login: Option<crate::domain::UnixMillis>,
+    sessions: i64,
     public_url: &str,
 ) -> crate::model::AdminUserView {
     use crate::server::clock::rfc3339;
     crate::model::AdminUserView {
+        sessions,
         picture: u.picture(public_url),
         id: u.id,
         name: u.name,
@@ -44,7 +46,12 @@ pub async fn admin_users() -> Result<UserList, AppError> {
     people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
     let users = st.users.list(LIST_LIMIT).await?;
     let pending = st.users.count_status(UserStatus::Pending).await?;
-    Ok(UserList { users: users.into_iter().map(|(u, last)| admin_view(u, last, &st.site.public_url)).collect(), pending })
+    let sessions = st.sessions.count_by_user(st.clock.now()).await?;
+    let users = users.into_iter().map(|(u, last)| {
+        let n = sessions.get(&u.id).copied().unwrap_or(0);
+        admin_view(u, last, n, &st.site.public_url)
+    });
+    Ok(UserList { users: users.collect(), pending })
 }
 
 /// Changes a user's status, admin flag or groups (each optional).
@@ -62,7 +69,8 @@ pub async fn admin_user(
     let caller = Caller::current(&st).await?;
     let user = people::update_user(&st, &actor, &caller, id, people::Change { status, admin, groups }).await?;
     let last = st.users.last_login(user.id).await?;
-    Ok(UserAnswer { user: admin_view(user, last, &st.site.public_url) })
+    let sessions = st.sessions.count_by_user(st.clock.now()).await?.get(&user.id).copied().unwrap_or(0);
+    Ok(UserAnswer { user: admin_view(user, last, sessions, &st.site.public_url) })
 }
 
 /// The audit trail, newest first: everyone's, or one user's, of every kind or one.
@@ -137,4 +145,16 @@ pub async fn admin_invitation_revoke(id: i64) -> Result<Empty, AppError> {
     let caller = Caller::current(&st).await?;
     people::revoke_invitation(&st, &actor, &caller, id).await?;
     Ok(Empty {})
+}
+
+/// Signs user `id` out of every browser and revokes every OIDC token they hold.
+#[server(prefix = "/api", endpoint = "admin/user/sign-out", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_sign_out(id: i64) -> Result<crate::model::Revoked, AppError> {
+    let st = AppState::current()?;
+    let actor = people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let caller = Caller::current(&st).await?;
+    let revoked = people::sign_out_everywhere(&st, &actor, &caller, id).await?;
+    Ok(crate::model::Revoked { revoked })
 }

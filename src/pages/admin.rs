@@ -135,7 +135,10 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
                                 </form>
                             </td>
                             <td>{show_time(&u.created_at)}</td>
-                            <td>{u.last_login_at.as_deref().map(show_time).unwrap_or_else(|| ui.never.to_string())}</td>
+                            <td>
+                                {u.last_login_at.as_deref().map(show_time).unwrap_or_else(|| ui.never.to_string())}
+                                <br /><span class="muted" data-testid=format!("sessions-{id}")>{format!("{} {}", u.sessions, ui.signed_in_browsers)}</span>
+                            </td>
                             <td class="actions">
                                 {match u.status {
                                     UserStatus::Pending => view! {
@@ -150,6 +153,7 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
                                 } else {
                                     action(id, "make_admin", ui.make_admin, "button secondary").into_any()
                                 }}
+                                {(u.sessions > 0).then(|| action(id, "sign_out", ui.sign_out_everywhere, "button secondary"))}
                             </td>
                         </tr>
                     }

@@ -98,6 +98,22 @@ pub async fn update_user(st: &AppState, actor: &User, caller: &Caller, id: i64, 
     Ok(after)
 }
 
+/// Signs user `id` out everywhere on behalf of `actor`: every session and every OIDC token
+/// ends at once, on every instance. Audited; the number of sessions ended.
+pub async fn sign_out_everywhere(st: &AppState, actor: &User, caller: &Caller, id: i64) -> Result<u64, AppError> {
+    if st.users.get(id).await?.is_none() {
+        return Err(ErrorCode::UserNotFound.into());
+    }
+    let ended = st.sessions.delete_user(id).await?;
+    let tokens = match &st.oidc {
+        Some(p) => p.store.revoke_user(id).await?,
+        None => 0,
+    };
+    let detail = format!("signed out everywhere (by {}): {ended} sessions ended, {tokens} OIDC tokens revoked", actor.id);
+    st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &detail).await;
+    Ok(ended)
+}
+
 /// "status active→disabled, admin false→true, groups ops→ops,dev": what changed.
 fn describe_change(before: &User, after: &User) -> String {
     let mut parts = Vec::new();

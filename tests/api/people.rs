@@ -425,3 +425,30 @@ async fn invitations_let_newcomers_in_with_their_groups_and_count_each_use() {
     let console = admin.get(format!("{}/admin/invitations", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(console.contains("0 / 3"), "the console shows each invitation's uses");
 }
+
+#[tokio::test]
+async fn an_admin_signs_a_user_out_everywhere() {
+    let app = spawn(&["--forward-auth-domains", "127.0.0.1"]).await;
+    let admin = no_redirects();
+    sign_in_admin(&app, &admin, "zhangsan").await;
+    let (laptop, phone_browser) = (no_redirects(), no_redirects());
+    app.sign_in(&laptop, "lisi").await;
+    app.sign_in(&phone_browser, "lisi").await;
+    let lisi = me(&app, &laptop).await["id"].as_i64().unwrap();
+    let (_, list) = app.post(&admin, "/api/admin/users", json!({})).await;
+    let row = list["users"].as_array().unwrap().iter().find(|u| u["id"] == lisi).unwrap().clone();
+    assert_eq!(row["sessions"], 2, "{row}");
+    let page = admin.get(format!("{}/admin", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("data-testid=\"sign_out-{lisi}\"")), "the console offers it");
+    assert_error(&app.post(&laptop, "/api/admin/user/sign-out", json!({ "id": lisi })).await, 403, "forbidden");
+    let (s, v) = app.post(&admin, "/api/admin/user/sign-out", json!({ "id": lisi })).await;
+    assert_eq!((s.as_u16(), v["revoked"].as_i64()), (200, Some(2)), "{v}");
+    for b in [&laptop, &phone_browser] {
+        assert_error(&app.post(b, "/api/me", json!({})).await, 401, "unauthenticated");
+        assert_eq!(app.verify(b).await, 401);
+    }
+    assert_eq!(me(&app, &admin).await["status"], "active", "the account itself stays");
+    let (_, audit) = app.post(&admin, "/api/admin/audit", json!({ "user": lisi, "kind": "user_updated" })).await;
+    assert!(audit["events"][0]["site"].as_str().unwrap().contains("signed out everywhere"), "{audit}");
+    assert_error(&app.post(&admin, "/api/admin/user/sign-out", json!({ "id": 999_999 })).await, 404, "user_not_found");
+}

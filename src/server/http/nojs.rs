@@ -128,6 +128,12 @@ pub async fn admin_user(
         "disable" => Change { status: Some(UserStatus::Disabled), ..Change::default() },
         "make_admin" => Change { admin: Some(true), ..Change::default() },
         "remove_admin" => Change { admin: Some(false), ..Change::default() },
+        "sign_out" => {
+            return match crate::server::people::sign_out_everywhere(&st, &actor, &who, f.id).await {
+                Ok(_) => found(&format!("/admin#user-{}", f.id)),
+                Err(e) => admin_refusal(lang, &e),
+            };
+        }
         "groups" => {
             let groups: Result<Vec<GroupName>, _> =
                 f.groups.split([',', ' ', '，']).map(str::trim).filter(|g| !g.is_empty()).map(GroupName::try_from).collect();

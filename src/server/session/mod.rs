@@ -134,6 +134,16 @@ impl SqlSessionStore {
         Ok(())
     }
 
+    /// How many live signed-in sessions each user has.
+    pub async fn count_by_user(&self, now: UnixMillis) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT user_id, COUNT(*) FROM sessions WHERE user_id IS NOT NULL AND expires_at > $1 GROUP BY user_id")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Deletes every session of `user` (disabled); returns how many ended.
     pub async fn delete_user(&self, user: i64) -> Result<u64, sqlx::Error> {
         let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(&self.pool).await?.rows_affected();
