@@ -37,6 +37,32 @@ async function signIn(page: Page, browser: Browser, user: string, landing: RegEx
   await context.close();
 }
 
+// First in the file: 张三 is still a newcomer here (the next test makes them the admin).
+test('the simulated phone offers 头像昵称填写 and says the account waits for approval', async ({ browser }) => {
+  const page = await (await browser.newContext({ locale: 'zh-CN' })).newPage();
+  await page.goto(`${base}/login`);
+  const link = decodeQrDataUrl((await page.getByTestId('qr').getAttribute('src')) || '');
+  const context = await browser.newContext({ viewport: { width: 390, height: 760 }, locale: 'zh-CN' });
+  const phone = await context.newPage();
+  await phone.goto(link!);
+  await phone.getByRole('button', { name: '张三' }).click();
+  await expect(phone.locator('#profile')).toBeVisible();
+  await expect(phone.locator('#profile-note')).toHaveText('你的账号需要管理员批准后才能进入受保护的网站');
+  await phone.locator('#nickname').fill('违禁的名字');
+  await phone.getByRole('button', { name: '保存' }).click();
+  await expect(phone.locator('#profile-note')).toContainText('未通过微信内容安全检测');
+  await phone.locator('#nickname').fill('张小三');
+  await phone.getByRole('button', { name: '保存' }).click();
+  await expect(phone.locator('#profile-note')).toHaveText('资料已保存：张小三');
+  await expect(phone.locator('#profile')).toBeHidden();
+  await shot(phone, '28-phone-profile');
+  await phone.getByRole('button', { name: '点击登录' }).click();
+  await page.waitForURL(/\/account$/);
+  await expect(page.getByTestId('user-name')).toHaveText('张小三');
+  await expect(page.getByTestId('account-pending')).toBeVisible();
+  await context.close();
+});
+
 test('the owner becomes admin, approves a newcomer, and a disable signs them out', async ({ browser }) => {
   const out = execFileSync(path.join(root, 'target', 'debug', 'scanlogin'), ['admin', 'setup-link'], {
     cwd: root,

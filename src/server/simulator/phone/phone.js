@@ -28,6 +28,30 @@
     });
   }
 
+  function note(text) { $('profile-note').textContent = text; show('profile-note', !!text); }
+
+  function saveProfile() {
+    var name = $('nickname').value.trim();
+    if (!name) { note('请输入昵称，或点击跳过'); return; }
+    call('/api/mp/profile', { ticket: ticket, confirm_token: confirmToken, nickname: name })
+      .then(function (r) { show('profile', false); note('资料已保存：' + r.name); })
+      .catch(function (e) { note(e.message); });
+  }
+
+  // chooseAvatar gives the mini program a file; wx.uploadFile sends it as multipart.
+  function uploadAvatar() {
+    var file = $('avatar').files[0];
+    if (!file) return;
+    var form = new FormData();
+    form.append('ticket', ticket);
+    form.append('confirm_token', confirmToken);
+    form.append('file', file);
+    fetch('/api/mp/avatar', { method: 'POST', headers: { 'Accept': 'application/json' }, body: form })
+      .then(function (res) { return res.json().then(function (d) { if (!res.ok) throw new Error(d.message || ('HTTP ' + res.status)); return d; }); })
+      .then(function () { note('头像已保存'); })
+      .catch(function (e) { note(e.message); });
+  }
+
   function fmtTime(iso) { try { return new Date(iso).toLocaleString('zh-CN'); } catch (e) { return iso; } }
 
   function scanAs(user) {
@@ -45,6 +69,9 @@
         $('req-ip').textContent = r.requester.ip;
         $('req-time').textContent = fmtTime(r.requester.created_at);
         show('pick', false); show('requester', true);
+        // 头像昵称填写, as the mini program offers it; and whether the account waits.
+        show('profile', !!r.profile_missing);
+        note(r.account_status === 'pending' ? '你的账号需要管理员批准后才能进入受保护的网站' : '');
         show('confirm', true); show('cancel', true); show('again', false); enable(true);
         motto('请确认是你本人在上述网页发起的登录');
       })
@@ -64,6 +91,9 @@
   document.addEventListener('DOMContentLoaded', function () {
     $('confirm').addEventListener('click', function () { finish('/api/mp/confirm', '已在网页端登录', 'ok'); });
     $('cancel').addEventListener('click', function () { finish('/api/mp/cancel', '已取消', ''); });
+    $('save-profile').addEventListener('click', saveProfile);
+    $('skip-profile').addEventListener('click', function () { show('profile', false); note(''); });
+    $('avatar').addEventListener('change', uploadAvatar);
     $('again').addEventListener('click', function () { show('requester', false); show('pick', true); show('again', false); motto('选择一个演示微信用户'); });
     if (!ticket) { motto('请在网站上扫描小程序码进入此页面', 'error'); return; }
     fetch('/_wechat/sim/users').then(function (r) { return r.json(); }).then(function (list) {
