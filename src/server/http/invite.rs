@@ -96,13 +96,9 @@ pub async fn create(
     form: Result<Form<NewInvitation>, FormRejection>,
 ) -> Response {
     let lang = request_lang(&headers);
-    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
-        return refusal(lang, &e);
-    }
-    let actor = match people::require_admin(&st, &web).await {
+    let actor = match console_admin(&st, &web, &headers, "/admin/invitations").await {
         Ok(a) => a,
-        Err(e) if e.code == ErrorCode::Unauthenticated => return found("/login?next=/admin/invitations"),
-        Err(e) => return refusal(lang, &e),
+        Err(res) => return res,
     };
     let Ok(Form(f)) = form else { return refusal(lang, &ErrorCode::BadRequest.into()) };
     let Ok(groups) = parse_groups(&f.groups) else { return refusal(lang, &ErrorCode::BadRequest.into()) };
@@ -140,17 +136,35 @@ pub async fn revoke(
     form: Result<Form<RevokeInvitation>, FormRejection>,
 ) -> Response {
     let lang = request_lang(&headers);
-    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
-        return refusal(lang, &e);
-    }
-    let actor = match people::require_admin(&st, &web).await {
+    let actor = match console_admin(&st, &web, &headers, "/admin/invitations").await {
         Ok(a) => a,
-        Err(e) => return refusal(lang, &e),
+        Err(res) => return res,
     };
     let Ok(Form(f)) = form else { return refusal(lang, &ErrorCode::BadRequest.into()) };
     match people::revoke_invitation(&st, &actor, &who, f.id).await {
         Ok(()) => found("/admin/invitations"),
         Err(e) => refusal(lang, &e),
+    }
+}
+
+/// The admin behind one of the console's forms: a same-site post from a signed-in active
+/// admin; otherwise the answer to send (the scan page, back to `page`; or a refusal).
+pub async fn console_admin(
+    st: &AppState,
+    web: &WebSession,
+    headers: &HeaderMap,
+    page: &str,
+) -> Result<crate::server::users::User, Response> {
+    let lang = request_lang(headers);
+    let refuse = |e: &AppError| {
+        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::FORBIDDEN);
+        message_page(status, lang.tag(), lang.ui().admin_title, &format!("<p>{}</p>", esc(e.code.message(lang))))
+    };
+    check_same_site(headers, &st.site.public_url).map_err(|e| refuse(&e))?;
+    match people::require_admin(st, web).await {
+        Ok(a) => Ok(a),
+        Err(e) if e.code == ErrorCode::Unauthenticated => Err(found(&format!("/login?next={page}"))),
+        Err(e) => Err(refuse(&e)),
     }
 }
 

@@ -111,16 +111,12 @@ pub async fn admin_user(
     headers: HeaderMap,
     form: Result<Form<AdminAction>, FormRejection>,
 ) -> Response {
-    use crate::domain::{GroupName, UserStatus};
-    use crate::server::people::{Change, require_admin, update_user};
+    use crate::domain::UserStatus;
+    use crate::server::people::{Change, update_user};
     let lang = request_lang(&headers);
-    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
-        return admin_refusal(lang, &e);
-    }
-    let actor = match require_admin(&st, &web).await {
+    let actor = match super::invite::console_admin(&st, &web, &headers, "/admin").await {
         Ok(a) => a,
-        Err(e) if e.code == ErrorCode::Unauthenticated => return found("/login?next=/admin"),
-        Err(e) => return admin_refusal(lang, &e),
+        Err(res) => return res,
     };
     let Ok(Form(f)) = form else { return admin_refusal(lang, &ErrorCode::BadRequest.into()) };
     let change = match f.action.as_str() {
@@ -134,14 +130,10 @@ pub async fn admin_user(
                 Err(e) => admin_refusal(lang, &e),
             };
         }
-        "groups" => {
-            let groups: Result<Vec<GroupName>, _> =
-                f.groups.split([',', ' ', '，']).map(str::trim).filter(|g| !g.is_empty()).map(GroupName::try_from).collect();
-            match groups {
-                Ok(g) => Change { groups: Some(g), ..Change::default() },
-                Err(_) => return admin_refusal(lang, &ErrorCode::BadRequest.into()),
-            }
-        }
+        "groups" => match super::invite::parse_groups(&f.groups) {
+            Ok(g) => Change { groups: Some(g), ..Change::default() },
+            Err(_) => return admin_refusal(lang, &ErrorCode::BadRequest.into()),
+        },
         _ => return admin_refusal(lang, &ErrorCode::BadRequest.into()),
     };
     match update_user(&st, &actor, &who, f.id, change).await {

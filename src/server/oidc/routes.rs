@@ -147,6 +147,19 @@ async fn issue_code(
     Ok(Some(req.redirect(&p.issuer, vec![("code", code)]).into_response()))
 }
 
+/// A client's own request (token, revocation): within the per-IP limit, and from a client
+/// that proves who it is.
+async fn client_request<'p>(
+    st: &AppState,
+    p: &'p Provider,
+    caller: &Caller,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<&'p super::clients::Client, OidcError> {
+    OidcError::check_limit(&st.limits.oidc_token_per_ip, caller, true).await?;
+    ClientCredentials::from_request(headers, form).authenticate(&p.clients)
+}
+
 /// `POST /oidc/token` (form): the code exchange.
 pub async fn token(
     State(st): State<AppState>,
@@ -155,8 +168,7 @@ pub async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OidcError> {
-    OidcError::check_limit(&st.limits.oidc_token_per_ip, &caller, true).await?;
-    let client = ClientCredentials::from_request(&headers, &form).authenticate(&p.clients)?;
+    let client = client_request(&st, &p, &caller, &headers, &form).await?;
     let Grant::AuthorizationCode { code, redirect_uri, code_verifier } = Grant::from_form(&form)?;
     let code_hash = TokenHash::of(&code);
     let now = st.clock.now();
@@ -240,8 +252,7 @@ pub async fn revoke(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OidcError> {
-    OidcError::check_limit(&st.limits.oidc_token_per_ip, &caller, true).await?;
-    let client = ClientCredentials::from_request(&headers, &form).authenticate(&p.clients)?;
+    let client = client_request(&st, &p, &caller, &headers, &form).await?;
     let token = form.get("token").filter(|t| !t.is_empty()).ok_or(OidcError::invalid_token_request("token missing"))?;
     let revoked = p.store.revoke_token(&TokenHash::of(token), &client.id).await?;
     tracing::info!(client = client.id, revoked, "oidc: revocation request");
