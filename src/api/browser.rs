@@ -89,7 +89,13 @@ pub async fn finalize_login(ticket: TicketId, finalize_key: Option<FinalizeKey>)
     let st = AppState::current()?;
     let session = WebSession::current(st.site.session_life).await?;
     let who = Caller::current(&st).await?;
-    crate::server::signin::finalize(&st, &session, &who, &ticket, finalize_key).await
+    let answer = crate::server::signin::finalize(&st, &session, &who, &ticket, finalize_key).await?;
+    if let Some(cookie) = answer.forward_auth_cookie
+        && let Ok(v) = axum::http::HeaderValue::from_str(&cookie)
+    {
+        expect_context::<leptos_axum::ResponseOptions>().append_header(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(answer.finalized)
 }
 
 /// The signed-in user, their recent logins and their signed-in browsers.

@@ -12,6 +12,14 @@ use crate::server::state::AppState;
 use crate::server::tickets::{Finalize, FinalizeAttempt};
 use crate::server::tokens::TokenHash;
 
+/// What a finalize answers: where to go, and (with `COOKIE_DOMAIN`) the forward-auth
+/// cookie the answer must set beside the session's own.
+#[derive(Debug)]
+pub struct SignedInAnswer {
+    pub finalized: Finalized,
+    pub forward_auth_cookie: Option<String>,
+}
+
 /// Turns a confirmed ticket into a signed-in session: session id and binding key
 /// rotated, user stored, session saved, then the ticket consumed by a conditional write,
 /// then the login recorded. Needs the ticket's finalize key; a repeat within a minute
@@ -22,7 +30,7 @@ pub async fn finalize(
     who: &Caller,
     ticket: &TicketId,
     finalize_key: Option<FinalizeKey>,
-) -> Result<Finalized, AppError> {
+) -> Result<SignedInAnswer, AppError> {
     let started = std::time::Instant::now();
     let now = st.tickets.now();
     let key = session.existing_browser_key().await?;
@@ -42,14 +50,17 @@ pub async fn finalize(
     let site = current.client_name.clone().unwrap_or_default();
     let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip.clone(), user_agent: who.user_agent.clone() };
     if decision == Finalize::Repeat {
+        let mut fa_cookie = None;
         if signed_in_as != Some(user) {
             session.sign_in(&signed_in).await?;
+            fa_cookie = forward_auth_cookie(st, session, &signed_in).await?;
             st.audit.record(now, Kind::SignIn, Some(user), who, &format!("{site} (repeat after a lost answer)")).await;
         }
         tracing::info!(user, "signed in again after a lost finalize answer");
-        return Ok(next);
+        return Ok(SignedInAnswer { finalized: next, forward_auth_cookie: fa_cookie });
     }
     session.sign_in(&signed_in).await?;
+    let fa_cookie = forward_auth_cookie(st, session, &signed_in).await?;
     let mut consumed = current.clone();
     consumed.consume(&attempt, now)?;
     match st.tickets.commit(&consumed, current.version).await {
@@ -66,7 +77,7 @@ pub async fn finalize(
             if let Ok(Some(t)) = &after
                 && t.finalize_check(&again, now) == Ok(Finalize::Repeat)
             {
-                return Ok(next);
+                return Ok(SignedInAnswer { finalized: next, forward_auth_cookie: fa_cookie });
             }
             session.undo_sign_in().await?;
             return Err(match after? {
@@ -82,7 +93,7 @@ pub async fn finalize(
     tracing::info!(user, "signed in");
     metrics::counter!("scanlogin_signins_total").increment(1);
     metrics::histogram!("scanlogin_finalize_seconds").record(started.elapsed().as_secs_f64());
-    Ok(next)
+    Ok(SignedInAnswer { finalized: next, forward_auth_cookie: fa_cookie })
 }
 
 /// Ends the session: recorded in the audit trail, the session row removed outright, the
@@ -125,4 +136,18 @@ pub async fn revoke_others(st: &AppState, session: &WebSession, caller: &Caller)
     tracing::info!(user = signed_in.user, revoked, "signed out other browsers");
     st.audit.record(st.clock.now(), Kind::RevokeOthers, Some(signed_in.user), caller, &revoked.to_string()).await;
     Ok(revoked)
+}
+
+/// With `COOKIE_DOMAIN`: a forward-auth session linked to the one just signed in, and its
+/// cookie (`Domain=COOKIE_DOMAIN`) on the answer, beside the session's own host-only cookie.
+/// The apps under the domain receive only this one, which `/auth/verify` alone accepts:
+/// replayed at scanlogin it signs nobody in.
+async fn forward_auth_cookie(st: &AppState, session: &WebSession, who: &SignedIn) -> Result<Option<String>, AppError> {
+    let (Some(name), Some(domain)) = (st.site.forward_auth_cookie, st.site.cookie_domain.as_deref()) else { return Ok(None) };
+    let parent = session.id().ok_or_else(|| AppError::internal("a signed-in session without id"))?;
+    let life = st.site.session_life.signed_in;
+    let expires = st.clock.now().plus_ms(i64::try_from(life.whole_milliseconds()).unwrap_or(i64::MAX));
+    let id = st.sessions.create_linked(&parent, who, expires).await?;
+    let secure = if st.site.secure { "; Secure" } else { "" };
+    Ok(Some(format!("{name}={id}; Domain={domain}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}", life.whole_seconds())))
 }

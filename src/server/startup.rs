@@ -109,7 +109,9 @@ impl Application {
             clock,
             site: Arc::new(Site {
                 secure,
-                cookie_name: crate::server::session::cookie_name(secure, config.idp.cookie_domain.is_some()),
+                cookie_name: crate::server::session::cookie_name(secure),
+                forward_auth_cookie: config.idp.cookie_domain.as_ref().map(|_| crate::server::session::forward_auth_cookie_name(secure)),
+                cookie_domain: config.idp.cookie_domain.clone(),
                 public_url: addresses.public_url,
                 host,
                 demo,

@@ -22,6 +22,10 @@ pub struct Site {
     pub secure: bool,
     /// The session cookie's name (`session::cookie_name`).
     pub cookie_name: &'static str,
+    /// With `COOKIE_DOMAIN`: forward-auth's own cookie (name; the domain is in the router).
+    pub forward_auth_cookie: Option<&'static str>,
+    /// `COOKIE_DOMAIN`.
+    pub cookie_domain: Option<String>,
     /// Demo mode (embedded simulator, banner, test hooks).
     pub demo: bool,
     /// Longest status long-poll.

@@ -426,3 +426,82 @@ async fn two_sites_behind_nginx_and_caddy_admit_each_group_only() {
     let res = client.get(format!("http://grafana.test:{port}/")).header("cookie", &ops_cookie).send().await.unwrap();
     assert_eq!(res.status(), 302, "no cache lets a removed member through");
 }
+
+/// Security review #3: with COOKIE_DOMAIN, the apps under the domain get a forward-auth
+/// cookie of its own, which only `/auth/verify` accepts; scanlogin's session cookie stays
+/// host-only. Replayed at scanlogin, the forward-auth cookie signs nobody in; it ends with
+/// the session (logout, 退出其他设备).
+#[tokio::test]
+async fn cookie_domain_gives_forward_auth_a_cookie_of_its_own() {
+    let app =
+        spawn(&["--public-url", "https://login.example.test", "--cookie-domain", "example.test", "--forward-auth-domains", "example.test"])
+            .await;
+    // https: the cookies are Secure, so this test carries them by hand over loopback http.
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let local = app.local.clone();
+    let post = async |path: &str, cookie: Option<&str>, body: serde_json::Value| {
+        let mut req = raw.post(format!("{local}{path}")).header("accept", "application/json").json(&body);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().await.unwrap()
+    };
+    let cookie_of = |headers: &reqwest::header::HeaderMap, name: &str| {
+        headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let pair = |c: String| c.split(';').next().unwrap().to_string();
+    // A whole login as `user`: the session's Set-Cookie and the forward-auth one.
+    let login = async |user: &str| {
+        let issued = post("/api/login/ticket", None, json!({})).await;
+        let anon = pair(cookie_of(issued.headers(), "__Host-scanlogin_session").expect("a host-only session cookie"));
+        let body: serde_json::Value = issued.json().await.unwrap();
+        let ticket = body["ticket"].as_str().unwrap().to_string();
+        let code: serde_json::Value = post("/_wechat/sim/wx-login", None, json!({ "user": user })).await.json().await.unwrap();
+        let scanned: serde_json::Value =
+            post("/api/mp/scan", None, json!({ "ticket": ticket, "code": code["code"] })).await.json().await.unwrap();
+        let confirmed = post("/api/mp/confirm", None, json!({ "ticket": ticket, "confirm_token": scanned["confirm_token"] })).await;
+        assert_eq!(confirmed.status(), 200);
+        let fin = post("/api/login/finalize", Some(&anon), json!({ "ticket": ticket, "finalize_key": body["finalize_key"] })).await;
+        assert_eq!(fin.status(), 200);
+        let session = cookie_of(fin.headers(), "__Host-scanlogin_session").unwrap();
+        let fa = cookie_of(fin.headers(), "__Secure-scanlogin_fa").expect("a forward-auth cookie");
+        (session, fa)
+    };
+    let (session, fa) = login("zhangsan").await;
+    assert!(!session.to_ascii_lowercase().contains("domain="), "scanlogin's own cookie stays on its host: {session}");
+    assert!(fa.contains("Domain=example.test") && fa.contains("Secure") && fa.contains("HttpOnly"), "{fa}");
+    let (session, fa) = (pair(session), pair(fa));
+    let verify = async |cookie: &str| {
+        raw.get(format!("{local}/auth/verify"))
+            .header("cookie", cookie)
+            .header("x-original-url", "https://grafana.example.test/")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let me = async |cookie: &str| post("/api/me", Some(cookie), json!({})).await.status().as_u16();
+    assert_eq!(verify(&fa).await, 200, "the apps' cookie opens the apps");
+    assert_eq!(verify(&session).await, 401, "scanlogin's own cookie is not the apps' key");
+    assert_eq!(me(&fa).await, 401, "replayed at scanlogin, the apps' cookie signs nobody in");
+    assert_eq!(me(&session).await, 200);
+    let me_view: serde_json::Value = post("/api/me", Some(&session), json!({})).await.json().await.unwrap();
+    assert_eq!(me_view["sessions"].as_array().unwrap().len(), 1, "the forward-auth session is not listed as a browser");
+    // 退出其他设备 from another browser ends this one's forward-auth session too.
+    let (other, other_fa) = login("zhangsan").await;
+    let (other, other_fa) = (pair(other), pair(other_fa));
+    let res = post("/api/sessions/revoke-others", Some(&other), json!({})).await;
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["revoked"], 1, "one browser, whatever it had: {v}");
+    assert_eq!(verify(&fa).await, 401, "gone with its session");
+    assert_eq!(verify(&other_fa).await, 200, "the browser that asked keeps its own");
+    // Logout ends the forward-auth session with the browser's.
+    assert_eq!(post("/api/logout", Some(&other), json!({})).await.status(), 200);
+    assert_eq!(verify(&other_fa).await, 401);
+}

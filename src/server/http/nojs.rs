@@ -47,7 +47,13 @@ pub async fn complete(
     match wait_for_phone(&st, &web, &ticket).await {
         Ok(TicketStatus::Waiting | TicketStatus::Scanned) => not_yet(lang, &ticket, &key),
         Ok(_) => match crate::server::signin::finalize(&st, &web, &who, &ticket, Some(key)).await {
-            Ok(f) => found(&f.next),
+            Ok(f) => {
+                let mut res = found(&f.finalized.next);
+                if let Some(v) = f.forward_auth_cookie.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
+                    res.headers_mut().append(axum::http::header::SET_COOKIE, v);
+                }
+                res
+            }
             Err(e) => refusal(lang, &e),
         },
         Err(e) => refusal(lang, &e),

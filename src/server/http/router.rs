@@ -36,9 +36,11 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .with_path("/")
         // A session starts anonymous and short-lived; signing in gives it the idle expiry.
         .with_expiry(Expiry::OnInactivity(state.site.session_life.anonymous));
-    let sessions = match cookie_domain {
-        Some(d) => sessions.with_domain(d),
-        None => sessions,
+    // Forward-auth reads its own cookie when one covers the apps' parent domain
+    // (`COOKIE_DOMAIN`); scanlogin's own session cookie never leaves this host.
+    let verify_sessions = match (&cookie_domain, state.site.forward_auth_cookie) {
+        (Some(d), Some(name)) => sessions.clone().with_name(name).with_domain(d.clone()),
+        _ => sessions.clone(),
     };
     let mut app = Router::new()
         .route("/lang", get(pages::set_lang))
@@ -99,7 +101,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
     // (its answers go to the proxy: no security headers) and the session layer.
     let verify = tower::ServiceBuilder::new()
         .layer(edge::Edge { security_headers: false, ..edge })
-        .layer(sessions)
+        .layer(verify_sessions)
         .service(crate::server::forward_auth::verify_router().with_state(state));
     Router::new().route_service("/auth/verify", verify).route_service("/api/login/status", longpoll).fallback_service(full)
 }

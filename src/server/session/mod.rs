@@ -105,11 +105,12 @@ impl SqlSessionStore {
 
     /// The user's live signed-in sessions, most recently seen first.
     pub async fn list_for_user(&self, user: i64, now: UnixMillis) -> Result<Vec<SignedInBrowser>, sqlx::Error> {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, data FROM sessions WHERE user_id = $1 AND expires_at > $2")
-            .bind(user)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, data FROM sessions WHERE user_id = $1 AND expires_at > $2 AND parent IS NULL")
+                .bind(user)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
         let mut list: Vec<SignedInBrowser> = rows
             .into_iter()
             .filter_map(|(key, data)| {
@@ -127,20 +128,42 @@ impl SqlSessionStore {
         self.remove_stored(&stored_key(id)).await
     }
 
-    /// Removes the row stored under `key` outright.
+    /// Removes the row stored under `key` outright, with the forward-auth sessions
+    /// linked to it.
     async fn remove_stored(&self, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(key).execute(&self.pool).await?;
+        let children: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions WHERE parent = $1").bind(key).fetch_all(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE id = $1 OR parent = $1").bind(key).execute(&self.pool).await?;
         self.cache.forget(key);
+        for (child,) in children {
+            self.cache.forget(&child);
+        }
         Ok(())
+    }
+
+    /// A forward-auth session for the signed-in session `parent` (`COOKIE_DOMAIN`): the
+    /// same person and login, its own id (for its own cookie), ending with its parent.
+    pub async fn create_linked(&self, parent: &Id, who: &SignedIn, expires_at: UnixMillis) -> Result<Id, sqlx::Error> {
+        let id = Id::default();
+        let data = serde_json::json!({ SIGNED_IN: who }).to_string();
+        sqlx::query("INSERT INTO sessions (id, data, expires_at, user_id, parent) VALUES ($1, $2, $3, $4, $5)")
+            .bind(stored_key(&id))
+            .bind(data)
+            .bind(expires_at)
+            .bind(who.user)
+            .bind(stored_key(parent))
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
     }
 
     /// How many live signed-in sessions each user has.
     pub async fn count_by_user(&self, now: UnixMillis) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
-        let rows: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT user_id, COUNT(*) FROM sessions WHERE user_id IS NOT NULL AND expires_at > $1 GROUP BY user_id")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT user_id, COUNT(*) FROM sessions WHERE user_id IS NOT NULL AND expires_at > $1 AND parent IS NULL GROUP BY user_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().collect())
     }
 
@@ -153,12 +176,20 @@ impl SqlSessionStore {
 
     /// Deletes every session of `user` but `keep`; returns how many ended.
     pub async fn delete_others(&self, user: i64, keep: &Id) -> Result<u64, sqlx::Error> {
-        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+        // Every other browser's session (counted), then the forward-auth sessions linked to
+        // them (not to `keep`).
+        let keep = stored_key(keep);
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2 AND parent IS NULL")
             .bind(user)
-            .bind(stored_key(keep))
+            .bind(&keep)
             .execute(&self.pool)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND parent IS NOT NULL AND parent <> $2")
+            .bind(user)
+            .bind(&keep)
+            .execute(&self.pool)
+            .await?;
         self.cache.forget_user(user);
         Ok(ended)
     }
@@ -317,14 +348,17 @@ impl SessionStore for SqlSessionStore {
     }
 }
 
-/// The session cookie's name: on https, `__Host-` pins it to this host, Secure, path
-/// `/`; with a parent domain (`COOKIE_DOMAIN`) it can only be `__Secure-`.
-pub fn cookie_name(secure: bool, parent_domain: bool) -> &'static str {
-    match (secure, parent_domain) {
-        (true, false) => "__Host-scanlogin_session",
-        (true, true) => "__Secure-scanlogin_session",
-        (false, _) => "scanlogin_session",
-    }
+/// The session cookie's name: on https, `__Host-` pins it to this host, Secure, path `/`.
+/// It never carries a `Domain`: with `COOKIE_DOMAIN`, forward-auth has a cookie of its own
+/// ([`forward_auth_cookie_name`]).
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { "__Host-scanlogin_session" } else { "scanlogin_session" }
+}
+
+/// The forward-auth cookie's name (`COOKIE_DOMAIN` set): sent to every app under the
+/// domain, accepted only by `/auth/verify`.
+pub fn forward_auth_cookie_name(secure: bool) -> &'static str {
+    if secure { "__Secure-scanlogin_fa" } else { "scanlogin_fa" }
 }
 
 /// The browser's session, typed.
