@@ -219,6 +219,20 @@ pub struct MeView {
     /// The person's own recent audit events, newest first.
     #[serde(default)]
     pub events: Vec<EventView>,
+    /// The sites the person allowed to sign them in without asking.
+    #[serde(default)]
+    pub apps: Vec<AppView>,
+}
+
+/// A site the person allowed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppView {
+    /// The OIDC client id.
+    pub client: String,
+    /// Its name.
+    pub name: String,
+    /// RFC 3339 UTC.
+    pub since: String,
 }
 
 /// One audit event, as its person sees it.

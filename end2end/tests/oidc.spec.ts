@@ -155,6 +155,10 @@ test('a client open to one group: access_denied outside it, and the groups claim
     const r = await page.request.post(`${base}/api/admin/user`, { data: { id: me.user.id, groups: ['ops'] } });
     expect(r.status()).toBe(200);
     await page.goto(`${rp.url}/login`);
+    // Signed in without ever confirming a login for this app: asked once (security review #5).
+    await expect(page.getByTestId('consent')).toContainText('允许「Ops 应用」使用你的账号登录吗');
+    await shot(page, '25-oidc-consent');
+    await page.getByTestId('allow').click();
     await page.waitForURL(`${rp.url}/cb**`);
     await expect(page.locator('#groups')).toHaveText('["ops"]');
     await expect(page.locator('#who')).toContainText('signed in as');

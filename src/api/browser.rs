@@ -122,6 +122,19 @@ pub async fn me() -> Result<MeView, AppError> {
     let events = st.audit.recent_for_user(user.id, 20).await?;
     let current = session.id().map(|id| crate::server::session::stored_key(&id));
     let sessions = st.sessions.list_for_user(user.id, now).await?;
+    let apps = match &st.oidc {
+        Some(p) => p
+            .store
+            .consents(user.id)
+            .await?
+            .into_iter()
+            .map(|(client, at)| {
+                let name = p.clients.get(&client).map(|c| c.name.clone()).unwrap_or_else(|| client.clone());
+                crate::model::AppView { client, name, since: rfc3339(at) }
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let unknown = current_lang().ui().unknown_browser;
     Ok(MeView {
         user: UserView {
@@ -162,6 +175,7 @@ pub async fn me() -> Result<MeView, AppError> {
                 detail: e.detail,
             })
             .collect(),
+        apps,
     })
 }
 

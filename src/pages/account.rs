@@ -93,6 +93,25 @@ fn AccountDetails(m: MeView) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
+        {(!m.apps.is_empty()).then(|| view! {
+            <h2>{ui.apps}</h2>
+            <table class="logins" data-testid="apps">
+                <tbody>
+                    {m.apps.clone().into_iter().map(|a| view! {
+                        <tr>
+                            <td>{a.name}</td>
+                            <td>{show_time(&a.since)}</td>
+                            <td>
+                                <form method="post" action="/account/apps/revoke" class="inline-form">
+                                    <input type="hidden" name="client" value=a.client.clone() />
+                                    <button type="submit" class="button secondary" data-testid=format!("revoke-app-{}", a.client)>{ui.revoke_app}</button>
+                                </form>
+                            </td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        })}
         <h2>{ui.activity}</h2>
         <table class="logins" data-testid="events">
             <thead><tr><th>{ui.login_at}</th><th>{ui.event_what}</th><th>{ui.login_ip}</th><th>{ui.login_browser}</th></tr></thead>

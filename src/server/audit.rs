@@ -29,6 +29,10 @@ pub enum Kind {
     InvitationUsed,
     /// WeChat's content check refused a nickname.
     ProfileRefused,
+    /// A person allowed a site to sign them in (the consent page).
+    OidcConsent,
+    /// A person withdrew a site's permission (the account page).
+    OidcConsentRevoked,
 }
 
 impl Kind {
@@ -49,6 +53,8 @@ impl Kind {
             Kind::InvitationRevoked => "invitation_revoked",
             Kind::InvitationUsed => "invitation_used",
             Kind::ProfileRefused => "profile_refused",
+            Kind::OidcConsent => "oidc_consent",
+            Kind::OidcConsentRevoked => "oidc_consent_revoked",
         }
     }
 }

@@ -86,6 +86,15 @@ pub async fn finalize(
             });
         }
     }
+    // The person confirmed on the phone a login that named this site: that is their
+    // consent to it (and to no other).
+    if let (Some(p), Some(request)) =
+        (&st.oidc, crate::server::handoff::Handoff::from_login(Some(current.next.clone()), false).oidc_request())
+        && let Ok(Some(client)) = p.store.request_client(request).await
+        && let Err(e) = p.store.grant_consent(user, &client, now).await
+    {
+        tracing::error!(error = %e, "the site's consent could not be recorded (the person will be asked)");
+    }
     if let Err(e) = st.users.record_login(user, now, &signed_in.ip, &signed_in.user_agent, ticket).await {
         tracing::error!(error = %e, "login succeeded but could not be recorded");
     }

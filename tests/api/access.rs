@@ -181,7 +181,7 @@ async fn an_oidc_client_admits_only_its_allow_list_and_keeps_checking() {
     let id = user_id(&app, &b).await;
     let (challenge, verifier) = openidconnect::PkceCodeChallenge::new_random_sha256();
     let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
-    let authorize = || async { query_of(&location(&b.get(auth_url(&app, "grafana", RP, &pkce)).send().await.unwrap())) };
+    let authorize = || async { query_of(&crate::oidc::authorize(&app, &b, &auth_url(&app, "grafana", RP, &pkce)).await) };
 
     // Not in the group: access_denied, nothing issued, the refusal audited.
     let q = authorize().await;

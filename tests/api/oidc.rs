@@ -88,7 +88,23 @@ pub(crate) async fn authorize(app: &TestApp, b: &reqwest::Client, url: &str) -> 
         assert_eq!(res.status(), 302);
         to = location(&res);
     }
+    if to.starts_with("/oidc/consent/") {
+        to = allow(app, b, &to).await;
+    }
     to
+}
+
+/// Allows the site on the consent page `consent`; the redirect to the client that follows.
+pub(crate) async fn allow(app: &TestApp, b: &reqwest::Client, consent: &str) -> String {
+    let page = b.get(format!("{}{consent}", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let res = b.post(format!("{}{consent}", app.base)).form(&[("decision", "allow")]).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let resume = location(&res);
+    assert!(resume.starts_with("/oidc/resume/"), "{resume}");
+    let res = b.get(format!("{}{resume}", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    location(&res)
 }
 
 #[tokio::test]

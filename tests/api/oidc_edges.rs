@@ -350,3 +350,65 @@ async fn subjects_are_pairwise_per_client() {
     assert_eq!(old, me["user"]["id"].to_string(), "legacy_subject: the user id");
     assert_ne!(first, old, "another client, another subject");
 }
+
+/// Security review #5: confirming a login for one site is consent to that site only; any
+/// other site asks once (remembered, withdrawable on the account page), and `prompt=none`
+/// without consent is `consent_required`.
+#[tokio::test]
+async fn each_site_is_allowed_once_and_withdrawable() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients = dir.path().join("clients.toml");
+    std::fs::write(
+        &clients,
+        format!(
+            "[[client]]\nid = \"grafana\"\nname = \"Grafana\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\n\n\
+             [[client]]\nid = \"wiki\"\nname = \"Wiki\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\n"
+        ),
+    )
+    .unwrap();
+    let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
+    let path = clients.display().to_string();
+    let app = spawn_on(dir, db_url, &["--oidc-clients", &path]).await;
+    let b = browser_no_redirects();
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
+    // The scan names Grafana: Grafana gets its code without a question.
+    let back = authorize(&app, &b, &auth_url(&app, "grafana", RP, &pkce)).await;
+    assert!(query_of(&back).contains_key("code"), "{back}");
+    // The wiki was never confirmed: silently, nothing; shown, a question.
+    let mut none = pkce.to_vec();
+    none.push(("prompt", "none"));
+    let q = query_of(&location(&b.get(auth_url(&app, "wiki", RP, &none)).send().await.unwrap()));
+    assert_eq!(q["error"], "consent_required");
+    let res = b.get(auth_url(&app, "wiki", RP, &pkce)).send().await.unwrap();
+    let consent = location(&res);
+    assert!(consent.starts_with("/oidc/consent/"), "{consent}");
+    assert_eq!(app.count("oidc_codes").await, 1, "no code for the wiki yet");
+    let page = b.get(format!("{}{consent}", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("允许「Wiki」使用你的账号登录吗"), "{page}");
+    // Another site's form cannot allow it for the person; denying goes back empty-handed.
+    let cross = b
+        .post(format!("{}{consent}", app.base))
+        .header("origin", "https://evil.example")
+        .form(&[("decision", "allow")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    let denied = b.post(format!("{}{consent}", app.base)).form(&[("decision", "deny")]).send().await.unwrap();
+    let q = query_of(&location(&denied));
+    assert_eq!((q["error"].as_str(), q["state"].as_str()), ("access_denied", "st"));
+    // Allowed: a code, and from then on without asking.
+    let back = authorize(&app, &b, &auth_url(&app, "wiki", RP, &pkce)).await;
+    assert!(query_of(&back).contains_key("code"));
+    let again = location(&b.get(auth_url(&app, "wiki", RP, &pkce)).send().await.unwrap());
+    assert!(again.starts_with(RP) && query_of(&again).contains_key("code"), "remembered: {again}");
+    // Withdrawn on the account page: asked again.
+    let (_, me) = app.post(&b, "/api/me", json!({})).await;
+    let apps: Vec<&str> = me["apps"].as_array().unwrap().iter().map(|a| a["client"].as_str().unwrap()).collect();
+    assert_eq!(apps, ["grafana", "wiki"]);
+    let res = b.post(format!("{}/account/apps/revoke", app.base)).form(&[("client", "wiki")]).send().await.unwrap();
+    assert_eq!(location(&res), "/account");
+    let asked = location(&b.get(auth_url(&app, "wiki", RP, &pkce)).send().await.unwrap());
+    assert!(asked.starts_with("/oidc/consent/"), "{asked}");
+}

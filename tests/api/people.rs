@@ -230,8 +230,7 @@ async fn approval_opens_protected_sites_and_disabling_revokes_oidc_tokens() {
     let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
     app.sign_in(&b, "lisi").await;
     let lisi = me(&app, &b).await["id"].as_i64().unwrap();
-    let res = b.get(auth_url(&app, "grafana", RP, &pkce)).send().await.unwrap();
-    let q = query_of(&location(&res));
+    let q = query_of(&crate::oidc::authorize(&app, &b, &auth_url(&app, "grafana", RP, &pkce)).await);
     assert_eq!((q["error"].as_str(), q["state"].as_str(), q["iss"].as_str()), ("access_denied", "st", app.base.as_str()));
     assert_eq!(app.count("oidc_codes").await, 0);
     assert_eq!(app.verify(&b).await, 403);
@@ -240,8 +239,7 @@ async fn approval_opens_protected_sites_and_disabling_revokes_oidc_tokens() {
     let (s, _) = app.post(&admin, "/api/admin/user", json!({ "id": lisi, "status": "active" })).await;
     assert_eq!(s, 200);
     assert_eq!(app.verify(&b).await, 200);
-    let res = b.get(auth_url(&app, "grafana", RP, &pkce)).send().await.unwrap();
-    let code = query_of(&location(&res))["code"].clone();
+    let code = query_of(&crate::oidc::authorize(&app, &b, &auth_url(&app, "grafana", RP, &pkce)).await)["code"].clone();
     let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", RP), ("code_verifier", verifier.secret())];
     let (s, tokens) = exchange(&app, &form, Some(("grafana", SECRET))).await;
     assert_eq!(s, 200, "{tokens}");

@@ -131,3 +131,45 @@ pub async fn rename(
         Err(e) => refuse(&e),
     }
 }
+
+/// The account page's form that withdraws a site's permission.
+#[derive(Deserialize)]
+pub struct RevokeApp {
+    client: String,
+}
+
+/// `POST /account/apps/revoke`: the site must ask again, and what it holds for the person
+/// (its tokens) ends.
+pub async fn revoke_app(
+    State(st): State<AppState>,
+    web: WebSession,
+    who: Caller,
+    headers: HeaderMap,
+    form: Result<Form<RevokeApp>, FormRejection>,
+) -> Response {
+    let lang = request_lang(&headers);
+    let refuse = |e: &AppError| {
+        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let ui = lang.ui();
+        message_page(
+            status,
+            lang.tag(),
+            ui.account_title,
+            &format!("<p>{}</p><p><a href=\"/account\">{}</a></p>", esc(e.code.message(lang)), esc(ui.account_title)),
+        )
+    };
+    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
+        return refuse(&e);
+    }
+    let Ok(Some(signed_in)) = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await else {
+        return found("/login?next=/account");
+    };
+    let (Ok(Form(f)), Some(p)) = (form, &st.oidc) else { return refuse(&ErrorCode::BadRequest.into()) };
+    match p.store.revoke_consent(signed_in.user, &f.client).await {
+        Ok(_) => {
+            st.audit.record(st.clock.now(), crate::server::audit::Kind::OidcConsentRevoked, Some(signed_in.user), &who, &f.client).await;
+            found("/account")
+        }
+        Err(e) => refuse(&AppError::internal(e)),
+    }
+}

@@ -53,6 +53,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/admin/invite", axum::routing::post(invite::create))
         .route("/admin/invitation/revoke", axum::routing::post(invite::revoke))
         .route("/account/name", axum::routing::post(profile::rename))
+        .route("/account/apps/revoke", axum::routing::post(profile::revoke_app))
         .route("/avatars/{file}", get(profile::avatar))
         // wx.uploadFile's multipart body is larger than the API's JSON limit.
         .route("/api/mp/avatar", axum::routing::post(profile::upload).layer(DefaultBodyLimit::max(profile::UPLOAD_BODY)))

@@ -90,6 +90,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/oidc/jwks", get(routes::jwks))
         .route("/oidc/authorize", get(routes::authorize))
         .route("/oidc/resume/{id}", get(routes::resume))
+        .route("/oidc/consent/{id}", get(routes::consent_page).post(routes::consent_answer))
         .route("/oidc/token", axum::routing::post(routes::token))
         .route("/oidc/revoke", axum::routing::post(routes::revoke))
         .route("/oidc/userinfo", get(routes::userinfo).post(routes::userinfo))

@@ -70,14 +70,25 @@ pub async fn authorize(
     OidcError::check_limit(&st.limits.oidc_authorize_per_ip, &caller, false).await?;
     let now = st.clock.now();
     let (req, not_before) = AuthorizeRequest::parse(&q, &p.clients, &p.issuer, now)?;
-    if let Some(res) = issue_code(&st, &p, &web, &req, not_before, now, &caller).await? {
-        return Ok(res);
-    }
+    let answer = issue_code(&st, &p, &web, &req, not_before, now, &caller).await?;
+    let needs_consent = match answer {
+        Answer::Code(res) => return Ok(res),
+        Answer::NeedsConsent => true,
+        Answer::NeedsLogin => false,
+    };
     if req.wants_none() {
-        return Err(OidcError::Redirect(req.answer(&p.issuer, "login_required", "no signed-in session")));
+        let (error, why) = if needs_consent {
+            ("consent_required", "the person has not allowed this site yet")
+        } else {
+            ("login_required", "no signed-in session")
+        };
+        return Err(OidcError::Redirect(req.answer(&p.issuer, error, why)));
     }
     let id = random_token(16);
     p.store.save_request(&id, &req, not_before, now.plus_ms(REQUEST_LIFE_MS)).await?;
+    if needs_consent {
+        return Ok(found(&format!("/oidc/consent/{id}")));
+    }
     Ok(found(&Handoff::oidc(&id, not_before.0 > 0).login_url()))
 }
 
@@ -104,19 +115,94 @@ pub async fn resume(
         });
     }
     match issue_code(&st, &p, &web, &request, not_before, now, &caller).await? {
-        Some(res) => {
+        Answer::Code(res) => {
             if let Err(e) = p.store.delete_request(&id).await {
                 tracing::warn!(error = %e, "oidc: an answered request was not deleted (the purge will)");
             }
             Ok(res)
         }
-        None => Ok(found(&Handoff::oidc(&id, not_before.0 > 0).login_url())),
+        Answer::NeedsLogin => Ok(found(&Handoff::oidc(&id, not_before.0 > 0).login_url())),
+        Answer::NeedsConsent => Ok(found(&format!("/oidc/consent/{id}"))),
     }
 }
 
+/// `GET /oidc/consent/{id}`: “允许 Grafana 使用你的账号登录？”, for a signed-in person and a
+/// pending request of a client they never allowed. The buttons post back (same-site).
+pub async fn consent_page(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    web: WebSession,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, OidcError> {
+    use crate::server::http::{esc, message_page};
+    let (request, client) = pending_for_consent(&st, &p, &id).await?;
+    if web.signed_in(st.clock.now(), st.site.session_absolute_ms).await?.is_none() {
+        return Ok(found(&Handoff::oidc(&id, false).login_url()));
+    }
+    let lang = crate::server::error::request_lang(&headers);
+    let ui = lang.ui();
+    let scopes: Vec<&str> = request.scopes().filter(|s| *s != "openid").collect();
+    let body = format!(
+        "<p data-testid=\"consent\">{}</p><p class=\"muted\">{}</p>\
+         <form method=\"post\" action=\"/oidc/consent/{id}\"><button type=\"submit\" name=\"decision\" value=\"allow\" data-testid=\"allow\">{}</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\" data-testid=\"deny\">{}</button></form>",
+        esc(&ui.consent_question.replace("{site}", &client)),
+        esc(&format!("{}{}", ui.consent_scopes, if scopes.is_empty() { "—".to_string() } else { scopes.join(", ") })),
+        esc(ui.consent_allow),
+        esc(ui.consent_deny),
+        id = esc(&id),
+    );
+    Ok(message_page(StatusCode::OK, lang.tag(), ui.consent_title, &body))
+}
+
+/// `POST /oidc/consent/{id}` `decision=allow|deny`: allowed, remembered and on to the code;
+/// denied, back to the client with `access_denied`.
+pub async fn consent_answer(
+    State(st): State<AppState>,
+    Oidc(p): Oidc,
+    web: WebSession,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, OidcError> {
+    let (request, _) = pending_for_consent(&st, &p, &id).await?;
+    if crate::server::http::api::check_same_site(&headers, &st.site.public_url).is_err() {
+        return Err(OidcError::Page {
+            status: StatusCode::FORBIDDEN,
+            message: "拒绝来自其他网站的请求。Requests from other sites are refused.",
+        });
+    }
+    let Some(who) = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
+        return Ok(found(&Handoff::oidc(&id, false).login_url()));
+    };
+    if form.get("decision").map(String::as_str) == Some("allow") {
+        p.store.grant_consent(who.user, &request.client_id, st.clock.now()).await?;
+        st.audit.record(st.clock.now(), Kind::OidcConsent, Some(who.user), &caller, &request.client_id).await;
+        return Ok(found(&format!("/oidc/resume/{id}")));
+    }
+    p.store.delete_request(&id).await?;
+    Err(OidcError::Redirect(request.answer(&p.issuer, "access_denied", "the person did not allow this site")))
+}
+
+/// The pending request `id` and its client's name, while it lives.
+async fn pending_for_consent(st: &AppState, p: &Provider, id: &str) -> Result<(AuthorizeRequest, String), OidcError> {
+    let gone = OidcError::Page {
+        status: StatusCode::NOT_FOUND,
+        message: "登录请求不存在或已过期，请回到应用重新登录。The sign-in request is unknown or expired.",
+    };
+    let Some(PendingRequest { request, expires_at, .. }) = p.store.request(id).await? else { return Err(gone) };
+    if st.clock.now() >= expires_at {
+        return Err(gone);
+    }
+    let name = p.clients.get(&request.client_id).map(|c| c.name.clone()).ok_or(gone)?;
+    Ok((request, name))
+}
+
 /// With a signed-in session that logged in at `not_before` or later (`prompt=login`,
-/// `max_age`): a code for the client, sent to its redirect URI. `None`: a (new) login is
-/// needed first.
+/// `max_age`), whom the client admits and who allowed it: a code for the client, sent to
+/// its redirect URI. Otherwise what is needed first.
 async fn issue_code(
     st: &AppState,
     p: &Provider,
@@ -125,10 +211,10 @@ async fn issue_code(
     not_before: UnixMillis,
     now: UnixMillis,
     caller: &Caller,
-) -> Result<Option<Response>, OidcError> {
-    let Some(who) = web.signed_in(now, st.site.session_absolute_ms).await? else { return Ok(None) };
+) -> Result<Answer, OidcError> {
+    let Some(who) = web.signed_in(now, st.site.session_absolute_ms).await? else { return Ok(Answer::NeedsLogin) };
     if who.login_at < not_before {
-        return Ok(None);
+        return Ok(Answer::NeedsLogin);
     }
     let client = p.clients.get(&req.client_id).ok_or(OidcError::Page { status: StatusCode::BAD_REQUEST, message: "unknown client" })?;
     let user = st.users.cached(who.user).await?.ok_or_else(|| OidcError::internal("a signed-in session's user is gone"))?;
@@ -139,12 +225,27 @@ async fn issue_code(
         st.audit.record(now, Kind::AccessDenied, Some(user.id), caller, &detail).await;
         return Err(OidcError::Redirect(req.answer(&p.issuer, "access_denied", "this account may not sign in to this site")));
     }
+    // A site the person never confirmed a login for, nor allowed: asked once first, so
+    // that one scan for one site does not silently sign them in everywhere.
+    if !p.store.has_consent(user.id, &client.id).await? {
+        return Ok(Answer::NeedsConsent);
+    }
     let code = random_token(32);
     let session = web.id().map(|id| crate::server::session::stored_key(&id));
     p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, session.as_deref(), now.plus_ms(CODE_LIFE_MS)).await?;
     tracing::info!(client = client.id, user = who.user, "oidc: code issued");
     st.audit.record(now, Kind::OidcCode, Some(who.user), caller, &client.name).await;
-    Ok(Some(req.redirect(&p.issuer, vec![("code", code)]).into_response()))
+    Ok(Answer::Code(req.redirect(&p.issuer, vec![("code", code)]).into_response()))
+}
+
+/// What an authorization request gets for the browser asking.
+enum Answer {
+    /// The code, on its way to the client.
+    Code(Response),
+    /// A (new) scan first.
+    NeedsLogin,
+    /// Signed in, but the person never allowed this client: the consent page first.
+    NeedsConsent,
 }
 
 /// A client's own request (token, revocation): within the per-IP limit, and from a client

@@ -212,6 +212,45 @@ impl OidcStore {
             .rows_affected())
     }
 
+    /// Whether `user` allowed `client` to sign them in without asking.
+    pub async fn has_consent(&self, user: i64, client: &str) -> Result<bool, sqlx::Error> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT at FROM oidc_consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user)
+            .bind(client)
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records that `user` allowed `client`.
+    pub async fn grant_consent(&self, user: i64, client: &str, now: UnixMillis) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO oidc_consents (user_id, client_id, at) VALUES ($1, $2, $3) ON CONFLICT (user_id, client_id) DO NOTHING")
+            .bind(user)
+            .bind(client)
+            .bind(now)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The clients `user` allowed, with when.
+    pub async fn consents(&self, user: i64) -> Result<Vec<(String, UnixMillis)>, sqlx::Error> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT client_id, at FROM oidc_consents WHERE user_id = $1 ORDER BY at").bind(user).fetch_all(&self.db).await?;
+        Ok(rows.into_iter().map(|(c, at)| (c, UnixMillis(at))).collect())
+    }
+
+    /// Withdraws `user`'s consent to `client`, and what the client holds for them.
+    pub async fn revoke_consent(&self, user: i64, client: &str) -> Result<bool, sqlx::Error> {
+        let gone = sqlx::query("DELETE FROM oidc_consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user)
+            .bind(client)
+            .execute(&self.db)
+            .await?;
+        sqlx::query("DELETE FROM oidc_tokens WHERE user_id = $1 AND client_id = $2").bind(user).bind(client).execute(&self.db).await?;
+        Ok(gone.rows_affected() == 1)
+    }
+
     /// Revokes every token of `user` and every code not yet exchanged (disabled).
     pub async fn revoke_user(&self, user: i64) -> Result<u64, sqlx::Error> {
         let tokens = sqlx::query("DELETE FROM oidc_tokens WHERE user_id = $1").bind(user).execute(&self.db).await?.rows_affected();

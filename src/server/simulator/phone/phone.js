@@ -65,6 +65,11 @@
         $('req-site').textContent = r.requester.site;
         $('req-client').textContent = r.requester.client || '';
         show('req-client-row', !!r.requester.client);
+        // What the confirm grants: this site, and the browser signed in to scanlogin.
+        $('grants').textContent = r.requester.client
+          ? '确认后将登录「' + r.requester.client + '」，并在此浏览器登录 ' + r.requester.site + '；其他应用仍会先征得你的同意'
+          : '';
+        show('grants', !!r.requester.client);
         $('req-browser').textContent = r.requester.browser;
         $('req-ip').textContent = r.requester.ip;
         $('req-time').textContent = fmtTime(r.requester.created_at);
