@@ -178,6 +178,11 @@ pub async fn claim_setup_link(st: &AppState, secret: &str, user: i64, caller: &C
     Ok(u)
 }
 
+/// Forgets setup links that can no longer be used (a start while no admin exists makes one).
+pub async fn purge(st: &AppState, now: UnixMillis) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM setup_links WHERE expires_at < $1 OR used_at IS NOT NULL").bind(now).execute(&st.db).await?.rows_affected())
+}
+
 /// At start: while no active admin exists, a fresh setup link, logged for the owner.
 pub async fn announce_setup_link(st: &AppState) -> Result<(), sqlx::Error> {
     if st.users.count_active_admins().await? > 0 {

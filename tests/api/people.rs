@@ -450,3 +450,21 @@ async fn an_admin_signs_a_user_out_everywhere() {
     assert!(audit["events"][0]["site"].as_str().unwrap().contains("signed out everywhere"), "{audit}");
     assert_error(&app.post(&admin, "/api/admin/user/sign-out", json!({ "id": 999_999 })).await, 404, "user_not_found");
 }
+
+/// Setup links that can no longer be used are purged (each start without an admin makes one).
+#[tokio::test]
+async fn the_upkeep_forgets_spent_and_expired_setup_links() {
+    use scanlogin::server::maintenance::{Schedule, purge};
+    let app = spawn(&[]).await;
+    let b = no_redirects();
+    sign_in_admin(&app, &b, "zhangsan").await; // spends one link
+    let _unused = setup_secret(&app).await;
+    let schedule = Schedule { every: std::time::Duration::from_secs(60), ticket_grace_ms: 600_000, audit_retention_ms: i64::MAX / 4 };
+    let now = app.state.clock.now();
+    purge(&app.state, schedule, now).await;
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM setup_links").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(left, 2, "the unused ones (the one made at start and ours) stay; the spent one is gone");
+    purge(&app.state, schedule, now.plus_ms(2 * 86_400_000)).await;
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM setup_links").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(left, 0, "a day later every link has expired");
+}
