@@ -71,15 +71,21 @@ pub async fn update_user(st: &AppState, actor: &User, caller: &Caller, id: i64, 
         g.dedup();
         after.groups = g;
     }
-    let was_admin = before.admin && before.is_active();
-    if was_admin && !(after.admin && after.is_active()) && st.users.count_active_admins().await? <= 1 {
-        st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &format!("refused: last admin (by {})", actor.id)).await;
-        return Err(ErrorCode::LastAdmin.into());
-    }
     if after == before {
         return Ok(after);
     }
-    st.users.save_access(&after).await?;
+    // Taking an active admin away is written only while another remains, decided in the
+    // write itself (two admins demoting each other at once: one of them stays).
+    let takes_an_admin = before.admin && before.is_active() && !(after.admin && after.is_active());
+    let written = if takes_an_admin {
+        st.users.save_access_keeping_an_admin(&after).await?
+    } else {
+        st.users.save_access(&after).await.map(|()| true)?
+    };
+    if !written {
+        st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &format!("refused: last admin (by {})", actor.id)).await;
+        return Err(ErrorCode::LastAdmin.into());
+    }
     let mut revoked = String::new();
     if before.is_active()
         && !after.is_active()

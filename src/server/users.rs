@@ -344,6 +344,29 @@ impl SqlUserStore {
         Ok(())
     }
 
+    /// [`SqlUserStore::save_access`] for a change that takes an active admin away (demoted,
+    /// made pending or disabled): written only while another active admin remains, decided
+    /// in the same statement. On PostgreSQL the other admins' rows are locked while it
+    /// decides, so two admins demoting each other at once cannot both succeed (the second
+    /// waits, then finds no other admin). False: nothing written.
+    pub async fn save_access_keeping_an_admin(&self, user: &User) -> Result<bool, sqlx::Error> {
+        let lock = if self.pool.backend() == crate::server::db::Backend::Postgres { " FOR UPDATE" } else { "" };
+        let sql = format!(
+            "UPDATE users SET status = $2, admin = $3, group_names = $4 WHERE id = $1 \
+             AND EXISTS (SELECT 1 FROM users o WHERE o.admin = 1 AND o.status = 'active' AND o.id <> $1{lock})"
+        );
+        let written = sqlx::query(&sql)
+            .bind(user.id)
+            .bind(user.status.as_str())
+            .bind(i64::from(user.admin))
+            .bind(join_groups(&user.groups))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.cache.forget(user.id);
+        Ok(written == 1)
+    }
+
     /// The person's chosen nickname (checked by the caller).
     pub async fn set_name(&self, id: i64, name: &str, now: UnixMillis) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE users SET name = $2, profile_at = $3 WHERE id = $1").bind(id).bind(name).bind(now).execute(&self.pool).await?;

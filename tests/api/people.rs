@@ -468,3 +468,30 @@ async fn the_upkeep_forgets_spent_and_expired_setup_links() {
     let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM setup_links").fetch_one(&app.pool).await.unwrap();
     assert_eq!(left, 0, "a day later every link has expired");
 }
+
+/// Two admins demoting each other at the same moment: one of them stays an admin.
+pub async fn two_admins_demote_each_other(app: &TestApp) {
+    let (a, b) = (no_redirects(), no_redirects());
+    sign_in_admin(app, &a, "zhangsan").await;
+    sign_in_admin(app, &b, "lisi").await;
+    let (ida, idb) = (me(app, &a).await["id"].as_i64().unwrap(), me(app, &b).await["id"].as_i64().unwrap());
+    for _ in 0..5 {
+        let (ra, rb) = tokio::join!(
+            app.post(&a, "/api/admin/user", json!({ "id": idb, "admin": false })),
+            app.post(&b, "/api/admin/user", json!({ "id": ida, "admin": false }))
+        );
+        let ok = [ra.0.as_u16(), rb.0.as_u16()].iter().filter(|s| **s == 200).count();
+        assert_eq!(ok, 1, "exactly one demotion wins: {ra:?} {rb:?}");
+        let (admins,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM users WHERE admin = 1 AND status = 'active'").fetch_one(&app.pool).await.unwrap();
+        assert_eq!(admins, 1, "never no admin");
+        // Back to two admins for the next round.
+        let (winner, loser) = if ra.0 == 200 { (&a, idb) } else { (&b, ida) };
+        assert_eq!(app.post(winner, "/api/admin/user", json!({ "id": loser, "admin": true })).await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_leave_one() {
+    two_admins_demote_each_other(&spawn(&[]).await).await;
+}

@@ -183,6 +183,18 @@ async fn a_user_changed_anywhere_is_refused_everywhere_at_once() {
     drop_database(&name).await;
 }
 
+/// The last-admin rule holds under concurrency on PostgreSQL too (the other admins' rows
+/// are locked while a demotion decides).
+#[tokio::test]
+async fn two_admins_demoting_each_other_on_postgres_leave_one() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let app = spawn_on(tempfile::tempdir().unwrap(), url, &[]).await;
+    crate::people::two_admins_demote_each_other(&app).await;
+    app.server.abort();
+    app.pool.close().await;
+    drop_database(&name).await;
+}
+
 /// Security review #1: the session trigger's NOTIFY reaches any role that can connect
 /// (CONNECT is PUBLIC's by default), with no table privilege. What it announces is the
 /// row's key, a digest of the session id: nothing a browser could present.
