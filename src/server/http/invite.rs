@@ -3,7 +3,7 @@
 //! admin console's forms that make one (the answer shows the link once, as text and as a
 //! QR, since an invitation is often passed phone to phone) and revoke one.
 
-use super::{esc, found, message_page};
+use super::{esc, found, message_page, refusal_page};
 use crate::domain::GroupName;
 use crate::error::{AppError, ErrorCode};
 use crate::i18n::Lang;
@@ -22,8 +22,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 fn refusal(lang: Lang, e: &AppError) -> Response {
-    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    message_page(status, lang.tag(), lang.people().invite_title, &format!("<p>{}</p>", esc(e.code.message(lang))))
+    refusal_page(lang, e, lang.people().invite_title, None)
 }
 
 /// "张三 邀请你加入（分组：ops, dev）".
@@ -156,10 +155,7 @@ pub async fn console_admin(
     page: &str,
 ) -> Result<crate::server::users::User, Response> {
     let lang = request_lang(headers);
-    let refuse = |e: &AppError| {
-        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::FORBIDDEN);
-        message_page(status, lang.tag(), lang.ui().admin_title, &format!("<p>{}</p>", esc(e.code.message(lang))))
-    };
+    let refuse = |e: &AppError| refusal_page(lang, e, lang.ui().admin_title, None);
     check_same_site(headers, &st.site.public_url).map_err(|e| refuse(&e))?;
     match people::require_admin(st, web).await {
         Ok(a) => Ok(a),

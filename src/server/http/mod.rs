@@ -32,6 +32,17 @@ pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// A refusal as a page of ours: the error's message in `lang` under `title`, with its
+/// status, and a link `back` (where, and its words) when there is somewhere to go.
+pub fn refusal_page(lang: crate::i18n::Lang, e: &crate::error::AppError, title: &str, back: Option<(&str, &str)>) -> Response {
+    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut body = format!("<p>{}</p>", esc(e.code.message(lang)));
+    if let Some((href, words)) = back {
+        body.push_str(&format!("<p><a href=\"{}\">{}</a></p>", esc(href), esc(words)));
+    }
+    message_page(status, lang.tag(), title, &body)
+}
+
 /// A small HTML page of our own outside the Leptos app (refusals, the no-JavaScript
 /// login's answers): `title` (text) and `body` (HTML the caller escaped), never cached.
 pub fn message_page(status: StatusCode, lang: &str, title: &str, body: &str) -> Response {

@@ -5,7 +5,7 @@
 //! signs the browser in and goes on as the page would have. The account page's 退出登录
 //! and 退出其他设备 are forms too.
 
-use super::{esc, found, message_page};
+use super::{esc, found, message_page, refusal_page};
 use crate::domain::{FinalizeKey, TicketId};
 use crate::error::{AppError, ErrorCode};
 use crate::i18n::Lang;
@@ -164,18 +164,14 @@ fn not_yet(lang: Lang, ticket: &TicketId, key: &FinalizeKey) -> Response {
     message_page(StatusCode::OK, lang.tag(), ui.login_title, &body)
 }
 
-/// Refused, with the reason and the way to a new code.
 /// A refusal of the admin console's forms, leading back to it.
 fn admin_refusal(lang: Lang, e: &AppError) -> Response {
     let ui = lang.ui();
-    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = format!("<p>{}</p><p><a href=\"/admin\">{}</a></p>", esc(e.code.message(lang)), esc(ui.admin_title));
-    message_page(status, lang.tag(), ui.admin_title, &body)
+    refusal_page(lang, e, ui.admin_title, Some(("/admin", ui.admin_title)))
 }
 
+/// Refused, with the reason and the way to a new code.
 fn refusal(lang: Lang, e: &AppError) -> Response {
     let ui = lang.ui();
-    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = format!("<p>{}</p><p><a href=\"/login\">{}</a></p>", esc(e.code.message(lang)), esc(ui.new_code));
-    message_page(status, lang.tag(), ui.login_title, &body)
+    refusal_page(lang, e, ui.login_title, Some(("/login", ui.new_code)))
 }

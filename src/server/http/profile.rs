@@ -2,7 +2,7 @@
 //! upload (`wx.uploadFile` sends multipart), the avatars themselves (immutable URLs), and
 //! the account page's form that changes the name.
 
-use super::{esc, found, message_page};
+use super::{found, refusal_page};
 use crate::domain::{ConfirmToken, TicketId};
 use crate::error::{AppError, ErrorCode};
 use crate::server::caller::Caller;
@@ -88,6 +88,24 @@ pub async fn avatar(State(st): State<AppState>, Path(file): Path<String>) -> Res
     }
 }
 
+/// A refusal of the account page's forms, leading back to it.
+fn account_refusal(lang: crate::i18n::Lang, e: &AppError) -> Response {
+    let ui = lang.ui();
+    refusal_page(lang, e, ui.account_title, Some(("/account", ui.account_title)))
+}
+
+/// Who posts one of the account page's forms: a same-site post from a signed-in browser;
+/// otherwise the answer to send (the scan page, or a refusal).
+async fn account_form(st: &AppState, web: &WebSession, headers: &HeaderMap) -> Result<crate::server::session::SignedIn, Response> {
+    let lang = request_lang(headers);
+    check_same_site(headers, &st.site.public_url).map_err(|e| account_refusal(lang, &e))?;
+    match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(found("/login?next=/account")),
+        Err(e) => Err(account_refusal(lang, &e)),
+    }
+}
+
 /// The account page's name form.
 #[derive(Deserialize)]
 pub struct NameForm {
@@ -104,27 +122,12 @@ pub async fn rename(
     form: Result<Form<NameForm>, FormRejection>,
 ) -> Response {
     let lang = request_lang(&headers);
-    let refuse = |e: &AppError| {
-        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let ui = lang.ui();
-        message_page(
-            status,
-            lang.tag(),
-            ui.account_title,
-            &format!("<p>{}</p><p><a href=\"/account\">{}</a></p>", esc(e.code.message(lang)), esc(ui.account_title)),
-        )
+    let signed_in = match account_form(&st, &web, &headers).await {
+        Ok(s) => s,
+        Err(res) => return res,
     };
-    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
-        return refuse(&e);
-    }
-    let user = match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {
-        Ok(Some(s)) => match st.users.get(s.user).await {
-            Ok(Some(u)) => u,
-            _ => return found("/login?next=/account"),
-        },
-        Ok(None) => return found("/login?next=/account"),
-        Err(e) => return refuse(&e),
-    };
+    let refuse = |e: &AppError| account_refusal(lang, e);
+    let Ok(Some(user)) = st.users.get(signed_in.user).await else { return found("/login?next=/account") };
     let Ok(Form(f)) = form else { return refuse(&ErrorCode::BadRequest.into()) };
     match crate::server::people::set_nickname(&st, &user, &f.name, &who).await {
         Ok(_) => found("/account"),
@@ -148,22 +151,11 @@ pub async fn revoke_app(
     form: Result<Form<RevokeApp>, FormRejection>,
 ) -> Response {
     let lang = request_lang(&headers);
-    let refuse = |e: &AppError| {
-        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let ui = lang.ui();
-        message_page(
-            status,
-            lang.tag(),
-            ui.account_title,
-            &format!("<p>{}</p><p><a href=\"/account\">{}</a></p>", esc(e.code.message(lang)), esc(ui.account_title)),
-        )
+    let signed_in = match account_form(&st, &web, &headers).await {
+        Ok(s) => s,
+        Err(res) => return res,
     };
-    if let Err(e) = check_same_site(&headers, &st.site.public_url) {
-        return refuse(&e);
-    }
-    let Ok(Some(signed_in)) = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await else {
-        return found("/login?next=/account");
-    };
+    let refuse = |e: &AppError| account_refusal(lang, e);
     let (Ok(Form(f)), Some(p)) = (form, &st.oidc) else { return refuse(&ErrorCode::BadRequest.into()) };
     match p.store.revoke_consent(signed_in.user, &f.client).await {
         Ok(_) => {

@@ -3,7 +3,7 @@
 //! leads to the scan page and back; signed in, a form whose button (a same-site POST)
 //! spends the link and makes the signed-in person an active admin.
 
-use super::{esc, found, message_page};
+use super::{esc, found, message_page, refusal_page};
 use crate::error::AppError;
 use crate::server::caller::Caller;
 use crate::server::error::request_lang;
@@ -19,8 +19,7 @@ use axum::response::Response;
 /// A refusal page in the request's language.
 fn refusal(headers: &HeaderMap, e: &AppError) -> Response {
     let lang = request_lang(headers);
-    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    message_page(status, lang.tag(), lang.people().setup_title, &format!("<p>{}</p>", esc(e.code.message(lang))))
+    refusal_page(lang, e, lang.people().setup_title, None)
 }
 
 /// `GET /setup/{secret}`.
