@@ -4,7 +4,7 @@
 //! stop the server (exit code 2, the line named); SIGHUP re-reads them.
 
 use crate::common::*;
-use crate::oidc::{RP, SECRET, auth_url, browser_no_redirects, exchange, location, query_of};
+use crate::oidc::{RP, SECRET, auth_url, browser_no_redirects, exchange, location, provider_from, query_of};
 use serde_json::{Value, json};
 
 const RULES: &str = r#"
@@ -164,18 +164,13 @@ async fn a_rule_file_with_a_mistake_stops_the_server_naming_the_line() {
 
 #[tokio::test]
 async fn an_oidc_client_admits_only_its_allow_list_and_keeps_checking() {
-    let dir = tempfile::tempdir().unwrap();
-    let clients = dir.path().join("clients.toml");
-    std::fs::write(
-        &clients,
+    let app = provider_from(
         format!(
             "[[client]]\nid = \"grafana\"\nname = \"Grafana\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\nallow = [\"group:ops\"]\n"
         ),
+        &[],
     )
-    .unwrap();
-    let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
-    let path = clients.display().to_string();
-    let app = spawn_on(dir, db_url, &["--oidc-clients", &path]).await;
+    .await;
     let b = browser_no_redirects();
     app.sign_in(&b, "zhangsan").await;
     let id = user_id(&app, &b).await;

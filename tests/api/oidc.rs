@@ -22,12 +22,8 @@ pub(crate) async fn provider() -> TestApp {
 
 /// The provider with `extra` settings.
 pub(crate) async fn provider_with(extra: &[&str]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let clients = dir.path().join("clients.toml");
-    std::fs::write(
-        &clients,
-        format!(
-            r#"
+    let clients = format!(
+        r#"
 [[client]]
 id = "grafana"
 name = "Grafana"
@@ -40,11 +36,17 @@ id = "spa"
 name = "单页应用"
 redirect_uris = ["{SPA}"]
 "#
-        ),
-    )
-    .unwrap();
+    );
+    provider_from(&clients, extra).await
+}
+
+/// A provider whose `OIDC_CLIENTS` file is `clients`, with `extra` settings.
+pub(crate) async fn provider_from(clients: impl AsRef<str>, extra: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(&path, clients.as_ref()).unwrap();
     let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
-    let path = clients.display().to_string();
+    let path = path.display().to_string();
     let mut args = vec!["--oidc-clients", path.as_str()];
     args.extend_from_slice(extra);
     spawn_on(dir, db_url, &args).await

@@ -317,19 +317,14 @@ async fn tokens_end_with_their_session_and_can_be_revoked() {
 /// knows people by it.
 #[tokio::test]
 async fn subjects_are_pairwise_per_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let clients = dir.path().join("clients.toml");
-    std::fs::write(
-        &clients,
+    let app = provider_from(
         format!(
             "[[client]]\nid = \"grafana\"\nname = \"Grafana\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\n\n\
-             [[client]]\nid = \"old\"\nname = \"Old\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\nlegacy_subject = true\n"
+         [[client]]\nid = \"old\"\nname = \"Old\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\nlegacy_subject = true\n"
         ),
+        &[],
     )
-    .unwrap();
-    let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
-    let path = clients.display().to_string();
-    let app = spawn_on(dir, db_url, &["--oidc-clients", &path]).await;
+    .await;
     let b = browser_no_redirects();
     let sub_for = async |client: &str| {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -356,19 +351,14 @@ async fn subjects_are_pairwise_per_client() {
 /// without consent is `consent_required`.
 #[tokio::test]
 async fn each_site_is_allowed_once_and_withdrawable() {
-    let dir = tempfile::tempdir().unwrap();
-    let clients = dir.path().join("clients.toml");
-    std::fs::write(
-        &clients,
+    let app = provider_from(
         format!(
             "[[client]]\nid = \"grafana\"\nname = \"Grafana\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\n\n\
-             [[client]]\nid = \"wiki\"\nname = \"Wiki\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\n"
+         [[client]]\nid = \"wiki\"\nname = \"Wiki\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"{RP}\"]\n"
         ),
+        &[],
     )
-    .unwrap();
-    let db_url = format!("sqlite://{}/scanlogin.db", dir.path().display());
-    let path = clients.display().to_string();
-    let app = spawn_on(dir, db_url, &["--oidc-clients", &path]).await;
+    .await;
     let b = browser_no_redirects();
     let (challenge, _) = PkceCodeChallenge::new_random_sha256();
     let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
