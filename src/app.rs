@@ -17,6 +17,51 @@ pub struct PageEnv {
     pub lang: Lang,
     /// Demo mode (shows the banner).
     pub demo: bool,
+    /// What the page is shown on, by its user agent.
+    pub device: Device,
+}
+
+/// What a page is shown on: the login page leads with 「在微信中打开」 on a phone, whose
+/// camera cannot scan its own screen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    #[default]
+    Desktop,
+    /// A phone's browser.
+    Phone,
+    /// WeChat's own browser (its user agent says MicroMessenger).
+    WeChat,
+}
+
+impl Device {
+    /// From a `User-Agent` header.
+    pub fn from_user_agent(ua: &str) -> Device {
+        if ua.contains("MicroMessenger") {
+            Device::WeChat
+        } else if ["Mobile", "Android", "iPhone", "iPad"].iter().any(|m| ua.contains(m)) {
+            Device::Phone
+        } else {
+            Device::Desktop
+        }
+    }
+
+    /// `<html data-device>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Desktop => "desktop",
+            Device::Phone => "phone",
+            Device::WeChat => "wechat",
+        }
+    }
+
+    /// From `<html data-device>` (in the browser).
+    pub fn from_attr(s: &str) -> Device {
+        match s {
+            "phone" => Device::Phone,
+            "wechat" => Device::WeChat,
+            _ => Device::Desktop,
+        }
+    }
 }
 
 /// The page environment of this render.
@@ -29,7 +74,11 @@ pub fn page_env() -> PageEnv {
     {
         let root = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element());
         let attr = |name: &str| root.as_ref().and_then(|r| r.get_attribute(name));
-        PageEnv { lang: attr("lang").and_then(|l| Lang::from_tag(&l)).unwrap_or_default(), demo: attr("data-demo").as_deref() == Some("1") }
+        PageEnv {
+            lang: attr("lang").and_then(|l| Lang::from_tag(&l)).unwrap_or_default(),
+            demo: attr("data-demo").as_deref() == Some("1"),
+            device: Device::from_attr(&attr("data-device").unwrap_or_default()),
+        }
     }
 }
 
@@ -51,7 +100,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     crate::server::http::pages::set_page_csp();
     view! {
         <!DOCTYPE html>
-        <html lang=env.lang.tag() data-demo=if env.demo { "1" } else { "0" }>
+        <html lang=env.lang.tag() data-demo=if env.demo { "1" } else { "0" } data-device=env.device.as_str()>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />

@@ -79,6 +79,10 @@ pub struct TicketIssued {
     /// The site this login signs in to, when another site asked (OpenID Connect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// A link that opens the mini program's login page on this ticket from the phone's
+    /// own browser (WeChat URL Link or URL Scheme); null when there is none now.
+    #[serde(default)]
+    pub open_link: Option<String>,
 }
 
 /// `POST /api/login/status`.
@@ -362,4 +366,35 @@ pub struct ProfileAnswer {
     pub name: String,
     /// Absolute URL of the avatar, if set.
     pub picture: Option<String>,
+}
+
+/// `POST /api/mp/login` and `/api/mp/renew`: the mini program's own login.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhoneLogin {
+    /// Opaque; sent as `token` with the phone's calls. Kept in `wx.setStorageSync`.
+    pub token: String,
+    /// Seconds until it expires (renew before).
+    pub expires_in: u64,
+    /// The person's name, as sites see it.
+    pub name: String,
+}
+
+/// One browser signed in as the phone's person (「我的网页登录」).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhoneWebSession {
+    /// Names the session to `mp/web-sessions/sign-out` (not a credential).
+    pub id: String,
+    pub browser: String,
+    pub ip: String,
+    pub signed_in_at: String,
+    pub last_seen: String,
+    /// The sites it signed in to through scanlogin: OpenID Connect clients by name, and
+    /// `forward-auth` for the sites behind the proxy.
+    pub sites: Vec<String>,
+}
+
+/// `POST /api/mp/web-sessions`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhoneWebSessions {
+    pub sessions: Vec<PhoneWebSession>,
 }

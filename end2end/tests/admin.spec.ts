@@ -32,7 +32,7 @@ async function signIn(page: Page, browser: Browser, user: string, landing: RegEx
   await phone.getByRole('button', { name: user }).click();
   await expect(phone.locator('#requester')).toBeVisible();
   await phone.getByRole('button', { name: '点击登录' }).click();
-  await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+  await expect(phone.locator('#motto')).toHaveText('已确认，请返回浏览器');
   await page.waitForURL(landing);
   await context.close();
 }

@@ -58,7 +58,7 @@ test('scan with the phone, confirm, and the browser lands on /account', async ({
   await shot(page, '03-login-scanned');
 
   await phone.getByRole('button', { name: '点击登录' }).click();
-  await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+  await expect(phone.locator('#motto')).toHaveText('已确认，请返回浏览器');
   await expect(phone.getByRole('button', { name: '点击登录' })).toBeDisabled();
   await shot(phone, '04-phone-confirmed');
 

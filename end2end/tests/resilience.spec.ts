@@ -71,7 +71,7 @@ test('SIGKILL between every step: the login completes and the page resumes by it
     await kill(server);
     server = await start();
     await phone.getByRole('button', { name: '点击登录' }).click();
-    await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+    await expect(phone.locator('#motto')).toHaveText('已确认，请返回浏览器');
 
     // confirmed: the page finalizes (through another restart if it must) and lands.
     await page.waitForURL('**/account', { timeout: 30_000 });
@@ -127,7 +127,7 @@ test('SIGTERM mid-login: the open long-poll is answered, the process exits 0, th
     // A server is back (the page re-polls wherever it lands): the login completes.
     server = await start();
     await phone.getByRole('button', { name: '点击登录' }).click();
-    await expect(phone.locator('#motto')).toHaveText('已在网页端登录');
+    await expect(phone.locator('#motto')).toHaveText('已确认，请返回浏览器');
     await page.waitForURL('**/account', { timeout: 30_000 });
     await expect(page.getByTestId('user-name')).toContainText('微信用户');
     await phoneCtx.close();

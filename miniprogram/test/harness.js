@@ -127,17 +127,23 @@ function readButtons(wxml) {
 // --- The page runtime. ---------------------------------------------------------------
 
 /**
- * Loads pages/login/index in a fresh context with its own `wx`.
+ * Loads pages/<page>/index (login unless said) in a fresh context with its own `wx`.
  * `base`: where wx.request goes (the scanlogin server per config.js); `wechat`: where
  * wx.login gets codes (the simulator); `user`: the WeChat user holding the phone.
  */
-function openPage({ base, wechat, user }) {
+function openPage({ base, wechat, user, page: name = 'login', storage: kept, sessionValid = true }) {
   const requests = [];
   const calls = [];
-  const storage = { 'scanlogin.baseUrl': base };
+  // `kept`: storage shared with an earlier page (the mini program's storage outlives pages).
+  const storage = kept || {};
+  storage['scanlogin.baseUrl'] = base;
   const wx = {
     getAccountInfoSync: () => ({ miniProgram: { envVersion: 'develop', appId: 'touristappid' } }),
     getStorageSync: (k) => (k in storage ? storage[k] : ''),
+    setStorageSync: (k, v) => { storage[k] = JSON.parse(JSON.stringify(v)); },
+    removeStorageSync: (k) => { delete storage[k]; },
+    checkSession({ success, fail }) { calls.push('checkSession'); (sessionValid ? success : fail)({}); },
+    navigateTo({ url }) { calls.push('navigateTo ' + url); },
     login({ success, fail }) {
       sim(wechat, '/sim/wx-login', { user }).then(
         (d) => success && success({ code: d.code, errMsg: 'login:ok' }),
@@ -182,10 +188,10 @@ function openPage({ base, wechat, user }) {
     fn((p) => load(path.resolve(path.dirname(file), p.endsWith('.js') ? p : p + '.js')), module, module.exports);
     return module.exports;
   };
-  load(path.join(MP, 'pages', 'login', 'index.js'));
+  load(path.join(MP, 'pages', name, 'index.js'));
   if (!definition) throw new Error('the page did not call Page()');
 
-  const wxml = fs.readFileSync(path.join(MP, 'pages', 'login', 'index.wxml'), 'utf8');
+  const wxml = fs.readFileSync(path.join(MP, 'pages', name, 'index.wxml'), 'utf8');
   const page = Object.create(null);
   for (const [k, v] of Object.entries(definition)) if (typeof v === 'function') page[k] = v;
   page.data = JSON.parse(JSON.stringify(definition.data || {}));
@@ -200,6 +206,7 @@ function openPage({ base, wechat, user }) {
     page,
     requests,
     calls,
+    storage,
     get data() { return page.data; },
     /** What the view shows now (a frame behind setData). */
     get view() { return rendered; },

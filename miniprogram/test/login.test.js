@@ -47,7 +47,7 @@ test('scan and 点击登录 sign the browser in', () => withServer({}, async ({ 
 
   assert.equal(phone.tap('点击登录'), true);
   await phone.until((d) => d.phase === 'done', 'the confirm');
-  assert.equal(phone.data.motto, '已在网页端登录');
+  assert.equal(phone.data.motto, '已确认，请返回浏览器');
   assert.equal(phone.tap('点击登录'), false, 'buttons are disabled afterwards');
   assert.equal(phone.tap('取消'), false);
   assert.equal(phone.tap('返回微信'), true);
@@ -86,7 +86,7 @@ test('a double tap sends one request', () => withServer({}, async ({ base }) => 
   await phone.until((d) => d.phase === 'done', 'the confirm');
   const confirms = phone.requests.filter((r) => r.url.endsWith('/api/mp/confirm'));
   assert.equal(confirms.length, 1);
-  assert.equal(phone.data.motto, '已在网页端登录');
+  assert.equal(phone.data.motto, '已确认，请返回浏览器');
 }));
 
 test('reopening the page scans again with a fresh token; a replayed confirm changes nothing', () => withServer({}, async ({ base }) => {
@@ -257,4 +257,133 @@ test('a scene that does not decode says the code is invalid', () => withServer({
   await phone.until((d) => d.phase === 'error', 'the refusal');
   assert.equal(phone.data.motto, '二维码内容无效，请在网页上刷新后重新扫码');
   assert.equal(phone.requests.length, 0, 'nothing sent');
+}));
+
+// The same phone (contract v3): the page opened by a URL Link from the phone's browser,
+// by a link code (options.q), or with the link's cq arriving whole.
+test('opened from a URL Link, a link code or a whole cq, the page scans that ticket', () => withServer({}, async ({ base }) => {
+  for (const launch of [
+    (t) => ({ scene: t }), // a URL Link's query (or its cq's keys as plain keys)
+    (t) => ({ q: encodeURIComponent(`${base}/q/${t}`), scancode_time: '1765000000' }),
+    (t) => ({ cq: encodeURIComponent(`scene=${t}`) }),
+  ]) {
+    const browser = new Browser(base);
+    const ticket = await newTicket(browser);
+    const options = launch(ticket);
+    const phone = openPage({ base, wechat: base, user: 'lisi' });
+    phone.load(options);
+    await phone.until(scanned, 'the scan from ' + JSON.stringify(options));
+    assert.equal(phone.data.ticket, ticket);
+    assert.equal((await ticketState(browser, ticket)).status, 'scanned');
+    assert.equal(phone.tap('点击登录'), true);
+    await phone.until((d) => d.phase === 'done', 'the confirm');
+    // WeChat cannot switch back to the browser: the page says to go back, and offers
+    // no button that pretends to.
+    assert.equal(phone.data.motto, '已确认，请返回浏览器');
+    assert.equal(phone.buttons().some((b) => b.visible && /浏览器/.test(b.text)), false);
+    assert.equal((await ticketState(browser, ticket)).status, 'confirmed');
+  }
+}));
+
+test('a link code that is not ours, or a q that does not decode, is refused without a request', () => withServer({}, async ({ base }) => {
+  for (const q of [encodeURIComponent('https://example.com/elsewhere'), '%E4%', encodeURIComponent(`${base}/q/bad!ticket`)]) {
+    const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+    phone.load({ q });
+    await phone.until((d) => d.phase === 'error', 'the refusal of ' + q);
+    assert.equal(phone.data.motto, '二维码内容无效，请在网页上刷新后重新扫码');
+    assert.equal(phone.requests.length, 0, 'nothing sent');
+  }
+}));
+
+// 「我的网页登录」 and the mini program's own login (utils/session.js).
+
+/** A browser signed in as `user` through the page: scan, 点击登录, finalize. */
+async function signedInBrowser(base, user) {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const phone = openPage({ base, wechat: base, user });
+  phone.load({ scene: ticket });
+  await phone.until(scanned, 'the scan');
+  phone.tap('点击登录');
+  await phone.until((d) => d.phase === 'done', 'the confirm');
+  const fin = await browser.post('/api/login/finalize', { ticket, finalize_key: finalizeKeys.get(ticket) });
+  assert.equal(fin.status, 200, JSON.stringify(fin.body));
+  return browser;
+}
+
+const signedIn = async (browser) => (await browser.post('/api/me', {})).status === 200;
+const calledPath = (phone, p) => phone.requests.filter((r) => r.url.endsWith(p)).length;
+
+test('the phone keeps its own login: stored, reused, renewed near its end, made again after checkSession fails', () => withServer({}, async ({ base }) => {
+  await signedInBrowser(base, 'zhangsan');
+  await signedInBrowser(base, 'zhangsan');
+  const storage = {};
+  const open = async (opts = {}) => {
+    const page = openPage({ base, wechat: base, user: 'zhangsan', page: 'sessions', storage, ...opts });
+    page.load({});
+    await page.until((d) => d.phase === 'ready', 'the list');
+    return page;
+  };
+  const first = await open();
+  assert.equal(first.data.sessions.length, 2);
+  assert.match(first.data.sessions[0].browser, /^Chrome 131/);
+  assert.equal(first.data.sessions[0].ip, '127.0.0.1');
+  assert.equal(calledPath(first, '/api/mp/login'), 1, 'one wx.login for a token');
+  const kept = storage['scanlogin.phone'];
+  assert.ok(kept && kept.token && kept.expiresAt > Date.now() + 29 * 86400 * 1000, JSON.stringify(kept));
+
+  const second = await open();
+  assert.equal(calledPath(second, '/api/mp/login') + calledPath(second, '/api/mp/renew'), 0, 'the stored token is used');
+  assert.equal(storage['scanlogin.phone'].token, kept.token);
+
+  // Two days left of thirty: renewed, the old token ends.
+  storage['scanlogin.phone'] = { ...kept, expiresAt: Date.now() + 2 * 86400 * 1000 };
+  const third = await open();
+  assert.equal(calledPath(third, '/api/mp/renew'), 1);
+  const renewed = storage['scanlogin.phone'].token;
+  assert.notEqual(renewed, kept.token);
+  const old = await new Browser(base).post('/api/mp/web-sessions', { token: kept.token });
+  assert.equal(old.status, 401);
+
+  // WeChat's own login of the person ended (wx.checkSession fails): a fresh wx.login.
+  const fourth = await open({ sessionValid: false });
+  assert.deepEqual(fourth.calls.slice(0, 1), ['checkSession']);
+  assert.equal(calledPath(fourth, '/api/mp/login'), 1);
+  assert.notEqual(storage['scanlogin.phone'].token, renewed);
+
+  // A token the server no longer knows is made again, once.
+  storage['scanlogin.phone'] = { token: 'stale-token-of-another-day', expiresAt: Date.now() + 20 * 86400 * 1000 };
+  const fifth = await open();
+  assert.deepEqual(fifth.requests.map((r) => r.url.replace(base, '')), ['/api/mp/web-sessions', '/api/mp/login', '/api/mp/web-sessions']);
+  assert.equal(fifth.data.sessions.length, 2);
+}));
+
+test('退出 signs one browser out at once, 全部退出 the rest; another person is untouched', () => withServer({}, async ({ base }) => {
+  const browsers = [];
+  for (let i = 0; i < 3; i++) browsers.push(await signedInBrowser(base, 'lisi'));
+  const other = await signedInBrowser(base, 'zhangsan');
+  const page = openPage({ base, wechat: base, user: 'lisi', page: 'sessions' });
+  page.load({});
+  await page.until((d) => d.phase === 'ready', 'the list');
+  assert.equal(page.data.sessions.length, 3);
+  await page.page.signOut({ currentTarget: { dataset: { id: page.data.sessions[0].id } } });
+  assert.equal(page.data.sessions.length, 2);
+  assert.equal(page.data.motto, '已退出该网页');
+  const states = await Promise.all(browsers.map(signedIn));
+  assert.equal(states.filter((s) => !s).length, 1, 'one browser signed out: ' + states);
+
+  await sleep(20);
+  assert.equal(page.tap('全部退出'), true);
+  await page.until((d) => d.motto === '已全部退出', 'the sign-out of all');
+  assert.equal(page.data.sessions.length, 0);
+  assert.deepEqual(await Promise.all(browsers.map(signedIn)), [false, false, false]);
+  assert.equal(await signedIn(other), true, 'zhangsan is still signed in');
+}));
+
+test('a person who never signed in to a site is told so', () => withServer({}, async ({ base }) => {
+  const page = openPage({ base, wechat: base, user: 'wangwu', page: 'sessions' });
+  page.load({});
+  await page.until((d) => d.phase === 'error', 'the refusal');
+  assert.equal(page.data.motto, '你还没有用微信扫码登录过网站');
+  assert.equal(page.page.data.sessions.length, 0);
 }));

@@ -14,6 +14,7 @@ const { startServer } = require('./harness');
 
 const MP = path.resolve(__dirname, '..');
 const PAGE = path.join(MP, 'pages', 'login', 'index');
+const SESSIONS = path.join(MP, 'pages', 'sessions', 'index');
 
 /** POST JSON with node's http (jsdom's window has no fetch). */
 function post(url, body, headers = {}) {
@@ -62,6 +63,8 @@ const TINY_PNG = Buffer.from(
 
 let server;
 let requests;
+// The mini program's storage (the phone's own login lives there).
+let storage = {};
 
 /** `wx` as the page uses it: login (a real code from the simulator), request (real HTTP,
  *  success for any status, fail without an answer). */
@@ -69,7 +72,10 @@ function installWx(base, user) {
   requests = [];
   global.wx = {
     getAccountInfoSync: () => ({ miniProgram: { envVersion: 'develop' } }),
-    getStorageSync: (k) => (k === 'scanlogin.baseUrl' ? base : ''),
+    getStorageSync: (k) => (k === 'scanlogin.baseUrl' ? base : storage[k] || ''),
+    setStorageSync: (k, v) => { storage[k] = v; },
+    removeStorageSync: (k) => { delete storage[k]; },
+    checkSession: ({ success }) => success({}),
     login({ success, fail }) {
       post(base + '/_wechat/sim/wx-login', { user }).then((r) => success({ code: r.data.code, errMsg: 'login:ok' }), (e) => fail({ errMsg: e.message }));
     },
@@ -150,7 +156,7 @@ test('the compiled page shows who asks, and 点击登录 confirms through bindta
   await until(page, (d) => d.phase === 'done', 'the confirm');
   await simulate.sleep(10);
   expect(requests.filter((u) => u.endsWith('/api/mp/confirm'))).toHaveLength(1);
-  expect(page.dom.textContent).toContain('已在网页端登录');
+  expect(page.dom.textContent).toContain('已确认，请返回浏览器');
   expect(page.dom.textContent).toContain('返回微信');
   // A late tap changes nothing.
   button(page, '点击登录').dispatchEvent('tap');
@@ -226,4 +232,42 @@ test('跳过 hides the profile step and 点击登录 works without one', async (
   button(page, '点击登录').dispatchEvent('tap');
   await until(page, (d) => d.phase === 'done', 'the confirm');
   expect(requests.filter((u) => u.endsWith('/api/mp/profile'))).toHaveLength(0);
+});
+
+/** A browser signed in as `user` (ticket, scan, confirm, finalize over HTTP). */
+async function signedInCookie(user) {
+  const ua = { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' };
+  const t = await post(server.base + '/api/login/ticket', {}, ua);
+  const cookie = t.headers['set-cookie'].map((c) => c.split(';')[0]).join('; ');
+  const code = (await post(server.base + '/_wechat/sim/wx-login', { user })).data.code;
+  const scan = await post(server.base + '/api/mp/scan', { ticket: t.data.ticket, code });
+  await post(server.base + '/api/mp/confirm', { ticket: t.data.ticket, confirm_token: scan.data.confirm_token });
+  const fin = await post(server.base + '/api/login/finalize', { ticket: t.data.ticket, finalize_key: t.data.finalize_key }, { ...ua, cookie });
+  expect(fin.statusCode).toBe(200);
+  return fin.headers['set-cookie'].map((c) => c.split(';')[0]).join('; ');
+}
+
+test('「我的网页登录」: the compiled list, 退出 on one item through its data-id; 全部退出 only while several', async () => {
+  const cookies = [await signedInCookie('sessions_user'), await signedInCookie('sessions_user')];
+  installWx(server.base, 'sessions_user');
+  storage = {};
+  const id = simulate.load(SESSIONS, { compiler: 'official', rootPath: MP });
+  const page = simulate.render(id);
+  page.attach(document.createElement('parent-wrapper'));
+  page.instance.onLoad({});
+  await until(page, (d) => d.phase === 'ready', 'the list');
+  await simulate.sleep(10);
+  expect(page.querySelectorAll('.session')).toHaveLength(2);
+  expect(page.dom.textContent).toContain('Chrome 131 · Windows 10');
+  expect(page.dom.textContent).toContain('全部退出');
+  expect(storage['scanlogin.phone'].token).toBeTruthy();
+
+  page.querySelectorAll('.sign-out')[0].dispatchEvent('tap');
+  await until(page, (d) => d.sessions.length === 1, 'one signed out');
+  await simulate.sleep(10);
+  expect(page.querySelectorAll('.session')).toHaveLength(1);
+  expect(page.dom.textContent).not.toContain('全部退出');
+  const me = await Promise.all(cookies.map((cookie) => post(server.base + '/api/me', {}, { cookie })));
+  expect(me.map((r) => r.statusCode).sort()).toEqual([200, 401]);
+  expect(requests.filter((u) => u.endsWith('/api/mp/login'))).toHaveLength(1);
 });

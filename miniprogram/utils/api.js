@@ -89,4 +89,10 @@ module.exports = {
   scan: (ticket, code) => request('/api/mp/scan', { ticket, code }),
   confirm: (ticket, confirmToken) => request('/api/mp/confirm', { ticket, confirm_token: confirmToken }),
   cancel: (ticket, confirmToken) => request('/api/mp/cancel', { ticket, confirm_token: confirmToken }),
+  // The mini program's own login (utils/session.js) and 「我的网页登录」.
+  phoneLogin: (code) => request('/api/mp/login', { code }),
+  renew: (token) => request('/api/mp/renew', { token }),
+  webSessions: (token) => request('/api/mp/web-sessions', { token }),
+  signOut: (token, session) => request('/api/mp/web-sessions/sign-out', { token, session }),
+  signOutAll: (token) => request('/api/mp/web-sessions/sign-out-all', { token }),
 };

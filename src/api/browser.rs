@@ -57,7 +57,8 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
     ticket.client_name = client.clone();
     st.tickets.insert(&ticket).await?;
     metrics::counter!("scanlogin_tickets_created_total").increment(1);
-    Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url(), finalize_key, client })
+    let open_link = st.open_links.for_ticket(&ticket.id).await;
+    Ok(TicketIssued { expires_in: ticket.expires_in(now), ticket: ticket.id, qr: code.data_url(), finalize_key, client, open_link })
 }
 
 /// Long-polls a ticket's status: answers when its version exceeds `seen`, when it

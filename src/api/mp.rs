@@ -182,3 +182,56 @@ pub async fn mp_profile(ticket: TicketId, confirm_token: ConfirmToken, nickname:
     let name = crate::server::people::set_nickname(&st, &user, &nickname, &caller).await?;
     Ok(crate::model::ProfileAnswer { name, picture: user.picture(&st.site.public_url) })
 }
+
+/// The mini program's own login (`server::phone`): a `wx.login` code for a token.
+#[server(prefix = "/api", endpoint = "mp/login", input = Json, output = Json)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_login(code: WxCode) -> Result<crate::model::PhoneLogin, AppError> {
+    let st = AppState::current()?;
+    let caller = Caller::current(&st).await?;
+    crate::server::phone::login(&st, &caller, code.as_str()).await
+}
+
+/// The state, the caller and the person a phone token belongs to, after the phone
+/// endpoints' per-client rate limit.
+#[cfg(feature = "ssr")]
+async fn token_holder(token: &str) -> Result<(AppState, Caller, crate::server::users::User), AppError> {
+    let st = AppState::current()?;
+    let caller = Caller::current(&st).await?;
+    st.limits.phone_per_ip.check(&crate::server::limits::client_bucket(&caller.ip)).await?;
+    let user = crate::server::phone::user_of(&st, token).await?;
+    Ok((st, caller, user))
+}
+
+/// A new token for the holder of `token` (which ends), before it expires.
+#[server(prefix = "/api", endpoint = "mp/renew", input = Json, output = Json)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_renew(token: String) -> Result<crate::model::PhoneLogin, AppError> {
+    let (st, _, user) = token_holder(&token).await?;
+    crate::server::phone::renew(&st, &user, &token).await
+}
+
+/// 「我的网页登录」: the browsers signed in as the holder of `token`.
+#[server(prefix = "/api", endpoint = "mp/web-sessions", input = Json, output = Json)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_web_sessions(token: String) -> Result<crate::model::PhoneWebSessions, AppError> {
+    let (st, _, user) = token_holder(&token).await?;
+    Ok(crate::model::PhoneWebSessions { sessions: crate::server::phone::web_sessions(&st, &user).await? })
+}
+
+/// 退出 on one browser of the list: signed out at once, on every instance.
+#[server(prefix = "/api", endpoint = "mp/web-sessions/sign-out", input = Json, output = Json)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_web_session_sign_out(token: String, session: String) -> Result<crate::model::Revoked, AppError> {
+    let (st, caller, user) = token_holder(&token).await?;
+    crate::server::phone::sign_out(&st, &user, &caller, &session).await?;
+    Ok(crate::model::Revoked { revoked: 1 })
+}
+
+/// 全部退出: every browser signed out.
+#[server(prefix = "/api", endpoint = "mp/web-sessions/sign-out-all", input = Json, output = Json)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn mp_web_sessions_sign_out_all(token: String) -> Result<crate::model::Revoked, AppError> {
+    let (st, caller, user) = token_holder(&token).await?;
+    Ok(crate::model::Revoked { revoked: crate::server::phone::sign_out_all(&st, &user, &caller).await? })
+}

@@ -1,9 +1,9 @@
 //! `/login`: the mini-program code, following its ticket by long-poll, and finalizing
 //! when the phone confirms.
 
-use super::{mark_hydrated, navigate, sleep_ms};
+use super::{foreground_again, mark_hydrated, navigate, sleep_ms, unless};
 use crate::api::browser::{create_ticket, finalize_login, login_status};
-use crate::app::{use_page_env, use_ui};
+use crate::app::{Device, use_page_env, use_ui};
 use crate::domain::{FinalizeKey, NextPath, TicketId};
 use crate::error::{AppError, ErrorCode};
 use crate::model::{TicketIssued, TicketStatus};
@@ -53,6 +53,8 @@ struct Flow {
     ticket: RwSignal<Option<TicketId>>,
     /// The site this login signs in to, when another site asked.
     client: RwSignal<Option<String>>,
+    /// The link that opens the mini program on this ticket from this phone.
+    open_link: RwSignal<Option<String>>,
     remaining: RwSignal<u64>,
     reconnecting: RwSignal<bool>,
 }
@@ -92,6 +94,7 @@ impl Flow {
         self.phase.set(Phase::Loading);
         self.qr.set(None);
         self.ticket.set(None);
+        self.open_link.set(None);
         let issued = match first {
             Some(Ok(t)) => t,
             Some(Err(code)) if !quietly_retryable(code) => return self.phase.set(Phase::Failed(code)),
@@ -103,15 +106,25 @@ impl Flow {
         self.qr.set(Some(issued.qr));
         self.ticket.set(Some(issued.ticket.clone()));
         self.client.set(issued.client.clone());
+        self.open_link.set(issued.open_link.clone());
         self.remaining.set(issued.expires_in);
         self.phase.set(Phase::Live(TicketStatus::Waiting));
 
         let mut seen = 1;
         loop {
             let follow = |failures: u32| {
-                // After a failure, ask with seen = 0: the server answers at once, so the
-                // page knows it is connected again instead of waiting out a quiet poll.
-                login_status(issued.ticket.clone(), if failures > 0 { 0 } else { seen })
+                let ticket = issued.ticket.clone();
+                async move {
+                    // After a failure, ask with seen = 0: the server answers at once, so the
+                    // page knows it is connected again instead of waiting out a quiet poll.
+                    let asked = login_status(ticket.clone(), if failures > 0 { 0 } else { seen });
+                    // Back in the foreground (the person comes back from WeChat): the open
+                    // request may have been frozen with the page; ask again, answered at once.
+                    match unless(asked, foreground_again()).await {
+                        Some(answer) => answer,
+                        None => login_status(ticket, 0).await,
+                    }
+                }
             };
             let retryable = |c: ErrorCode| quietly_retryable(c) || c == ErrorCode::WechatUnavailable;
             match self.with_retries(u32::MAX, retryable, follow).await {
@@ -240,6 +253,7 @@ fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
         qr: RwSignal::new(None),
         ticket: RwSignal::new(None),
         client: RwSignal::new(None),
+        open_link: RwSignal::new(None),
         remaining: RwSignal::new(0),
         reconnecting: RwSignal::new(false),
     };
@@ -268,6 +282,7 @@ fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
     let qr = move || issued().map(|s| s.qr).or_else(|| flow.qr.get());
     let ticket = move || issued().map(|s| s.ticket).or_else(|| flow.ticket.get());
     let client = move || issued().map_or_else(|| flow.client.get(), |s| s.client);
+    let open_link = move || issued().map_or_else(|| flow.open_link.get(), |s| s.open_link);
     let remaining = move || issued().map_or_else(|| flow.remaining.get(), |s| s.expires_in);
     let restart = move |_| round.update(|r| *r += 1);
     let overlay = move || {
@@ -312,13 +327,30 @@ fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
             }
         })
     };
+    // On a phone the camera cannot scan its own screen: 「在微信中打开」 leads (CSS shows it
+    // on phones and small screens only), the code stays below for a second device.
+    let open_in_wechat = move || {
+        open_link().filter(|_| phase() == Phase::Live(TicketStatus::Waiting)).map(|href| {
+            view! {
+                <div class="open-link">
+                    <a class="button open-button" href=href data-testid="open-link">{ui.open_in_wechat}</a>
+                    <p class="muted">{ui.open_in_wechat_hint}</p>
+                    <p class="muted other-device">{ui.other_device_hint}</p>
+                </div>
+            }
+        })
+    };
+    // Inside WeChat's browser long-press recognition may work too (documented for chats,
+    // not for pages): a hint under the code, the button still leads.
+    let long_press = move || (env.device == Device::WeChat).then(|| view! { <p class="muted">{ui.long_press_hint}</p> });
     view! {
         <section class="card login-card">
             <h1 data-testid="login-title">{move || match client() {
                 Some(name) => format!("{} {name}", ui.sign_in_to),
                 None => ui.login_title.to_string(),
             }}</h1>
-            <p class="muted">{ui.login_hint}</p>
+            {open_in_wechat}
+            <p class="muted login-hint">{ui.login_hint}</p>
             <div class=move || format!("qr-box state-{}", phase().name()) data-state=move || phase().name() data-testid="qr-box">
                 {move || match (qr(), phase()) {
                     (Some(src), _) => view! { <img class="qr" src=src alt=ui.login_title data-testid="qr" /> }.into_any(),
@@ -327,6 +359,7 @@ fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
                 }}
                 {overlay}
             </div>
+            {long_press}
             <p class="countdown" data-testid="countdown">
                 {move || matches!(phase(), Phase::Live(TicketStatus::Waiting | TicketStatus::Scanned))
                     .then(|| format!("{} {} {}", ui.expires_in, remaining(), ui.seconds))}

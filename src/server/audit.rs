@@ -33,6 +33,8 @@ pub enum Kind {
     OidcConsent,
     /// A person withdrew a site's permission (the account page).
     OidcConsentRevoked,
+    /// A person signed browsers out from the mini program (「我的网页登录」).
+    PhoneSignOut,
 }
 
 impl Kind {
@@ -55,6 +57,7 @@ impl Kind {
             Kind::ProfileRefused => "profile_refused",
             Kind::OidcConsent => "oidc_consent",
             Kind::OidcConsentRevoked => "oidc_consent_revoked",
+            Kind::PhoneSignOut => "phone_sign_out",
         }
     }
 }

@@ -6,6 +6,9 @@
 //! takes it (`create_ticket` makes the ticket then, so its lifetime counts from the
 //! hand-out). When the pool is empty a code is made on the spot, as without a pool.
 //!
+//! With `WECHAT_QR_MODE=link` there is no pool: the QR holds `PUBLIC_URL/q/<ticket>`,
+//! drawn here in a fraction of a millisecond with no WeChat call ([`link_code`]).
+//!
 //! On SQLite the pool is this process's memory (a restart loses the pool, not a login).
 //! On PostgreSQL it is the fleet's: the codes wait in `ready_codes`, a browser takes one
 //! with `DELETE … FOR UPDATE SKIP LOCKED … RETURNING` (two takers never get the same
@@ -78,6 +81,23 @@ pub struct CodePool {
     /// Codes handed out from the pool, and made on the spot because it was empty.
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// `WECHAT_QR_MODE=link`: the public URL the codes point under; no pool, no WeChat.
+    links_under: Option<String>,
+}
+
+/// A plain QR of `PUBLIC_URL/q/<ticket>` (扫普通链接二维码打开小程序), as a PNG.
+pub fn link_code(public_url: &str, id: &TicketId) -> MiniProgramCode {
+    use image::ImageEncoder as _;
+    let url = format!("{public_url}/q/{id}");
+    let img = match qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M) {
+        Ok(code) => code.render::<image::Luma<u8>>().min_dimensions(300, 300).build(),
+        // PUBLIC_URL is bounded by configuration; a URL too long for a QR draws a blank.
+        Err(_) => image::GrayImage::from_pixel(300, 300, image::Luma([255])),
+    };
+    let mut bytes = Vec::new();
+    let _ =
+        image::codecs::png::PngEncoder::new(&mut bytes).write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::L8);
+    MiniProgramCode { kind: crate::server::wechat::parse::ImageKind::Png, bytes }
 }
 
 impl CodePool {
@@ -93,7 +113,13 @@ impl CodePool {
             depth: AtomicUsize::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            links_under: None,
         }
+    }
+
+    /// Codes that are links under `public_url` (`WECHAT_QR_MODE=link`), drawn on demand.
+    pub fn links_under(self, public_url: String) -> Self {
+        CodePool { links_under: Some(public_url), size: 0, ..self }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
@@ -112,6 +138,11 @@ impl CodePool {
 
     /// A fresh ticket id and its code: from the pool, else made now.
     pub async fn take(&self) -> Result<(TicketId, MiniProgramCode), WechatError> {
+        if let Some(public_url) = &self.links_under {
+            let id = new_ticket_id();
+            let code = link_code(public_url, &id);
+            return Ok((id, code));
+        }
         let ready = match &self.shared {
             None => self.lock().pop_front(),
             Some(db) if self.size > 0 => self.take_shared(db).await.unwrap_or_else(|e| {

@@ -2,9 +2,10 @@
 //! read once at start-up (`scanlogin --help` lists them all).
 
 use crate::server::limits::{KeyedLimit, Limits};
+use crate::server::open_link::OpenLinkMode;
 use crate::server::session::SessionLifetimes;
 use crate::server::tickets::Lifetimes;
-use crate::server::wechat::{QrApi, WechatConfig};
+use crate::server::wechat::{QrApi, QrMode, WechatConfig};
 use clap::{ArgAction, Args, Parser};
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -113,6 +114,16 @@ pub struct WechatArgs {
     /// QR endpoint: unlimited (getwxacodeunlimit) or wxacode (getwxacode, capped at 100,000 codes).
     #[arg(long = "wechat-qr-api", env = "WECHAT_QR_API", value_enum, default_value = "unlimited")]
     pub qr_api: QrApi,
+    /// What the QR holds: wxacode (a mini-program code from WeChat) or link (PUBLIC_URL/q/<ticket>,
+    /// drawn here; needs the domain's rule in the mini program's admin console).
+    #[arg(long = "wechat-qr-mode", env = "WECHAT_QR_MODE", value_enum, default_value = "wxacode")]
+    pub qr_mode: QrMode,
+    /// The verification file WeChat's admin console gives for link codes, served at /<its name>.
+    #[arg(long = "wechat-qr-verify-file", env = "WECHAT_QR_VERIFY_FILE")]
+    pub qr_verify_file: Option<PathBuf>,
+    /// The phone browser's 「在微信中打开」 link: urllink (WeChat URL Link), scheme (weixin://) or off.
+    #[arg(long = "wechat-open-link", env = "WECHAT_OPEN_LINK", value_enum, default_value = "urllink")]
+    pub open_link: OpenLinkMode,
     /// Mini-program codes kept ready ahead of demand, per instance (0 = make each on demand).
     #[arg(long = "qr-pool-size", env = "QR_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub qr_pool_size: u64,
@@ -292,6 +303,9 @@ impl WechatArgs {
         if page.is_empty() || page.starts_with('/') || page.contains('?') {
             return Err(invalid(format!("WECHAT_MP_PAGE {page:?}: a page path like pages/login/index, no leading slash or query")));
         }
+        if let Some(path) = &self.qr_verify_file {
+            verify_file(path)?;
+        }
         if !matches!(self.api_base.scheme(), "http" | "https") {
             return Err(invalid("WECHAT_API_BASE must be an http(s) URL"));
         }
@@ -323,6 +337,22 @@ impl WechatArgs {
             busy_backoff: Duration::from_millis(200),
         }
     }
+}
+
+/// The link codes' verification file: its name (served at `/<name>`) and contents. WeChat
+/// names it like `a1B2c3D4e5.txt`; only such names are served, so the route can never
+/// shadow a page.
+pub fn verify_file(path: &std::path::Path) -> Result<(String, Vec<u8>), ConfigError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let stem = name.strip_suffix(".txt").unwrap_or("");
+    if stem.is_empty() || stem.len() > 64 || !stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(invalid(format!("WECHAT_QR_VERIFY_FILE {name:?}: expected the .txt file WeChat's admin console gives")));
+    }
+    let body = std::fs::read(path).map_err(|e| invalid(format!("WECHAT_QR_VERIFY_FILE {}: {e}", path.display())))?;
+    if body.len() > 4096 {
+        return Err(invalid("WECHAT_QR_VERIFY_FILE: larger than 4 KiB, not a verification file"));
+    }
+    Ok((name.to_string(), body))
 }
 
 impl TicketArgs {

@@ -97,6 +97,8 @@ pub async fn update_user(st: &AppState, actor: &User, caller: &Caller, id: i64, 
     if after.status == UserStatus::Disabled && before.status != UserStatus::Disabled {
         let n = st.sessions.delete_user(id).await?;
         revoked.push_str(&format!(", {n} sessions ended"));
+        let n = crate::server::phone::end_user(st, id).await?;
+        revoked.push_str(&format!(", {n} phone logins ended"));
     }
     let detail = format!("{} (by {}){revoked}", describe_change(&before, &after), actor.id);
     tracing::info!(user = id, admin = actor.id, %detail, "user updated");

@@ -8,12 +8,13 @@ use crate::server::codes::CodePool;
 use crate::server::config::{Config, Signup, WechatArgs};
 use crate::server::error::StartupError;
 use crate::server::http;
+use crate::server::open_link::OpenLinks;
 use crate::server::session::{SessionCache, SqlSessionStore};
 use crate::server::simulator::{SimConfig, Simulator};
 use crate::server::state::{AppState, Site};
 use crate::server::tickets::{SqlTicketStore, Tickets};
 use crate::server::users::SqlUserStore;
-use crate::server::wechat::WechatClient;
+use crate::server::wechat::{QrMode, WechatClient};
 use crate::server::{db, tokens};
 use axum::Router;
 use leptos::config::LeptosOptions;
@@ -96,12 +97,19 @@ impl Application {
             db: pool.clone(),
             tickets: Arc::new(tickets),
             // On PostgreSQL the fleet shares one pool.
-            codes: Arc::new(CodePool::new(
-                wechat.clone(),
-                usize::try_from(config.wechat.qr_pool_size).unwrap_or(0),
-                postgres.then(|| pool.pool().clone()),
-                clock.clone(),
-            )),
+            codes: Arc::new({
+                let pool = CodePool::new(
+                    wechat.clone(),
+                    usize::try_from(config.wechat.qr_pool_size).unwrap_or(0),
+                    postgres.then(|| pool.pool().clone()),
+                    clock.clone(),
+                );
+                match config.wechat.qr_mode {
+                    QrMode::Wxacode => pool,
+                    QrMode::Link => pool.links_under(addresses.public_url.clone()),
+                }
+            }),
+            open_links: OpenLinks::new(config.wechat.open_link, wechat.clone(), clock.clone()),
             wechat,
             sessions: SqlSessionStore::new(pool.clone(), session_cache),
             users: SqlUserStore::new(pool.clone(), user_cache),
@@ -122,6 +130,13 @@ impl Application {
                 forward_auth_domains: config.idp.forward_auth_domains.clone(),
                 metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
                 signup: config.idp.signup.unwrap_or(if demo { Signup::Open } else { Signup::Approval }),
+                qr_verify_file: match &config.wechat.qr_verify_file {
+                    Some(path) => {
+                        let (name, body) = crate::server::config::verify_file(path).map_err(config_err)?;
+                        Some((name, body.into()))
+                    }
+                    None => None,
+                },
             }),
             limits: Arc::new(config.limits.build(postgres.then(|| pool.clone()))),
             oidc: None,

@@ -42,6 +42,8 @@ pub struct Site {
     pub metrics_token: Option<String>,
     /// Who becomes a user on first scan.
     pub signup: crate::server::config::Signup,
+    /// `WECHAT_QR_VERIFY_FILE`: its name (served at `/<name>`) and contents.
+    pub qr_verify_file: Option<(String, Arc<[u8]>)>,
 }
 
 /// Shared state (cheap to clone).
@@ -53,6 +55,8 @@ pub struct AppState {
     pub wechat: Arc<WechatClient>,
     /// Ticket ids with their codes, made ahead of demand.
     pub codes: Arc<crate::server::codes::CodePool>,
+    /// The phone browser's link into the mini program (`open_link`).
+    pub open_links: Arc<crate::server::open_link::OpenLinks>,
     pub sessions: SqlSessionStore,
     pub users: SqlUserStore,
     pub audit: crate::server::audit::Audit,

@@ -23,6 +23,8 @@ mod modes;
 mod oidc;
 mod oidc_edges;
 mod people;
+mod phone_sessions;
 mod pool;
 mod postgres;
 mod profile;
+mod same_phone;

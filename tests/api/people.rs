@@ -18,7 +18,7 @@ async fn claim(app: &TestApp, b: &reqwest::Client, secret: &str) -> reqwest::Res
 
 /// Signs `b` in as `user` through a setup link (whatever the sign-up policy) and makes
 /// them an admin with it.
-async fn sign_in_admin(app: &TestApp, b: &reqwest::Client, user: &str) {
+pub(crate) async fn sign_in_admin(app: &TestApp, b: &reqwest::Client, user: &str) {
     let secret = setup_secret(app).await;
     let (_, issued) = app.post(b, "/api/login/ticket", json!({ "next": format!("/setup/{secret}") })).await;
     let t = issued["ticket"].as_str().unwrap().to_string();

@@ -1,4 +1,5 @@
-// The web-login page: opened by scanning a website's code (options.scene = the ticket).
+// The web-login page: opened by scanning a website's code (options.scene = the ticket),
+// by a URL Link from a phone's browser (options.scene again), or by a link code (options.q).
 // On load it identifies the user (wx.login → /api/mp/scan) and shows who asks to sign
 // in; 点击登录 confirms, 取消 cancels. A person without a profile yet is offered
 // 头像昵称填写 (chooseAvatar, a nickname input) above 点击登录: optional, 跳过 hides it.
@@ -45,6 +46,37 @@ function sceneTicket(scene) {
   return /^[A-Za-z0-9_-]{1,32}$/.test(ticket) ? ticket : null;
 }
 
+/**
+ * The ticket as the launch carried it, still URL-encoded: `scene` from a mini-program
+ * code, or from a URL Link's query (WeChat passes an appended `cq`'s keys as plain query
+ * keys; `cq` itself is read too, should it arrive whole); from a link code
+ * (扫普通链接二维码打开小程序) `q` is the code's URL, PUBLIC_URL/q/<ticket>.
+ */
+function launchScene(options) {
+  if (options.scene) return options.scene;
+  if (options.q) {
+    let url;
+    try {
+      url = decodeURIComponent(options.q);
+    } catch (e) {
+      return '%';
+    }
+    const m = /\/q\/([^/?#]+)(?:[?#]|$)/.exec(url);
+    return m ? m[1] : '%';
+  }
+  if (options.cq) {
+    let cq;
+    try {
+      cq = decodeURIComponent(options.cq);
+    } catch (e) {
+      return '%';
+    }
+    const m = /(?:^|&)scene=([^&]*)/.exec(cq);
+    return m ? m[1] : '%';
+  }
+  return '';
+}
+
 function formatTime(iso) {
   const d = new Date(iso);
   if (isNaN(d.getTime())) return iso || '';
@@ -70,7 +102,7 @@ Page({
   },
 
   onLoad(options) {
-    const scene = options && options.scene ? options.scene : '';
+    const scene = launchScene(options || {});
     if (!scene) {
       this.setData({ phase: 'noscene', motto: '请在电脑上打开网站的登录页，用微信扫描其中的小程序码进入此页面' });
       return;
@@ -155,7 +187,9 @@ Page({
 
   // 点击登录
   getUserLogin() {
-    return this.finish(api.confirm, '已在网页端登录');
+    // WeChat cannot switch back to the browser: the person goes back themselves, and the
+    // page there finalizes (it re-polls as soon as it is in the foreground again).
+    return this.finish(api.confirm, '已确认，请返回浏览器');
   },
 
   // 取消
@@ -176,6 +210,11 @@ Page({
   retry() {
     if (this.data.phase !== 'error') return Promise.resolve();
     return this.scan();
+  },
+
+  // 「我的网页登录」: the browsers signed in as this person.
+  openSessions() {
+    wx.navigateTo({ url: '/pages/sessions/index' });
   },
 
   backToWeChat() {

@@ -8,6 +8,7 @@ pub mod edge;
 pub mod headers;
 pub mod health;
 pub mod invite;
+pub mod link;
 pub mod nojs;
 pub mod pages;
 pub mod profile;

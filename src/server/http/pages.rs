@@ -94,7 +94,9 @@ pub fn set_page_csp() {
 /// The language and mode of the page being rendered.
 pub fn page_env() -> crate::app::PageEnv {
     use leptos::prelude::use_context;
-    let lang = use_context::<axum::http::request::Parts>().map(|p| request_lang(&p.headers)).unwrap_or_default();
+    let parts = use_context::<axum::http::request::Parts>();
+    let lang = parts.as_ref().map(|p| request_lang(&p.headers)).unwrap_or_default();
     let demo = use_context::<AppState>().is_some_and(|s| s.site.demo);
-    crate::app::PageEnv { lang, demo }
+    let ua = parts.as_ref().and_then(|p| p.headers.get(axum::http::header::USER_AGENT)).and_then(|v| v.to_str().ok()).unwrap_or("");
+    crate::app::PageEnv { lang, demo, device: crate::app::Device::from_user_agent(ua) }
 }

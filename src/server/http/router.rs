@@ -12,7 +12,7 @@
 //! protected app: the edge without browser security headers, and the session layer).
 //! docs/benchmarks.md has the figures that chose this.
 
-use super::{api, edge, headers, health, invite, nojs, pages, profile, setup};
+use super::{api, edge, headers, health, invite, link, nojs, pages, profile, setup};
 use crate::app::{App, shell};
 use crate::server::simulator::{self, Simulator};
 use crate::server::state::AppState;
@@ -55,6 +55,7 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/account/name", axum::routing::post(profile::rename))
         .route("/account/apps/revoke", axum::routing::post(profile::revoke_app))
         .route("/avatars/{file}", get(profile::avatar))
+        .route("/q/{ticket}", get(link::show))
         // wx.uploadFile's multipart body is larger than the API's JSON limit.
         .route("/api/mp/avatar", axum::routing::post(profile::upload).layer(DefaultBodyLimit::max(profile::UPLOAD_BODY)))
         .route("/healthz", get(health::healthz))
@@ -65,6 +66,9 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
             let options = state.leptos.clone();
             move || shell(options.clone())
         });
+    if let Some((name, body)) = state.site.qr_verify_file.clone() {
+        app = app.route(&format!("/{name}"), get(move || std::future::ready(link::verify_file(body.clone()))));
+    }
     if let Some(sim) = simulator {
         app = app.nest("/_wechat", simulator::router(sim));
     }

@@ -187,6 +187,18 @@ impl OidcStore {
         Ok(sqlx::query("DELETE FROM oidc_tokens WHERE session_key = $1").bind(session).execute(&self.db).await?.rows_affected())
     }
 
+    /// The clients holding live tokens that the browser session stored under `session`
+    /// authorized.
+    pub async fn session_clients(&self, session: &str, now: UnixMillis) -> Result<Vec<String>, sqlx::Error> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT client_id FROM oidc_tokens WHERE session_key = $1 AND expires_at > $2 ORDER BY client_id")
+                .bind(session)
+                .bind(now)
+                .fetch_all(&self.db)
+                .await?;
+        Ok(rows.into_iter().map(|(c,)| c).collect())
+    }
+
     /// Revokes what `user`'s sessions other than `keep` authorized (退出其他设备).
     pub async fn revoke_other_sessions(&self, user: i64, keep: &str) -> Result<u64, sqlx::Error> {
         sqlx::query("DELETE FROM oidc_codes WHERE user_id = $1 AND (session_key IS NULL OR session_key <> $2) AND used_at IS NULL")

@@ -128,6 +128,27 @@ impl SqlSessionStore {
         self.remove_stored(&stored_key(id)).await
     }
 
+    /// Removes `user`'s signed-in browser session stored under `key` (with its linked
+    /// forward-auth sessions); false when `user` has no such session.
+    pub async fn remove_for_user(&self, user: i64, key: &str) -> Result<bool, sqlx::Error> {
+        let mine: Option<(String,)> = sqlx::query_as("SELECT id FROM sessions WHERE id = $1 AND user_id = $2 AND parent IS NULL")
+            .bind(key)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        if mine.is_none() {
+            return Ok(false);
+        }
+        self.remove_stored(key).await?;
+        Ok(true)
+    }
+
+    /// Whether forward-auth sessions hang off the session stored under `key`.
+    pub async fn has_linked(&self, key: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE parent = $1").bind(key).fetch_one(&self.pool).await?;
+        Ok(n > 0)
+    }
+
     /// Removes the row stored under `key` outright, with the forward-auth sessions
     /// linked to it.
     async fn remove_stored(&self, key: &str) -> Result<(), sqlx::Error> {

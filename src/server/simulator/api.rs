@@ -249,3 +249,108 @@ pub(super) async fn msg_sec_check(State(sim): Sim, Query(q): Query<HashMap<Strin
         "application/json; charset=UTF-8",
     )
 }
+
+/// WeChat's caps on URL Links made per mini program: a second's and a day's.
+const LINKS_PER_SECOND: u32 = 100;
+const LINKS_PER_DAY: u64 = 500_000;
+/// A link's longest life (no permanent links any more).
+const LINK_MAX_DAYS: i64 = 30;
+
+/// `POST /wxa/generate_urllink`: a link that opens `path?query` from a phone's browser,
+/// with WeChat's checks and errcodes (40165 path, 40212 query, 85401 expiry, 85402
+/// env_version, 44990 a second's cap, 44993 a day's cap).
+pub(super) async fn generate_urllink(
+    State(sim): Sim,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = sim.fault_response(sim.enter("generate_urllink")).await {
+        return r;
+    }
+    let v = match wxa_body(&sim, &headers, &body, &q) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let path = v["path"].as_str().unwrap_or("");
+    if !path.is_empty() && !page_ok(&sim, path, true) {
+        return errcode(40165, "invalid weapp pagepath");
+    }
+    let query = v["query"].as_str().unwrap_or("");
+    if query.len() > 1024 || !scene_ok(&query.replace('%', "")) {
+        return errcode(40212, "invalid query");
+    }
+    if !["release", "trial", "develop"].contains(&v["env_version"].as_str().unwrap_or("release")) {
+        return errcode(85402, "invalid env_version");
+    }
+    let t = now();
+    let expires = match v["expire_type"].as_i64().unwrap_or(0) {
+        1 => match v["expire_interval"].as_i64() {
+            Some(days) if (1..=LINK_MAX_DAYS).contains(&days) => t + days * 86_400,
+            _ => return errcode(85401, "time limit between 1min and 30days"),
+        },
+        _ => match v["expire_time"].as_i64() {
+            Some(at) if at >= t + 60 && at <= t + LINK_MAX_DAYS * 86_400 => at,
+            None => t + LINK_MAX_DAYS * 86_400,
+            _ => return errcode(85401, "time limit between 1min and 30days"),
+        },
+    };
+    let id = random_string("")[..16].to_string();
+    {
+        let mut s = sim.lock();
+        if s.links_this_second.0 != t {
+            s.links_this_second = (t, 0);
+        }
+        if s.links_this_second.1 >= LINKS_PER_SECOND {
+            return errcode(44990, "reach max api minute frequence limit");
+        }
+        if s.links_today.0 != t / 86_400 {
+            s.links_today = (t / 86_400, 0);
+        }
+        if s.links_today.1 >= LINKS_PER_DAY {
+            return errcode(44993, "reach max api daily quota limit");
+        }
+        s.links_this_second.1 += 1;
+        s.links_today.1 += 1;
+        s.links.retain(|_, (_, _, exp)| *exp > t);
+        s.links.insert(id.clone(), (path.to_string(), query.to_string(), expires));
+    }
+    let url_link = format!("{}/_wechat/sim/urllink/{id}", sim.cfg.public_url);
+    json_ok(json!({ "errcode": 0, "errmsg": "ok", "url_link": url_link }), "application/json; charset=UTF-8")
+}
+
+/// `GET /_wechat/sim/urllink/{id}`: what opening a URL Link on a phone does, in the
+/// simulator's terms: the mini program opens on the link's page, with its query, and
+/// the keys of an appended `cq` as plain query keys too (what WeChat is reported to do;
+/// docs/wechat-api.md) — here, the simulated phone page with those parameters.
+pub(super) async fn open_urllink(
+    State(sim): Sim,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    use axum::response::IntoResponse as _;
+    let link = sim.lock().links.get(&id).cloned();
+    let gone = |status: axum::http::StatusCode, text: &str| {
+        (status, axum::response::Html(format!("<!DOCTYPE html><meta charset=\"utf-8\"><p>{text}</p>"))).into_response()
+    };
+    let Some((_, query, expires)) = link else {
+        return gone(axum::http::StatusCode::NOT_FOUND, "小程序链接不存在");
+    };
+    if expires <= now() {
+        return gone(axum::http::StatusCode::GONE, "小程序链接已过期");
+    }
+    let mut target = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        target.append_pair(&k, &v);
+    }
+    if let Some(cq) = q.get("cq").filter(|c| c.len() <= 256) {
+        for (k, v) in url::form_urlencoded::parse(cq.as_bytes()) {
+            target.append_pair(&k, &v);
+        }
+    }
+    let mut res = axum::http::StatusCode::FOUND.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("/_wechat/phone?{}", target.finish())) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The endpoints faults can be injected into.
-const ENDPOINTS: [&str; 6] = ["token", "stable_token", "getwxacodeunlimit", "getwxacode", "jscode2session", "msg_sec_check"];
+const ENDPOINTS: [&str; 7] =
+    ["token", "stable_token", "getwxacodeunlimit", "getwxacode", "jscode2session", "msg_sec_check", "generate_urllink"];
 
 /// An injected fault: what the next calls of one endpoint answer.
 #[derive(Clone, Debug, serde::Deserialize)]

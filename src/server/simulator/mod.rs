@@ -2,7 +2,7 @@
 //!
 //! Written from docs/wechat-api.md, apart from the client in `server::wechat`: it
 //! shares no types or parsers with it, so a misreading of the API in one shows up as a
-//! failure in the other. Besides the three WeChat endpoints it serves a simulated
+//! failure in the other. Besides the WeChat endpoints it serves a simulated
 //! phone (`/phone`), `wx.login()` (`/sim/wx-login`) and test hooks: fault injection
 //! (`/sim/faults`) and per-endpoint call counters (`/sim/counters`).
 
@@ -64,6 +64,11 @@ struct SimState {
     /// Openids that signed in to the mini program (code2Session): the content check knows
     /// only these, as WeChat's wants the person to have used the mini program.
     seen_openids: std::collections::HashSet<String>,
+    /// URL Links made: id → (page, query, expiry in epoch s).
+    links: HashMap<String, (String, String, i64)>,
+    /// Links made in the current second and day: (second or day, count).
+    links_this_second: (i64, u32),
+    links_today: (i64, u64),
 }
 
 pub struct Simulator {
@@ -136,6 +141,8 @@ pub fn router<S>(sim: Arc<Simulator>) -> axum::Router<S> {
         .route("/wxa/getwxacode", post(api::getwxacode))
         .route("/sns/jscode2session", get(api::jscode2session))
         .route("/wxa/msg_sec_check", post(api::msg_sec_check))
+        .route("/wxa/generate_urllink", post(api::generate_urllink))
+        .route("/sim/urllink/{id}", get(api::open_urllink))
         .route("/sim/wx-login", post(hooks::wx_login))
         .route("/sim/faults", post(hooks::add_fault))
         .route("/sim/counters", get(hooks::counters))

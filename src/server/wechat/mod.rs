@@ -22,6 +22,16 @@ pub enum QrApi {
     Wxacode,
 }
 
+/// What the login page's QR holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QrMode {
+    /// A mini-program code from WeChat (`WECHAT_QR_API` says which endpoint).
+    Wxacode,
+    /// A plain QR of `PUBLIC_URL/q/<ticket>`, drawn here with no WeChat call
+    /// (扫普通链接二维码打开小程序: WeChat's scanner opens the mini program with `options.q`).
+    Link,
+}
+
 /// Everything the client needs.
 #[derive(Clone, Debug)]
 pub struct WechatConfig {
@@ -70,6 +80,12 @@ struct SecCheck {
 #[derive(serde::Deserialize)]
 struct SecResult {
     suggest: String,
+}
+
+/// `generate_urllink`'s answer.
+#[derive(serde::Deserialize)]
+struct UrlLinkAnswer {
+    url_link: String,
 }
 
 /// Who a `wx.login` code belongs to. The `session_key` WeChat also sends is dropped
@@ -280,6 +296,45 @@ impl WechatClient {
         });
         let verdict = crate::server::metrics::wechat_call("msg_sec_check", call).await?;
         Ok(verdict.result.is_some_and(|r| r.suggest == "pass"))
+    }
+
+    /// A URL Link (`wxa/generate_urllink`) that opens the login page with `query` from a
+    /// phone's browser, for `days` days (WeChat allows 1–30). The answer goes into pages as
+    /// a link, so anything but an http(s) URL is refused as malformed.
+    pub async fn url_link(&self, query: &str, days: u32) -> Result<String, WechatError> {
+        let url = format!("{}/wxa/generate_urllink", self.cfg.base);
+        let body = serde_json::json!({
+            "path": self.cfg.page,
+            "query": query,
+            "env_version": self.cfg.env_version,
+            "expire_type": 1,
+            "expire_interval": days,
+        });
+        let call = self.with_token(|token| {
+            let req = self.http.post(&url).query(&[("access_token", token.expose())]).json(&body);
+            async move { parse_json::<UrlLinkAnswer>(&self.send(req).await?) }
+        });
+        let answer = crate::server::metrics::wechat_call("generate_urllink", call).await?;
+        match url::Url::parse(&answer.url_link) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(answer.url_link),
+            _ => Err(WechatError::Malformed("url_link is not an http(s) URL".into())),
+        }
+    }
+
+    /// WeChat's plain URL Scheme for the login page with `query` (no API call; the page
+    /// must be declared for plain-scheme opening in the mini program's admin console).
+    pub fn scheme_link(&self, query: &str) -> String {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        // The page path keeps its slashes, as WeChat's examples write it; the query is one value.
+        const PATH: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.');
+        let enc = |v: &str, set| utf8_percent_encode(v, set).to_string();
+        format!(
+            "weixin://dl/business/?appid={}&path={}&query={}&env_version={}",
+            enc(&self.cfg.appid, NON_ALPHANUMERIC),
+            enc(&self.cfg.page, PATH),
+            enc(query, NON_ALPHANUMERIC),
+            enc(&self.cfg.env_version, NON_ALPHANUMERIC)
+        )
     }
 
     /// Exchanges a `wx.login` code for the user's identity (`auth.code2Session`); `-1`

@@ -8,6 +8,16 @@
     var q = params.get('path').split('?')[1] || '';
     ticket = new URLSearchParams(q).get('scene');
   }
+  // A link code (WECHAT_QR_MODE=link): WeChat's scanner passes the code's URL as
+  // options.q; the ticket is its last path segment, /q/<ticket>.
+  if (!ticket && params.get('q')) {
+    var m = /\/q\/([A-Za-z0-9_-]{1,32})(?:[?#]|$)/.exec(params.get('q'));
+    ticket = m ? m[1] : null;
+  }
+  // A URL Link's appended cq, should it arrive whole rather than as plain keys.
+  if (!ticket && params.get('cq')) {
+    ticket = new URLSearchParams(params.get('cq')).get('scene');
+  }
   var confirmToken = null;
   var busy = false;
 
@@ -88,13 +98,13 @@
     if (busy || !confirmToken) return;
     busy = true; enable(false);
     call(path, { ticket: ticket, confirm_token: confirmToken })
-      .then(function () { motto(doneText, doneKind); show('again', false); })
+      .then(function () { motto(doneText, doneKind); show('again', false); show('profile', false); note(''); })
       .catch(function (e) { motto(e.message, 'error'); })
       .then(function () { busy = false; });
   }
 
   document.addEventListener('DOMContentLoaded', function () {
-    $('confirm').addEventListener('click', function () { finish('/api/mp/confirm', '已在网页端登录', 'ok'); });
+    $('confirm').addEventListener('click', function () { finish('/api/mp/confirm', '已确认，请返回浏览器', 'ok'); });
     $('cancel').addEventListener('click', function () { finish('/api/mp/cancel', '已取消', ''); });
     $('save-profile').addEventListener('click', saveProfile);
     $('skip-profile').addEventListener('click', function () { show('profile', false); note(''); });
