@@ -325,15 +325,17 @@ impl WechatClient {
     /// must be declared for plain-scheme opening in the mini program's admin console).
     pub fn scheme_link(&self, query: &str) -> String {
         use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-        // The page path keeps its slashes, as WeChat's examples write it; the query is one value.
-        const PATH: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.');
+        // Each value is escaped but for RFC 3986's unreserved characters; the page path
+        // keeps its slashes too, as WeChat's examples write it.
+        const VALUE: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+        const PATH: &percent_encoding::AsciiSet = &VALUE.remove(b'/');
         let enc = |v: &str, set| utf8_percent_encode(v, set).to_string();
         format!(
             "weixin://dl/business/?appid={}&path={}&query={}&env_version={}",
-            enc(&self.cfg.appid, NON_ALPHANUMERIC),
+            enc(&self.cfg.appid, VALUE),
             enc(&self.cfg.page, PATH),
-            enc(query, NON_ALPHANUMERIC),
-            enc(&self.cfg.env_version, NON_ALPHANUMERIC)
+            enc(query, VALUE),
+            enc(&self.cfg.env_version, VALUE)
         )
     }
 
