@@ -43,5 +43,11 @@ export default defineConfig({
   // 3100 keeps codes ready (the default pool); 3101 has none, so every code is made on
   // demand — where a WeChat failure while a code is made shows. 3104 lets newcomers in
   // only after an admin approves them (the admin console's test; 3102 and 3103 belong to the resilience and OIDC tests).
-  webServer: [server(3100, ''), server(3101, '--ticket-ttl-secs 4 --qr-pool-size 0'), server(3104, '--signup approval')],
+  // 3105 matches numbers (LOGIN_NUMBER_MATCH).
+  webServer: [
+    server(3100, ''),
+    server(3101, '--ticket-ttl-secs 4 --qr-pool-size 0'),
+    server(3104, '--signup approval'),
+    server(3105, '--login-number-match true'),
+  ],
 });

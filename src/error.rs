@@ -51,6 +51,8 @@ pub enum ErrorCode {
     NicknameRejected,
     /// The avatar is not a PNG or JPEG within the limits.
     BadImage,
+    /// Number matching: the phone picked another number than the browser shows.
+    WrongNumber,
     /// A fault of ours; details are in the server log.
     Internal,
     /// The browser could not reach the server (never sent by the server).
@@ -65,7 +67,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            BadRequest | InvalidWxCode | NicknameRejected | BadImage => 400,
+            BadRequest | InvalidWxCode | NicknameRejected | BadImage | WrongNumber => 400,
             Unauthenticated => 401,
             NotScanner | CrossSite | AccountDisabled | InvitationRequired | Forbidden => 403,
             TicketNotFound | NotFound | UserNotFound => 404,

@@ -94,6 +94,13 @@ pub struct StatusView {
     pub version: u64,
     /// Seconds until the ticket expires (0 when final).
     pub expires_in: u64,
+    /// Number matching: while scanned, the number the person must pick on the phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u8>,
+    /// Why a final ticket ended, when the status alone does not say: `wrong_number`
+    /// (cancelled by two wrong picks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `POST /api/login/finalize`.
@@ -298,6 +305,10 @@ pub struct ScanAnswer {
     pub confirm_token: ConfirmToken,
     /// Who asks.
     pub requester: Requester,
+    /// Number matching (`LOGIN_NUMBER_MATCH`): three numbers, one of them the browser's;
+    /// confirm must send the one the person picks as `number`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_choices: Option<Vec<u8>>,
 }
 
 /// `POST /api/mp/confirm` and `/api/mp/cancel`.

@@ -387,3 +387,56 @@ test('a person who never signed in to a site is told so', () => withServer({}, a
   assert.equal(page.data.motto, '你还没有用微信扫码登录过网站');
   assert.equal(page.page.data.sessions.length, 0);
 }));
+
+// Number matching (LOGIN_NUMBER_MATCH=true): three numbers on the phone, one shown in the browser.
+test('number matching: 点击登录 waits for a pick, a wrong one may be picked again, the right one confirms', () => withServer({ LOGIN_NUMBER_MATCH: 'true' }, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const phone = openPage({ base, wechat: base, user: 'zhangsan' });
+  phone.load({ scene: ticket });
+  await phone.until(scanned, 'the scan');
+  assert.equal(phone.data.choices.length, 3);
+  const shown = (await ticketState(browser, ticket)).number;
+  assert.ok(phone.data.choices.includes(shown), `${shown} in ${phone.data.choices}`);
+  await sleep(20);
+  assert.equal(phone.tap('点击登录'), false, 'no pick yet: 点击登录 is disabled');
+
+  const wrong = phone.data.choices.find((n) => n !== shown);
+  phone.page.pick({ currentTarget: { dataset: { n: String(wrong) } } });
+  await sleep(20);
+  assert.equal(phone.tap('点击登录'), true);
+  await phone.until((d) => d.motto === '数字不对，请选择网页上显示的数字', 'the refusal');
+  assert.equal(phone.data.phase, 'ready');
+  assert.equal(phone.data.picked, 0, 'the pick is cleared');
+  assert.equal((await ticketState(browser, ticket)).status, 'scanned');
+
+  phone.page.pick({ currentTarget: { dataset: { n: String(shown) } } });
+  await sleep(20);
+  assert.equal(phone.tap('点击登录'), true);
+  await phone.until((d) => d.phase === 'done', 'the confirm');
+  assert.equal(phone.data.motto, '已确认，请返回浏览器');
+  assert.equal((await ticketState(browser, ticket)).status, 'confirmed');
+  const confirms = phone.requests.filter((r) => r.url.endsWith('/api/mp/confirm'));
+  assert.deepEqual(confirms.map((r) => r.data.number), [wrong, shown]);
+}));
+
+test('number matching: two wrong picks cancel the login, on the phone and in the browser', () => withServer({ LOGIN_NUMBER_MATCH: 'true' }, async ({ base }) => {
+  const browser = new Browser(base);
+  const ticket = await newTicket(browser);
+  const phone = openPage({ base, wechat: base, user: 'lisi' });
+  phone.load({ scene: ticket });
+  await phone.until(scanned, 'the scan');
+  const shown = (await ticketState(browser, ticket)).number;
+  for (let i = 0; i < 2; i++) {
+    await phone.until((d) => d.phase === 'ready', 'ready to pick');
+    const wrong = phone.data.choices.find((n) => n !== shown);
+    phone.page.pick({ currentTarget: { dataset: { n: String(wrong) } } });
+    await sleep(20);
+    assert.equal(phone.tap('点击登录'), true);
+    await phone.until((d) => d.phase !== 'busy', 'the answer');
+  }
+  assert.equal(phone.data.phase, 'error');
+  assert.equal(phone.data.motto, '此次登录已取消，请在网页上刷新后重新扫码');
+  const state = await ticketState(browser, ticket);
+  assert.deepEqual([state.status, state.reason], ['cancelled', 'wrong_number']);
+}));

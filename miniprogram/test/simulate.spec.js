@@ -271,3 +271,33 @@ test('「我的网页登录」: the compiled list, 退出 on one item through it
   expect(me.map((r) => r.statusCode).sort()).toEqual([200, 401]);
   expect(requests.filter((u) => u.endsWith('/api/mp/login'))).toHaveLength(1);
 });
+
+test('number matching: the compiled page shows three numbers; 点击登录 confirms only with the picked one', async () => {
+  const matching = await startServer({ LOGIN_NUMBER_MATCH: 'true' });
+  try {
+    const ua = { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' };
+    const t = await post(matching.base + '/api/login/ticket', {}, ua);
+    const cookie = t.headers['set-cookie'].map((c) => c.split(';')[0]).join('; ');
+    installWx(matching.base, 'numbers_user');
+    const page = open(t.data.ticket);
+    await until(page, (d) => d.phase === 'ready', 'the scan');
+    await simulate.sleep(10);
+    const buttons = page.querySelectorAll('.number');
+    expect(buttons).toHaveLength(3);
+    expect(page.dom.textContent).toContain('选择网页上显示的数字');
+    const status = await post(matching.base + '/api/login/status', { ticket: t.data.ticket, seen: 0 }, { ...ua, cookie });
+    const shown = status.data.number;
+    const right = buttons.find((b) => b.dom.textContent.trim() === String(shown));
+    expect(right).toBeTruthy();
+    right.dispatchEvent('tap');
+    await until(page, (d) => d.picked === shown, 'the pick');
+    await simulate.sleep(10);
+    expect(right.dom.className).toContain('picked');
+    button(page, '点击登录').dispatchEvent('tap');
+    await until(page, (d) => d.phase === 'done', 'the confirm');
+    const after = await post(matching.base + '/api/login/status', { ticket: t.data.ticket, seen: 0 }, { ...ua, cookie });
+    expect(after.data.status).toBe('confirmed');
+  } finally {
+    await matching.stop();
+  }
+});

@@ -87,7 +87,8 @@ module.exports = {
   uploadAvatar,
   profile: (ticket, confirmToken, nickname) => request('/api/mp/profile', { ticket, confirm_token: confirmToken, nickname }),
   scan: (ticket, code) => request('/api/mp/scan', { ticket, code }),
-  confirm: (ticket, confirmToken) => request('/api/mp/confirm', { ticket, confirm_token: confirmToken }),
+  // `number`: number matching's pick (left out when the site does not match numbers).
+  confirm: (ticket, confirmToken, number) => request('/api/mp/confirm', { ticket, confirm_token: confirmToken, number }),
   cancel: (ticket, confirmToken) => request('/api/mp/cancel', { ticket, confirm_token: confirmToken }),
   // The mini program's own login (utils/session.js) and 「我的网页登录」.
   phoneLogin: (code) => request('/api/mp/login', { code }),

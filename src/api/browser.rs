@@ -77,7 +77,13 @@ pub async fn login_status(ticket: TicketId, seen: u64) -> Result<StatusView, App
         (st.tickets.clone(), key.ok_or(ErrorCode::TicketNotFound)?, st.site.longpoll)
     };
     let t = tickets.follow(&ticket, &key, seen, wait).await?;
-    Ok(StatusView { status: t.status, version: t.version, expires_in: t.expires_in(tickets.now()) })
+    Ok(StatusView {
+        status: t.status,
+        version: t.version,
+        expires_in: t.expires_in(tickets.now()),
+        number: t.match_number.filter(|_| t.status == crate::model::TicketStatus::Scanned),
+        reason: t.cancelled_by_numbers().then(|| ErrorCode::WrongNumber.name()),
+    })
 }
 
 /// Turns a confirmed ticket into a signed-in session (`server::signin::finalize`). Needs

@@ -92,7 +92,8 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     let confirm_token = new_confirm_token();
     let hash = TokenHash::of(confirm_token.as_str());
     let life = st.tickets.life;
-    let (t, ()) = st.tickets.update_from(current, |t, now| t.scan(user.id, hash.clone(), now, life)).await?;
+    let number = st.site.number_match.then(|| rand::Rng::gen_range(&mut rand::thread_rng(), 10..=99u8));
+    let (t, ()) = st.tickets.update_from(current, |t, now| t.scan(user.id, hash.clone(), now, life, number)).await?;
     metrics::counter!("scanlogin_phone_calls_total", "call" => "scan").increment(1);
     Ok(ScanAnswer {
         status: t.status,
@@ -106,13 +107,34 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
             created_at: rfc3339(t.created_at),
             client: t.client_name.clone(),
         },
+        number_choices: t.match_number.map(number_choices),
     })
 }
 
-/// The scanner tapped 点击登录: `scanned → confirmed`.
+/// Number matching's three choices: `right` and two other two-digit numbers, shuffled.
+#[cfg(feature = "ssr")]
+fn number_choices(right: u8) -> Vec<u8> {
+    use rand::Rng as _;
+    use rand::seq::SliceRandom as _;
+    let mut rng = rand::thread_rng();
+    let mut choices = vec![right];
+    while choices.len() < 3 {
+        let n = rng.gen_range(10..=99u8);
+        if !choices.contains(&n) {
+            choices.push(n);
+        }
+    }
+    choices.shuffle(&mut rng);
+    choices
+}
+
+/// The scanner tapped 点击登录: `scanned → confirmed`. With number matching, `number` is
+/// the person's pick: a wrong one is 400 `wrong_number` (counted), the second wrong one
+/// cancels the ticket (409 `ticket_cancelled`; the browser says why).
 #[server(prefix = "/api", endpoint = "mp/confirm", input = Json, output = Json)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result<PhoneAnswer, AppError> {
+pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken, number: Option<u8>) -> Result<PhoneAnswer, AppError> {
+    use crate::server::tickets::Miss;
     use crate::server::tokens::TokenHash;
 
     let hash = TokenHash::of(confirm_token.as_str());
@@ -128,9 +150,26 @@ pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken) -> Result
         st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, Some(id), &caller, &code.name()).await;
         return Err(code.into());
     }
-    let answer = st.tickets.update_from(current, |t, now| t.confirm(&hash, now)).await;
+    let answer = st.tickets.update_from(current, |t, now| t.confirm(&hash, number, now)).await;
+    let mut note = None;
+    let answer = match answer {
+        // A wrong pick is a change of its own: counted, and the last one cancels.
+        Err(e) if e.code == crate::error::ErrorCode::WrongNumber => match st.tickets.update(&ticket, |t, now| t.miss(&hash, now)).await {
+            Ok((_, Miss::TryAgain)) => {
+                note = Some("wrong_number");
+                Err(e)
+            }
+            Ok((_, Miss::Cancelled)) => {
+                note = Some("wrong_number: cancelled");
+                Err(crate::error::ErrorCode::TicketCancelled.into())
+            }
+            Err(other) => Err(other),
+        },
+        other => other,
+    };
     if let Err(e) = &answer {
-        st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, scanner, &caller, &e.code.name()).await;
+        let what = note.map_or_else(|| e.code.name(), str::to_string);
+        st.audit.record(st.clock.now(), crate::server::audit::Kind::ConfirmRefused, scanner, &caller, &what).await;
     }
     let (t, ()) = answer?;
     metrics::counter!("scanlogin_phone_calls_total", "call" => "confirm").increment(1);

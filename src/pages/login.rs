@@ -55,6 +55,10 @@ struct Flow {
     client: RwSignal<Option<String>>,
     /// The link that opens the mini program on this ticket from this phone.
     open_link: RwSignal<Option<String>>,
+    /// Number matching: the number to pick on the phone, while scanned.
+    number: RwSignal<Option<u8>>,
+    /// Why the ticket ended, when the status alone does not say (`wrong_number`).
+    reason: RwSignal<Option<String>>,
     remaining: RwSignal<u64>,
     reconnecting: RwSignal<bool>,
 }
@@ -95,6 +99,8 @@ impl Flow {
         self.qr.set(None);
         self.ticket.set(None);
         self.open_link.set(None);
+        self.number.set(None);
+        self.reason.set(None);
         let issued = match first {
             Some(Ok(t)) => t,
             Some(Err(code)) if !quietly_retryable(code) => return self.phase.set(Phase::Failed(code)),
@@ -131,6 +137,8 @@ impl Flow {
                 Ok(s) => {
                     seen = s.version;
                     self.remaining.set(s.expires_in);
+                    self.number.set(s.number);
+                    self.reason.set(s.reason);
                     self.phase.set(Phase::Live(s.status));
                     match s.status {
                         TicketStatus::Waiting | TicketStatus::Scanned => {}
@@ -254,6 +262,8 @@ fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
         ticket: RwSignal::new(None),
         client: RwSignal::new(None),
         open_link: RwSignal::new(None),
+        number: RwSignal::new(None),
+        reason: RwSignal::new(None),
         remaining: RwSignal::new(0),
         reconnecting: RwSignal::new(false),
     };
@@ -288,9 +298,14 @@ fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
     let overlay = move || {
         let (title, sub, button): (&str, Option<&str>, bool) = match phase() {
             Phase::Loading | Phase::Live(TicketStatus::Waiting) => return None,
-            Phase::Live(TicketStatus::Scanned) => (ui.scanned, Some(ui.scanned_hint), false),
+            Phase::Live(TicketStatus::Scanned) => {
+                (ui.scanned, Some(if flow.number.get().is_some() { ui.number_hint } else { ui.scanned_hint }), false)
+            }
             Phase::Live(TicketStatus::Confirmed | TicketStatus::Consumed) => (ui.confirmed, None, false),
-            Phase::Live(TicketStatus::Cancelled) => (ui.cancelled, None, true),
+            Phase::Live(TicketStatus::Cancelled) => {
+                let by_numbers = flow.reason.get().as_deref() == Some("wrong_number");
+                (if by_numbers { ui.number_mismatch } else { ui.cancelled }, None, true)
+            }
             Phase::Live(TicketStatus::Expired) => (ui.expired, None, true),
             Phase::Live(TicketStatus::Unknown) => (ui.unknown_state, None, true),
             Phase::Failed(code) => (code.message(env.lang), None, true),
@@ -299,6 +314,10 @@ fn LoginBox(next: Option<NextPath>, first: FirstTicket) -> impl IntoView {
         Some(view! {
             <div class="overlay" role="status">
                 <p class="overlay-title" data-testid="overlay-title">{title}</p>
+                {(phase() == Phase::Live(TicketStatus::Scanned))
+                    .then(|| flow.number.get())
+                    .flatten()
+                    .map(|n| view! { <p class="match-number" data-testid="match-number">{format!("{n:02}")}</p> })}
                 {sub.map(|s| view! { <p class="overlay-sub">{s}</p> })}
                 {button.then(|| view! { <button class="button" data-testid="refresh" on:click=restart>{label}</button> })}
             </div>

@@ -135,6 +135,10 @@ pub struct WechatArgs {
 /// How long tickets live and how they are followed.
 #[derive(Args, Clone, Debug)]
 pub struct TicketArgs {
+    /// Number matching: the browser shows two digits once scanned and the phone must pick
+    /// them from three to confirm (defeats a relayed QR; SECURITY.md says when to turn it on).
+    #[arg(long = "login-number-match", env = "LOGIN_NUMBER_MATCH", default_value_t = false, action = ArgAction::Set)]
+    pub number_match: bool,
     /// A waiting ticket (QR) expires after this many seconds.
     #[arg(long = "ticket-ttl-secs", env = "TICKET_TTL_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ttl_secs: u64,

@@ -130,6 +130,7 @@ impl Application {
                 forward_auth_domains: config.idp.forward_auth_domains.clone(),
                 metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
                 signup: config.idp.signup.unwrap_or(if demo { Signup::Open } else { Signup::Approval }),
+                number_match: config.tickets.number_match,
                 qr_verify_file: match &config.wechat.qr_verify_file {
                     Some(path) => {
                         let (name, body) = crate::server::config::verify_file(path).map_err(config_err)?;

@@ -42,6 +42,8 @@ pub struct Site {
     pub metrics_token: Option<String>,
     /// Who becomes a user on first scan.
     pub signup: crate::server::config::Signup,
+    /// `LOGIN_NUMBER_MATCH`: the phone must pick the number the browser shows.
+    pub number_match: bool,
     /// `WECHAT_QR_VERIFY_FILE`: its name (served at `/<name>`) and contents.
     pub qr_verify_file: Option<(String, Arc<[u8]>)>,
 }

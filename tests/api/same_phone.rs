@@ -233,3 +233,72 @@ async fn the_simulator_refuses_links_as_wechat_does() {
     let sim_base = api.trim_end_matches("/_wechat");
     assert!(v["open_link"].as_str().is_some_and(|l| l.starts_with(&format!("{sim_base}/_wechat/sim/urllink/"))), "{v}");
 }
+
+/// Number matching (`LOGIN_NUMBER_MATCH=true`): the browser shows the number once scanned,
+/// the phone picks it from three; a wrong pick is counted, the second cancels.
+#[tokio::test]
+async fn number_matching_takes_the_browsers_number_and_cancels_after_two_wrong_picks() {
+    let app = spawn(&["--login-number-match", "true"]).await;
+    let b = browser();
+    let t = app.new_ticket(&b).await;
+    let (s, scan) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": app.wx_code("zhangsan").await })).await;
+    assert_eq!(s, 200, "{scan}");
+    let choices: Vec<u64> = scan["number_choices"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+    assert_eq!(choices.len(), 3, "{scan}");
+    assert!(choices.iter().all(|n| (10..=99).contains(n)));
+    assert_eq!(choices.iter().collect::<std::collections::HashSet<_>>().len(), 3, "three different numbers");
+    let (_, st) = app.status(&b, &t, 0).await;
+    let shown = st["number"].as_u64().unwrap();
+    assert!(choices.contains(&shown), "{st}");
+    let wrong = *choices.iter().find(|n| **n != shown).unwrap();
+    let token = scan["confirm_token"].as_str().unwrap();
+
+    // A re-scan by the same person keeps the number the browser shows.
+    let (_, again) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": app.wx_code("zhangsan").await })).await;
+    assert!(again["number_choices"].as_array().unwrap().iter().any(|n| n.as_u64() == Some(shown)), "{again}");
+    assert_eq!(app.status(&b, &t, 0).await.1["number"].as_u64(), Some(shown));
+    let token2 = again["confirm_token"].as_str().unwrap().to_string();
+    assert_error(
+        &app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": token, "number": shown })).await,
+        403,
+        "not_scanner",
+    );
+
+    // One wrong pick: refused, counted; the right one then confirms.
+    let miss = app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": token2, "number": wrong })).await;
+    assert_error(&miss, 400, "wrong_number");
+    assert_eq!(app.status(&b, &t, 0).await.1["status"], "scanned");
+    let (s, ok) = app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": token2, "number": shown })).await;
+    assert_eq!((s.as_u16(), &ok["status"]), (200, &json!("confirmed")), "{ok}");
+    assert!(app.status(&b, &t, 0).await.1.get("number").is_none(), "the number is shown only while scanned");
+
+    // Two wrong picks (no pick counts as a wrong one): cancelled, and the browser is told why.
+    let t = app.new_ticket(&b).await;
+    let token = app.scan(&t, "lisi").await;
+    assert_error(&app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": token })).await, 400, "wrong_number");
+    let shown = app.status(&b, &t, 0).await.1["number"].as_u64().unwrap();
+    let wrong = if shown == 99 { 98 } else { shown + 1 };
+    let last = app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": token, "number": wrong })).await;
+    assert_error(&last, 409, "ticket_cancelled");
+    let (_, st) = app.status(&b, &t, 0).await;
+    assert_eq!((&st["status"], &st["reason"]), (&json!("cancelled"), &json!("wrong_number")), "{st}");
+    let late = app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": token, "number": shown })).await;
+    assert_error(&late, 409, "ticket_cancelled");
+    let notes: Vec<(String,)> =
+        sqlx::query_as("SELECT detail FROM audit_events WHERE kind = 'confirm_refused' ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    let notes: Vec<&str> = notes.iter().map(|(d,)| d.as_str()).collect();
+    assert_eq!(notes, ["not_scanner", "wrong_number", "wrong_number", "wrong_number: cancelled", "ticket_cancelled"]);
+}
+
+/// Without number matching nothing changes: no choices, no number, a confirm needs none.
+#[tokio::test]
+async fn without_number_matching_the_phone_is_offered_no_numbers() {
+    let app = spawn(&[]).await;
+    let b = browser();
+    let t = app.new_ticket(&b).await;
+    let (_, scan) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": t, "code": app.wx_code("zhangsan").await })).await;
+    assert!(scan.get("number_choices").is_none(), "{scan}");
+    assert!(app.status(&b, &t, 0).await.1.get("number").is_none());
+    let (s, _) = app.post(&phone(), "/api/mp/confirm", json!({ "ticket": t, "confirm_token": scan["confirm_token"], "number": 42 })).await;
+    assert_eq!(s, 200, "a stray number is ignored");
+}

@@ -24,6 +24,8 @@ const MOTTO = {
   wx_login: '微信登录失败，请重试',
   account_disabled: '你的账号已被管理员停用，无法登录',
   invitation_required: '本站仅限受邀用户注册，请向管理员索取邀请链接',
+  wrong_number: '数字不对，请选择网页上显示的数字',
+  pick_number: '请先选择网页上显示的数字',
 };
 // What the profile step says when saving fails (the login itself goes on).
 const PROFILE_ERROR = {
@@ -99,6 +101,10 @@ Page({
     avatarUrl: '',
     profileBusy: false,
     profileNote: '',
+    // Number matching: three numbers, one of them shown on the web page; 点击登录 needs
+    // the person's pick (0: none yet).
+    choices: [],
+    picked: 0,
   },
 
   onLoad(options) {
@@ -135,6 +141,8 @@ Page({
           profileMissing: !!res.profile_missing,
           profileNote: res.account_status === 'pending' ? '你的账号需要管理员批准后才能进入受保护的网站' : '',
           confirmToken: res.confirm_token,
+          choices: res.number_choices || [],
+          picked: 0,
           requester: { client: r.client || '', site: r.site, browser: r.browser, ip: r.ip, time: formatTime(r.created_at) },
           motto: '请确认是你本人在上述网页发起的登录',
         });
@@ -185,11 +193,23 @@ Page({
     this.setData({ profileBusy: false, profileNote: PROFILE_ERROR[code] || MOTTO[code] || '保存失败，可以跳过，直接登录' });
   },
 
+  // Number matching: the person picks the number the web page shows.
+  pick(e) {
+    const n = Number(e && e.currentTarget && e.currentTarget.dataset && e.currentTarget.dataset.n);
+    if (this.data.phase !== 'ready' || this.data.choices.indexOf(n) < 0) return;
+    this.setData({ picked: n, motto: '请确认是你本人在上述网页发起的登录' });
+  },
+
   // 点击登录
   getUserLogin() {
+    if (this.data.choices.length && !this.data.picked) {
+      this.setData({ motto: MOTTO.pick_number });
+      return Promise.resolve();
+    }
+    const number = this.data.choices.length ? this.data.picked : undefined;
     // WeChat cannot switch back to the browser: the person goes back themselves, and the
     // page there finalizes (it re-polls as soon as it is in the foreground again).
-    return this.finish(api.confirm, '已确认，请返回浏览器');
+    return this.finish((ticket, token) => api.confirm(ticket, token, number), '已确认，请返回浏览器');
   },
 
   // 取消
@@ -204,7 +224,11 @@ Page({
     this.setData({ phase: 'busy' });
     return call(this.data.ticket, this.data.confirmToken)
       .then(() => this.setData({ phase: 'done', motto: doneMotto, canRetry: false }))
-      .catch((err) => this.fail(err));
+      .catch((err) => {
+        // A wrong number may be picked again (the server cancels after the second).
+        if (err && err.code === 'wrong_number') return this.setData({ phase: 'ready', picked: 0, motto: MOTTO.wrong_number });
+        return this.fail(err);
+      });
   },
 
   retry() {

@@ -30,6 +30,8 @@ pub enum TicketError {
     Cancelled,
     /// A second finalize.
     Used,
+    /// Number matching: the phone chose another number than the browser shows.
+    WrongNumber,
 }
 
 impl From<TicketError> for ErrorCode {
@@ -43,6 +45,7 @@ impl From<TicketError> for ErrorCode {
             TicketError::AlreadyConfirmed => ErrorCode::AlreadyConfirmed,
             TicketError::Cancelled => ErrorCode::TicketCancelled,
             TicketError::Used => ErrorCode::TicketUsed,
+            TicketError::WrongNumber => ErrorCode::WrongNumber,
         }
     }
 }
@@ -88,7 +91,24 @@ pub struct Ticket {
     pub origin: Caller,
     /// The site this login signs in to, when another site asked (OpenID Connect).
     pub client_name: Option<String>,
+    /// Number matching (`LOGIN_NUMBER_MATCH`): the two digits the browser shows once
+    /// scanned, which the phone must pick from three to confirm.
+    pub match_number: Option<u8>,
+    /// Wrong picks so far; the [`MAX_NUMBER_MISSES`]th cancels the ticket.
+    pub match_misses: u8,
     pub updated_at: UnixMillis,
+}
+
+/// The wrong picks that cancel a ticket: the phone may try twice.
+pub const MAX_NUMBER_MISSES: u8 = 2;
+
+/// What a wrong pick did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    /// The phone may pick again.
+    TryAgain,
+    /// That was the last try: the ticket is cancelled.
+    Cancelled,
 }
 
 impl Ticket {
@@ -115,6 +135,8 @@ impl Ticket {
             finalize_hash: Some(finalize_hash),
             origin,
             client_name: None,
+            match_number: None,
+            match_misses: 0,
             updated_at: now,
         }
     }
@@ -175,8 +197,16 @@ impl Ticket {
     }
 
     /// The phone scanned: `waiting → scanned` by `user`, or a re-scan by the same user
-    /// (page reloaded), which replaces the confirm token.
-    pub fn scan(&mut self, user: i64, confirm_hash: TokenHash, now: UnixMillis, life: Lifetimes) -> Result<(), TicketError> {
+    /// (page reloaded), which replaces the confirm token. `number`: with number matching,
+    /// the number the browser will show (a re-scan keeps the first one).
+    pub fn scan(
+        &mut self,
+        user: i64,
+        confirm_hash: TokenHash,
+        now: UnixMillis,
+        life: Lifetimes,
+        number: Option<u8>,
+    ) -> Result<(), TicketError> {
         self.expire_at(now);
         if let Some(refusal) = self.scan_refusal(Some(user), now) {
             return Err(refusal);
@@ -184,6 +214,7 @@ impl Ticket {
         if self.status == TicketStatus::Waiting {
             self.scanner_id = Some(user);
             self.expires_at = self.created_at.plus_ms(life.active_ms);
+            self.match_number = number;
         }
         self.confirm_hash = Some(confirm_hash);
         self.bump(TicketStatus::Scanned, now);
@@ -205,9 +236,41 @@ impl Ticket {
         }
     }
 
-    /// The scanner tapped 点击登录: `scanned → confirmed`.
-    pub fn confirm(&mut self, confirm_hash: &TokenHash, now: UnixMillis) -> Result<(), TicketError> {
+    /// Whether `picked` is the number the browser shows (always, without number matching).
+    pub fn number_matches(&self, picked: Option<u8>) -> bool {
+        self.match_number.is_none_or(|n| picked == Some(n))
+    }
+
+    /// The scanner tapped 点击登录: `scanned → confirmed`. With number matching a wrong
+    /// pick is refused here, changing nothing; [`Ticket::miss`] records it.
+    pub fn confirm(&mut self, confirm_hash: &TokenHash, picked: Option<u8>, now: UnixMillis) -> Result<(), TicketError> {
+        if self.phone_refusal(confirm_hash, now).is_none() && !self.number_matches(picked) {
+            return Err(TicketError::WrongNumber);
+        }
         self.phone_answer(confirm_hash, now, TicketStatus::Confirmed)
+    }
+
+    /// A wrong pick by the scanner: counted; the [`MAX_NUMBER_MISSES`]th cancels the
+    /// ticket (a relayed code's victim cannot see the attacker's screen, and guessing one
+    /// of three twice is a one-in-nine chance at best).
+    pub fn miss(&mut self, confirm_hash: &TokenHash, now: UnixMillis) -> Result<Miss, TicketError> {
+        let refusal = self.phone_refusal(confirm_hash, now);
+        self.expire_at(now);
+        if let Some(e) = refusal {
+            return Err(e);
+        }
+        self.match_misses = self.match_misses.saturating_add(1);
+        if self.match_misses >= MAX_NUMBER_MISSES {
+            self.bump(TicketStatus::Cancelled, now);
+            return Ok(Miss::Cancelled);
+        }
+        self.bump(TicketStatus::Scanned, now);
+        Ok(Miss::TryAgain)
+    }
+
+    /// Cancelled by wrong numbers (the browser says so).
+    pub fn cancelled_by_numbers(&self) -> bool {
+        self.status == TicketStatus::Cancelled && self.match_misses >= MAX_NUMBER_MISSES
     }
 
     /// The scanner tapped 取消: `scanned → cancelled`.
@@ -337,10 +400,10 @@ mod tests {
     fn happy_path_bumps_version_each_step() {
         let mut t = ticket();
         assert_eq!((t.status, t.version), (TicketStatus::Waiting, 1));
-        t.scan(7, h("h1"), at(1_000), LIFE).unwrap();
+        t.scan(7, h("h1"), at(1_000), LIFE, None).unwrap();
         assert_eq!((t.status, t.version, t.scanner_id), (TicketStatus::Scanned, 2, Some(7)));
         assert_eq!(t.expires_at, at(300_000), "scanning extends the life to the active lifetime");
-        t.confirm(&h("h1"), at(2_000)).unwrap();
+        t.confirm(&h("h1"), None, at(2_000)).unwrap();
         assert_eq!((t.status, t.version), (TicketStatus::Confirmed, 3));
         t.consume(&a(), at(3_000)).unwrap();
         assert_eq!((t.status, t.version), (TicketStatus::Consumed, 4));
@@ -351,13 +414,13 @@ mod tests {
     #[test]
     fn rescan_by_same_user_rotates_token_other_user_refused() {
         let mut t = ticket();
-        t.scan(7, h("h1"), T0, LIFE).unwrap();
-        assert_eq!(t.scan(8, h("h2"), T0, LIFE), Err(TicketError::AlreadyScanned));
-        t.scan(7, h("h3"), T0, LIFE).unwrap();
-        assert_eq!(t.confirm(&h("h1"), T0), Err(TicketError::NotScanner), "old token stops working");
-        t.confirm(&h("h3"), T0).unwrap();
-        assert_eq!(t.scan(7, h("h4"), T0, LIFE), Err(TicketError::AlreadyConfirmed));
-        assert_eq!(t.scan(8, h("h4"), T0, LIFE), Err(TicketError::AlreadyScanned));
+        t.scan(7, h("h1"), T0, LIFE, None).unwrap();
+        assert_eq!(t.scan(8, h("h2"), T0, LIFE, None), Err(TicketError::AlreadyScanned));
+        t.scan(7, h("h3"), T0, LIFE, None).unwrap();
+        assert_eq!(t.confirm(&h("h1"), None, T0), Err(TicketError::NotScanner), "old token stops working");
+        t.confirm(&h("h3"), None, T0).unwrap();
+        assert_eq!(t.scan(7, h("h4"), T0, LIFE, None), Err(TicketError::AlreadyConfirmed));
+        assert_eq!(t.scan(8, h("h4"), T0, LIFE, None), Err(TicketError::AlreadyScanned));
     }
 
     #[test]
@@ -370,35 +433,35 @@ mod tests {
         assert!(!t.expire_at(at(500_000)), "expiring twice is not a change");
 
         let mut t = ticket();
-        t.scan(1, h("h"), at(100_000), LIFE).unwrap();
+        t.scan(1, h("h"), at(100_000), LIFE, None).unwrap();
         assert!(!t.expire_at(at(200_000)));
-        assert_eq!(t.confirm(&h("h"), at(300_000)), Err(TicketError::Expired));
+        assert_eq!(t.confirm(&h("h"), None, at(300_000)), Err(TicketError::Expired));
         assert_eq!(t.status, TicketStatus::Expired);
     }
 
     #[test]
     fn scan_of_expired_ticket_is_refused() {
         let mut t = ticket();
-        assert_eq!(t.scan(1, h("h"), at(120_000), LIFE), Err(TicketError::Expired));
+        assert_eq!(t.scan(1, h("h"), at(120_000), LIFE, None), Err(TicketError::Expired));
     }
 
     #[test]
     fn cancel_rules() {
         let mut t = ticket();
         assert_eq!(t.cancel(&h("h"), T0), Err(TicketError::NotScanner), "nobody scanned: no token is valid");
-        t.scan(1, h("h"), T0, LIFE).unwrap();
+        t.scan(1, h("h"), T0, LIFE, None).unwrap();
         assert_eq!(t.cancel(&h("x"), T0), Err(TicketError::NotScanner));
         t.cancel(&h("h"), T0).unwrap();
         assert_eq!(t.status, TicketStatus::Cancelled);
-        assert_eq!(t.confirm(&h("h"), T0), Err(TicketError::Cancelled));
-        assert_eq!(t.scan(1, h("h"), T0, LIFE), Err(TicketError::Cancelled));
+        assert_eq!(t.confirm(&h("h"), None, T0), Err(TicketError::Cancelled));
+        assert_eq!(t.scan(1, h("h"), T0, LIFE, None), Err(TicketError::Cancelled));
         assert_eq!(t.consume(&a(), T0), Err(TicketError::Cancelled));
 
         let mut t = ticket();
-        t.scan(1, h("h"), T0, LIFE).unwrap();
-        t.confirm(&h("h"), T0).unwrap();
+        t.scan(1, h("h"), T0, LIFE, None).unwrap();
+        t.confirm(&h("h"), None, T0).unwrap();
         assert_eq!(t.cancel(&h("h"), T0), Err(TicketError::AlreadyConfirmed));
-        assert_eq!(t.confirm(&h("h"), T0), Err(TicketError::AlreadyConfirmed));
+        assert_eq!(t.confirm(&h("h"), None, T0), Err(TicketError::AlreadyConfirmed));
     }
 
     #[test]
@@ -406,9 +469,9 @@ mod tests {
         let mut t = ticket();
         assert_eq!(t.consume(&a(), T0), Err(TicketError::NotConfirmed));
         assert_eq!(t.consume(&by("browser-b", &KEY_A), T0), Err(TicketError::NotFound), "another browser sees not-found");
-        t.scan(1, h("h"), T0, LIFE).unwrap();
+        t.scan(1, h("h"), T0, LIFE, None).unwrap();
         assert_eq!(t.consume(&a(), T0), Err(TicketError::NotConfirmed));
-        t.confirm(&h("h"), T0).unwrap();
+        t.confirm(&h("h"), None, T0).unwrap();
         // Binding (404) is checked before expiry (410).
         assert_eq!(t.clone().consume(&by("browser-b", &KEY_A), at(400_000)), Err(TicketError::NotFound));
         assert_eq!(t.clone().consume(&a(), at(400_000)), Err(TicketError::Expired));
@@ -419,7 +482,7 @@ mod tests {
     #[test]
     fn guards_answer_without_changing_anything() {
         let mut t = ticket();
-        t.scan(7, h("h"), T0, LIFE).unwrap();
+        t.scan(7, h("h"), T0, LIFE, None).unwrap();
         let before = t.clone();
         assert_eq!(t.closed_to_scans(T0), None, "the scanner may still re-scan");
         assert_eq!(t.scan_refusal(None, T0), Some(TicketError::AlreadyScanned), "a WeChat user never seen is not the scanner");
@@ -435,8 +498,8 @@ mod tests {
     #[test]
     fn finalize_needs_the_key_and_a_lost_answer_can_be_repeated_for_a_minute() {
         let mut t = ticket();
-        t.scan(7, h("h"), T0, LIFE).unwrap();
-        t.confirm(&h("h"), T0).unwrap();
+        t.scan(7, h("h"), T0, LIFE, None).unwrap();
+        t.confirm(&h("h"), None, T0).unwrap();
         let no_key = FinalizeAttempt { browser_key: Some("browser-a"), signed_in_as: None, key_hash: None };
         assert_eq!(t.finalize_check(&no_key, T0), Err(TicketError::NotFound), "no key: like another browser's");
         assert_eq!(t.finalize_check(&by("browser-a", &KEY_X), T0), Err(TicketError::NotFound), "wrong key");
@@ -452,5 +515,35 @@ mod tests {
         let cookie_copy = FinalizeAttempt { key_hash: None, ..a() };
         assert_eq!(t.finalize_check(&cookie_copy, at(2_000)), Err(TicketError::NotFound), "a copied cookie without the key");
         assert_eq!(t.consume(&a(), at(2_000)), Err(TicketError::Used), "a repeat never consumes twice");
+    }
+
+    #[test]
+    fn number_matching_confirms_only_the_right_pick_and_cancels_after_two_wrong_ones() {
+        let mut t = ticket();
+        t.scan(7, h("h"), T0, LIFE, Some(47)).unwrap();
+        assert_eq!(t.match_number, Some(47));
+        t.scan(7, h("h2"), T0, LIFE, Some(12)).unwrap();
+        assert_eq!(t.match_number, Some(47), "a re-scan keeps the number the browser shows");
+        let before = t.clone();
+        for wrong in [None, Some(12)] {
+            assert_eq!(t.confirm(&h("h2"), wrong, T0), Err(TicketError::WrongNumber));
+            assert_eq!(t, before, "a refused confirm changes nothing");
+        }
+        assert_eq!(t.miss(&h("nope"), T0), Err(TicketError::NotScanner), "only the scanner's picks count");
+        assert_eq!(t.miss(&h("h2"), T0), Ok(Miss::TryAgain));
+        assert_eq!((t.status, t.match_misses, t.version), (TicketStatus::Scanned, 1, before.version + 1));
+        assert!(!t.cancelled_by_numbers());
+        assert_eq!(t.miss(&h("h2"), T0), Ok(Miss::Cancelled));
+        assert!(t.cancelled_by_numbers());
+        assert_eq!(t.confirm(&h("h2"), Some(47), T0), Err(TicketError::Cancelled), "too late for the right number");
+
+        let mut t = ticket();
+        t.scan(7, h("h"), T0, LIFE, Some(47)).unwrap();
+        t.miss(&h("h"), T0).unwrap();
+        t.confirm(&h("h"), Some(47), T0).unwrap();
+        assert_eq!(t.status, TicketStatus::Confirmed, "the second try may be right");
+        let mut plain = ticket();
+        plain.scan(7, h("h"), T0, LIFE, None).unwrap();
+        assert!(plain.number_matches(None) && plain.number_matches(Some(3)), "without number matching any pick is fine");
     }
 }

@@ -4,6 +4,6 @@ pub mod machine;
 pub mod service;
 pub mod store;
 
-pub use machine::{Finalize, FinalizeAttempt, Lifetimes, Ticket, TicketError};
+pub use machine::{Finalize, FinalizeAttempt, Lifetimes, Miss, Ticket, TicketError};
 pub use service::Tickets;
 pub use store::{SqlTicketStore, TicketStore};

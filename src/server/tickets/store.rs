@@ -245,6 +245,8 @@ struct TicketRow {
     updated_at: UnixMillis,
     finalize_hash: Option<String>,
     client_name: Option<String>,
+    match_number: Option<i64>,
+    match_misses: i64,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -264,6 +266,8 @@ impl TryFrom<TicketRow> for Ticket {
             confirm_hash: r.confirm_hash.map(TokenHash::from_stored),
             finalize_hash: r.finalize_hash.map(TokenHash::from_stored),
             client_name: r.client_name,
+            match_number: r.match_number.map(u8::try_from).transpose().map_err(|_| bad("match number"))?,
+            match_misses: u8::try_from(r.match_misses).map_err(|_| bad("match misses"))?,
             origin: Caller { ip: r.origin_ip, user_agent: r.origin_ua },
             updated_at: r.updated_at,
         })
@@ -275,8 +279,8 @@ impl TicketStore for SqlTicketStore {
     async fn insert(&self, t: &Ticket) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tickets (id, status, version, browser_key, next, created_at, expires_at, \
-             scanner_id, confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             scanner_id, confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name, match_number, match_misses) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(t.id.as_str())
         .bind(t.status.as_str())
@@ -292,6 +296,8 @@ impl TicketStore for SqlTicketStore {
         .bind(t.updated_at)
         .bind(t.finalize_hash.as_ref().map(|h| h.as_str().to_string()))
         .bind(t.client_name.clone())
+        .bind(t.match_number.map(i64::from))
+        .bind(i64::from(t.match_misses))
         .execute(&self.pool)
         .await?;
         if let Some(kept) = &self.kept {
@@ -306,7 +312,8 @@ impl TicketStore for SqlTicketStore {
         }
         let row: Option<TicketRow> = sqlx::query_as(
             "SELECT id, status, version, browser_key, next, created_at, expires_at, scanner_id, \
-             confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name FROM tickets WHERE id = $1",
+             confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name, match_number, match_misses \
+             FROM tickets WHERE id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -321,7 +328,7 @@ impl TicketStore for SqlTicketStore {
     async fn replace(&self, t: &Ticket, expected_version: u64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tickets SET status = $2, version = $3, expires_at = $4, scanner_id = $5, \
-             confirm_hash = $6, updated_at = $7 WHERE id = $1 AND version = $8",
+             confirm_hash = $6, updated_at = $7, match_number = $9, match_misses = $10 WHERE id = $1 AND version = $8",
         )
         .bind(t.id.as_str())
         .bind(t.status.as_str())
@@ -331,6 +338,8 @@ impl TicketStore for SqlTicketStore {
         .bind(t.confirm_hash.as_ref().map(|h| h.as_str().to_string()))
         .bind(t.updated_at)
         .bind(version_to_sql(expected_version))
+        .bind(t.match_number.map(i64::from))
+        .bind(i64::from(t.match_misses))
         .execute(&self.pool)
         .await?
         .rows_affected()

@@ -20,6 +20,9 @@
   }
   var confirmToken = null;
   var busy = false;
+  // Number matching: the choices, and the person's pick (null: none yet).
+  var choices = [];
+  var picked = null;
 
   function motto(text, kind) { var m = $('motto'); m.textContent = text; m.className = 'motto ' + (kind || ''); }
   function show(id, on) { $(id).hidden = !on; }
@@ -89,17 +92,43 @@
         note(r.account_status === 'pending' ? '你的账号需要管理员批准后才能进入受保护的网站' : '');
         show('confirm', true); show('cancel', true); show('again', false); enable(true);
         motto('请确认是你本人在上述网页发起的登录');
+        showNumbers(r.number_choices || []);
       })
       .catch(function (e) { motto(e.message, 'error'); show('again', true); })
       .then(function () { busy = false; });
   }
 
+  function showNumbers(list) {
+    choices = list; picked = null;
+    var row = $('number-row');
+    row.textContent = '';
+    list.forEach(function (n) {
+      var b = document.createElement('button');
+      b.className = 'number'; b.textContent = String(n); b.dataset.n = String(n);
+      b.addEventListener('click', function () {
+        picked = n;
+        Array.prototype.forEach.call(row.children, function (c) { c.classList.toggle('picked', c === b); });
+      });
+      row.appendChild(b);
+    });
+    show('numbers', list.length > 0);
+  }
+
   function finish(path, doneText, doneKind) {
     if (busy || !confirmToken) return;
+    var body = { ticket: ticket, confirm_token: confirmToken };
+    if (path === '/api/mp/confirm' && choices.length) {
+      if (picked === null) { motto('请先选择网页上显示的数字', 'error'); return; }
+      body.number = picked;
+    }
     busy = true; enable(false);
-    call(path, { ticket: ticket, confirm_token: confirmToken })
-      .then(function () { motto(doneText, doneKind); show('again', false); show('profile', false); note(''); })
-      .catch(function (e) { motto(e.message, 'error'); })
+    call(path, body)
+      .then(function () { motto(doneText, doneKind); show('again', false); show('profile', false); show('numbers', false); note(''); })
+      .catch(function (e) {
+        motto(e.message, 'error');
+        // A wrong number may be picked again; the second cancels the login.
+        if (e.code === 'wrong_number') { showNumbers(choices); enable(true); } else { show('numbers', false); }
+      })
       .then(function () { busy = false; });
   }
 
