@@ -78,3 +78,27 @@ test('on a desktop the code leads and no link is shown; in WeChat the code says 
   await shot(wx, 'same-phone-04-in-wechat');
   await inWeChat.close();
 });
+
+test('a link code: the simulated phone reads q as WeChat does; another camera gets the link page', async ({ browser, page }) => {
+  await page.goto('http://127.0.0.1:3100/login');
+  await page.locator('html[data-hydrated="1"]').waitFor();
+  const href = (await page.getByTestId('open-link').getAttribute('href'))!;
+  const ticket = /scene%3D([A-Za-z0-9_-]{22})$/.exec(href)![1];
+  const context = await browser.newContext({ ...devices['Pixel 7'], locale: 'zh-CN' });
+
+  // Another camera opens PUBLIC_URL/q/<ticket> as a page: it offers the same link.
+  const camera = await context.newPage();
+  await camera.goto(`http://127.0.0.1:3100/q/${ticket}`);
+  await expect(camera.getByTestId('open-link')).toHaveAttribute('href', href);
+  // Styled by its own stylesheet (the page's CSP allows no inline style).
+  await expect(camera.getByTestId('open-link')).toHaveCSS('background-color', 'rgb(7, 193, 96)');
+  await shot(camera, 'same-phone-05-link-page');
+
+  // WeChat's scanner opens the mini program with the code's URL in options.q.
+  const phone = await context.newPage();
+  await phone.goto(`http://127.0.0.1:3100/_wechat/phone?q=${encodeURIComponent(`http://127.0.0.1:3100/q/${ticket}`)}&scancode_time=1765000000`);
+  await phone.getByRole('button', { name: '王五' }).click();
+  await expect(phone.locator('#requester')).toBeVisible();
+  await expect(page.getByTestId('qr-box')).toHaveAttribute('data-state', 'scanned');
+  await context.close();
+});

@@ -38,8 +38,7 @@ pub async fn show(State(st): State<AppState>, headers: HeaderMap, Path(ticket): 
     let mut body = format!("<p>{}</p>", esc(ui.link_page_body));
     match st.open_links.for_ticket(&id).await {
         Some(link) => body.push_str(&format!(
-            "<p><a data-testid=\"open-link\" href=\"{}\" style=\"display:block;padding:1rem;text-align:center;background:#07c160;color:#fff;\
-             border-radius:8px;text-decoration:none;font-size:1.2rem\">{}</a></p>",
+            "<p><a class=\"open-button\" data-testid=\"open-link\" href=\"{}\">{}</a></p>",
             esc(&link),
             esc(ui.open_in_wechat)
         )),

@@ -49,7 +49,7 @@ pub fn refusal_page(lang: crate::i18n::Lang, e: &crate::error::AppError, title: 
 pub fn message_page(status: StatusCode, lang: &str, title: &str, body: &str) -> Response {
     let page = format!(
         "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{t}</title></head><body style=\"font-family:sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
+         <title>{t}</title><link rel=\"stylesheet\" href=\"/message.css\"></head><body>\
          <h1>{t}</h1>{body}</body></html>",
         lang = esc(lang),
         t = esc(title)
