@@ -62,9 +62,17 @@ pub struct IdpArgs {
     /// A new ID-token signing key after this many days (the old one stays in the JWKS until its tokens expire).
     #[arg(long = "oidc-key-rotate-days", env = "OIDC_KEY_ROTATE_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub oidc_key_rotate_days: u64,
+    /// A file of at least 32 random bytes: the ID-token signing keys are stored encrypted with
+    /// a key derived from it (AES-256-GCM); unset: stored as plaintext PEM (a warning outside demo).
+    #[arg(long = "oidc-key-file", env = "OIDC_KEY_FILE")]
+    pub oidc_key_file: Option<PathBuf>,
     /// Hosts forward-auth may send a browser back to after login (comma-separated; a.example.com matches example.com).
     #[arg(long = "forward-auth-domains", env = "FORWARD_AUTH_DOMAINS", value_delimiter = ',')]
     pub forward_auth_domains: Vec<String>,
+    /// Forward-auth's `/auth/return` sends browsers only to https on the default port
+    /// (default: when PUBLIC_URL is https); false also allows http and other ports.
+    #[arg(long = "forward-auth-strict-return", env = "FORWARD_AUTH_STRICT_RETURN", action = ArgAction::Set)]
+    pub forward_auth_strict_return: Option<bool>,
     /// Make the session cookie valid for this parent domain (one login for *.example.com).
     #[arg(long = "cookie-domain", env = "COOKIE_DOMAIN")]
     pub cookie_domain: Option<String>,

@@ -39,14 +39,18 @@ pub fn host_allowed(host: &str, domains: &[String]) -> bool {
 }
 
 /// `rd` as a URL we may send a browser to: absolute http(s), no userinfo, a host in
-/// `domains`, at most [`MAX_RD`] bytes. Anything else is refused, never followed.
-pub fn safe_return(rd: &str, domains: &[String]) -> Option<url::Url> {
+/// `domains`, at most [`MAX_RD`] bytes; with `strict` (`FORWARD_AUTH_STRICT_RETURN`, on
+/// when `PUBLIC_URL` is https), https on the default port only. Anything else is refused,
+/// never followed.
+pub fn safe_return(rd: &str, domains: &[String], strict: bool) -> Option<url::Url> {
     if rd.len() > MAX_RD || rd.chars().any(|c| c.is_control() || c == '\\') {
         return None;
     }
     let url = url::Url::parse(rd).ok()?;
     let plain = matches!(url.scheme(), "http" | "https") && url.username().is_empty() && url.password().is_none();
-    (plain && host_allowed(url.host_str()?, domains)).then_some(url)
+    // `Url::port` is `None` for the scheme's default port, written or not.
+    let strict_ok = !strict || (url.scheme() == "https" && url.port().is_none());
+    (plain && strict_ok && host_allowed(url.host_str()?, domains)).then_some(url)
 }
 
 /// The URL the proxy was asked for: `X-Original-URL` (nginx), else
@@ -95,7 +99,7 @@ async fn verify(
         return decide(&st, &q, &caller, &headers, user).await;
     }
     let mut login = format!("{}/login", st.site.public_url);
-    if let Some(rd) = original_url(&headers).filter(|rd| safe_return(rd, &st.site.forward_auth_domains).is_some()) {
+    if let Some(rd) = original_url(&headers).filter(|rd| safe_return(rd, &st.site.forward_auth_domains, st.site.strict_return).is_some()) {
         login = format!("{}{}", st.site.public_url, Handoff::forward_auth(&rd).login_url());
     }
     let status = if q.redirect.as_deref() == Some("1") { StatusCode::FOUND } else { StatusCode::UNAUTHORIZED };
@@ -213,7 +217,7 @@ struct Back {
 
 /// `GET /auth/return?rd=…`: where the login page sends the person after the scan.
 async fn back(State(st): State<AppState>, Query(q): Query<Back>) -> Response {
-    match q.rd.as_deref().and_then(|rd| safe_return(rd, &st.site.forward_auth_domains)) {
+    match q.rd.as_deref().and_then(|rd| safe_return(rd, &st.site.forward_auth_domains, st.site.strict_return)) {
         Some(url) => crate::server::http::found(url.as_str()),
         None => crate::server::http::message_page(
             StatusCode::BAD_REQUEST,
@@ -243,7 +247,7 @@ mod tests {
     #[test]
     fn return_urls_are_refused_unless_plainly_ours() {
         let d = vec!["example.com".to_string()];
-        assert!(safe_return("https://grafana.example.com/d/abc?x=1", &d).is_some());
+        assert!(safe_return("https://grafana.example.com/d/abc?x=1", &d, false).is_some());
         for bad in [
             "https://evil.example/",
             "javascript:alert(1)",
@@ -256,9 +260,21 @@ mod tests {
             "ftp://grafana.example.com/",
             "https://grafana.example.com/\n",
         ] {
-            assert!(safe_return(bad, &d).is_none(), "{bad}");
+            assert!(safe_return(bad, &d, false).is_none(), "{bad}");
         }
         let long = format!("https://grafana.example.com/{}", "a".repeat(MAX_RD));
-        assert!(safe_return(&long, &d).is_none(), "over-long");
+        assert!(safe_return(&long, &d, false).is_none(), "over-long");
+    }
+
+    #[test]
+    fn a_strict_return_is_https_on_the_default_port() {
+        let d = vec!["example.com".to_string()];
+        for ok in ["https://grafana.example.com/d/abc", "https://grafana.example.com:443/d/abc"] {
+            assert!(safe_return(ok, &d, true).is_some(), "{ok}");
+        }
+        for bad in ["http://grafana.example.com/", "https://grafana.example.com:8443/", "http://grafana.example.com:80/"] {
+            assert!(safe_return(bad, &d, true).is_none(), "{bad}");
+            assert!(safe_return(bad, &d, false).is_some(), "{bad} is fine when not strict");
+        }
     }
 }

@@ -60,5 +60,8 @@ pub async fn purge(state: &AppState, schedule: Schedule, now: UnixMillis) {
         if let Err(e) = p.keys.ensure(now, p.rotate_ms).await {
             tracing::warn!(error = %e, "oidc key rotation failed");
         }
+        if let Err(e) = p.keys.retire(now, p.hint_max_age_ms).await {
+            tracing::warn!(error = %e, "oidc key retirement failed");
+        }
     }
 }

@@ -128,6 +128,7 @@ impl Application {
                 session_life,
                 trusted_proxies: config.trusted_proxies.clone(),
                 forward_auth_domains: config.idp.forward_auth_domains.clone(),
+                strict_return: config.idp.forward_auth_strict_return.unwrap_or(secure),
                 metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
                 signup: config.idp.signup.unwrap_or(if demo { Signup::Open } else { Signup::Approval }),
                 number_match: config.tickets.number_match,
@@ -288,12 +289,25 @@ fn addresses(config: &Config, tcp: &TcpListener) -> Result<Addresses, StartupErr
 /// The OpenID Connect provider when `OIDC_CLIENTS` is set: its clients read and checked,
 /// a signing key made on first start.
 async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<crate::server::oidc::Provider>>, StartupError> {
-    use crate::server::oidc::{Provider, clients::Clients, keys::SigningKeys, store::OidcStore};
+    use crate::server::oidc::{Provider, clients::Clients, keys::KeySeal, keys::SigningKeys, store::OidcStore};
     let Some(path) = &config.idp.oidc_clients else { return Ok(None) };
     let clients = Clients::load(path).map_err(StartupError::Config)?;
-    let keys = SigningKeys::new(state.db.clone());
+    let mut keys = SigningKeys::new(state.db.clone());
+    match &config.idp.oidc_key_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| StartupError::Config(format!("OIDC_KEY_FILE {}: {e}", path.display())))?;
+            keys = keys.sealed_with(KeySeal::from_file_bytes(&bytes).map_err(StartupError::Config)?);
+            keys.seal_plaintext().await.map_err(StartupError::Config)?;
+        }
+        None if !state.site.demo => {
+            tracing::warn!("OIDC_KEY_FILE is not set: the ID-token signing keys are stored in the database as plaintext (docs/deploy.md)")
+        }
+        None => {}
+    }
     let rotate_ms = i64::try_from(config.idp.oidc_key_rotate_days).unwrap_or(3650) * 86_400_000;
+    let hint_max_age_ms = state.site.session_absolute_ms;
     keys.ensure(state.clock.now(), rotate_ms).await.map_err(StartupError::Config)?;
+    keys.retire(state.clock.now(), hint_max_age_ms).await.map_err(StartupError::Config)?;
     tracing::info!(clients = clients.len(), "OpenID Connect provider on");
     Ok(Some(Arc::new(Provider {
         clients,
@@ -302,6 +316,7 @@ async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<c
         pairwise_key: Provider::server_secret(&state.db, "oidc_pairwise").await?,
         issuer: state.site.public_url.clone(),
         rotate_ms,
+        hint_max_age_ms,
     })))
 }
 

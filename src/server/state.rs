@@ -38,6 +38,8 @@ pub struct Site {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Hosts forward-auth may send a browser back to (suffix match on a dot boundary).
     pub forward_auth_domains: Vec<String>,
+    /// `/auth/return` only to https on the default port (`FORWARD_AUTH_STRICT_RETURN`).
+    pub strict_return: bool,
     /// The bearer token `/metrics` wants; none: no `/metrics`.
     pub metrics_token: Option<String>,
     /// Who becomes a user on first scan.

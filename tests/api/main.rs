@@ -22,6 +22,7 @@ mod metrics;
 mod modes;
 mod oidc;
 mod oidc_edges;
+mod oidc_hardening;
 mod people;
 mod phone_sessions;
 mod pool;

@@ -4,7 +4,7 @@
 //! [[client]]
 //! id = "grafana"
 //! name = "Grafana"                      # shown on the login page and the phone
-//! secret = "…"                          # or secret_file = "…"; neither → public client (PKCE required)
+//! secret = "…"                          # or secret_file = "…", or secret_sha256 = "<hex>"; none → public client (PKCE required)
 //! redirect_uris = ["https://grafana.example.com/login/generic_oauth"]
 //! post_logout_redirect_uris = ["https://grafana.example.com/login"]
 //! allow = ["group:ops", "admins"]       # who may sign in to it (server::access); none: any active user
@@ -30,6 +30,10 @@ struct ClientEntry {
     name: String,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    /// The SHA-256 (hex) of the secret, so the file holds no usable secret: for a secret
+    /// of at least 128 random bits (`openssl rand -hex 32`), where a salted slow hash adds
+    /// nothing.
+    secret_sha256: Option<String>,
     redirect_uris: Vec<String>,
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
@@ -47,7 +51,7 @@ pub struct Client {
     /// Shown to people: "登录到 {name}".
     pub name: String,
     /// `None`: a public client, which must use PKCE (S256).
-    secret: Option<SecretString>,
+    secret: Option<ClientSecret>,
     /// Compared exactly with `redirect_uri`.
     pub redirect_uris: Vec<String>,
     /// Compared exactly with `post_logout_redirect_uri`.
@@ -66,8 +70,33 @@ impl Client {
 
     /// True when `given` is this client's secret (constant time).
     pub fn secret_matches(&self, given: &str) -> bool {
-        self.secret.as_ref().is_some_and(|s| constant_time_eq(s.expose_secret(), given))
+        match &self.secret {
+            Some(ClientSecret::Plain(s)) => constant_time_eq(s.expose_secret(), given),
+            Some(ClientSecret::Sha256(hex)) => constant_time_eq(hex, &sha256_hex(given)),
+            None => false,
+        }
     }
+}
+
+/// How a client's secret is kept.
+enum ClientSecret {
+    Plain(SecretString),
+    /// Lowercase hex of its SHA-256.
+    Sha256(String),
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientSecret::Plain(_) => "Plain(..)",
+            ClientSecret::Sha256(_) => "Sha256(..)",
+        })
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// All relying parties, by id.
@@ -107,8 +136,17 @@ impl Clients {
             if c.id.trim().is_empty() || c.name.trim().is_empty() {
                 return Err("OIDC_CLIENTS: every client needs an id and a name".into());
             }
+            let given = [c.secret.is_some(), c.secret_file.is_some(), c.secret_sha256.is_some()].iter().filter(|g| **g).count();
+            if given > 1 {
+                return Err(format!("OIDC_CLIENTS: client {}: one of secret, secret_file and secret_sha256, not several", c.id));
+            }
+            if let Some(hex) = &c.secret_sha256
+                && (hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(format!("OIDC_CLIENTS: client {}: secret_sha256 must be 64 hex digits (`printf %s SECRET | sha256sum`)", c.id));
+            }
             let secret = match (c.secret, c.secret_file) {
-                (Some(_), Some(_)) => return Err(format!("OIDC_CLIENTS: client {}: secret or secret_file, not both", c.id)),
+                (Some(_), Some(_)) => unreachable!("refused above"),
                 (Some(s), None) => Some(s),
                 (None, Some(f)) => {
                     let f = if f.is_absolute() { f } else { dir.join(f) };
@@ -147,7 +185,10 @@ impl Clients {
                 allow,
                 id: c.id.clone(),
                 name: c.name,
-                secret: secret.map(SecretString::from),
+                secret: match c.secret_sha256 {
+                    Some(hex) => Some(ClientSecret::Sha256(hex.to_ascii_lowercase())),
+                    None => secret.map(|s| ClientSecret::Plain(SecretString::from(s))),
+                },
                 redirect_uris: c.redirect_uris,
                 post_logout_redirect_uris: c.post_logout_redirect_uris,
             };
@@ -212,6 +253,34 @@ mod tests {
                redirect_uri = ["https://x.example/cb"]"#,
         ] {
             assert!(Clients::parse(bad, Path::new(".")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_hashed_secret_matches_only_its_secret_and_the_file_holds_no_usable_one() {
+        // printf %s 'correct horse battery staple 42' | sha256sum
+        let hex = sha256_hex("correct horse battery staple 42");
+        let text = format!(
+            r#"[[client]]
+               id = "gitea"
+               name = "Gitea"
+               secret_sha256 = "{}"
+               redirect_uris = ["https://git.example.com/cb"]"#,
+            hex.to_uppercase()
+        );
+        let c = Clients::parse(&text, Path::new(".")).unwrap();
+        let g = c.get("gitea").unwrap();
+        assert!(!g.is_public());
+        assert!(g.secret_matches("correct horse battery staple 42"));
+        assert!(!g.secret_matches(&hex), "the hash itself is not the secret");
+        assert!(!g.secret_matches("correct horse battery staple 43"));
+        for bad in [
+            format!("secret_sha256 = \"{}\"", &hex[..63]),
+            "secret_sha256 = \"zz\"".to_string(),
+            format!("secret_sha256 = \"{hex}\"\nsecret = \"0123456789abcdef0123\""),
+        ] {
+            let text = format!("[[client]]\nid = \"a\"\nname = \"A\"\n{bad}\nredirect_uris = [\"https://x.example/cb\"]");
+            assert!(Clients::parse(&text, Path::new(".")).is_err(), "{bad}");
         }
     }
 }

@@ -6,6 +6,12 @@
 //! Parsed keys are kept in memory and re-read from the database every [`RELOAD`]. A new
 //! key is published at once but signs only once it is [`PUBLISH_AHEAD_MS`] old, so every
 //! instance's JWKS lists a key before any instance signs with it.
+//!
+//! At rest (security review #12): with `OIDC_KEY_FILE` the private key is stored sealed
+//! (AES-256-GCM under SHA-256 of the file, the key id as associated data, so a row cannot
+//! be moved to another id); a plaintext key found at start is sealed then. A key that no
+//! longer signs keeps only its public JWK ([`SigningKeys::retire`]), and is deleted once
+//! nothing it signed can still be presented.
 
 use crate::domain::UnixMillis;
 use crate::server::db::Db;
@@ -23,11 +29,67 @@ pub const RELOAD: Duration = Duration::from_secs(60);
 /// A new key signs only once it is this old: longer than every instance's [`RELOAD`].
 pub const PUBLISH_AHEAD_MS: i64 = 2 * RELOAD.as_millis() as i64;
 
-/// One key, parsed.
+/// One key, parsed. `signing` is `None` once the key is retired.
 struct Key {
+    kid: String,
     created_at: UnixMillis,
-    signing: Arc<CoreRsaPrivateSigningKey>,
+    signing: Option<Arc<CoreRsaPrivateSigningKey>>,
     public: CoreJsonWebKey,
+}
+
+/// How a sealed key is stored: `enc:v1:` and base64 of nonce ‖ ciphertext ‖ tag.
+const SEALED: &str = "enc:v1:";
+
+/// The key that seals the signing keys at rest (from `OIDC_KEY_FILE`).
+pub struct KeySeal(ring::aead::LessSafeKey);
+
+impl std::fmt::Debug for KeySeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeySeal(..)")
+    }
+}
+
+impl KeySeal {
+    /// From the file's bytes (at least 32: it should hold random bytes, e.g. `openssl rand 32`).
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, String> {
+        use sha2::Digest as _;
+        if bytes.len() < 32 {
+            return Err("OIDC_KEY_FILE must hold at least 32 random bytes (e.g. `openssl rand -out FILE 32`)".into());
+        }
+        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &sha2::Sha256::digest(bytes))
+            .map_err(|_| "OIDC_KEY_FILE: no AES-256 key".to_string())?;
+        Ok(KeySeal(ring::aead::LessSafeKey::new(key)))
+    }
+
+    /// `pem` sealed for the key `kid`.
+    fn seal(&self, kid: &str, pem: &str) -> Result<String, String> {
+        use base64::Engine as _;
+        use ring::rand::SecureRandom as _;
+        let mut nonce = [0u8; 12];
+        ring::rand::SystemRandom::new().fill(&mut nonce).map_err(|_| "no randomness".to_string())?;
+        let mut data = pem.as_bytes().to_vec();
+        self.0
+            .seal_in_place_append_tag(ring::aead::Nonce::assume_unique_for_key(nonce), ring::aead::Aad::from(kid.as_bytes()), &mut data)
+            .map_err(|_| "sealing failed".to_string())?;
+        let mut out = nonce.to_vec();
+        out.extend(data);
+        Ok(format!("{SEALED}{}", base64::engine::general_purpose::STANDARD.encode(out)))
+    }
+
+    /// The PEM sealed in `stored` for the key `kid`.
+    fn open(&self, kid: &str, stored: &str) -> Result<String, String> {
+        use base64::Engine as _;
+        let wrong = || format!("signing key {kid}: cannot be opened with OIDC_KEY_FILE (another file sealed it?)");
+        let bytes = base64::engine::general_purpose::STANDARD.decode(stored.trim_start_matches(SEALED)).map_err(|_| wrong())?;
+        if bytes.len() < 12 + 16 {
+            return Err(wrong());
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
+        let mut sealed = sealed.to_vec();
+        let pem = self.0.open_in_place(nonce, ring::aead::Aad::from(kid.as_bytes()), &mut sealed).map_err(|_| wrong())?;
+        String::from_utf8(pem.to_vec()).map_err(|_| wrong())
+    }
 }
 
 /// The keys, newest first, and when they were read.
@@ -39,6 +101,7 @@ pub struct SigningKeys {
     pool: Db,
     reload: Duration,
     loaded: Arc<Mutex<Option<Loaded>>>,
+    seal: Option<Arc<KeySeal>>,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -58,7 +121,76 @@ impl SigningKeys {
 
     /// Keys re-read every `reload` (tests use a short one).
     pub fn reloading_every(pool: Db, reload: Duration) -> Self {
-        SigningKeys { pool, reload, loaded: Arc::default() }
+        SigningKeys { pool, reload, loaded: Arc::default(), seal: None }
+    }
+
+    /// Keys stored sealed with `seal` (`OIDC_KEY_FILE`).
+    pub fn sealed_with(self, seal: KeySeal) -> Self {
+        SigningKeys { seal: Some(Arc::new(seal)), ..self }
+    }
+
+    /// Seals every key stored in plaintext (a key file was set after they were made).
+    /// Returns how many.
+    pub async fn seal_plaintext(&self) -> Result<u64, String> {
+        let Some(seal) = &self.seal else { return Ok(0) };
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT kid, private_pem FROM oidc_keys WHERE private_pem LIKE '-----BEGIN%'")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut n = 0;
+        for (kid, pem) in rows {
+            sqlx::query("UPDATE oidc_keys SET private_pem = $2 WHERE kid = $1 AND private_pem = $3")
+                .bind(&kid)
+                .bind(seal.seal(&kid, &pem)?)
+                .bind(&pem)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            n += 1;
+        }
+        if n > 0 {
+            tracing::info!(keys = n, "sealed the ID-token signing keys with OIDC_KEY_FILE");
+        }
+        Ok(n)
+    }
+
+    /// Retires what no longer signs: a key whose successor has signed for a while keeps
+    /// only its public JWK (its private part is erased), and a key replaced more than
+    /// `keep_public_ms` ago (nothing it signed can still be presented: tokens, and logout
+    /// hints no older than a login) is deleted. Returns (erased, deleted).
+    pub async fn retire(&self, now: UnixMillis, keep_public_ms: i64) -> Result<(u64, u64), String> {
+        let keys = self.keys().await?;
+        let (mut erased, mut deleted) = (0, 0);
+        // `keys` is newest first: each key's successor is the one before it.
+        for pair in keys.windows(2) {
+            let (successor, key) = (&pair[0], &pair[1]);
+            let replaced_at = successor.created_at.plus_ms(PUBLISH_AHEAD_MS);
+            if now < replaced_at {
+                continue;
+            }
+            if now.since(replaced_at) > keep_public_ms {
+                deleted += sqlx::query("DELETE FROM oidc_keys WHERE kid = $1")
+                    .bind(&key.kid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+            } else if key.signing.is_some() {
+                let public = serde_json::to_string(&key.public).map_err(|e| e.to_string())?;
+                erased += sqlx::query("UPDATE oidc_keys SET private_pem = '', public_jwk = $2 WHERE kid = $1")
+                    .bind(&key.kid)
+                    .bind(public)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+            }
+        }
+        if erased + deleted > 0 {
+            *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            tracing::info!(erased, deleted, "retired ID-token signing keys");
+        }
+        Ok((erased, deleted))
     }
 
     /// Makes a key when there is none, or when the newest is older than `rotate_ms`.
@@ -85,9 +217,13 @@ impl SigningKeys {
         .await
         .map_err(|e| e.to_string())??;
         let kid = crate::server::tokens::random_token(12);
+        let stored = match &self.seal {
+            Some(seal) => seal.seal(&kid, &pem)?,
+            None => pem,
+        };
         sqlx::query("INSERT INTO oidc_keys (kid, private_pem, created_at) VALUES ($1, $2, $3)")
             .bind(&kid)
-            .bind(pem)
+            .bind(stored)
             .bind(now)
             .execute(&self.pool)
             .await
@@ -105,29 +241,45 @@ impl SigningKeys {
         {
             return Ok(keys.clone());
         }
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT kid, private_pem, created_at FROM oidc_keys ORDER BY created_at DESC")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-        let keys = rows
-            .into_iter()
-            .map(|(kid, pem, created_at)| {
-                let signing = CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid)))?;
-                Ok(Key { created_at: UnixMillis(created_at), public: signing.as_verification_key(), signing: Arc::new(signing) })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        type Row = (String, String, Option<String>, i64);
+        let rows: Vec<Row> = sqlx::query_as("SELECT kid, private_pem, public_jwk, created_at FROM oidc_keys ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let keys = rows.into_iter().map(|row| self.parse(row)).collect::<Result<Vec<_>, String>>()?;
         let keys = Arc::new(keys);
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), keys.clone()));
         Ok(keys)
     }
 
+    /// One stored key: sealed, plaintext, or retired (public only).
+    fn parse(&self, (kid, private, public, created_at): (String, String, Option<String>, i64)) -> Result<Key, String> {
+        let created_at = UnixMillis(created_at);
+        if private.is_empty() {
+            let public: CoreJsonWebKey =
+                serde_json::from_str(public.as_deref().unwrap_or("")).map_err(|e| format!("retired key {kid}: {e}"))?;
+            return Ok(Key { kid, created_at, signing: None, public });
+        }
+        let pem = if private.starts_with(SEALED) {
+            let seal = self.seal.as_ref().ok_or_else(|| format!("signing key {kid} is sealed: OIDC_KEY_FILE is needed to read it"))?;
+            seal.open(&kid, &private)?
+        } else {
+            private
+        };
+        let signing = CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.clone())))?;
+        Ok(Key { kid, created_at, public: signing.as_verification_key(), signing: Some(Arc::new(signing)) })
+    }
+
     /// The key new tokens are signed with: the newest that has been published for
-    /// [`PUBLISH_AHEAD_MS`], or the oldest when none has (the first start).
+    /// [`PUBLISH_AHEAD_MS`], or the oldest that can sign when none has (the first start).
     pub async fn current(&self, now: UnixMillis) -> Result<Arc<CoreRsaPrivateSigningKey>, String> {
         let keys = self.keys().await?;
-        let key = keys.iter().find(|k| now.since(k.created_at) >= PUBLISH_AHEAD_MS).or(keys.last()).ok_or("no signing key")?;
-        Ok(key.signing.clone())
+        let signers = || keys.iter().filter_map(|k| k.signing.as_ref().map(|s| (k, s)));
+        let (_, key) = signers()
+            .find(|(k, _)| now.since(k.created_at) >= PUBLISH_AHEAD_MS)
+            .or_else(|| signers().next_back())
+            .ok_or("no signing key")?;
+        Ok(key.clone())
     }
 
     /// The public keys that may have signed a token still alive: every key not yet

@@ -49,6 +49,10 @@ pub struct Provider {
     pub issuer: String,
     /// A new signing key after this long.
     pub rotate_ms: i64,
+    /// The oldest `id_token_hint` logout accepts (a login's longest life,
+    /// `SESSION_ABSOLUTE_SECS`: an older hint cannot name a live login); also how long a
+    /// retired key's public part stays.
+    pub hint_max_age_ms: i64,
     /// The key of the pairwise subjects (`claims::subject`), the same on every instance.
     pub pairwise_key: Vec<u8>,
 }

@@ -85,7 +85,8 @@ pub async fn authorize(
         return Err(OidcError::Redirect(req.answer(&p.issuer, error, why)));
     }
     let id = random_token(16);
-    p.store.save_request(&id, &req, not_before, now.plus_ms(REQUEST_LIFE_MS)).await?;
+    let browser = web.existing_browser_key().await?;
+    p.store.save_request(&id, &req, not_before, now.plus_ms(REQUEST_LIFE_MS), browser.as_deref()).await?;
     if needs_consent {
         return Ok(found(&format!("/oidc/consent/{id}")));
     }
@@ -477,7 +478,7 @@ fn confirm_logout_page(headers: &HeaderMap, q: &HashMap<String, String>) -> Resp
 }
 
 /// The client (audience) and subject of an ID token we signed; expired hints are fine
-/// (that is what logging out late looks like).
+/// (that is what logging out late looks like), up to [`Provider::hint_max_age_ms`] old.
 async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<(String, String), ()> {
     use std::str::FromStr as _;
     let token = CoreIdToken::from_str(hint).map_err(|_| ())?;
@@ -487,6 +488,12 @@ async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<(Strin
         .require_audience_match(false)
         .set_time_fn(|| chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
     let claims = token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map_err(|_| ())?;
+    // No older than a login can last: an older hint names no live login, and a leaked one
+    // must not work for ever.
+    let issued = UnixMillis(claims.issue_time().timestamp_millis());
+    if st.clock.now().since(issued) > p.hint_max_age_ms {
+        return Err(());
+    }
     let client = claims.audiences().first().map(|a| a.to_string()).ok_or(())?;
     Ok((client, claims.subject().to_string()))
 }

@@ -41,6 +41,12 @@ pub enum Redeemed {
     AlreadyUsed { revoked: u64 },
 }
 
+/// The most pending authorization requests one browser keeps (security review #2): a
+/// person rarely has more than a few sign-ins under way; a script that mints them gets
+/// its oldest forgotten, not the table filled. Cookie-less callers are bounded by the
+/// per-IP rate limit instead.
+pub const MAX_PENDING_PER_BROWSER: usize = 10;
+
 /// The `oidc_requests`, `oidc_codes` and `oidc_tokens` tables.
 #[derive(Clone, Debug)]
 pub struct OidcStore {
@@ -52,23 +58,37 @@ impl OidcStore {
         OidcStore { db }
     }
 
-    /// Keeps `req` under `id` until `expires_at`.
+    /// Keeps `req` under `id` until `expires_at`. A browser (its binding key) keeps at most
+    /// [`MAX_PENDING_PER_BROWSER`] pending requests: its oldest beyond go.
     pub async fn save_request(
         &self,
         id: &str,
         req: &AuthorizeRequest,
         not_before: UnixMillis,
         expires_at: UnixMillis,
+        browser: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         let params = serde_json::to_string(req).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query("INSERT INTO oidc_requests (id, client_id, params, not_before, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(&req.client_id)
-            .bind(params)
-            .bind(not_before)
-            .bind(expires_at)
-            .execute(&self.db)
-            .await?;
+        if let Some(key) = browser {
+            let mine: Vec<(String,)> = sqlx::query_as("SELECT id FROM oidc_requests WHERE browser_key = $1 ORDER BY expires_at DESC, id")
+                .bind(key)
+                .fetch_all(&self.db)
+                .await?;
+            for (old,) in mine.iter().skip(MAX_PENDING_PER_BROWSER - 1) {
+                sqlx::query("DELETE FROM oidc_requests WHERE id = $1").bind(old).execute(&self.db).await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO oidc_requests (id, client_id, params, not_before, expires_at, browser_key) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(&req.client_id)
+        .bind(params)
+        .bind(not_before)
+        .bind(expires_at)
+        .bind(browser)
+        .execute(&self.db)
+        .await?;
         Ok(())
     }
 
