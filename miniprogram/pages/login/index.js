@@ -4,6 +4,7 @@
 // in; 点击登录 confirms, 取消 cancels. A person without a profile yet is offered
 // 头像昵称填写 (chooseAvatar, a nickname input) above 点击登录: optional, 跳过 hides it.
 const api = require('../../utils/api.js');
+const { formatTime } = require('../../utils/format.js');
 
 // What the person reads for each error code of the server's contract.
 const MOTTO = {
@@ -56,34 +57,19 @@ function sceneTicket(scene) {
  */
 function launchScene(options) {
   if (options.scene) return options.scene;
-  if (options.q) {
-    let url;
+  // The first group of `pattern` in the decoded `value`; '%' (which never decodes, so
+  // the page says the code is invalid) when there is none.
+  const within = (value, pattern) => {
     try {
-      url = decodeURIComponent(options.q);
+      const m = pattern.exec(decodeURIComponent(value));
+      return m ? m[1] : '%';
     } catch (e) {
       return '%';
     }
-    const m = /\/q\/([^/?#]+)(?:[?#]|$)/.exec(url);
-    return m ? m[1] : '%';
-  }
-  if (options.cq) {
-    let cq;
-    try {
-      cq = decodeURIComponent(options.cq);
-    } catch (e) {
-      return '%';
-    }
-    const m = /(?:^|&)scene=([^&]*)/.exec(cq);
-    return m ? m[1] : '%';
-  }
+  };
+  if (options.q) return within(options.q, /\/q\/([^/?#]+)(?:[?#]|$)/);
+  if (options.cq) return within(options.cq, /(?:^|&)scene=([^&]*)/);
   return '';
-}
-
-function formatTime(iso) {
-  const d = new Date(iso);
-  if (isNaN(d.getTime())) return iso || '';
-  const p = (n) => (n < 10 ? '0' + n : '' + n);
-  return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
 }
 
 Page({

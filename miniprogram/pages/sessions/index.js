@@ -3,6 +3,7 @@
 // sign out of. The browser is signed out at once, on every instance of the server.
 const api = require('../../utils/api.js');
 const session = require('../../utils/session.js');
+const { formatTime } = require('../../utils/format.js');
 
 const MOTTO = {
   user_not_found: '你还没有用微信扫码登录过网站',
@@ -13,13 +14,6 @@ const MOTTO = {
   wechat_unavailable: '微信服务暂时不可用，请稍后重试',
   wx_login: '微信登录失败，请重试',
 };
-
-function formatTime(iso) {
-  const d = new Date(iso);
-  if (isNaN(d.getTime())) return iso || '';
-  const p = (n) => (n < 10 ? '0' + n : '' + n);
-  return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
-}
 
 Page({
   data: {
