@@ -53,6 +53,12 @@ pub enum ErrorCode {
     BadImage,
     /// Number matching: the phone picked another number than the browser shows.
     WrongNumber,
+    /// Not an email address.
+    InvalidEmail,
+    /// Another person has this email address.
+    EmailTaken,
+    /// No mail can be sent (no SMTP configured, or the server refused).
+    MailUnavailable,
     /// A fault of ours; details are in the server log.
     Internal,
     /// The browser could not reach the server (never sent by the server).
@@ -67,18 +73,18 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            BadRequest | InvalidWxCode | NicknameRejected | BadImage | WrongNumber => 400,
+            BadRequest | InvalidWxCode | NicknameRejected | BadImage | WrongNumber | InvalidEmail => 400,
             Unauthenticated => 401,
             NotScanner | CrossSite | AccountDisabled | InvitationRequired | Forbidden => 403,
             TicketNotFound | NotFound | UserNotFound => 404,
             MethodNotAllowed => 405,
-            AlreadyScanned | NotConfirmed | AlreadyConfirmed | TicketCancelled | TicketUsed | LastAdmin => 409,
+            AlreadyScanned | NotConfirmed | AlreadyConfirmed | TicketCancelled | TicketUsed | LastAdmin | EmailTaken => 409,
             TicketExpired | LinkInvalid => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,
             WechatUnavailable => 502,
-            WechatQuota | Busy => 503,
+            WechatQuota | Busy | MailUnavailable => 503,
             Internal | Network | Unknown => 500,
         }
     }

@@ -117,6 +117,9 @@ pub struct Ui {
     pub user_id: &'static str,
     pub openid: &'static str,
     pub member_since: &'static str,
+    pub email: &'static str,
+    pub email_unset: &'static str,
+    pub email_change: &'static str,
     pub recent_logins: &'static str,
     pub login_at: &'static str,
     pub login_ip: &'static str,
@@ -277,6 +280,9 @@ const ZH: Ui = Ui {
     user_id: "用户编号",
     openid: "OpenID",
     member_since: "注册时间",
+    email: "邮箱",
+    email_unset: "未设置",
+    email_change: "设置邮箱",
     recent_logins: "最近登录",
     login_at: "时间",
     login_ip: "IP 地址",
@@ -385,6 +391,9 @@ const EN: Ui = Ui {
     user_id: "User id",
     openid: "OpenID",
     member_since: "Member since",
+    email: "Email",
+    email_unset: "Not set",
+    email_change: "Set email",
     recent_logins: "Recent sign-ins",
     login_at: "Time",
     login_ip: "IP address",
@@ -424,6 +433,8 @@ pub fn event_label(kind: &str, lang: Lang) -> &'static str {
         "oidc_consent" => ("授权应用登录", "Allowed a site"),
         "oidc_consent_revoked" => ("撤销应用授权", "Withdrew a site"),
         "phone_sign_out" => ("在手机上退出网页登录", "Signed browsers out from the phone"),
+        "email_sent" => ("发送邮箱验证邮件", "Sent an email verification"),
+        "email_verified" => ("邮箱已验证", "Email verified"),
         _ => ("其他", "Other"),
     };
     match lang {
@@ -456,6 +467,20 @@ pub struct PeopleText {
     pub invite_accept: &'static str,
     pub invite_scan: &'static str,
     pub invite_made: &'static str,
+    pub email_title: &'static str,
+    /// `{site}`: the site that asks for one.
+    pub email_required: &'static str,
+    /// `{email}`: the current address.
+    pub email_current: &'static str,
+    pub email_none: &'static str,
+    pub email_placeholder: &'static str,
+    pub email_send: &'static str,
+    /// `{email}`: where the mail went.
+    pub email_sent: &'static str,
+    pub email_off: &'static str,
+    pub email_verified: &'static str,
+    pub email_continue: &'static str,
+    pub demo_mailbox: &'static str,
 }
 
 #[cfg(feature = "ssr")]
@@ -488,6 +513,17 @@ static PEOPLE_ZH: PeopleText = PeopleText {
     invite_accept: "接受邀请",
     invite_scan: "扫码登录并接受邀请",
     invite_made: "邀请链接已生成。它只显示这一次：请现在复制，或让对方用微信扫描下面的二维码。",
+    email_title: "邮箱",
+    email_required: "「{site}」需要你的邮箱地址才能登录。验证后会自动继续。",
+    email_current: "当前邮箱：{email}（已验证）",
+    email_none: "还没有邮箱。有些网站（如 Grafana、Gitea）需要它。",
+    email_placeholder: "name@example.com",
+    email_send: "发送验证邮件",
+    email_sent: "验证邮件已发送到 {email}。请在 24 小时内打开邮件中的链接。",
+    email_off: "本站没有配置邮件发送，暂时不能添加邮箱。",
+    email_verified: "邮箱已验证。",
+    email_continue: "继续",
+    demo_mailbox: "打开演示邮箱",
 };
 
 #[cfg(feature = "ssr")]
@@ -509,6 +545,17 @@ static PEOPLE_EN: PeopleText = PeopleText {
     invite_accept: "Accept the invitation",
     invite_scan: "Sign in by scanning to accept",
     invite_made: "The invitation link is ready. It is shown only this once: copy it now, or let the person scan the QR below with WeChat.",
+    email_title: "Email",
+    email_required: "{site} needs your email address to sign you in. Once it is verified, you go on by yourself.",
+    email_current: "Your email: {email} (verified)",
+    email_none: "No email yet. Some sites (Grafana, Gitea …) need one.",
+    email_placeholder: "name@example.com",
+    email_send: "Send a verification mail",
+    email_sent: "A verification mail went to {email}. Open its link within 24 hours.",
+    email_off: "This site sends no mail, so no email can be added for now.",
+    email_verified: "Your email address is verified.",
+    email_continue: "Continue",
+    demo_mailbox: "Open the demo mailbox",
 };
 
 /// The message of an API error, in `lang`. Every code has one in each language.
@@ -548,6 +595,9 @@ pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
         }
         BadImage => ("头像须为 1 MB 以内的 PNG 或 JPEG 图片", "The avatar must be a PNG or JPEG image of at most 1 MB"),
         WrongNumber => ("数字不对，请选择网页上显示的数字", "Wrong number: pick the one the web page shows"),
+        InvalidEmail => ("这不是一个有效的邮箱地址", "That is not a valid email address"),
+        EmailTaken => ("这个邮箱已属于另一个账号", "This email address belongs to another account"),
+        MailUnavailable => ("暂时无法发送邮件，请稍后再试", "Mail cannot be sent right now; try again later"),
         WechatQuota => ("微信接口调用已达上限，请稍后再试", "WeChat is rate limiting us; please try again later"),
         Internal => ("服务器内部错误，请稍后重试", "Internal server error; please try again"),
         Network => ("无法连接服务器", "Cannot reach the server"),

@@ -133,6 +133,9 @@ pub struct UserView {
     /// Absolute URL of their avatar, if they set one.
     #[serde(default)]
     pub picture: Option<String>,
+    /// Their verified email address, if any.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// A user as an admin sees them (`/api/admin/users`).

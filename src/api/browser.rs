@@ -146,6 +146,7 @@ pub async fn me() -> Result<MeView, AppError> {
     Ok(MeView {
         user: UserView {
             picture: user.picture(&st.site.public_url),
+            email: user.email.clone(),
             id: user.id,
             name: user.name,
             openid_masked: mask_openid(&user.openid),

@@ -70,6 +70,14 @@ fn AccountDetails(m: MeView) -> impl IntoView {
         <dl class="facts">
             <div><dt>{ui.user_id}</dt><dd data-testid="user-id">{m.user.id}</dd></div>
             <div><dt>{ui.member_since}</dt><dd>{show_time(&m.user.created_at)}</dd></div>
+            <div>
+                <dt>{ui.email}</dt>
+                <dd data-testid="email">
+                    {m.user.email.clone().unwrap_or_else(|| ui.email_unset.to_string())}
+                    " · "
+                    <a href="/account/email" rel="external" data-testid="email-link">{ui.email_change}</a>
+                </dd>
+            </div>
         </dl>
         <h2>{ui.recent_logins}</h2>
         <table class="logins" data-testid="recent-logins">

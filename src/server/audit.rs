@@ -35,6 +35,10 @@ pub enum Kind {
     OidcConsentRevoked,
     /// A person signed browsers out from the mini program (「我的网页登录」).
     PhoneSignOut,
+    /// A verification link was mailed (detail: the masked address).
+    EmailSent,
+    /// A person verified their email address.
+    EmailVerified,
 }
 
 impl Kind {
@@ -58,6 +62,8 @@ impl Kind {
             Kind::OidcConsent => "oidc_consent",
             Kind::OidcConsentRevoked => "oidc_consent_revoked",
             Kind::PhoneSignOut => "phone_sign_out",
+            Kind::EmailSent => "email_sent",
+            Kind::EmailVerified => "email_verified",
         }
     }
 }

@@ -51,6 +51,20 @@ pub struct Config {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub idp: IdpArgs,
+    #[command(flatten)]
+    pub mail: MailArgs,
+}
+
+/// Mail: the verification links of email addresses.
+#[derive(Args, Clone, Debug)]
+pub struct MailArgs {
+    /// SMTP server for verification mails: smtps://user:pass@host:465, or smtp://host:587?tls=required
+    /// (unset: in demo mode mails go to the demo mailbox at /_wechat/mailbox; otherwise no email).
+    #[arg(long = "smtp-url", env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of those mails, e.g. "scanlogin <login@example.com>" (required with SMTP_URL).
+    #[arg(long = "mail-from", env = "MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 /// Signing other sites in: OpenID Connect and forward-auth.

@@ -169,6 +169,10 @@ async fn decide(
     let groups = HeaderValue::from_str(&crate::server::users::join_groups(&user.groups)).unwrap_or(HeaderValue::from_static(""));
     h.insert("remote-groups", groups.clone());
     h.insert("x-auth-request-groups", groups);
+    // The verified email, for apps that want one; empty without, like the groups.
+    let email = user.email.as_deref().and_then(|e| HeaderValue::from_str(e).ok()).unwrap_or(HeaderValue::from_static(""));
+    h.insert("remote-email", email.clone());
+    h.insert("x-auth-request-email", email);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

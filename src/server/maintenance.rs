@@ -53,6 +53,9 @@ pub async fn purge(state: &AppState, schedule: Schedule, now: UnixMillis) {
     if let Err(e) = crate::server::phone::purge(state, now).await {
         tracing::warn!(error = %e, "phone-login purge failed");
     }
+    if let Err(e) = crate::server::email::purge(state, now).await {
+        tracing::warn!(error = %e, "email-link purge failed");
+    }
     if let Some(p) = &state.oidc {
         if let Err(e) = p.purge(now).await {
             tracing::warn!(error = %e, "oidc purge failed");

@@ -10,6 +10,7 @@ pub mod codes;
 pub mod config;
 pub mod db;
 pub mod display;
+pub mod email;
 pub mod error;
 pub mod forward_auth;
 pub mod handoff;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod limits;
 #[cfg(feature = "test-support")]
 pub mod loadgen;
+pub mod mail;
 pub mod maintenance;
 pub mod metrics;
 pub mod oidc;

@@ -110,6 +110,7 @@ impl Application {
                 }
             }),
             open_links: OpenLinks::new(config.wechat.open_link, wechat.clone(), clock.clone()),
+            mailer: Arc::new(crate::server::mail::Mailer::from_config(&config.mail, demo).map_err(StartupError::Config)?),
             wechat,
             sessions: SqlSessionStore::new(pool.clone(), session_cache),
             users: SqlUserStore::new(pool.clone(), user_cache),

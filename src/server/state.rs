@@ -59,6 +59,8 @@ pub struct AppState {
     pub wechat: Arc<WechatClient>,
     /// Ticket ids with their codes, made ahead of demand.
     pub codes: Arc<crate::server::codes::CodePool>,
+    /// Where mails go (SMTP, the demo mailbox, or nowhere).
+    pub mailer: Arc<crate::server::mail::Mailer>,
     /// The phone browser's link into the mini program (`open_link`).
     pub open_links: Arc<crate::server::open_link::OpenLinks>,
     pub sessions: SqlSessionStore,

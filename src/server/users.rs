@@ -34,6 +34,8 @@ pub struct User {
     pub profile_at: Option<UnixMillis>,
     /// Their avatar (`avatars.id`), if they set one.
     pub avatar_id: Option<String>,
+    /// Their verified email address (`server::email`); unverified ones are never kept here.
+    pub email: Option<String>,
 }
 
 impl User {
@@ -50,6 +52,7 @@ impl User {
             groups: Vec::new(),
             profile_at: None,
             avatar_id: None,
+            email: None,
         }
     }
 
@@ -94,6 +97,7 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for User {
             groups: split_groups(&groups),
             profile_at: row.try_get::<Option<i64>, _>("profile_at")?.map(UnixMillis),
             avatar_id: row.try_get("avatar_id")?,
+            email: row.try_get("email")?,
         })
     }
 }
@@ -105,7 +109,7 @@ pub struct Login {
     pub user_agent: String,
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at, status, admin, group_names, profile_at, avatar_id";
+pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at, status, admin, group_names, profile_at, avatar_id, email";
 
 /// Users kept at most (the cache starts over past this).
 const USERS_CACHED: usize = 10_000;
@@ -387,6 +391,14 @@ impl SqlUserStore {
         sqlx::query("UPDATE users SET avatar_id = $2 WHERE id = $1").bind(id).bind(&key).execute(&self.pool).await?;
         self.cache.forget(id);
         Ok(key)
+    }
+
+    /// Sets (or clears) the person's verified email; the unique index refuses an address
+    /// another person has.
+    pub async fn set_email(&self, id: i64, email: Option<&str>) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE users SET email = $2 WHERE id = $1").bind(id).bind(email).execute(&self.pool).await?;
+        self.cache.forget(id);
+        Ok(())
     }
 
     /// The PNG of avatar `key`.

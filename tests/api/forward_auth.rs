@@ -10,7 +10,7 @@ use serde_json::json;
 use std::process::{Child, Command};
 
 /// Every identity header `/auth/verify` emits, as the upstream reads them.
-const IDENTITY_HEADERS: [&str; 3] = ["remote-user", "remote-name", "x-auth-request-user"];
+const IDENTITY_HEADERS: [&str; 5] = ["remote-user", "remote-name", "x-auth-request-user", "remote-email", "x-auth-request-email"];
 
 /// The protected app: answers with the identity headers the proxy passed it.
 async fn upstream() -> String {
@@ -71,11 +71,14 @@ http {{
       auth_request /_scanlogin_verify;
       auth_request_set $scanlogin_user $upstream_http_remote_user;
       auth_request_set $scanlogin_name $upstream_http_remote_name;
+      auth_request_set $scanlogin_email $upstream_http_remote_email;
       auth_request_set $scanlogin_login $upstream_http_x_redirection_url;
       # The upstream believes these headers: always ours, never the client's.
       proxy_set_header Remote-User $scanlogin_user;
       proxy_set_header Remote-Name $scanlogin_name;
       proxy_set_header X-Auth-Request-User $scanlogin_user;
+      proxy_set_header Remote-Email $scanlogin_email;
+      proxy_set_header X-Auth-Request-Email $scanlogin_email;
       proxy_pass http://{upstream};
       error_page 401 = @scanlogin_login;
     }}
@@ -109,7 +112,7 @@ async fn caddy(scanlogin: &str, upstream: &str) -> Proxy {
 http://127.0.0.1:{port} {{
   forward_auth {scanlogin} {{
     uri /auth/verify?redirect=1
-    copy_headers Remote-User Remote-Name X-Auth-Request-User
+    copy_headers Remote-User Remote-Name X-Auth-Request-User Remote-Email X-Auth-Request-Email
   }}
   reverse_proxy {upstream}
 }}
@@ -192,12 +195,18 @@ async fn protects_an_app(app: &TestApp, proxy: &Proxy) {
     let res = b.get(format!("{}{}", app.base, fin["next"].as_str().unwrap())).send().await.unwrap();
     assert_eq!(res.headers()["location"].to_str().unwrap(), page);
 
-    // Signed in: the upstream sees our user, whatever the client claims.
+    // Signed in: the upstream sees our user (and the verified email), whatever the client claims.
     let (_, me) = app.post(&b, "/api/me", json!({})).await;
+    let (id, name) = (&me["user"]["id"], me["user"]["name"].as_str().unwrap());
+    app.state.users.set_email(id.as_i64().unwrap(), Some("lisi@example.com")).await.unwrap();
     let res = forged(&b, &page).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let (id, name) = (&me["user"]["id"], me["user"]["name"].as_str().unwrap());
-    assert_eq!(res.text().await.unwrap(), format!("upstream: remote-user={id} remote-name={name} x-auth-request-user={id}"));
+    assert_eq!(
+        res.text().await.unwrap(),
+        format!(
+            "upstream: remote-user={id} remote-name={name} x-auth-request-user={id} remote-email=lisi@example.com x-auth-request-email=lisi@example.com"
+        )
+    );
     // Signed out: the client's own claim still does not get through.
     let (s, _) = app.post(&b, "/api/logout", json!({})).await;
     assert_eq!(s, 200);
@@ -294,12 +303,15 @@ async fn nginx_two_sites(scanlogin: &str, grafana: &str, wiki: &str) -> Proxy {
       auth_request_set $scanlogin_user $upstream_http_remote_user;
       auth_request_set $scanlogin_name $upstream_http_remote_name;
       auth_request_set $scanlogin_groups $upstream_http_remote_groups;
+      auth_request_set $scanlogin_email $upstream_http_remote_email;
       auth_request_set $scanlogin_login $upstream_http_x_redirection_url;
       proxy_set_header Remote-User $scanlogin_user;
       proxy_set_header Remote-Name $scanlogin_name;
       proxy_set_header Remote-Groups $scanlogin_groups;
+      proxy_set_header Remote-Email $scanlogin_email;
       proxy_set_header X-Auth-Request-User $scanlogin_user;
       proxy_set_header X-Auth-Request-Groups $scanlogin_groups;
+      proxy_set_header X-Auth-Request-Email $scanlogin_email;
       proxy_pass http://{upstream};
       error_page 401 403 = @scanlogin_login;
     }}
@@ -328,7 +340,7 @@ async fn caddy_two_sites(scanlogin: &str, grafana: &str, wiki: &str) -> Proxy {
     let scanlogin = scanlogin.trim_start_matches("http://");
     let site = |name: &str, upstream: &str| {
         format!(
-            "http://{name}:{port} {{\n  forward_auth {scanlogin} {{\n    uri /auth/verify?redirect=1\n    copy_headers Remote-User Remote-Name Remote-Groups X-Auth-Request-User X-Auth-Request-Groups\n  }}\n  reverse_proxy {upstream}\n}}\n"
+            "http://{name}:{port} {{\n  forward_auth {scanlogin} {{\n    uri /auth/verify?redirect=1\n    copy_headers Remote-User Remote-Name Remote-Groups Remote-Email X-Auth-Request-User X-Auth-Request-Groups X-Auth-Request-Email\n  }}\n  reverse_proxy {upstream}\n}}\n"
         )
     };
     let conf = format!(

@@ -12,6 +12,7 @@ mod audit;
 mod bad_input;
 mod common;
 mod deploy;
+mod email;
 mod first_html;
 mod fleet;
 mod forward_auth;

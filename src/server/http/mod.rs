@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod edge;
+pub mod email;
 pub mod headers;
 pub mod health;
 pub mod invite;

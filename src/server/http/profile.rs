@@ -89,14 +89,18 @@ pub async fn avatar(State(st): State<AppState>, Path(file): Path<String>) -> Res
 }
 
 /// A refusal of the account page's forms, leading back to it.
-fn account_refusal(lang: crate::i18n::Lang, e: &AppError) -> Response {
+pub(super) fn account_refusal(lang: crate::i18n::Lang, e: &AppError) -> Response {
     let ui = lang.ui();
     refusal_page(lang, e, ui.account_title, Some(("/account", ui.account_title)))
 }
 
 /// Who posts one of the account page's forms: a same-site post from a signed-in browser;
 /// otherwise the answer to send (the scan page, or a refusal).
-async fn account_form(st: &AppState, web: &WebSession, headers: &HeaderMap) -> Result<crate::server::session::SignedIn, Response> {
+pub(super) async fn account_form(
+    st: &AppState,
+    web: &WebSession,
+    headers: &HeaderMap,
+) -> Result<crate::server::session::SignedIn, Response> {
     let lang = request_lang(headers);
     check_same_site(headers, &st.site.public_url).map_err(|e| account_refusal(lang, &e))?;
     match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {

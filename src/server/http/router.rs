@@ -12,7 +12,7 @@
 //! protected app: the edge without browser security headers, and the session layer).
 //! docs/benchmarks.md has the figures that chose this.
 
-use super::{api, edge, headers, health, invite, link, nojs, pages, profile, setup};
+use super::{api, edge, email, headers, health, invite, link, nojs, pages, profile, setup};
 use crate::app::{App, shell};
 use crate::server::simulator::{self, Simulator};
 use crate::server::state::AppState;
@@ -53,6 +53,8 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         .route("/admin/invite", axum::routing::post(invite::create))
         .route("/admin/invitation/revoke", axum::routing::post(invite::revoke))
         .route("/account/name", axum::routing::post(profile::rename))
+        .route("/account/email", get(email::show).post(email::send))
+        .route("/account/email/verify/{token}", get(email::verify))
         .route("/account/apps/revoke", axum::routing::post(profile::revoke_app))
         .route("/avatars/{file}", get(profile::avatar))
         .route("/q/{ticket}", get(link::show))
@@ -68,6 +70,11 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
         });
     if let Some((name, body)) = state.site.qr_verify_file.clone() {
         app = app.route(&format!("/{name}"), get(move || std::future::ready(link::verify_file(body.clone()))));
+    }
+    if matches!(*state.mailer, crate::server::mail::Mailer::Demo(_)) {
+        app = app
+            .route("/_wechat/mailbox", get(crate::server::mail::mailbox_page))
+            .route("/_wechat/sim/mails", get(crate::server::mail::mails_json));
     }
     if let Some(sim) = simulator {
         app = app.nest("/_wechat", simulator::router(sim));

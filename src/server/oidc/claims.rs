@@ -7,10 +7,11 @@ use openidconnect::{AdditionalClaims, EmptyExtraTokenFields, EndUserName, Locali
 use serde::{Deserialize, Serialize};
 
 /// The scopes the provider knows; discovery lists them.
-pub const SCOPES: [&str; 3] = ["openid", "profile", "groups"];
+pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "groups"];
 
 /// The claims discovery lists as supported.
-pub const CLAIMS: [&str; 11] = ["sub", "name", "picture", "groups", "auth_time", "nonce", "amr", "iss", "aud", "exp", "iat"];
+pub const CLAIMS: [&str; 13] =
+    ["sub", "name", "picture", "email", "email_verified", "groups", "auth_time", "nonce", "amr", "iss", "aud", "exp", "iat"];
 
 /// Our claims beyond the standard ones: the person's groups (scope `groups`), which apps
 /// map to roles (Grafana's `role_attribute_path`, Gitea's `group_claim_name`).
@@ -61,10 +62,18 @@ pub fn subject(user: &User, client: &str, legacy: bool, key: &[u8]) -> String {
 }
 
 /// What `user` discloses as `sub` under `scope` (space-separated, as granted): `name` and,
-/// once they set an avatar, `picture` (an absolute URL under `public_url`) with `profile`.
+/// once they set an avatar, `picture` (an absolute URL under `public_url`) with `profile`;
+/// their verified address as `email` with `email_verified: true` under `email` (an
+/// unverified address is never kept, so never sent).
 pub fn standard_claims(user: &User, sub: String, scope: &str, public_url: &str) -> StandardClaims<CoreGenderClaim> {
-    let claims = StandardClaims::new(SubjectIdentifier::new(sub));
-    if !scope.split(' ').any(|s| s == "profile") {
+    let granted = |name: &str| scope.split(' ').any(|s| s == name);
+    let mut claims = StandardClaims::new(SubjectIdentifier::new(sub));
+    if granted("email")
+        && let Some(email) = &user.email
+    {
+        claims = claims.set_email(Some(openidconnect::EndUserEmail::new(email.clone()))).set_email_verified(Some(true));
+    }
+    if !granted("profile") {
         return claims;
     }
     let mut name = LocalizedClaim::new();
@@ -106,6 +115,12 @@ mod tests {
         assert_eq!(groups_claim(&ops, "openid").groups, None);
         assert_eq!(groups_claim(&ops, "openid groups").groups, Some(vec!["ops".to_string()]));
         assert_eq!(groups_claim(&user, "openid groups").groups, Some(vec![]), "granted and empty: an empty list");
+        let mut mailed = user.clone();
+        assert!(standard_claims(&mailed, "7".into(), "openid email", "https://x").email().is_none(), "no address, no claim");
+        mailed.email = Some("zhangsan@example.com".into());
+        let c = standard_claims(&mailed, "7".into(), "openid email", "https://x");
+        assert_eq!((c.email().map(|e| e.as_str()), c.email_verified()), (Some("zhangsan@example.com"), Some(true)));
+        assert!(standard_claims(&mailed, "7".into(), "openid profile", "https://x").email().is_none(), "only under email");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! redirect_uris = ["https://grafana.example.com/login/generic_oauth"]
 //! post_logout_redirect_uris = ["https://grafana.example.com/login"]
 //! allow = ["group:ops", "admins"]       # who may sign in to it (server::access); none: any active user
+//! require_email = true                  # no code until the person has a verified email (apps that insist on one)
 //! ```
 
 use crate::server::tokens::constant_time_eq;
@@ -42,6 +43,10 @@ struct ClientEntry {
     /// knows its people by it (turning it off there would make everyone a new account).
     #[serde(default)]
     legacy_subject: bool,
+    /// The client refuses people without an email (Grafana, Gitea …): a person without a
+    /// verified one is sent to add it before a code is issued.
+    #[serde(default)]
+    require_email: bool,
 }
 
 /// One relying party.
@@ -60,6 +65,8 @@ pub struct Client {
     pub allow: crate::server::access::Policy,
     /// `sub` is the user id (an upgrade's compatibility), not the pairwise subject.
     pub legacy_subject: bool,
+    /// No code for a person without a verified email: they add one first.
+    pub require_email: bool,
 }
 
 impl Client {
@@ -182,6 +189,7 @@ impl Clients {
             let allow = crate::server::access::parse_allow(&c.allow, text, "OIDC_CLIENTS")?;
             let client = Client {
                 legacy_subject: c.legacy_subject,
+                require_email: c.require_email,
                 allow,
                 id: c.id.clone(),
                 name: c.name,

@@ -71,26 +71,21 @@ pub async fn authorize(
     let now = st.clock.now();
     let (req, not_before) = AuthorizeRequest::parse(&q, &p.clients, &p.issuer, now)?;
     let answer = issue_code(&st, &p, &web, &req, not_before, now, &caller).await?;
-    let needs_consent = match answer {
-        Answer::Code(res) => return Ok(res),
-        Answer::NeedsConsent => true,
-        Answer::NeedsLogin => false,
-    };
+    if let Answer::Code(res) = answer {
+        return Ok(res);
+    }
     if req.wants_none() {
-        let (error, why) = if needs_consent {
-            ("consent_required", "the person has not allowed this site yet")
-        } else {
-            ("login_required", "no signed-in session")
+        let (error, why) = match answer {
+            Answer::NeedsConsent => ("consent_required", "the person has not allowed this site yet"),
+            Answer::NeedsEmail => ("interaction_required", "the site needs a verified email address"),
+            _ => ("login_required", "no signed-in session"),
         };
         return Err(OidcError::Redirect(req.answer(&p.issuer, error, why)));
     }
     let id = random_token(16);
     let browser = web.existing_browser_key().await?;
     p.store.save_request(&id, &req, not_before, now.plus_ms(REQUEST_LIFE_MS), browser.as_deref()).await?;
-    if needs_consent {
-        return Ok(found(&format!("/oidc/consent/{id}")));
-    }
-    Ok(found(&Handoff::oidc(&id, not_before.0 > 0).login_url()))
+    Ok(found(&answer.next_step(&id, not_before)))
 }
 
 /// `GET /oidc/resume/{id}`: after the scan, the stored request answered for the now
@@ -122,8 +117,7 @@ pub async fn resume(
             }
             Ok(res)
         }
-        Answer::NeedsLogin => Ok(found(&Handoff::oidc(&id, not_before.0 > 0).login_url())),
-        Answer::NeedsConsent => Ok(found(&format!("/oidc/consent/{id}"))),
+        other => Ok(found(&other.next_step(&id, not_before))),
     }
 }
 
@@ -231,6 +225,11 @@ async fn issue_code(
     if !p.store.has_consent(user.id, &client.id).await? {
         return Ok(Answer::NeedsConsent);
     }
+    // A client that insists on an email (`require_email`) gets none unverified: the
+    // person adds and verifies one first, and the request goes on from there.
+    if client.require_email && user.email.is_none() {
+        return Ok(Answer::NeedsEmail);
+    }
     let code = random_token(32);
     let session = web.id().map(|id| crate::server::session::stored_key(&id));
     p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, session.as_deref(), now.plus_ms(CODE_LIFE_MS)).await?;
@@ -247,6 +246,19 @@ enum Answer {
     NeedsLogin,
     /// Signed in, but the person never allowed this client: the consent page first.
     NeedsConsent,
+    /// The client requires an email and the person has no verified one: the email page.
+    NeedsEmail,
+}
+
+impl Answer {
+    /// Where the browser goes for the stored request `id` when no code came.
+    fn next_step(&self, id: &str, not_before: UnixMillis) -> String {
+        match self {
+            Answer::NeedsConsent => format!("/oidc/consent/{id}"),
+            Answer::NeedsEmail => format!("/account/email?next=/oidc/resume/{id}"),
+            Answer::NeedsLogin | Answer::Code(_) => Handoff::oidc(id, not_before.0 > 0).login_url(),
+        }
+    }
 }
 
 /// A client's own request (token, revocation): within the per-IP limit, and from a client
