@@ -141,6 +141,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin") view=crate::pages::admin::AdminPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/audit") view=crate::pages::admin::AuditPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/invitations") view=crate::pages::admin::InvitationsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/sessions") view=crate::pages::admin::SessionsPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -395,7 +395,7 @@ pub struct PhoneLogin {
 
 /// One browser signed in as the phone's person (「我的网页登录」).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PhoneWebSession {
+pub struct BrowserSession {
     /// Names the session to `mp/web-sessions/sign-out` (not a credential).
     pub id: String,
     pub browser: String,
@@ -409,6 +409,14 @@ pub struct PhoneWebSession {
 
 /// `POST /api/mp/web-sessions`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PhoneWebSessions {
-    pub sessions: Vec<PhoneWebSession>,
+pub struct BrowserSessions {
+    pub sessions: Vec<BrowserSession>,
+}
+
+/// `POST /api/admin/user/sessions`: one person's browsers, and the pending count every
+/// console page shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminSessions {
+    pub sessions: Vec<BrowserSession>,
+    pub pending: i64,
 }

@@ -158,3 +158,32 @@ pub async fn admin_sign_out(id: i64) -> Result<crate::model::Revoked, AppError> 
     let revoked = people::sign_out_everywhere(&st, &actor, &caller, id).await?;
     Ok(crate::model::Revoked { revoked })
 }
+
+/// User `id`'s signed-in browsers (browser, IP, when, which sites), for the console.
+#[server(prefix = "/api", endpoint = "admin/user/sessions", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_user_sessions(id: i64) -> Result<crate::model::AdminSessions, AppError> {
+    let st = AppState::current()?;
+    people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    if st.users.get(id).await?.is_none() {
+        return Err(crate::error::ErrorCode::UserNotFound.into());
+    }
+    Ok(crate::model::AdminSessions {
+        sessions: crate::server::phone::web_sessions(&st, id).await?,
+        pending: st.users.count_status(UserStatus::Pending).await?,
+    })
+}
+
+/// Signs one browser of user `id` out (the `session` `admin/user/sessions` lists): at once,
+/// on every instance. 404 `not_found` for a session that is not theirs. Audited.
+#[server(prefix = "/api", endpoint = "admin/user/session/sign-out", input = Json, output = Json)]
+#[middleware(crate::server::http::api::SAME_SITE)]
+#[middleware(crate::server::http::api::JSON_ONLY)]
+pub async fn admin_sign_out_session(id: i64, session: String) -> Result<crate::model::Revoked, AppError> {
+    let st = AppState::current()?;
+    let actor = people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
+    let caller = Caller::current(&st).await?;
+    people::sign_out_browser(&st, &actor, &caller, id, &session).await?;
+    Ok(crate::model::Revoked { revoked: 1 })
+}

@@ -253,9 +253,9 @@ pub async fn mp_renew(token: String) -> Result<crate::model::PhoneLogin, AppErro
 /// 「我的网页登录」: the browsers signed in as the holder of `token`.
 #[server(prefix = "/api", endpoint = "mp/web-sessions", input = Json, output = Json)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn mp_web_sessions(token: String) -> Result<crate::model::PhoneWebSessions, AppError> {
+pub async fn mp_web_sessions(token: String) -> Result<crate::model::BrowserSessions, AppError> {
     let (st, _, user) = token_holder(&token).await?;
-    Ok(crate::model::PhoneWebSessions { sessions: crate::server::phone::web_sessions(&st, &user).await? })
+    Ok(crate::model::BrowserSessions { sessions: crate::server::phone::web_sessions(&st, user.id).await? })
 }
 
 /// 退出 on one browser of the list: signed out at once, on every instance.

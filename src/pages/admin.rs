@@ -137,7 +137,7 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
                             <td>{show_time(&u.created_at)}</td>
                             <td>
                                 {u.last_login_at.as_deref().map(show_time).unwrap_or_else(|| ui.never.to_string())}
-                                <br /><span class="muted" data-testid=format!("sessions-{id}")>{format!("{} {}", u.sessions, ui.signed_in_browsers)}</span>
+                                <br /><a class="muted" href=format!("/admin/sessions?user={id}") rel="external" data-testid=format!("sessions-{id}")>{format!("{} {}", u.sessions, ui.signed_in_browsers)}</a>
                             </td>
                             <td class="actions">
                                 {match u.status {
@@ -160,6 +160,52 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// `/admin/sessions?user=<id>`: one person's signed-in browsers (browser, IP, when, which
+/// sites), each with 退出 (a form posting `sign_out_session`).
+#[component]
+pub fn SessionsPage() -> impl IntoView {
+    let ui = use_ui();
+    let id: i64 = use_query_map().get_untracked().get("user").and_then(|u| u.parse().ok()).unwrap_or(0);
+    let list = Resource::new(|| (), move |_| crate::api::admin::admin_user_sessions(id));
+    view! {
+        <section class="card admin-card">
+            <h1>{ui.admin_title}</h1>
+            <Suspense fallback=|| view! { <p class="muted">"…"</p> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Ok(l) => view! {
+                            <AdminNav pending=l.pending />
+                            <h2>{format!("#{id} · {}", ui.devices)}</h2>
+                            <table class="logins" data-testid="user-sessions">
+                                <thead><tr><th>{ui.login_browser}</th><th>{ui.login_ip}</th><th>{ui.login_at}</th><th>{ui.last_seen}</th><th></th></tr></thead>
+                                <tbody>
+                                    {l.sessions.into_iter().map(|s| view! {
+                                        <tr>
+                                            <td>{s.browser}{(!s.sites.is_empty()).then(|| view! { <br /><span class="muted">{s.sites.join(", ")}</span> })}</td>
+                                            <td>{s.ip}</td>
+                                            <td>{show_time(&s.signed_in_at)}</td>
+                                            <td>{show_time(&s.last_seen)}</td>
+                                            <td>
+                                                <form method="post" action="/admin/user" class="inline-form">
+                                                    <input type="hidden" name="id" value=id.to_string() />
+                                                    <input type="hidden" name="session" value=s.id.clone() />
+                                                    <button type="submit" name="action" value="sign_out_session" class="button secondary" data-testid="sign-out-session">{ui.sign_out_one}</button>
+                                                </form>
+                                            </td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            <p><a href="/admin" rel="external">{ui.admin_users}</a></p>
+                        }.into_any(),
+                        Err(e) => refused(e.code, ui),
+                    }
+                })}
+            </Suspense>
+        </section>
     }
 }
 

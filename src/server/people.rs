@@ -122,6 +122,15 @@ pub async fn sign_out_everywhere(st: &AppState, actor: &User, caller: &Caller, i
     Ok(ended)
 }
 
+/// Signs one browser of user `id` out on behalf of `actor` (the console's per-session
+/// 退出). Audited, on the user.
+pub async fn sign_out_browser(st: &AppState, actor: &User, caller: &Caller, id: i64, session: &str) -> Result<(), AppError> {
+    crate::server::phone::end_browser(st, id, session).await?;
+    let detail = format!("signed out one browser (by {})", actor.id);
+    st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &detail).await;
+    Ok(())
+}
+
 /// "status active→disabled, admin false→true, groups ops→ops,dev": what changed.
 fn describe_change(before: &User, after: &User) -> String {
     let mut parts = Vec::new();

@@ -14,7 +14,7 @@
 
 use crate::domain::UnixMillis;
 use crate::error::{AppError, ErrorCode};
-use crate::model::{PhoneLogin, PhoneWebSession};
+use crate::model::{BrowserSession, PhoneLogin};
 use crate::server::audit::Kind;
 use crate::server::caller::Caller;
 use crate::server::clock::rfc3339;
@@ -82,13 +82,13 @@ pub async fn renew(st: &AppState, user: &User, token: &str) -> Result<PhoneLogin
 }
 
 /// The person's signed-in browsers, most recently seen first, with the sites each
-/// signed in to.
-pub async fn web_sessions(st: &AppState, user: &User) -> Result<Vec<PhoneWebSession>, AppError> {
+/// signed in to (for the phone and for the admin console).
+pub async fn web_sessions(st: &AppState, user: i64) -> Result<Vec<BrowserSession>, AppError> {
     use crate::server::display::describe_browser;
     let now = st.clock.now();
     let unknown = crate::server::error::current_lang().ui().unknown_browser;
     let mut list = Vec::new();
-    for s in st.sessions.list_for_user(user.id, now).await? {
+    for s in st.sessions.list_for_user(user, now).await? {
         let mut sites = match &st.oidc {
             Some(p) => p
                 .store
@@ -102,7 +102,7 @@ pub async fn web_sessions(st: &AppState, user: &User) -> Result<Vec<PhoneWebSess
         if st.sessions.has_linked(&s.key).await? {
             sites.push("forward-auth".to_string());
         }
-        list.push(PhoneWebSession {
+        list.push(BrowserSession {
             browser: describe_browser(&s.signed_in.user_agent).unwrap_or_else(|| unknown.to_string()),
             ip: s.signed_in.ip,
             signed_in_at: rfc3339(s.signed_in.login_at),
@@ -114,15 +114,22 @@ pub async fn web_sessions(st: &AppState, user: &User) -> Result<Vec<PhoneWebSess
     Ok(list)
 }
 
-/// Signs one of the person's browsers out: 404 `not_found` when `session` is not one of
-/// theirs (another person's, or gone). Audited.
-pub async fn sign_out(st: &AppState, user: &User, caller: &Caller, session: &str) -> Result<(), AppError> {
-    if session.len() > 128 || !st.sessions.remove_for_user(user.id, session).await? {
+/// Ends one browser session of `user` (the id `web_sessions` lists): its row and linked
+/// forward-auth sessions go (every instance hears it), and the OIDC tokens it authorized
+/// end. 404 `not_found` when it is not one of theirs, nothing changed.
+pub async fn end_browser(st: &AppState, user: i64, session: &str) -> Result<(), AppError> {
+    if session.len() > 128 || !st.sessions.remove_for_user(user, session).await? {
         return Err(ErrorCode::NotFound.into());
     }
     if let Some(p) = &st.oidc {
         p.store.revoke_session(session).await?;
     }
+    Ok(())
+}
+
+/// Signs one of the person's browsers out from the phone. Audited.
+pub async fn sign_out(st: &AppState, user: &User, caller: &Caller, session: &str) -> Result<(), AppError> {
+    end_browser(st, user.id, session).await?;
     tracing::info!(user = user.id, "a browser signed out from the phone");
     st.audit.record(st.clock.now(), Kind::PhoneSignOut, Some(user.id), caller, "1").await;
     Ok(())

@@ -256,3 +256,29 @@ async fn a_client_that_requires_an_email_gets_a_verified_one() {
     assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("email")));
     assert!(meta["claims_supported"].as_array().unwrap().contains(&json!("email_verified")));
 }
+
+/// The same on PostgreSQL: verified through the demo mailbox, and one address per person
+/// (the partial unique index) across two instances.
+#[tokio::test]
+async fn emails_on_postgres_one_address_per_person() {
+    let Some((url, name)) = crate::postgres::fresh_database().await else { return };
+    let a = spawn_on(tempfile::tempdir().unwrap(), url.clone(), &[]).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), url, &[]).await;
+    let zhang = signed_in(&a, "zhangsan").await;
+    assert_eq!(post_email(&a, &zhang, "same@example.com", "/account").await.status(), 200);
+    let mails: Value = reqwest::get(format!("{}/_wechat/sim/mails", a.base)).await.unwrap().json().await.unwrap();
+    let link = mails[0]["body"].as_str().unwrap().split_whitespace().find(|w| w.contains("/verify/")).unwrap().to_string();
+    // The link works on any instance (the table is shared).
+    let on_b = link.replace(&a.base, &b.base);
+    assert_eq!(browser_no_redirects().get(&on_b).send().await.unwrap().status(), 200);
+    assert_eq!(me(&a, &zhang).await["user"]["email"], "same@example.com");
+    let li = signed_in(&b, "lisi").await;
+    assert_eq!(post_email(&b, &li, "SAME@example.com", "/account").await.status(), 409);
+    let lisi = me(&b, &li).await["user"]["id"].as_i64().unwrap();
+    assert!(b.state.users.set_email(lisi, Some("same@example.com")).await.is_err(), "the unique index holds on PostgreSQL");
+    for app in [a, b] {
+        app.server.abort();
+        app.pool.close().await;
+    }
+    crate::postgres::drop_database(&name).await;
+}

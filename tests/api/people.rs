@@ -495,3 +495,61 @@ pub async fn two_admins_demote_each_other(app: &TestApp) {
 async fn two_admins_demoting_each_other_leave_one() {
     two_admins_demote_each_other(&spawn(&[]).await).await;
 }
+
+/// The console's per-browser list of a person, and 退出 on one of them (API and form).
+#[tokio::test]
+async fn an_admin_sees_a_persons_browsers_and_signs_one_out() {
+    let app = spawn(&[]).await;
+    let admin = no_redirects();
+    sign_in_admin(&app, &admin, "zhangsan").await;
+    let (b1, b2) = (browser(), browser());
+    app.sign_in(&b1, "lisi").await;
+    app.sign_in(&b2, "lisi").await;
+    let lisi = me(&app, &b1).await["id"].as_i64().unwrap();
+    let signed_in = async |b: &reqwest::Client| app.post(b, "/api/me", json!({})).await.0 == 200;
+
+    // Not for anyone but an admin.
+    assert_error(&app.post(&b1, "/api/admin/user/sessions", json!({ "id": lisi })).await, 403, "forbidden");
+    let (s, list) = app.post(&admin, "/api/admin/user/sessions", json!({ "id": lisi })).await;
+    assert_eq!(s, 200, "{list}");
+    let sessions = list["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2);
+    assert!(list["pending"].is_i64());
+
+    // Another person's session named for lisi: 404, nothing changed.
+    let (_, own) = app.post(&admin, "/api/admin/user/sessions", json!({ "id": 1 })).await;
+    let admins_own = own["sessions"][0]["id"].as_str().unwrap().to_string();
+    let before = app.snapshot().await;
+    let wrong = app.post(&admin, "/api/admin/user/session/sign-out", json!({ "id": lisi, "session": admins_own })).await;
+    assert_error(&wrong, 404, "not_found");
+    assert_eq!(app.snapshot().await, before);
+
+    // One browser through the API.
+    let first = sessions[0]["id"].as_str().unwrap();
+    let (s, v) = app.post(&admin, "/api/admin/user/session/sign-out", json!({ "id": lisi, "session": first })).await;
+    assert_eq!(s, 200, "{v}");
+    let states = [signed_in(&b1).await, signed_in(&b2).await];
+    assert_eq!(states.iter().filter(|s| **s).count(), 1, "{states:?}");
+
+    // The other through the console's form.
+    let page = admin.get(format!("{}/admin/sessions?user={lisi}", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("data-testid=\"sign-out-session\""), "{page}");
+    let (_, left) = app.post(&admin, "/api/admin/user/sessions", json!({ "id": lisi })).await;
+    let last = left["sessions"][0]["id"].as_str().unwrap().to_string();
+    assert!(page.contains(&last));
+    let res = admin
+        .post(format!("{}/admin/user", app.base))
+        .header("origin", &app.base)
+        .form(&[("id", lisi.to_string()), ("action", "sign_out_session".into()), ("session", last)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((res.status().as_u16(), res.headers()["location"].to_str().unwrap()), (302, format!("/admin/sessions?user={lisi}").as_str()));
+    assert!(!signed_in(&b1).await && !signed_in(&b2).await);
+    let trail: Vec<(String,)> = sqlx::query_as("SELECT detail FROM audit_events WHERE kind = 'user_updated' AND user_id = $1 ORDER BY id")
+        .bind(lisi)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(trail.iter().filter(|(d,)| d.starts_with("signed out one browser (by ")).count(), 2, "{trail:?}");
+}

@@ -105,10 +105,13 @@ pub struct AdminAction {
     action: String,
     #[serde(default)]
     groups: String,
+    /// `sign_out_session`: which browser (as `/admin/sessions` lists it).
+    #[serde(default)]
+    session: String,
 }
 
 /// `POST /admin/user`: an action of the admin console (approve, disable, enable,
-/// make_admin, remove_admin, groups), the same decision as `/api/admin/user`. Back to the
+/// make_admin, remove_admin, groups, sign_out, sign_out_session), the same decision as `/api/admin/user`. Back to the
 /// console at that user's row; a refusal is a page saying why.
 pub async fn admin_user(
     State(st): State<AppState>,
@@ -133,6 +136,12 @@ pub async fn admin_user(
         "sign_out" => {
             return match crate::server::people::sign_out_everywhere(&st, &actor, &who, f.id).await {
                 Ok(_) => found(&format!("/admin#user-{}", f.id)),
+                Err(e) => admin_refusal(lang, &e),
+            };
+        }
+        "sign_out_session" => {
+            return match crate::server::people::sign_out_browser(&st, &actor, &who, f.id, &f.session).await {
+                Ok(()) => found(&format!("/admin/sessions?user={}", f.id)),
                 Err(e) => admin_refusal(lang, &e),
             };
         }

@@ -19,7 +19,9 @@ use tower_sessions::Session;
 /// `/` picks one of them.
 pub async fn page_guards(State(st): State<AppState>, session: Session, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if req.method() != Method::GET || !matches!(path, "/" | "/login" | "/account" | "/admin" | "/admin/audit" | "/admin/invitations") {
+    if req.method() != Method::GET
+        || !matches!(path, "/" | "/login" | "/account" | "/admin" | "/admin/audit" | "/admin/invitations" | "/admin/sessions")
+    {
         return next.run(req).await;
     }
     let signed_in = WebSession::new(session, st.site.session_life)
@@ -46,7 +48,7 @@ pub async fn page_guards(State(st): State<AppState>, session: Session, req: Requ
             found(&handoff.next())
         }
         ("/account", false) => found("/login?next=/account"),
-        ("/admin" | "/admin/audit" | "/admin/invitations", false) => found(&format!("/login?next={path}")),
+        ("/admin" | "/admin/audit" | "/admin/invitations" | "/admin/sessions", false) => found(&format!("/login?next={path}")),
         _ => next.run(req).await,
     }
 }
