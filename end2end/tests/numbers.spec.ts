@@ -21,7 +21,7 @@ test('the browser shows the number, a wrong pick is refused, the right one signs
   const shown = (await page.getByTestId('match-number').textContent())!.trim();
   expect(shown).toMatch(/^[1-9][0-9]$/);
   await expect(page.getByTestId('qr-box')).toContainText('在手机上选择这个数字');
-  await shot(page, '21-number-browser');
+  await shot(page, '41-number-browser');
 
   const numbers = phone.locator('#number-row button');
   await expect(numbers).toHaveCount(3);
@@ -30,7 +30,7 @@ test('the browser shows the number, a wrong pick is refused, the right one signs
   await phone.getByRole('button', { name: texts.find((t) => t !== shown)!, exact: true }).click();
   await phone.getByRole('button', { name: '点击登录' }).click();
   await expect(phone.locator('#motto')).toHaveText('数字不对，请选择网页上显示的数字');
-  await shot(phone, '22-number-phone-wrong');
+  await shot(phone, '42-number-phone-wrong');
 
   await phone.getByRole('button', { name: shown, exact: true }).click();
   await phone.getByRole('button', { name: '点击登录' }).click();

@@ -544,7 +544,10 @@ async fn an_admin_sees_a_persons_browsers_and_signs_one_out() {
         .send()
         .await
         .unwrap();
-    assert_eq!((res.status().as_u16(), res.headers()["location"].to_str().unwrap()), (302, format!("/admin/sessions?user={lisi}").as_str()));
+    assert_eq!(
+        (res.status().as_u16(), res.headers()["location"].to_str().unwrap()),
+        (302, format!("/admin/sessions?user={lisi}").as_str())
+    );
     assert!(!signed_in(&b1).await && !signed_in(&b2).await);
     let trail: Vec<(String,)> = sqlx::query_as("SELECT detail FROM audit_events WHERE kind = 'user_updated' AND user_id = $1 ORDER BY id")
         .bind(lisi)
