@@ -120,6 +120,24 @@ pub enum StartupError {
     DatabaseDir { path: String, source: std::io::Error },
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("cannot read or make the ID-token signing keys: {0}")]
+    SigningKeys(String),
+    #[error("cannot watch SIGHUP to re-read ACCESS_RULES: {0}")]
+    Signal(std::io::Error),
+}
+
+/// A signing-key failure at start: the database's (exit 1, like any database failure), a
+/// sealed key without the right `OIDC_KEY_FILE` (configuration, exit 2), or a key that
+/// cannot be read or made (exit 1).
+impl From<crate::server::oidc::keys::KeyError> for StartupError {
+    fn from(e: crate::server::oidc::keys::KeyError) -> Self {
+        use crate::server::oidc::keys::KeyError;
+        match e {
+            KeyError::Store(e) => StartupError::Database(e),
+            KeyError::Seal(why) => StartupError::Config(why),
+            KeyError::Key(why) => StartupError::SigningKeys(why),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -139,5 +157,15 @@ mod tests {
         );
         h.insert(header::COOKIE, HeaderValue::from_static("a=1; lang=zh-CN"));
         assert_eq!(request_lang(&h), Lang::ZhCn, "the cookie wins over Accept-Language");
+    }
+
+    #[test]
+    fn a_database_failure_at_start_is_not_invalid_configuration() {
+        use crate::server::oidc::keys::KeyError;
+        let store = StartupError::from(KeyError::Store(sqlx::Error::PoolTimedOut));
+        assert!(matches!(store, StartupError::Database(_)), "{store}");
+        assert!(!store.to_string().contains("invalid configuration"));
+        assert!(matches!(StartupError::from(KeyError::Seal("needs OIDC_KEY_FILE".into())), StartupError::Config(_)));
+        assert!(matches!(StartupError::from(KeyError::Key("bad pem".into())), StartupError::SigningKeys(_)));
     }
 }

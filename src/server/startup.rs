@@ -165,8 +165,7 @@ impl Application {
             audit_retention_ms: i64::try_from(config.sessions.audit_retention_days).unwrap_or(3650) * 86_400_000,
             rules_reload: match &config.idp.access_rules {
                 Some(path) => {
-                    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                        .map_err(|e| StartupError::Config(format!("cannot watch SIGHUP to re-read ACCESS_RULES: {e}")))?;
+                    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(StartupError::Signal)?;
                     Some((path.clone(), hup))
                 }
                 None => None,
@@ -298,7 +297,7 @@ async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<c
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| StartupError::Config(format!("OIDC_KEY_FILE {}: {e}", path.display())))?;
             keys = keys.sealed_with(KeySeal::from_file_bytes(&bytes).map_err(StartupError::Config)?);
-            keys.seal_plaintext().await.map_err(StartupError::Config)?;
+            keys.seal_plaintext().await?;
         }
         None if !state.site.demo => {
             tracing::warn!("OIDC_KEY_FILE is not set: the ID-token signing keys are stored in the database as plaintext (docs/deploy.md)")
@@ -307,8 +306,8 @@ async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<c
     }
     let rotate_ms = i64::try_from(config.idp.oidc_key_rotate_days).unwrap_or(3650) * 86_400_000;
     let hint_max_age_ms = state.site.session_absolute_ms;
-    keys.ensure(state.clock.now(), rotate_ms).await.map_err(StartupError::Config)?;
-    keys.retire(state.clock.now(), hint_max_age_ms).await.map_err(StartupError::Config)?;
+    keys.ensure(state.clock.now(), rotate_ms).await?;
+    keys.retire(state.clock.now(), hint_max_age_ms).await?;
     tracing::info!(clients = clients.len(), "OpenID Connect provider on");
     Ok(Some(Arc::new(Provider {
         clients,

@@ -411,7 +411,10 @@ async fn the_fleet_shares_one_pool_of_ready_codes() {
         a.state.codes.hits.load(std::sync::atomic::Ordering::Relaxed) + b.state.codes.hits.load(std::sync::atomic::Ordering::Relaxed);
     let misses =
         a.state.codes.misses.load(std::sync::atomic::Ordering::Relaxed) + b.state.codes.misses.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!((hits, misses), (3, 1), "three from the fleet's pool, one made on the spot");
+    // Three were ready for the whole fleet: the first three takes find one each; the
+    // fourth finds one only if the refiller was quicker than it (timing, not asserted).
+    assert_eq!(hits + misses, 4);
+    assert!(hits >= 3, "the fleet's three ready codes were taken: {hits} hits, {misses} made on the spot");
     let left: Vec<(String,)> = sqlx::query_as("SELECT ticket_id FROM ready_codes").fetch_all(&a.pool).await.unwrap();
     assert!(left.iter().all(|(id,)| !tickets.contains(id)), "a taken code leaves the pool");
 
@@ -419,7 +422,11 @@ async fn the_fleet_shares_one_pool_of_ready_codes() {
     wait_full().await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(ready().await, 3);
-    assert_eq!(codes_made().await, 3 + 1 + 3, "the pool, the one on the spot, the refill");
+    assert_eq!(
+        codes_made().await,
+        3 + i64::try_from(misses + hits).unwrap(),
+        "the pool, those made on the spot, one refill per code taken from it"
+    );
 
     for app in [a, b] {
         app.server.abort();

@@ -62,24 +62,24 @@ impl KeySeal {
     }
 
     /// `pem` sealed for the key `kid`.
-    fn seal(&self, kid: &str, pem: &str) -> Result<String, String> {
+    fn seal(&self, kid: &str, pem: &str) -> Result<String, KeyError> {
         use base64::Engine as _;
         use ring::rand::SecureRandom as _;
         let mut nonce = [0u8; 12];
-        ring::rand::SystemRandom::new().fill(&mut nonce).map_err(|_| "no randomness".to_string())?;
+        ring::rand::SystemRandom::new().fill(&mut nonce).map_err(|_| KeyError::Key("no randomness".into()))?;
         let mut data = pem.as_bytes().to_vec();
         self.0
             .seal_in_place_append_tag(ring::aead::Nonce::assume_unique_for_key(nonce), ring::aead::Aad::from(kid.as_bytes()), &mut data)
-            .map_err(|_| "sealing failed".to_string())?;
+            .map_err(|_| KeyError::Key("sealing failed".into()))?;
         let mut out = nonce.to_vec();
         out.extend(data);
         Ok(format!("{SEALED}{}", base64::engine::general_purpose::STANDARD.encode(out)))
     }
 
     /// The PEM sealed in `stored` for the key `kid`.
-    fn open(&self, kid: &str, stored: &str) -> Result<String, String> {
+    fn open(&self, kid: &str, stored: &str) -> Result<String, KeyError> {
         use base64::Engine as _;
-        let wrong = || format!("signing key {kid}: cannot be opened with OIDC_KEY_FILE (another file sealed it?)");
+        let wrong = || KeyError::Seal(format!("signing key {kid}: cannot be opened with OIDC_KEY_FILE (another file sealed it?)"));
         let bytes = base64::engine::general_purpose::STANDARD.decode(stored.trim_start_matches(SEALED)).map_err(|_| wrong())?;
         if bytes.len() < 12 + 16 {
             return Err(wrong());
@@ -110,8 +110,18 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
-fn db(e: sqlx::Error) -> String {
-    e.to_string()
+/// Why the signing keys could not be read or made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The database (start-up: cannot open the database, exit 1).
+    #[error("signing keys' table: {0}")]
+    Store(#[from] sqlx::Error),
+    /// A sealed key without `OIDC_KEY_FILE`, or with another file (a configuration problem).
+    #[error("{0}")]
+    Seal(String),
+    /// A key that does not parse or cannot be made.
+    #[error("signing key: {0}")]
+    Key(String),
 }
 
 impl SigningKeys {
@@ -131,12 +141,10 @@ impl SigningKeys {
 
     /// Seals every key stored in plaintext (a key file was set after they were made).
     /// Returns how many.
-    pub async fn seal_plaintext(&self) -> Result<u64, String> {
+    pub async fn seal_plaintext(&self) -> Result<u64, KeyError> {
         let Some(seal) = &self.seal else { return Ok(0) };
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT kid, private_pem FROM oidc_keys WHERE private_pem LIKE '-----BEGIN%'")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT kid, private_pem FROM oidc_keys WHERE private_pem LIKE '-----BEGIN%'").fetch_all(&self.pool).await?;
         let mut n = 0;
         for (kid, pem) in rows {
             sqlx::query("UPDATE oidc_keys SET private_pem = $2 WHERE kid = $1 AND private_pem = $3")
@@ -144,8 +152,7 @@ impl SigningKeys {
                 .bind(seal.seal(&kid, &pem)?)
                 .bind(&pem)
                 .execute(&self.pool)
-                .await
-                .map_err(db)?;
+                .await?;
             n += 1;
         }
         if n > 0 {
@@ -158,7 +165,7 @@ impl SigningKeys {
     /// only its public JWK (its private part is erased), and a key replaced more than
     /// `keep_public_ms` ago (nothing it signed can still be presented: tokens, and logout
     /// hints no older than a login) is deleted. Returns (erased, deleted).
-    pub async fn retire(&self, now: UnixMillis, keep_public_ms: i64) -> Result<(u64, u64), String> {
+    pub async fn retire(&self, now: UnixMillis, keep_public_ms: i64) -> Result<(u64, u64), KeyError> {
         let keys = self.keys().await?;
         let (mut erased, mut deleted) = (0, 0);
         // `keys` is newest first: each key's successor is the one before it.
@@ -169,20 +176,14 @@ impl SigningKeys {
                 continue;
             }
             if now.since(replaced_at) > keep_public_ms {
-                deleted += sqlx::query("DELETE FROM oidc_keys WHERE kid = $1")
-                    .bind(&key.kid)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?
-                    .rows_affected();
+                deleted += sqlx::query("DELETE FROM oidc_keys WHERE kid = $1").bind(&key.kid).execute(&self.pool).await?.rows_affected();
             } else if key.signing.is_some() {
-                let public = serde_json::to_string(&key.public).map_err(|e| e.to_string())?;
+                let public = serde_json::to_string(&key.public).map_err(|e| KeyError::Key(e.to_string()))?;
                 erased += sqlx::query("UPDATE oidc_keys SET private_pem = '', public_jwk = $2 WHERE kid = $1")
                     .bind(&key.kid)
                     .bind(public)
                     .execute(&self.pool)
-                    .await
-                    .map_err(db)?
+                    .await?
                     .rows_affected();
             }
         }
@@ -195,11 +196,9 @@ impl SigningKeys {
 
     /// Makes a key when there is none, or when the newest is older than `rotate_ms`.
     /// Returns whether it made one.
-    pub async fn ensure(&self, now: UnixMillis, rotate_ms: i64) -> Result<bool, String> {
-        let newest: Option<(i64,)> = sqlx::query_as("SELECT created_at FROM oidc_keys ORDER BY created_at DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+    pub async fn ensure(&self, now: UnixMillis, rotate_ms: i64) -> Result<bool, KeyError> {
+        let newest: Option<(i64,)> =
+            sqlx::query_as("SELECT created_at FROM oidc_keys ORDER BY created_at DESC LIMIT 1").fetch_optional(&self.pool).await?;
         if newest.is_some_and(|(at,)| now.since(UnixMillis(at)) < rotate_ms) {
             return Ok(false);
         }
@@ -208,14 +207,14 @@ impl SigningKeys {
     }
 
     /// Makes a new signing key now; the previous ones stay published.
-    pub async fn rotate(&self, now: UnixMillis) -> Result<String, String> {
+    pub async fn rotate(&self, now: UnixMillis) -> Result<String, KeyError> {
         let pem = tokio::task::spawn_blocking(|| {
             use rsa::pkcs1::EncodeRsaPrivateKey as _;
-            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, RSA_BITS).map_err(|e| e.to_string())?;
-            key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map(|p| p.to_string()).map_err(|e| e.to_string())
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, RSA_BITS).map_err(|e| KeyError::Key(e.to_string()))?;
+            key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map(|p| p.to_string()).map_err(|e| KeyError::Key(e.to_string()))
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| KeyError::Key(e.to_string()))??;
         let kid = crate::server::tokens::random_token(12);
         let stored = match &self.seal {
             Some(seal) => seal.seal(&kid, &pem)?,
@@ -226,8 +225,7 @@ impl SigningKeys {
             .bind(stored)
             .bind(now)
             .execute(&self.pool)
-            .await
-            .map_err(db)?;
+            .await?;
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = None;
         tracing::info!(kid, "made a new ID-token signing key");
         Ok(kid)
@@ -235,7 +233,7 @@ impl SigningKeys {
 
     /// Every key, newest first: from memory, or read and parsed when that is older
     /// than the reload interval.
-    async fn keys(&self) -> Result<Arc<Vec<Key>>, String> {
+    async fn keys(&self) -> Result<Arc<Vec<Key>>, KeyError> {
         if let Some((at, keys)) = &*self.loaded.lock().unwrap_or_else(|e| e.into_inner())
             && at.elapsed() < self.reload
         {
@@ -244,48 +242,50 @@ impl SigningKeys {
         type Row = (String, String, Option<String>, i64);
         let rows: Vec<Row> = sqlx::query_as("SELECT kid, private_pem, public_jwk, created_at FROM oidc_keys ORDER BY created_at DESC")
             .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        let keys = rows.into_iter().map(|row| self.parse(row)).collect::<Result<Vec<_>, String>>()?;
+            .await?;
+        let keys = rows.into_iter().map(|row| self.parse(row)).collect::<Result<Vec<_>, KeyError>>()?;
         let keys = Arc::new(keys);
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), keys.clone()));
         Ok(keys)
     }
 
     /// One stored key: sealed, plaintext, or retired (public only).
-    fn parse(&self, (kid, private, public, created_at): (String, String, Option<String>, i64)) -> Result<Key, String> {
+    fn parse(&self, (kid, private, public, created_at): (String, String, Option<String>, i64)) -> Result<Key, KeyError> {
         let created_at = UnixMillis(created_at);
         if private.is_empty() {
             let public: CoreJsonWebKey =
-                serde_json::from_str(public.as_deref().unwrap_or("")).map_err(|e| format!("retired key {kid}: {e}"))?;
+                serde_json::from_str(public.as_deref().unwrap_or("")).map_err(|e| KeyError::Key(format!("retired key {kid}: {e}")))?;
             return Ok(Key { kid, created_at, signing: None, public });
         }
         let pem = if private.starts_with(SEALED) {
-            let seal = self.seal.as_ref().ok_or_else(|| format!("signing key {kid} is sealed: OIDC_KEY_FILE is needed to read it"))?;
+            let seal = self
+                .seal
+                .as_ref()
+                .ok_or_else(|| KeyError::Seal(format!("signing key {kid} is sealed: OIDC_KEY_FILE is needed to read it")))?;
             seal.open(&kid, &private)?
         } else {
             private
         };
-        let signing = CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.clone())))?;
+        let signing = CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.clone()))).map_err(KeyError::Key)?;
         Ok(Key { kid, created_at, public: signing.as_verification_key(), signing: Some(Arc::new(signing)) })
     }
 
     /// The key new tokens are signed with: the newest that has been published for
     /// [`PUBLISH_AHEAD_MS`], or the oldest that can sign when none has (the first start).
-    pub async fn current(&self, now: UnixMillis) -> Result<Arc<CoreRsaPrivateSigningKey>, String> {
+    pub async fn current(&self, now: UnixMillis) -> Result<Arc<CoreRsaPrivateSigningKey>, KeyError> {
         let keys = self.keys().await?;
         let signers = || keys.iter().filter_map(|k| k.signing.as_ref().map(|s| (k, s)));
         let (_, key) = signers()
             .find(|(k, _)| now.since(k.created_at) >= PUBLISH_AHEAD_MS)
             .or_else(|| signers().next_back())
-            .ok_or("no signing key")?;
+            .ok_or_else(|| KeyError::Key("no signing key".into()))?;
         Ok(key.clone())
     }
 
     /// The public keys that may have signed a token still alive: every key not yet
     /// replaced by a signing successor, and every key whose successor began signing
     /// less than `keep_ms` ago.
-    pub async fn jwks(&self, now: UnixMillis, keep_ms: i64) -> Result<CoreJsonWebKeySet, String> {
+    pub async fn jwks(&self, now: UnixMillis, keep_ms: i64) -> Result<CoreJsonWebKeySet, KeyError> {
         let keys = self.keys().await?;
         let mut published: Vec<CoreJsonWebKey> = Vec::new();
         // When the next newer key took over signing.

@@ -18,6 +18,43 @@ pub use cache::{SessionCache, stored_key};
 use std::sync::Arc;
 
 const BROWSER_KEY: &str = "browser_key";
+
+/// The secret that binds a browser's tickets to it (kept in its session): whoever holds it
+/// can follow and finalize that browser's logins, so `Debug` never shows it (a `Ticket`
+/// in a log line carries `BrowserKey(..)`). Reads as `&str` for comparisons and SQL.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BrowserKey(String);
+
+impl BrowserKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BrowserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrowserKey(..)")
+    }
+}
+
+impl std::ops::Deref for BrowserKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for BrowserKey {
+    fn from(s: String) -> Self {
+        BrowserKey(s)
+    }
+}
+
+impl From<&str> for BrowserKey {
+    fn from(s: &str) -> Self {
+        BrowserKey(s.to_string())
+    }
+}
 const SIGNED_IN: &str = "signed_in";
 
 /// Who is signed in on this browser, since when, from where.
@@ -219,12 +256,12 @@ impl SqlSessionStore {
     /// the cache without the session layer: the status long-poll runs without that layer
     /// (each of thousands of waiting browsers would hold its state for a minute), and
     /// only reads. `None` without a cookie, or for a session that is unknown or expired.
-    pub async fn browser_key_in(&self, headers: &axum::http::HeaderMap, name: &str) -> Result<Option<String>, AppError> {
+    pub async fn browser_key_in(&self, headers: &axum::http::HeaderMap, name: &str) -> Result<Option<BrowserKey>, AppError> {
         let value = crate::server::http::headers::cookie(headers, name);
         let Some(id) = value.and_then(|v| v.parse::<Id>().ok()) else { return Ok(None) };
         let record = self.load(&id).await.map_err(|e| AppError::internal(format!("session store: {e}")))?;
         Ok(record.and_then(|mut r| match r.data.remove(BROWSER_KEY)? {
-            serde_json::Value::String(key) => Some(key),
+            serde_json::Value::String(key) => Some(BrowserKey(key)),
             _ => None,
         }))
     }
@@ -416,21 +453,21 @@ impl WebSession {
 
     /// This browser's binding key, created on first use (which makes the session: an
     /// anonymous one, short-lived).
-    pub async fn browser_key(&self) -> Result<String, AppError> {
+    pub async fn browser_key(&self) -> Result<BrowserKey, AppError> {
         if let Some(k) = self.session.get::<String>(BROWSER_KEY).await? {
-            return Ok(k);
+            return Ok(BrowserKey(k));
         }
         let key = crate::server::tokens::random_token(16);
         self.session.insert(BROWSER_KEY, &key).await?;
         if self.session.get::<SignedIn>(SIGNED_IN).await?.is_none() {
             self.session.set_expiry(Some(Expiry::OnInactivity(self.life.anonymous)));
         }
-        Ok(key)
+        Ok(BrowserKey(key))
     }
 
     /// The binding key if this browser already has one (never creates a session).
-    pub async fn existing_browser_key(&self) -> Result<Option<String>, AppError> {
-        Ok(self.session.get::<String>(BROWSER_KEY).await?)
+    pub async fn existing_browser_key(&self) -> Result<Option<BrowserKey>, AppError> {
+        Ok(self.session.get::<String>(BROWSER_KEY).await?.map(BrowserKey))
     }
 
     /// Who is signed in, if the login is younger than `absolute_ms`. An older login is

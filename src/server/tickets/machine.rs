@@ -10,6 +10,7 @@ use crate::domain::{NextPath, TicketId, UnixMillis};
 use crate::error::ErrorCode;
 use crate::model::TicketStatus;
 use crate::server::caller::Caller;
+use crate::server::session::BrowserKey;
 use crate::server::tokens::{TokenHash, constant_time_eq};
 
 /// Why a transition was refused. Maps 1:1 onto contract error codes.
@@ -74,7 +75,7 @@ pub struct Ticket {
     /// 1 at creation, +1 per change.
     pub version: u64,
     /// The binding key of the browser that created it.
-    pub browser_key: String,
+    pub browser_key: BrowserKey,
     /// Where to go after login.
     pub next: NextPath,
     pub created_at: UnixMillis,
@@ -115,7 +116,7 @@ impl Ticket {
     /// A new waiting ticket.
     pub fn new(
         id: TicketId,
-        browser_key: String,
+        browser_key: BrowserKey,
         finalize_hash: TokenHash,
         next: NextPath,
         origin: Caller,
@@ -545,5 +546,14 @@ mod tests {
         let mut plain = ticket();
         plain.scan(7, h("h"), T0, LIFE, None).unwrap();
         assert!(plain.number_matches(None) && plain.number_matches(Some(3)), "without number matching any pick is fine");
+    }
+
+    #[test]
+    fn a_ticket_in_a_log_line_shows_no_binding_key() {
+        let t = ticket();
+        let logged = format!("{t:?}");
+        assert!(logged.contains("BrowserKey(..)"), "{logged}");
+        assert!(!logged.contains("browser-a"), "the key itself never: {logged}");
+        assert!(t.is_bound_to("browser-a"), "it still compares");
     }
 }

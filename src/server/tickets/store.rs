@@ -258,7 +258,7 @@ impl TryFrom<TicketRow> for Ticket {
             id: TicketId::try_from(r.id).map_err(|_| bad("id"))?,
             status: r.status.parse().map_err(|_| bad("status"))?,
             version: u64::try_from(r.version).map_err(|_| bad("version"))?,
-            browser_key: r.browser_key,
+            browser_key: r.browser_key.into(),
             next: NextPath::try_from(r.next).map_err(|_| bad("next"))?,
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -285,7 +285,7 @@ impl TicketStore for SqlTicketStore {
         .bind(t.id.as_str())
         .bind(t.status.as_str())
         .bind(version_to_sql(t.version))
-        .bind(&t.browser_key)
+        .bind(t.browser_key.as_str())
         .bind(t.next.as_str())
         .bind(t.created_at)
         .bind(t.expires_at)
