@@ -6,6 +6,7 @@ use scanlogin::server::startup::Application;
 
 #[tokio::main]
 async fn main() {
+    #[cfg(feature = "demo")]
     if std::env::args().nth(1).as_deref() == Some("simulator") {
         return simulator().await;
     }
@@ -120,6 +121,7 @@ fn check_config() {
 }
 
 /// `scanlogin simulator`: the WeChat simulator alone (see `simulator::standalone`).
+#[cfg(feature = "demo")]
 async fn simulator() {
     use clap::Parser as _;
     use scanlogin::server::simulator::standalone::{SimulatorArgs, serve};

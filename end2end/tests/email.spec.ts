@@ -40,4 +40,7 @@ test('add an email on the account page and verify it through the demo mailbox', 
   await page.waitForURL('**/account');
   await expect(page.getByTestId('email')).toContainText(address);
   await shot(page, '33-account-with-email');
+  // Signed out again: the later specs count 王五's browsers on this server.
+  await page.getByTestId('logout').click();
+  await page.waitForURL('**/login');
 });

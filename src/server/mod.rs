@@ -27,6 +27,7 @@ pub mod people;
 pub mod phone;
 pub mod session;
 pub mod signin;
+#[cfg(feature = "demo")]
 pub mod simulator;
 pub mod startup;
 pub mod state;

@@ -10,6 +10,7 @@ use crate::server::error::StartupError;
 use crate::server::http;
 use crate::server::open_link::OpenLinks;
 use crate::server::session::{SessionCache, SqlSessionStore};
+#[cfg(feature = "demo")]
 use crate::server::simulator::{SimConfig, Simulator};
 use crate::server::state::{AppState, Site};
 use crate::server::tickets::{SqlTicketStore, Tickets};
@@ -18,6 +19,7 @@ use crate::server::wechat::{QrMode, WechatClient};
 use crate::server::{db, tokens};
 use axum::Router;
 use leptos::config::LeptosOptions;
+#[cfg(feature = "demo")]
 use secrecy::SecretString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub struct Application {
 /// Where this server is reachable.
 struct Addresses {
     /// Its own loopback URL (the demo's WeChat client talks to the simulator there).
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     self_url: String,
     /// The public URL without a trailing slash.
     public_url: String,
@@ -408,20 +411,36 @@ fn wechat(
     credentials: Option<crate::server::config::Credentials>,
     at: &Addresses,
     clock: Arc<dyn Clock>,
-) -> Result<(WechatClient, Option<Arc<Simulator>>), StartupError> {
+) -> Result<(WechatClient, Option<http::router::DemoSimulator>), StartupError> {
     let (config, simulator) = match credentials {
         Some(c) => (args.client(args.api_base.as_str().trim_end_matches('/').to_string(), c.appid, c.secret), None),
-        None => {
-            let appid = "wxdemo0000000000".to_string();
-            let secret = tokens::random_token(24);
-            let sim = Simulator::new(SimConfig {
-                appid: appid.clone(),
-                secret: secret.clone(),
-                public_url: at.public_url.clone(),
-                released_pages: vec![args.mp_page.clone()],
-            });
-            (args.client(format!("{}/_wechat", at.self_url), appid, SecretString::from(secret)), Some(sim))
-        }
+        None => demo_wechat(args, at)?,
     };
     Ok((WechatClient::new(config, clock)?, simulator))
+}
+
+/// Demo mode: the simulator, and the client's settings pointing at it.
+#[cfg(feature = "demo")]
+fn demo_wechat(args: &WechatArgs, at: &Addresses) -> Result<(crate::server::wechat::WechatConfig, Option<Arc<Simulator>>), StartupError> {
+    let appid = "wxdemo0000000000".to_string();
+    let secret = tokens::random_token(24);
+    let sim = Simulator::new(SimConfig {
+        appid: appid.clone(),
+        secret: secret.clone(),
+        public_url: at.public_url.clone(),
+        released_pages: vec![args.mp_page.clone()],
+    });
+    Ok((args.client(format!("{}/_wechat", at.self_url), appid, SecretString::from(secret)), Some(sim)))
+}
+
+/// A build without the simulator has no demo mode: it needs WeChat's credentials.
+#[cfg(not(feature = "demo"))]
+fn demo_wechat(
+    _args: &WechatArgs,
+    _at: &Addresses,
+) -> Result<(crate::server::wechat::WechatConfig, Option<http::router::DemoSimulator>), StartupError> {
+    Err(StartupError::Config(
+        "this build has no demo mode (built without the `demo` feature): set WECHAT_APPID and WECHAT_SECRET (or WECHAT_SECRET_FILE)"
+            .into(),
+    ))
 }

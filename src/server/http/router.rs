@@ -14,19 +14,26 @@
 
 use super::{api, edge, email, headers, health, invite, link, nojs, pages, profile, setup};
 use crate::app::{App, shell};
-use crate::server::simulator::{self, Simulator};
+
+/// The embedded simulator demo mode mounts at `/_wechat` (none in a build without the
+/// `demo` feature, where this type has no values).
+#[cfg(feature = "demo")]
+pub type DemoSimulator = Arc<crate::server::simulator::Simulator>;
+#[cfg(not(feature = "demo"))]
+pub type DemoSimulator = std::convert::Infallible;
 use crate::server::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get};
 use leptos_axum::{LeptosRoutes, generate_route_list};
+#[cfg(feature = "demo")]
 use std::sync::Arc;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 /// The whole HTTP surface.
-pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain: Option<String>) -> Router {
+pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: Option<String>) -> Router {
     let routes = generate_route_list(App);
     let sessions = SessionManagerLayer::new(state.sessions.clone())
         .with_name(state.site.cookie_name)
@@ -76,9 +83,12 @@ pub fn router(state: AppState, simulator: Option<Arc<Simulator>>, cookie_domain:
             .route("/_wechat/mailbox", get(crate::server::mail::mailbox_page))
             .route("/_wechat/sim/mails", get(crate::server::mail::mails_json));
     }
+    #[cfg(feature = "demo")]
     if let Some(sim) = simulator {
-        app = app.nest("/_wechat", simulator::router(sim));
+        app = app.nest("/_wechat", crate::server::simulator::router(sim));
     }
+    #[cfg(not(feature = "demo"))]
+    let _: Option<DemoSimulator> = simulator;
     if state.oidc.is_some() {
         app = app.merge(crate::server::oidc::router());
     }
