@@ -440,7 +440,6 @@ fn demo_wechat(
     _at: &Addresses,
 ) -> Result<(crate::server::wechat::WechatConfig, Option<http::router::DemoSimulator>), StartupError> {
     Err(StartupError::Config(
-        "this build has no demo mode (built without the `demo` feature): set WECHAT_APPID and WECHAT_SECRET (or WECHAT_SECRET_FILE)"
-            .into(),
+        "this build has no demo mode (built without the `demo` feature): set WECHAT_APPID and WECHAT_SECRET (or WECHAT_SECRET_FILE)".into(),
     ))
 }
