@@ -24,7 +24,7 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
 
     let st = AppState::current()?;
     let who = Caller::current(&st).await?;
-    st.limits.tickets_per_ip.check(&client_bucket(&who.ip)).await?;
+    st.limits.tickets_per_ip.check(&client_bucket(who.ip)).await?;
     let session = WebSession::current(st.site.session_life).await?;
     let wait = u64::try_from(st.tickets.life.waiting_ms / 1000).unwrap_or(0);
     if let Some(key) = session.existing_browser_key().await? {
@@ -196,7 +196,7 @@ pub async fn logout() -> Result<Empty, AppError> {
     let st = AppState::current()?;
     let session = WebSession::current(st.site.session_life).await?;
     // Logging out never fails for want of the caller's address (it is only recorded).
-    let caller = Caller::current(&st).await.unwrap_or_else(|_| Caller { ip: String::new(), user_agent: String::new() });
+    let caller = Caller::current(&st).await.unwrap_or_else(|_| Caller::unknown());
     crate::server::signin::sign_out(&st, &session, &caller).await;
     Ok(Empty {})
 }

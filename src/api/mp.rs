@@ -27,7 +27,7 @@ pub async fn phone_call_of(st: &AppState, caller: &Caller, ticket: &TicketId) ->
     use crate::error::ErrorCode;
     use crate::server::limits::client_bucket;
 
-    let client = client_bucket(&caller.ip);
+    let client = client_bucket(caller.ip);
     st.limits.phone_per_ip.check(&client).await?;
     let Some(current) = st.tickets.load(ticket).await? else {
         return Err(ErrorCode::TicketNotFound.into());
@@ -103,7 +103,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
         requester: Requester {
             site: st.site.host.clone(),
             browser: describe_browser(&t.origin.user_agent).unwrap_or_else(|| current_lang().ui().unknown_browser.to_string()),
-            ip: t.origin.ip.clone(),
+            ip: t.origin.ip_text(),
             created_at: rfc3339(t.created_at),
             client: t.client_name.clone(),
         },
@@ -237,7 +237,7 @@ pub async fn mp_login(code: WxCode) -> Result<crate::model::PhoneLogin, AppError
 async fn token_holder(token: &str) -> Result<(AppState, Caller, crate::server::users::User), AppError> {
     let st = AppState::current()?;
     let caller = Caller::current(&st).await?;
-    st.limits.phone_per_ip.check(&crate::server::limits::client_bucket(&caller.ip)).await?;
+    st.limits.phone_per_ip.check(&crate::server::limits::client_bucket(caller.ip)).await?;
     let user = crate::server::phone::user_of(&st, token).await?;
     Ok((st, caller, user))
 }

@@ -68,6 +68,22 @@ impl Kind {
     }
 }
 
+/// Who an audit event is by: a request (a browser's or the phone's: its IP and user
+/// agent), or a relying party's server calling us (the token exchange: no person's
+/// request is involved).
+#[derive(Clone, Copy, Debug)]
+pub enum Actor<'a> {
+    Request(&'a Caller),
+    /// The OIDC client id.
+    Client(&'a str),
+}
+
+impl<'a> From<&'a Caller> for Actor<'a> {
+    fn from(c: &'a Caller) -> Self {
+        Actor::Request(c)
+    }
+}
+
 /// One stored event.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Event {
@@ -91,13 +107,17 @@ impl Audit {
 
     /// Records `kind` for `user` (if known) by `who`, with a short `detail` (a refusal's
     /// code, the OIDC client, a count). Never fails the caller.
-    pub async fn record(&self, at: UnixMillis, kind: Kind, user: Option<i64>, who: &Caller, detail: &str) {
+    pub async fn record<'a>(&self, at: UnixMillis, kind: Kind, user: Option<i64>, who: impl Into<Actor<'a>>, detail: &str) {
+        let (ip, user_agent) = match who.into() {
+            Actor::Request(c) => (c.ip_text(), c.user_agent.clone()),
+            Actor::Client(id) => (String::new(), format!("OIDC client {id}")),
+        };
         let done = sqlx::query("INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(at)
             .bind(kind.as_str())
             .bind(user)
-            .bind(&who.ip)
-            .bind(&who.user_agent)
+            .bind(ip)
+            .bind(user_agent)
             .bind(detail.chars().take(200).collect::<String>())
             .execute(&self.pool)
             .await;

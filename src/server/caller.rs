@@ -12,8 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 /// The client of the request being served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// Client IP, or `unknown` when the socket's peer is not known (oneshot tests).
-    pub ip: String,
+    /// Client IP; `None` when the socket's peer is not known (a request served without a
+    /// socket, e.g. `oneshot` tests).
+    pub ip: Option<IpAddr>,
     /// User-Agent, at most 300 characters.
     pub user_agent: String,
 }
@@ -58,11 +59,7 @@ impl Caller {
     /// then `X-Forwarded-For` says who is behind it.
     pub fn of(parts: &Parts, trusted: &[IpAddr]) -> Caller {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical());
-        let ip = match peer {
-            Some(p) if is_trusted(p, trusted) => forwarded_client(&parts.headers, p, trusted).to_string(),
-            Some(p) => p.to_string(),
-            None => "unknown".into(),
-        };
+        let ip = peer.map(|p| if is_trusted(p, trusted) { forwarded_client(&parts.headers, p, trusted) } else { p });
         // Kept as sent (for the login history); only ever shown through a browser parser.
         let user_agent = parts
             .headers
@@ -74,6 +71,16 @@ impl Caller {
 }
 
 impl Caller {
+    /// A caller nothing is known about (a logout that could not read its request).
+    pub fn unknown() -> Caller {
+        Caller { ip: None, user_agent: String::new() }
+    }
+
+    /// The IP as stored and shown: empty when unknown.
+    pub fn ip_text(&self) -> String {
+        self.ip.map(|ip| ip.to_string()).unwrap_or_default()
+    }
+
     /// The caller of the request a server function is serving.
     pub async fn current(st: &AppState) -> Result<Caller, crate::error::AppError> {
         leptos_axum::extract_with_state::<Caller, AppState>(st).await.map_err(crate::error::AppError::internal)

@@ -128,15 +128,16 @@ pub struct Limits {
 }
 
 /// The key a client's IP is counted under: the address itself for IPv4 (IPv4-mapped
-/// IPv6 included), its /64 for IPv6. Anything that is not an IP counts as itself.
-pub fn client_bucket(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
-        Ok(std::net::IpAddr::V6(v6)) => {
+/// IPv6 included), its /64 for IPv6.
+pub fn client_bucket(ip: Option<std::net::IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(std::net::IpAddr::V6(v6)) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
-        Ok(v4) => v4.to_string(),
-        Err(_) => ip.to_string(),
+        Some(v4) => v4.to_string(),
+        // No socket peer (never over the network): one bucket for all of them.
+        None => "unknown".into(),
     }
 }
 
@@ -168,11 +169,12 @@ mod tests {
 
     #[test]
     fn clients_are_addresses_or_ipv6_64s() {
-        assert_eq!(client_bucket("1.2.3.4"), "1.2.3.4");
-        assert_eq!(client_bucket("::ffff:1.2.3.4"), "1.2.3.4");
-        assert_eq!(client_bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
-        assert_eq!(client_bucket("2001:db8:1:2:bbbb::9"), client_bucket("2001:db8:1:2::1"));
-        assert_ne!(client_bucket("2001:db8:1:3::1"), client_bucket("2001:db8:1:2::1"));
+        assert_eq!(client_bucket(Some("1.2.3.4".parse().unwrap())), "1.2.3.4");
+        assert_eq!(client_bucket(Some("::ffff:1.2.3.4".parse().unwrap())), "1.2.3.4");
+        assert_eq!(client_bucket(Some("2001:db8:1:2:aaaa::1".parse().unwrap())), "2001:db8:1:2::/64");
+        assert_eq!(client_bucket(Some("2001:db8:1:2:bbbb::9".parse().unwrap())), client_bucket(Some("2001:db8:1:2::1".parse().unwrap())));
+        assert_ne!(client_bucket(Some("2001:db8:1:3::1".parse().unwrap())), client_bucket(Some("2001:db8:1:2::1".parse().unwrap())));
+        assert_eq!(client_bucket(None), "unknown");
     }
 
     #[tokio::test]

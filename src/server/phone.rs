@@ -45,7 +45,7 @@ async fn issue(st: &AppState, user: &User) -> Result<PhoneLogin, AppError> {
 /// `mp/login`: the WeChat user of a `wx.login` code, if they have an account that may sign
 /// in, gets a token. Unknown: 404 `user_not_found`; disabled: 403 `account_disabled`.
 pub async fn login(st: &AppState, caller: &Caller, code: &str) -> Result<PhoneLogin, AppError> {
-    st.limits.phone_per_ip.check(&crate::server::limits::client_bucket(&caller.ip)).await?;
+    st.limits.phone_per_ip.check(&crate::server::limits::client_bucket(caller.ip)).await?;
     let who = st.wechat.code_to_session(code).await?;
     let Some(user) = st.users.find(&who).await? else { return Err(ErrorCode::UserNotFound.into()) };
     if let Some(refusal) = crate::server::people::phone_refusal(&user) {

@@ -48,7 +48,7 @@ pub async fn finalize(
     }
     let next = Finalized { next: current.next.to_string() };
     let site = current.client_name.clone().unwrap_or_default();
-    let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip.clone(), user_agent: who.user_agent.clone() };
+    let signed_in = SignedIn { user, login_at: now, seen_at: now, ip: who.ip_text(), user_agent: who.user_agent.clone() };
     if decision == Finalize::Repeat {
         let mut fa_cookie = None;
         if signed_in_as != Some(user) {

@@ -101,7 +101,7 @@ impl OidcError {
         caller: &crate::server::caller::Caller,
         json: bool,
     ) -> Result<(), Self> {
-        match limit.check(&crate::server::limits::client_bucket(&caller.ip)).await {
+        match limit.check(&crate::server::limits::client_bucket(caller.ip)).await {
             Ok(()) => Ok(()),
             Err(e) if e.code == crate::error::ErrorCode::RateLimited => {
                 Err(OidcError::RateLimited { retry_after: e.retry_after.unwrap_or(60), json })

@@ -351,8 +351,7 @@ pub async fn token(
     answer.set_scopes(Some(grant.scope.split(' ').filter(|s| !s.is_empty()).map(|s| Scope::new(s.to_string())).collect()));
     tracing::info!(client = client.id, user = user.id, "oidc: tokens issued");
     metrics::counter!("scanlogin_oidc_tokens_issued_total").increment(1);
-    let rp = Caller { ip: String::new(), user_agent: format!("OIDC client {}", client.id) };
-    st.audit.record(now, Kind::OidcTokens, Some(user.id), &rp, &client.name).await;
+    st.audit.record(now, Kind::OidcTokens, Some(user.id), crate::server::audit::Actor::Client(&client.id), &client.name).await;
     Ok(no_store_json(answer))
 }
 

@@ -371,7 +371,7 @@ mod tests {
     const LIFE: Lifetimes = Lifetimes { waiting_ms: 120_000, active_ms: 300_000 };
 
     fn ticket() -> Ticket {
-        let origin = Caller { ip: "127.0.0.1".into(), user_agent: "test".into() };
+        let origin = Caller { ip: Some(std::net::Ipv4Addr::LOCALHOST.into()), user_agent: "test".into() };
         Ticket::new(TicketId::try_from("t1").unwrap(), "browser-a".into(), h("key-a"), NextPath::default(), origin, T0, LIFE)
     }
 

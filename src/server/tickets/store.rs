@@ -268,7 +268,8 @@ impl TryFrom<TicketRow> for Ticket {
             client_name: r.client_name,
             match_number: r.match_number.map(u8::try_from).transpose().map_err(|_| bad("match number"))?,
             match_misses: u8::try_from(r.match_misses).map_err(|_| bad("match misses"))?,
-            origin: Caller { ip: r.origin_ip, user_agent: r.origin_ua },
+            // Stored as text; empty (or anything unreadable) when it was not known.
+            origin: Caller { ip: r.origin_ip.parse().ok(), user_agent: r.origin_ua },
             updated_at: r.updated_at,
         })
     }
@@ -291,7 +292,7 @@ impl TicketStore for SqlTicketStore {
         .bind(t.expires_at)
         .bind(t.scanner_id)
         .bind(t.confirm_hash.as_ref().map(|h| h.as_str().to_string()))
-        .bind(&t.origin.ip)
+        .bind(t.origin.ip_text())
         .bind(&t.origin.user_agent)
         .bind(t.updated_at)
         .bind(t.finalize_hash.as_ref().map(|h| h.as_str().to_string()))
@@ -400,7 +401,7 @@ mod tests {
     #[tokio::test]
     async fn notifier_wakes_subscribers_and_forgets_idle_channels() {
         let n = Arc::new(Notifier::default());
-        let origin = Caller { ip: String::new(), user_agent: String::new() };
+        let origin = Caller::unknown();
         let id = TicketId::try_from("a").unwrap();
         let t = Ticket::new(id, "k".into(), TokenHash::of("f"), NextPath::default(), origin, UnixMillis(0), Default::default());
         let mut rx = n.watch("a");
@@ -424,7 +425,7 @@ mod tests {
         let db = crate::server::db::connect(&format!("sqlite://{}/t.db", dir.path().display()), "test", Some(2)).await.unwrap();
         let store = SqlTicketStore::new(db.clone());
         let id = TicketId::try_from("a").unwrap();
-        let origin = Caller { ip: String::new(), user_agent: String::new() };
+        let origin = Caller::unknown();
         let t = Ticket::new(id.clone(), "k".into(), TokenHash::of("f"), NextPath::default(), origin, UnixMillis(0), Default::default());
         store.insert(&t).await.unwrap();
         let version = |t: Option<Ticket>| t.map(|t| t.version);
