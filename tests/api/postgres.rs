@@ -320,12 +320,17 @@ async fn the_fleet_fetches_one_access_token() {
         }
     };
     let counters = || async { reqwest::get(format!("{api}/sim/counters")).await.unwrap().json::<serde_json::Value>().await.unwrap() };
-    assert_eq!(burst(100).await, 100);
+    // On failure, the simulator's counters say which calls were made (issue 31: this failed
+    // once under load; the refused token was then read back from the shared store by a
+    // concurrent call, fixed by deleting the shared copy before the local one).
+    let ok = burst(100).await;
+    assert_eq!(ok, 100, "{}", counters().await);
     assert_eq!(counters().await["stable_token"], 1, "one token fetch for the fleet: {}", counters().await);
 
     // WeChat ends every token; both instances are refused (42001) and the fleet refetches once.
     reqwest::Client::new().post(format!("{api}/sim/expire-tokens")).send().await.unwrap();
-    assert_eq!(burst(20).await, 20);
+    let ok = burst(20).await;
+    assert_eq!(ok, 20, "{}", counters().await);
     assert_eq!(counters().await["stable_token"], 2, "one refetch for the fleet: {}", counters().await);
 
     for app in [a, b] {

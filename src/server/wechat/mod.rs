@@ -272,10 +272,13 @@ impl WechatClient {
             match answer {
                 Err(e) if e.is_token_error() && !refetched && budget > 0 => {
                     tracing::warn!(errcode = e.errcode(), "access token refused; refetching once");
-                    self.tokens.invalidate(&token).await;
+                    // The fleet's copy goes first: dropped here first, a concurrent call on
+                    // this instance would find the cache empty, read the refused token back
+                    // from the shared store, and be refused again with its one refetch spent.
                     if let Some(fleet) = &self.fleet {
                         fleet.invalidate(&token).await;
                     }
+                    self.tokens.invalidate(&token).await;
                     refetched = true;
                     token = self.access_token(&mut budget).await?;
                 }
