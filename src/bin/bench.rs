@@ -45,7 +45,8 @@ async fn main() {
     }
     let deadline = Duration::from_secs(300);
     // Rounds alternate the two sides, so a slow moment of the machine hits both.
-    let (mut base, mut shaped, mut ours, mut problems) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut base, mut shaped, mut ours, mut apart, mut problems) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let server = std::env::current_exe().map(|p| p.with_file_name("scanlogin")).unwrap_or_default();
     for round in 0..rounds {
         base.push(loadgen::run_baseline(n, deadline, Shape::Minimal).await.unwrap_or_else(|e| fail(&format!("baseline: {e}"))));
         shaped.push(loadgen::run_baseline(n, deadline, Shape::Scanlogin).await.unwrap_or_else(|e| fail(&format!("ceiling: {e}"))));
@@ -70,9 +71,24 @@ async fn main() {
         );
         problems.extend(verdict.lost.into_iter().chain(verdict.cross_bound));
         ours.push(figures);
+        let url = db_url(&format!("apart-{round}"));
+        let (figures, verdict) = loadgen::run_scanlogin_sim_apart(&server, n, &url, round, deadline)
+            .await
+            .unwrap_or_else(|e| fail(&format!("simulator apart: {e}")));
+        println!(
+            "round {}: scanlogin with the simulator in its own process {:.1} logins/s ({:.2} ms CPU each); lost {}, cross-bound {}",
+            round + 1,
+            figures.rate(),
+            figures.cpu_ms_per_login(),
+            verdict.lost.len(),
+            verdict.cross_bound.len()
+        );
+        problems.extend(verdict.lost.into_iter().chain(verdict.cross_bound));
+        apart.push(figures);
     }
     table += &loadgen::rows_logins(n, database, rounds, median(&ours), median(&base));
     table += &loadgen::rows_ceiling(median(&shaped), median(&base));
+    table += &loadgen::rows_logins_apart(database, median(&apart), median(&ours), median(&shaped));
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "logins") {
         print!("\n{table}");
         return;
