@@ -121,7 +121,8 @@ pub async fn me() -> Result<MeView, AppError> {
     let Some(signed_in) = session.signed_in(now, st.site.session_absolute_ms).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };
-    let Some(user) = st.users.get(signed_in.user).await? else {
+    // Through the cache, which is exact (every change forgets the user on every instance).
+    let Some(user) = st.users.cached(signed_in.user).await? else {
         session.sign_out().await?;
         return Err(ErrorCode::Unauthenticated.into());
     };
