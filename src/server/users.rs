@@ -72,8 +72,8 @@ impl User {
     }
 }
 
-/// Records a login on `exec` (the pool, or a transaction the sign-in writes in).
-pub async fn insert_login<'c>(
+/// Records a login on `exec`.
+async fn insert_login<'c>(
     exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
     user: i64,
     at: UnixMillis,
