@@ -220,9 +220,18 @@ pub async fn run_scanlogin_sim_apart(
     round: usize,
     deadline: Duration,
 ) -> Result<(Figures, Verdict), String> {
+    let (mut sim, port, secret) = spawn_simulator(bin).await?;
+    let result = run_scanlogin_on(n, database_url, round, deadline, Some((port, secret))).await;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    result
+}
+
+/// `bin simulator` on a free loopback port, listening: the child, its port, its appsecret.
+async fn spawn_simulator(bin: &std::path::Path) -> Result<(std::process::Child, u16, String), String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let secret = crate::server::tokens::random_token(16);
-    let mut sim = std::process::Command::new(bin)
+    let sim = std::process::Command::new(bin)
         .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--site", "http://127.0.0.1:9"])
         .env_clear()
         .env("WECHAT_SECRET", &secret)
@@ -236,10 +245,7 @@ pub async fn run_scanlogin_sim_apart(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let result = run_scanlogin_on(n, database_url, round, deadline, Some((port, secret))).await;
-    let _ = sim.kill();
-    let _ = sim.wait();
-    result
+    Ok((sim, port, secret))
 }
 
 /// The burst, against the embedded simulator (`sim` none) or the one on port `sim.0`
@@ -647,22 +653,7 @@ pub async fn run_waiters(
     env: &[(&str, &str)],
     transport: Transport,
 ) -> Result<WaiterMemory, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let secret = crate::server::tokens::random_token(16);
-    let mut sim = std::process::Command::new(bin)
-        .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--site", "http://127.0.0.1:9"])
-        .env_clear()
-        .env("WECHAT_SECRET", &secret)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (mut sim, port, secret) = spawn_simulator(bin).await?;
     let result = server_waiters(bin, dir, n, env, port, &secret, transport).await;
     let _ = sim.kill();
     let _ = sim.wait();
