@@ -155,6 +155,9 @@ pub struct AdminUserView {
     /// Browsers signed in now.
     #[serde(default)]
     pub sessions: i64,
+    /// Their verified email address, if any.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// `/api/admin/users`.

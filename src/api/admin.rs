@@ -27,6 +27,7 @@ pub fn admin_view(
     crate::model::AdminUserView {
         sessions,
         picture: u.picture(public_url),
+        email: u.email.clone(),
         id: u.id,
         name: u.name,
         status: u.status,

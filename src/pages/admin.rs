@@ -125,6 +125,7 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
                                 <span class="avatar small" aria-hidden="true">{initial}</span>
                                 " " {u.name.clone()} " " <span class="muted">"#"{id}</span>
                                 {u.admin.then(|| view! { " " <span class="tag">{ui.admin_badge}</span> })}
+                                {u.email.clone().map(|e| view! { <br /><span class="muted" data-testid=format!("email-{id}")>{e}</span> })}
                             </td>
                             <td data-testid=format!("status-{id}")>{status_label(u.status, ui)}</td>
                             <td>

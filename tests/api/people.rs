@@ -510,6 +510,13 @@ async fn an_admin_sees_a_persons_browsers_and_signs_one_out() {
 
     // Not for anyone but an admin.
     assert_error(&app.post(&b1, "/api/admin/user/sessions", json!({ "id": lisi })).await, 403, "forbidden");
+    // The console shows a person's verified email.
+    app.state.users.set_email(lisi, Some("lisi@example.com")).await.unwrap();
+    let (_, users) = app.post(&admin, "/api/admin/users", json!({})).await;
+    let row = users["users"].as_array().unwrap().iter().find(|u| u["id"] == lisi).unwrap().clone();
+    assert_eq!(row["email"], "lisi@example.com");
+    let console = admin.get(format!("{}/admin", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(console.contains("lisi@example.com"), "{console}");
     let (s, list) = app.post(&admin, "/api/admin/user/sessions", json!({ "id": lisi })).await;
     assert_eq!(s, 200, "{list}");
     let sessions = list["sessions"].as_array().unwrap().clone();
