@@ -43,11 +43,12 @@ pub fn masked(email: &str) -> String {
     }
 }
 
-/// Sends `user` a link that verifies `raw` as their address, then goes on to `next`.
+/// Sends `user` a link that verifies `raw` as their address, then goes on to `next`; the
+/// address as kept (where the mail went).
 /// Refused: no mail transport (503 `mail_unavailable`), not an address (400
 /// `invalid_email`), another person's address (409 `email_taken`), more than five mails
 /// in an hour (429).
-pub async fn start(st: &AppState, user: &User, caller: &Caller, raw: &str, next: &NextPath) -> Result<(), AppError> {
+pub async fn start(st: &AppState, user: &User, caller: &Caller, raw: &str, next: &NextPath) -> Result<String, AppError> {
     if !st.mailer.is_on() {
         return Err(ErrorCode::MailUnavailable.into());
     }
@@ -91,7 +92,7 @@ pub async fn start(st: &AppState, user: &User, caller: &Caller, raw: &str, next:
         return Err(ErrorCode::MailUnavailable.into());
     }
     st.audit.record(now, Kind::EmailSent, Some(user.id), caller, &masked(&email)).await;
-    Ok(())
+    Ok(email)
 }
 
 /// Whether another person has `email` already.

@@ -2,7 +2,7 @@
 //! mails a verification link; a site that requires an email sends the person here with
 //! `next`), the form's post, and `/account/email/verify/<token>` (the mailed link).
 
-use super::profile::{account_form, account_refusal};
+use super::profile::{account_refusal, account_user};
 use super::{esc, found, message_page};
 use crate::domain::NextPath;
 use crate::server::caller::Caller;
@@ -101,19 +101,14 @@ pub async fn send(
 ) -> Response {
     let lang = request_lang(&headers);
     let t = lang.people();
-    let signed_in = match account_form(&st, &web, &headers).await {
-        Ok(s) => s,
+    let user = match account_user(&st, &web, &headers).await {
+        Ok(u) => u,
         Err(res) => return res,
     };
     let Ok(Form(f)) = form else { return account_refusal(lang, &crate::error::ErrorCode::BadRequest.into()) };
-    let user = match st.users.get(signed_in.user).await {
-        Ok(Some(u)) => u,
-        _ => return found("/login?next=/account"),
-    };
     let next = next_of(f.next.as_deref());
     match crate::server::email::start(&st, &user, &who, &f.email, &next).await {
-        Ok(()) => {
-            let to = crate::server::email::valid_email(&f.email).unwrap_or_default();
+        Ok(to) => {
             let body = format!(
                 "<p data-testid=\"email-sent\">{}</p>{}",
                 esc(&t.email_sent.replace("{email}", &to)),

@@ -110,6 +110,15 @@ pub(super) async fn account_form(
     }
 }
 
+/// [`account_form`], and the person it is signed in as (gone: the scan page).
+pub(super) async fn account_user(st: &AppState, web: &WebSession, headers: &HeaderMap) -> Result<crate::server::users::User, Response> {
+    let signed_in = account_form(st, web, headers).await?;
+    match st.users.get(signed_in.user).await {
+        Ok(Some(user)) => Ok(user),
+        _ => Err(found("/login?next=/account")),
+    }
+}
+
 /// The account page's name form.
 #[derive(Deserialize)]
 pub struct NameForm {
@@ -126,12 +135,11 @@ pub async fn rename(
     form: Result<Form<NameForm>, FormRejection>,
 ) -> Response {
     let lang = request_lang(&headers);
-    let signed_in = match account_form(&st, &web, &headers).await {
-        Ok(s) => s,
+    let user = match account_user(&st, &web, &headers).await {
+        Ok(u) => u,
         Err(res) => return res,
     };
     let refuse = |e: &AppError| account_refusal(lang, e);
-    let Ok(Some(user)) = st.users.get(signed_in.user).await else { return found("/login?next=/account") };
     let Ok(Form(f)) = form else { return refuse(&ErrorCode::BadRequest.into()) };
     match crate::server::people::set_nickname(&st, &user, &f.name, &who).await {
         Ok(_) => found("/account"),
