@@ -3,7 +3,7 @@
 //! runs), then the `email` claim, `Remote-Email`, and `require_email` clients.
 
 use crate::common::*;
-use crate::oidc::{RP, SECRET, auth_url, authorize, browser_no_redirects, exchange, location, provider_from, query_of};
+use crate::oidc::{RP, SECRET, auth_url, authorize, browser_no_redirects, location, provider_from, query_of};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -67,8 +67,19 @@ impl SmtpSink {
     fn last_link(&self) -> Option<String> {
         let all = self.messages.lock().unwrap();
         let text = all.last()?.replace("=\n", "").replace("=3D", "=");
-        text.split_whitespace().find(|w| w.contains("/account/email/verify/")).map(str::to_string)
+        link_in(&text)
     }
+}
+
+/// The verification link in `body` (a mail's text).
+fn link_in(body: &str) -> Option<String> {
+    body.split_whitespace().find(|w| w.contains("/account/email/verify/")).map(str::to_string)
+}
+
+/// The link of the newest mail in `app`'s demo mailbox.
+async fn demo_mailbox_link(app: &TestApp) -> String {
+    let mails: Value = reqwest::get(format!("{}/_wechat/sim/mails", app.base)).await.unwrap().json().await.unwrap();
+    link_in(mails[0]["body"].as_str().unwrap()).expect("the mail carries the link")
 }
 
 /// A signed-in browser (no redirects followed) for `user`.
@@ -199,11 +210,11 @@ async fn the_demo_mailbox_holds_the_demos_mails() {
     let mails: Value = reqwest::get(format!("{}/_wechat/sim/mails", app.base)).await.unwrap().json().await.unwrap();
     assert_eq!(mails[0]["to"], "wangwu@example.com");
     let body = mails[0]["body"].as_str().unwrap();
-    let link = body.split_whitespace().find(|w| w.contains("/account/email/verify/")).unwrap();
+    let link = link_in(body).unwrap();
     let page = reqwest::get(format!("{}/_wechat/mailbox", app.base)).await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
     // Opened in another browser (a mail app): verified, said so.
-    let res = browser_no_redirects().get(link).send().await.unwrap();
+    let res = browser_no_redirects().get(&link).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("email-verified"));
     assert_eq!(me(&app, &b).await["user"]["email"], "wangwu@example.com");
@@ -231,26 +242,17 @@ async fn a_client_that_requires_an_email_gets_a_verified_one() {
 
     let next = query_of(&format!("{}{email_page}", app.base))["next"].clone();
     assert_eq!(post_email(&app, &b, "zhangsan@example.com", &next).await.status(), 200);
-    let mails: Value = reqwest::get(format!("{}/_wechat/sim/mails", app.base)).await.unwrap().json().await.unwrap();
-    let link = mails[0]["body"].as_str().unwrap().split_whitespace().find(|w| w.contains("/verify/")).unwrap().to_string();
+    let link = demo_mailbox_link(&app).await;
     let res = b.get(&link).send().await.unwrap();
     assert_eq!(location(&res), next, "verified: back to the request");
     let res = b.get(format!("{}{next}", app.base)).send().await.unwrap();
     let back = location(&res);
     assert!(back.starts_with(RP), "the code now: {back}");
     let code = query_of(&back)["code"].clone();
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", RP), ("code_verifier", verifier.secret())];
-    let (s, tokens) = exchange(&app, &form, Some(("grafana", SECRET))).await;
+    let (s, tokens) = crate::oidc_edges::redeem(&app, &code, verifier.secret()).await;
     assert_eq!(s, 200, "{tokens}");
-    let info: Value = reqwest::Client::new()
-        .get(format!("{}/oidc/userinfo", app.base))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, info) = crate::oidc_edges::userinfo(&app, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{info}");
     assert_eq!((&info["email"], &info["email_verified"]), (&json!("zhangsan@example.com"), &json!(true)), "{info}");
     let meta: Value = reqwest::get(format!("{}/.well-known/openid-configuration", app.base)).await.unwrap().json().await.unwrap();
     assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("email")));
@@ -266,8 +268,7 @@ async fn emails_on_postgres_one_address_per_person() {
     let b = spawn_on(tempfile::tempdir().unwrap(), url, &[]).await;
     let zhang = signed_in(&a, "zhangsan").await;
     assert_eq!(post_email(&a, &zhang, "same@example.com", "/account").await.status(), 200);
-    let mails: Value = reqwest::get(format!("{}/_wechat/sim/mails", a.base)).await.unwrap().json().await.unwrap();
-    let link = mails[0]["body"].as_str().unwrap().split_whitespace().find(|w| w.contains("/verify/")).unwrap().to_string();
+    let link = demo_mailbox_link(&a).await;
     // The link works on any instance (the table is shared).
     let on_b = link.replace(&a.base, &b.base);
     assert_eq!(browser_no_redirects().get(&on_b).send().await.unwrap().status(), 200);

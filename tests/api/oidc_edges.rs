@@ -20,7 +20,7 @@ async fn code_for_grafana(app: &TestApp, b: &reqwest::Client, scope: &str) -> (S
     (q["code"].clone(), verifier.secret().clone())
 }
 
-async fn redeem(app: &TestApp, code: &str, verifier: &str) -> (u16, Value) {
+pub(crate) async fn redeem(app: &TestApp, code: &str, verifier: &str) -> (u16, Value) {
     exchange(
         app,
         &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", RP), ("code_verifier", verifier)],
@@ -29,7 +29,7 @@ async fn redeem(app: &TestApp, code: &str, verifier: &str) -> (u16, Value) {
     .await
 }
 
-async fn userinfo(app: &TestApp, token: &str) -> (u16, Value) {
+pub(crate) async fn userinfo(app: &TestApp, token: &str) -> (u16, Value) {
     let res = reqwest::Client::new().get(format!("{}/oidc/userinfo", app.base)).bearer_auth(token).send().await.unwrap();
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
