@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
 
 /// A value that broke its type's rules (the detail is for logs and tests).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +220,19 @@ impl UserStatus {
     }
 }
 
+/// A person's id: the key of their `users` row (never reused). Sent to the console and
+/// the account page as a plain number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::Type), sqlx(transparent))]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A point in time: milliseconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(sqlx::Type), sqlx(transparent))]
@@ -226,15 +240,30 @@ impl UserStatus {
 pub struct UnixMillis(pub i64);
 
 impl UnixMillis {
-    /// This instant plus `ms` milliseconds (saturating).
-    pub fn plus_ms(self, ms: i64) -> UnixMillis {
-        UnixMillis(self.0.saturating_add(ms))
+    /// This instant `d` later (saturating).
+    pub fn plus(self, d: Duration) -> UnixMillis {
+        UnixMillis(self.0.saturating_add(millis(d)))
     }
 
-    /// Milliseconds from `earlier` to this instant (negative when `earlier` is later).
-    pub fn since(self, earlier: UnixMillis) -> i64 {
-        self.0.saturating_sub(earlier.0)
+    /// This instant `d` earlier (saturating).
+    pub fn minus(self, d: Duration) -> UnixMillis {
+        UnixMillis(self.0.saturating_sub(millis(d)))
     }
+
+    /// How long after `earlier` this instant is: zero when `earlier` is later.
+    pub fn since(self, earlier: UnixMillis) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
+    /// How long from this instant until `later`: zero once it has passed.
+    pub fn until(self, later: UnixMillis) -> Duration {
+        later.since(self)
+    }
+}
+
+/// `d` in whole milliseconds, saturating at `i64::MAX`.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -306,9 +335,12 @@ mod tests {
 
     #[test]
     fn millis_arithmetic_saturates() {
-        assert_eq!(UnixMillis(5).plus_ms(10), UnixMillis(15));
-        assert_eq!(UnixMillis(i64::MAX).plus_ms(1), UnixMillis(i64::MAX));
-        assert_eq!(UnixMillis(15).since(UnixMillis(5)), 10);
+        assert_eq!(UnixMillis(5).plus(Duration::from_millis(10)), UnixMillis(15));
+        assert_eq!(UnixMillis(i64::MAX).plus(Duration::from_millis(1)), UnixMillis(i64::MAX));
+        assert_eq!(UnixMillis(i64::MIN).minus(Duration::MAX), UnixMillis(i64::MIN));
+        assert_eq!(UnixMillis(15).since(UnixMillis(5)), Duration::from_millis(10));
+        assert_eq!(UnixMillis(5).since(UnixMillis(15)), Duration::ZERO, "never negative");
+        assert_eq!(UnixMillis(5).until(UnixMillis(15)), Duration::from_millis(10));
     }
 }
 

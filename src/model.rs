@@ -1,7 +1,7 @@
 //! Types shared by the server and the browser: what the endpoints of docs/api.md
 //! return.
 
-use crate::domain::{ConfirmToken, FinalizeKey, TicketId};
+use crate::domain::{ConfirmToken, FinalizeKey, TicketId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Where a login ticket is in its life (see docs/api.md, "Ticket"). Its names are
@@ -114,7 +114,7 @@ pub struct Finalized {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserView {
     /// Our user id.
-    pub id: i64,
+    pub id: UserId,
     /// Display name.
     pub name: String,
     /// The openid with its middle hidden (`oAbc…xyz9`).
@@ -141,7 +141,7 @@ pub struct UserView {
 /// A user as an admin sees them (`/api/admin/users`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdminUserView {
-    pub id: i64,
+    pub id: UserId,
     pub name: String,
     /// Absolute URL of their avatar, if they set one.
     pub picture: Option<String>,
@@ -182,7 +182,7 @@ pub struct AdminEventView {
     pub at: String,
     pub kind: String,
     /// The user it concerns, if any.
-    pub user: Option<i64>,
+    pub user: Option<UserId>,
     pub ip: String,
     /// The site or detail (a refusal's code, the OIDC client, the change made).
     pub site: String,

@@ -2,7 +2,7 @@
 //! admin. Cookie session and same-site rules as `/api/me`; anyone else gets 401 or 403
 //! `forbidden` and nothing changes. Every change is in the audit trail.
 
-use crate::domain::{GroupName, UserStatus};
+use crate::domain::{GroupName, UserId, UserStatus};
 use crate::error::AppError;
 use crate::model::{AuditList, Empty, InvitationList, InvitationMade, UserAnswer, UserList};
 use leptos::prelude::*;
@@ -60,7 +60,7 @@ pub async fn admin_users() -> Result<UserList, AppError> {
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
 pub async fn admin_user(
-    id: i64,
+    id: UserId,
     status: Option<UserStatus>,
     admin: Option<bool>,
     groups: Option<Vec<GroupName>>,
@@ -78,7 +78,7 @@ pub async fn admin_user(
 #[server(prefix = "/api", endpoint = "admin/audit", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn admin_audit(user: Option<i64>, kind: Option<String>) -> Result<AuditList, AppError> {
+pub async fn admin_audit(user: Option<UserId>, kind: Option<String>) -> Result<AuditList, AppError> {
     use crate::model::AdminEventView;
     use crate::server::clock::rfc3339;
     let st = AppState::current()?;
@@ -127,7 +127,7 @@ pub async fn admin_invitations() -> Result<InvitationList, AppError> {
             groups: i.groups,
             max_uses: i.max_uses,
             uses: i.uses,
-            created_by: i.created_by,
+            created_by: i.created_by.0,
             created_at: rfc3339(i.created_at),
             expires_at: rfc3339(i.expires_at),
             revoked_at: i.revoked_at.map(rfc3339),
@@ -152,7 +152,7 @@ pub async fn admin_invitation_revoke(id: i64) -> Result<Empty, AppError> {
 #[server(prefix = "/api", endpoint = "admin/user/sign-out", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn admin_sign_out(id: i64) -> Result<crate::model::Revoked, AppError> {
+pub async fn admin_sign_out(id: UserId) -> Result<crate::model::Revoked, AppError> {
     let st = AppState::current()?;
     let actor = people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
     let caller = Caller::current(&st).await?;
@@ -164,7 +164,7 @@ pub async fn admin_sign_out(id: i64) -> Result<crate::model::Revoked, AppError> 
 #[server(prefix = "/api", endpoint = "admin/user/sessions", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn admin_user_sessions(id: i64) -> Result<crate::model::AdminSessions, AppError> {
+pub async fn admin_user_sessions(id: UserId) -> Result<crate::model::AdminSessions, AppError> {
     let st = AppState::current()?;
     people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
     if st.users.get(id).await?.is_none() {
@@ -181,7 +181,7 @@ pub async fn admin_user_sessions(id: i64) -> Result<crate::model::AdminSessions,
 #[server(prefix = "/api", endpoint = "admin/user/session/sign-out", input = Json, output = Json)]
 #[middleware(crate::server::http::api::SAME_SITE)]
 #[middleware(crate::server::http::api::JSON_ONLY)]
-pub async fn admin_sign_out_session(id: i64, session: String) -> Result<crate::model::Revoked, AppError> {
+pub async fn admin_sign_out_session(id: UserId, session: String) -> Result<crate::model::Revoked, AppError> {
     let st = AppState::current()?;
     let actor = people::require_admin(&st, &WebSession::current(st.site.session_life).await?).await?;
     let caller = Caller::current(&st).await?;

@@ -26,7 +26,7 @@ pub async fn create_ticket(next: Option<NextPath>) -> Result<TicketIssued, AppEr
     let who = Caller::current(&st).await?;
     st.limits.tickets_per_ip.check(&client_bucket(who.ip)).await?;
     let session = WebSession::current(st.site.session_life).await?;
-    let wait = u64::try_from(st.tickets.life.waiting_ms / 1000).unwrap_or(0);
+    let wait = st.tickets.life.waiting.as_secs();
     if let Some(key) = session.existing_browser_key().await? {
         st.limits.tickets_per_browser.check(&key).await?;
         let cap = st.limits.live_tickets_per_browser;
@@ -118,7 +118,7 @@ pub async fn me() -> Result<MeView, AppError> {
     let st = AppState::current()?;
     let session = WebSession::current(st.site.session_life).await?;
     let now = st.clock.now();
-    let Some(signed_in) = session.signed_in(now, st.site.session_absolute_ms).await? else {
+    let Some(signed_in) = session.signed_in(now, st.site.session_absolute).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };
     // Through the cache, which is exact (every change forgets the user on every instance).

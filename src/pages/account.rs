@@ -68,7 +68,7 @@ fn AccountDetails(m: MeView) -> impl IntoView {
             <button type="submit" class="button secondary">{ui.change_name}</button>
         </form>
         <dl class="facts">
-            <div><dt>{ui.user_id}</dt><dd data-testid="user-id">{m.user.id}</dd></div>
+            <div><dt>{ui.user_id}</dt><dd data-testid="user-id">{m.user.id.0}</dd></div>
             <div><dt>{ui.member_since}</dt><dd>{show_time(&m.user.created_at)}</dd></div>
             <div>
                 <dt>{ui.email}</dt>

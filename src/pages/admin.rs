@@ -6,7 +6,7 @@
 
 use crate::api::admin::{admin_audit, admin_invitations, admin_users};
 use crate::app::use_ui;
-use crate::domain::UserStatus;
+use crate::domain::{UserId, UserStatus};
 use crate::error::ErrorCode;
 use crate::i18n::Ui;
 use crate::model::AdminUserView;
@@ -94,7 +94,7 @@ pub fn AdminPage() -> impl IntoView {
 }
 
 /// One form button posting an action for user `id`.
-fn action(id: i64, what: &'static str, label: &'static str, class: &'static str) -> impl IntoView {
+fn action(id: UserId, what: &'static str, label: &'static str, class: &'static str) -> impl IntoView {
     view! {
         <form method="post" action="/admin/user" class="inline-form">
             <input type="hidden" name="id" value=id.to_string() />
@@ -123,7 +123,7 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
                         <tr id=format!("user-{id}") data-testid=format!("user-{id}")>
                             <td>
                                 <span class="avatar small" aria-hidden="true">{initial}</span>
-                                " " {u.name.clone()} " " <span class="muted">"#"{id}</span>
+                                " " {u.name.clone()} " " <span class="muted">"#"{id.0}</span>
                                 {u.admin.then(|| view! { " " <span class="tag">{ui.admin_badge}</span> })}
                                 {u.email.clone().map(|e| view! { <br /><span class="muted" data-testid=format!("email-{id}")>{e}</span> })}
                             </td>
@@ -169,7 +169,7 @@ fn UserTable(users: Vec<AdminUserView>) -> impl IntoView {
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let ui = use_ui();
-    let id: i64 = use_query_map().get_untracked().get("user").and_then(|u| u.parse().ok()).unwrap_or(0);
+    let id = UserId(use_query_map().get_untracked().get("user").and_then(|u| u.parse().ok()).unwrap_or(0));
     let list = Resource::new(|| (), move |_| crate::api::admin::admin_user_sessions(id));
     view! {
         <section class="card admin-card">
@@ -289,7 +289,7 @@ pub fn AuditPage() -> impl IntoView {
     let lang = crate::app::use_page_env().lang;
     let query = use_query_map().get_untracked();
     let user_text = query.get("user").unwrap_or_default();
-    let user = user_text.trim().parse::<i64>().ok();
+    let user = user_text.trim().parse::<i64>().ok().map(UserId);
     let kind = query.get("kind").filter(|k| KINDS.contains(&k.as_str()) && !k.is_empty());
     let list = Resource::new(move || (), {
         let kind = kind.clone();

@@ -14,7 +14,7 @@
 //! `grafana.example.com` unless one names it). Mistakes stop the server with the line they
 //! are on; a `user:ID` nobody has yet is only a warning (the person may come later).
 
-use crate::domain::{GroupName, UserStatus};
+use crate::domain::{GroupName, UserId, UserStatus};
 use crate::server::users::User;
 use serde::Deserialize;
 use toml::Spanned;
@@ -23,7 +23,7 @@ use toml::Spanned;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Allow {
     Group(GroupName),
-    User(i64),
+    User(UserId),
     Admins,
 }
 
@@ -58,7 +58,7 @@ impl Allow {
                 .parse::<i64>()
                 .ok()
                 .filter(|i| *i > 0)
-                .map(Allow::User)
+                .map(|i| Allow::User(UserId(i)))
                 .ok_or_else(|| format!("{s:?}: user:ID takes a user id (a number)"));
         }
         Err(format!("{s:?}: an entry is group:NAME, user:ID or admins"))
@@ -103,7 +103,7 @@ impl Policy {
     }
 
     /// Every `user:ID` the list names.
-    pub fn user_ids(&self) -> impl Iterator<Item = i64> + '_ {
+    pub fn user_ids(&self) -> impl Iterator<Item = UserId> + '_ {
         self.allow.iter().flatten().filter_map(|a| match a {
             Allow::User(id) => Some(*id),
             _ => None,
@@ -235,7 +235,7 @@ mod tests {
     use crate::server::wechat::WxIdentity;
 
     fn user(id: i64, groups: &[&str], admin: bool, status: UserStatus) -> User {
-        let mut u = User::new(id, &WxIdentity { openid: format!("o{id}"), unionid: None }, "x".into(), UnixMillis(0), status);
+        let mut u = User::new(UserId(id), &WxIdentity { openid: format!("o{id}"), unionid: None }, "x".into(), UnixMillis(0), status);
         u.groups = groups.iter().map(|g| GroupName::try_from(*g).unwrap()).collect();
         u.admin = admin;
         u

@@ -4,7 +4,7 @@
 //! account page. Recording is best effort: a failure is logged and never fails the
 //! request it describes.
 
-use crate::domain::UnixMillis;
+use crate::domain::{UnixMillis, UserId};
 use crate::server::caller::Caller;
 use crate::server::db::Db;
 
@@ -89,7 +89,7 @@ pub async fn insert<'c>(
     exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
     at: UnixMillis,
     kind: Kind,
-    user: Option<i64>,
+    user: Option<UserId>,
     who: Actor<'_>,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
@@ -132,14 +132,14 @@ impl Audit {
 
     /// Records `kind` for `user` (if known) by `who`, with a short `detail` (a refusal's
     /// code, the OIDC client, a count). Never fails the caller.
-    pub async fn record<'a>(&self, at: UnixMillis, kind: Kind, user: Option<i64>, who: impl Into<Actor<'a>>, detail: &str) {
+    pub async fn record<'a>(&self, at: UnixMillis, kind: Kind, user: Option<UserId>, who: impl Into<Actor<'a>>, detail: &str) {
         if let Err(e) = insert(&self.pool, at, kind, user, who.into(), detail).await {
             tracing::error!(error = %e, kind = kind.as_str(), "audit event not recorded");
         }
     }
 
     /// The latest events of `user`, newest first.
-    pub async fn recent_for_user(&self, user: i64, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
+    pub async fn recent_for_user(&self, user: UserId, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
         sqlx::query_as("SELECT at, kind, ip, user_agent, detail FROM audit_events WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
             .bind(user)
             .bind(limit)
@@ -149,14 +149,14 @@ impl Audit {
 
     /// The latest events, newest first, with whom they concern: everyone's or `user`'s,
     /// of every kind or `kind`.
-    pub async fn recent(&self, user: Option<i64>, kind: Option<&str>, limit: i64) -> Result<Vec<(Event, Option<i64>)>, sqlx::Error> {
+    pub async fn recent(&self, user: Option<UserId>, kind: Option<&str>, limit: i64) -> Result<Vec<(Event, Option<UserId>)>, sqlx::Error> {
         // Each filter compares only when given: one statement, bound parameters.
-        let rows: Vec<(i64, String, String, String, String, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<(i64, String, String, String, String, Option<UserId>)> = sqlx::query_as(
             "SELECT at, kind, ip, user_agent, detail, user_id FROM audit_events \
              WHERE ($1 = 0 OR user_id = $2) AND ($3 = '' OR kind = $3) ORDER BY at DESC, id DESC LIMIT $4",
         )
         .bind(i64::from(user.is_some()))
-        .bind(user.unwrap_or(0))
+        .bind(user.map_or(0, |u| u.0))
         .bind(kind.unwrap_or(""))
         .bind(limit)
         .fetch_all(&self.pool)

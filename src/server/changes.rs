@@ -55,7 +55,7 @@ async fn relay(url: &str, to: &Listeners) -> Result<std::convert::Infallible, sq
             SESSIONS => to.sessions.forget(id),
             USERS => {
                 if let Ok(id) = id.parse() {
-                    to.users.forget(id);
+                    to.users.forget(crate::domain::UserId(id));
                 }
             }
             _ => {}

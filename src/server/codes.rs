@@ -35,7 +35,7 @@ fn refill_backoff(failures: u32, quota: bool) -> Duration {
 
 /// A shared code older than this is not handed out (the purge deletes it): a code made
 /// under another configuration (app, page) must not wait forever.
-pub const SHARED_MAX_AGE_MS: i64 = 24 * 3600 * 1000;
+pub const SHARED_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// How often an instance looks at the fleet's pool without having taken from it (codes
 /// other instances took are refilled by their refillers; this is the safety net).
@@ -172,7 +172,7 @@ impl CodePool {
             "DELETE FROM ready_codes WHERE ticket_id = (SELECT ticket_id FROM ready_codes WHERE made_at > $1 \
              ORDER BY made_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ticket_id, image",
         )
-        .bind(self.clock.now().plus_ms(-SHARED_MAX_AGE_MS))
+        .bind(self.clock.now().minus(SHARED_MAX_AGE))
         .fetch_optional(db)
         .await
         .map_err(store)?;
@@ -232,7 +232,7 @@ impl CodePool {
         }
         let now = self.clock.now();
         let ready: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ready_codes WHERE made_at > $1")
-            .bind(now.plus_ms(-SHARED_MAX_AGE_MS))
+            .bind(now.minus(SHARED_MAX_AGE))
             .fetch_one(&mut *tx)
             .await
             .map_err(store)?;
@@ -259,7 +259,7 @@ impl CodePool {
     /// Deletes the fleet's codes too old to hand out.
     pub async fn purge(&self, now: UnixMillis) -> Result<u64, sqlx::Error> {
         let Some(db) = &self.shared else { return Ok(0) };
-        let done = sqlx::query("DELETE FROM ready_codes WHERE made_at <= $1").bind(now.plus_ms(-SHARED_MAX_AGE_MS)).execute(db).await?;
+        let done = sqlx::query("DELETE FROM ready_codes WHERE made_at <= $1").bind(now.minus(SHARED_MAX_AGE)).execute(db).await?;
         Ok(done.rows_affected())
     }
 }

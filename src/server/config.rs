@@ -243,9 +243,14 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
-/// Seconds as milliseconds, or an error naming `what` when that cannot be represented.
-fn millis(secs: u64, what: &str) -> Result<i64, ConfigError> {
-    i64::try_from(secs).ok().and_then(|s| s.checked_mul(1000)).ok_or_else(|| invalid(format!("{what} is too large")))
+/// Seconds as a span, or an error naming `what` when its milliseconds would not fit an
+/// instant's (`UnixMillis`) arithmetic.
+fn span(secs: u64, what: &str) -> Result<Duration, ConfigError> {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .map(|_| Duration::from_secs(secs))
+        .ok_or_else(|| invalid(format!("{what} is too large")))
 }
 
 /// Real WeChat credentials.
@@ -292,8 +297,8 @@ impl Config {
             return Err(invalid("OIDC_CLIENTS needs an https PUBLIC_URL outside demo mode"));
         }
         self.tickets.lifetimes()?;
-        self.tickets.purge_grace_ms()?;
-        self.sessions.absolute_ms()?;
+        self.tickets.purge_grace()?;
+        self.sessions.absolute()?;
         self.sessions.lifetimes(&self.tickets)?;
         Ok(())
     }
@@ -387,33 +392,26 @@ impl TicketArgs {
         if self.scanned_ttl_secs < self.ttl_secs {
             return Err(invalid("TICKET_SCANNED_TTL_SECS must not be shorter than TICKET_TTL_SECS"));
         }
-        Ok(Lifetimes {
-            waiting_ms: millis(self.ttl_secs, "TICKET_TTL_SECS")?,
-            active_ms: millis(self.scanned_ttl_secs, "TICKET_SCANNED_TTL_SECS")?,
-        })
+        Ok(Lifetimes { waiting: span(self.ttl_secs, "TICKET_TTL_SECS")?, active: span(self.scanned_ttl_secs, "TICKET_SCANNED_TTL_SECS")? })
     }
 
     /// How long finished tickets are kept.
-    pub fn purge_grace_ms(&self) -> Result<i64, ConfigError> {
-        millis(self.purge_grace_secs, "PURGE_GRACE_SECS")
+    pub fn purge_grace(&self) -> Result<Duration, ConfigError> {
+        span(self.purge_grace_secs, "PURGE_GRACE_SECS")
     }
 }
 
 impl SessionArgs {
     /// A login's absolute life.
-    pub fn absolute_ms(&self) -> Result<i64, ConfigError> {
-        millis(self.absolute_secs, "SESSION_ABSOLUTE_SECS")
+    pub fn absolute(&self) -> Result<Duration, ConfigError> {
+        span(self.absolute_secs, "SESSION_ABSOLUTE_SECS")
     }
 
     /// How long sessions live without activity: signed in, `SESSION_IDLE_SECS`;
     /// anonymous (a binding key only), its longest ticket plus the purge grace.
     pub fn lifetimes(&self, tickets: &TicketArgs) -> Result<SessionLifetimes, ConfigError> {
-        let secs = |n: u64, what: &str| {
-            millis(n, what)?;
-            i64::try_from(n).map(time::Duration::seconds).map_err(|_| invalid(format!("{what} is too large")))
-        };
         let anonymous = tickets.scanned_ttl_secs.max(tickets.ttl_secs).saturating_add(tickets.purge_grace_secs);
-        Ok(SessionLifetimes { anonymous: secs(anonymous, "PURGE_GRACE_SECS")?, signed_in: secs(self.idle_secs, "SESSION_IDLE_SECS")? })
+        Ok(SessionLifetimes { anonymous: span(anonymous, "PURGE_GRACE_SECS")?, signed_in: span(self.idle_secs, "SESSION_IDLE_SECS")? })
     }
 }
 

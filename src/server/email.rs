@@ -3,16 +3,17 @@
 //! on the user — the `email` claim (`email_verified: true`, scope `email`) and
 //! `Remote-Email`. One address belongs to one person: apps match accounts by email.
 
-use crate::domain::{NextPath, UnixMillis};
+use crate::domain::{NextPath, UnixMillis, UserId};
 use crate::error::{AppError, ErrorCode};
 use crate::server::audit::Kind;
 use crate::server::caller::Caller;
 use crate::server::state::AppState;
 use crate::server::tokens::{TokenHash, random_token};
 use crate::server::users::User;
+use std::time::Duration;
 
 /// How long a verification link works.
-pub const LINK_LIFE_MS: i64 = 24 * 3600 * 1000;
+pub const LINK_LIFE: Duration = Duration::from_secs(24 * 3600);
 /// Verification mails one person may have sent in an hour.
 const MAILS_PER_HOUR: i64 = 5;
 
@@ -59,7 +60,7 @@ pub async fn start(st: &AppState, user: &User, caller: &Caller, raw: &str, next:
     let now = st.clock.now();
     let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM email_verifications WHERE user_id = $1 AND created_at > $2")
         .bind(user.id)
-        .bind(now.plus_ms(-3_600_000))
+        .bind(now.minus(Duration::from_secs(3600)))
         .fetch_one(&st.db)
         .await?;
     if sent >= MAILS_PER_HOUR {
@@ -75,7 +76,7 @@ pub async fn start(st: &AppState, user: &User, caller: &Caller, raw: &str, next:
     .bind(&email)
     .bind(next.as_str())
     .bind(now)
-    .bind(now.plus_ms(LINK_LIFE_MS))
+    .bind(now.plus(LINK_LIFE))
     .execute(&st.db)
     .await?;
     let link = format!("{}/account/email/verify/{token}", st.site.public_url);
@@ -87,7 +88,7 @@ pub async fn start(st: &AppState, user: &User, caller: &Caller, raw: &str, next:
         host = st.site.host
     );
     if let Err(e) = st.mailer.send(&email, &format!("验证你的邮箱 · Verify your email ({})", st.site.host), &body, now).await {
-        tracing::warn!(error = %e, user = user.id, "a verification mail was not sent");
+        tracing::warn!(error = %e, user = %user.id, "a verification mail was not sent");
         sqlx::query("DELETE FROM email_verifications WHERE token_hash = $1").bind(hash.as_str()).execute(&st.db).await?;
         return Err(ErrorCode::MailUnavailable.into());
     }
@@ -96,7 +97,7 @@ pub async fn start(st: &AppState, user: &User, caller: &Caller, raw: &str, next:
 }
 
 /// Whether another person has `email` already.
-async fn taken_by_another(st: &AppState, user: i64, email: &str) -> Result<bool, sqlx::Error> {
+async fn taken_by_another(st: &AppState, user: UserId, email: &str) -> Result<bool, sqlx::Error> {
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = $1 AND id <> $2").bind(email).bind(user).fetch_one(&st.db).await?;
     Ok(n > 0)
@@ -105,12 +106,12 @@ async fn taken_by_another(st: &AppState, user: i64, email: &str) -> Result<bool,
 /// Opens a verification link: the address becomes the person's (their other pending
 /// links end). Unknown, used or expired: 410 `link_invalid`; another person took the
 /// address meanwhile: 409 `email_taken`. The person and where to go next.
-pub async fn verify(st: &AppState, token: &str, caller: &Caller) -> Result<(i64, NextPath), AppError> {
+pub async fn verify(st: &AppState, token: &str, caller: &Caller) -> Result<(UserId, NextPath), AppError> {
     if token.is_empty() || token.len() > 64 {
         return Err(ErrorCode::LinkInvalid.into());
     }
     let now = st.clock.now();
-    let row: Option<(i64, String, String)> =
+    let row: Option<(UserId, String, String)> =
         sqlx::query_as("SELECT user_id, email, next FROM email_verifications WHERE token_hash = $1 AND expires_at > $2")
             .bind(TokenHash::of(token).as_str())
             .bind(now)
@@ -122,7 +123,7 @@ pub async fn verify(st: &AppState, token: &str, caller: &Caller) -> Result<(i64,
     }
     // The unique index decides a race between two people verifying one address at once.
     if let Err(e) = st.users.set_email(user, Some(&email)).await {
-        tracing::info!(error = %e, user, "email not set (taken meanwhile?)");
+        tracing::info!(error = %e, user = %user, "email not set (taken meanwhile?)");
         return Err(ErrorCode::EmailTaken.into());
     }
     sqlx::query("DELETE FROM email_verifications WHERE user_id = $1").bind(user).execute(&st.db).await?;

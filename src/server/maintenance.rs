@@ -13,9 +13,9 @@ pub struct Schedule {
     pub every: Duration,
     /// Finished and expired tickets are kept this long (a late status call still gets
     /// their final state).
-    pub ticket_grace_ms: i64,
+    pub ticket_grace: Duration,
     /// Audit events are kept this long.
-    pub audit_retention_ms: i64,
+    pub audit_retention: Duration,
 }
 
 /// Runs the upkeep every `schedule.every`, for ever.
@@ -29,7 +29,7 @@ pub async fn run(state: AppState, schedule: Schedule) {
 
 /// One round: what each subsystem no longer needs at `now`.
 pub async fn purge(state: &AppState, schedule: Schedule, now: UnixMillis) {
-    match state.tickets.purge(now.plus_ms(-schedule.ticket_grace_ms)).await {
+    match state.tickets.purge(now.minus(schedule.ticket_grace)).await {
         Ok(n) if n > 0 => tracing::debug!(tickets = n, "purged"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "ticket purge failed"),
@@ -44,7 +44,7 @@ pub async fn purge(state: &AppState, schedule: Schedule, now: UnixMillis) {
     if let Err(e) = state.codes.purge(now).await {
         tracing::warn!(error = %e, "code pool purge failed");
     }
-    if let Err(e) = state.audit.purge(now.plus_ms(-schedule.audit_retention_ms)).await {
+    if let Err(e) = state.audit.purge(now.minus(schedule.audit_retention)).await {
         tracing::warn!(error = %e, "audit purge failed");
     }
     if let Err(e) = crate::server::people::purge(state, now).await {
@@ -60,10 +60,10 @@ pub async fn purge(state: &AppState, schedule: Schedule, now: UnixMillis) {
         if let Err(e) = p.purge(now).await {
             tracing::warn!(error = %e, "oidc purge failed");
         }
-        if let Err(e) = p.keys.ensure(now, p.rotate_ms).await {
+        if let Err(e) = p.keys.ensure(now, p.rotate).await {
             tracing::warn!(error = %e, "oidc key rotation failed");
         }
-        if let Err(e) = p.keys.retire(now, p.hint_max_age_ms).await {
+        if let Err(e) = p.keys.retire(now, p.hint_max_age).await {
             tracing::warn!(error = %e, "oidc key retirement failed");
         }
     }

@@ -16,8 +16,6 @@ pub mod forward_auth;
 pub mod handoff;
 pub mod http;
 pub mod limits;
-#[cfg(feature = "test-support")]
-pub mod loadgen;
 pub mod mail;
 pub mod maintenance;
 pub mod metrics;

@@ -37,7 +37,7 @@ pub enum OpenLinkMode {
 /// A URL Link's life, days (WeChat's longest).
 const LINK_DAYS: u32 = 30;
 /// A link is replaced this long before it expires.
-const RENEW_BEFORE_MS: i64 = 3 * 86_400_000;
+const RENEW_BEFORE: Duration = Duration::from_secs(3 * 86_400);
 /// How long a ticket waits for a link while none is held.
 pub const FIRST_WAIT: Duration = Duration::from_millis(300);
 
@@ -78,12 +78,12 @@ struct Held {
 impl Held {
     /// The link, while it has more than a minute left.
     fn usable(&self, now: UnixMillis) -> Option<String> {
-        self.link.as_ref().filter(|(_, exp)| exp.since(now) > 60_000).map(|(l, _)| l.clone())
+        self.link.as_ref().filter(|(_, exp)| now.until(*exp) > Duration::from_secs(60)).map(|(l, _)| l.clone())
     }
 
     /// Whether a new link should be made now.
     fn due(&self, now: UnixMillis) -> bool {
-        let renew = self.link.as_ref().is_none_or(|(_, exp)| exp.since(now) < RENEW_BEFORE_MS);
+        let renew = self.link.as_ref().is_none_or(|(_, exp)| now.until(*exp) < RENEW_BEFORE);
         renew && self.retry_at.is_none_or(|at| at <= now)
     }
 }
@@ -147,7 +147,7 @@ impl OpenLinks {
         match answer {
             Ok(url) => {
                 tracing::info!(days = LINK_DAYS, "made the URL Link that opens the mini program from a phone's browser");
-                held.link = Some((url, now.plus_ms(i64::from(LINK_DAYS) * 86_400_000)));
+                held.link = Some((url, now.plus(Duration::from_secs(u64::from(LINK_DAYS) * 86_400))));
                 held.retry_at = None;
                 held.failures = 0;
             }
@@ -155,7 +155,7 @@ impl OpenLinks {
                 held.failures += 1;
                 let (what, wait) = after_failure(&e, held.failures);
                 tracing::warn!(error = %e, ?wait, "{what}; login pages offer the QR only meanwhile");
-                held.retry_at = Some(now.plus_ms(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)));
+                held.retry_at = Some(now.plus(wait));
             }
         }
     }
@@ -191,14 +191,14 @@ mod tests {
         let now = UnixMillis(1_000_000_000);
         let mut held = Held::default();
         assert!(held.due(now));
-        held.link = Some(("l".into(), now.plus_ms(4 * 86_400_000)));
+        held.link = Some(("l".into(), now.plus(Duration::from_secs(4 * 86_400))));
         assert!(!held.due(now));
         assert_eq!(held.usable(now).as_deref(), Some("l"));
-        held.link = Some(("l".into(), now.plus_ms(2 * 86_400_000)));
+        held.link = Some(("l".into(), now.plus(Duration::from_secs(2 * 86_400))));
         assert!(held.due(now), "renewed while still usable");
-        held.retry_at = Some(now.plus_ms(1000));
+        held.retry_at = Some(now.plus(Duration::from_secs(1)));
         assert!(!held.due(now));
-        held.link = Some(("l".into(), now.plus_ms(30_000)));
+        held.link = Some(("l".into(), now.plus(Duration::from_secs(30))));
         assert_eq!(held.usable(now), None, "a link about to expire is not handed out");
     }
 }

@@ -3,7 +3,7 @@
 //! what a change revokes at once, and the one-time setup links that make the first
 //! admin. The HTTP sides (the admin API, the setup page) only call these.
 
-use crate::domain::{GroupName, UnixMillis, UserStatus};
+use crate::domain::{GroupName, UnixMillis, UserId, UserStatus};
 use crate::error::{AppError, ErrorCode};
 use crate::server::audit::Kind;
 use crate::server::caller::Caller;
@@ -12,9 +12,10 @@ use crate::server::session::WebSession;
 use crate::server::state::AppState;
 use crate::server::tokens::{TokenHash, random_token};
 use crate::server::users::User;
+use std::time::Duration;
 
 /// A setup link lives this long.
-const SETUP_LINK_LIFE_MS: i64 = 24 * 3_600_000;
+const SETUP_LINK_LIFE: Duration = Duration::from_secs(24 * 3600);
 
 /// What a first scan of an unknown WeChat user makes of them under `signup`: their
 /// status, or the refusal. `via_link`: the login came through a valid setup link (the
@@ -35,7 +36,7 @@ pub fn phone_refusal(user: &User) -> Option<ErrorCode> {
 /// The signed-in admin of this request: 401 when nobody is signed in, 403 `forbidden`
 /// for anyone who is not an active admin.
 pub async fn require_admin(st: &AppState, session: &WebSession) -> Result<User, AppError> {
-    let Some(who) = session.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
+    let Some(who) = session.signed_in(st.clock.now(), st.site.session_absolute).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };
     match st.users.cached(who.user).await? {
@@ -57,7 +58,7 @@ pub struct Change {
 /// would leave no active admin; recorded in the audit trail; a user who is no longer
 /// active loses every OIDC token at once, and a disabled one every session too (on
 /// every instance: the rows go, and the trigger tells the others' caches).
-pub async fn update_user(st: &AppState, actor: &User, caller: &Caller, id: i64, change: Change) -> Result<User, AppError> {
+pub async fn update_user(st: &AppState, actor: &User, caller: &Caller, id: UserId, change: Change) -> Result<User, AppError> {
     let Some(before) = st.users.get(id).await? else { return Err(ErrorCode::UserNotFound.into()) };
     let mut after = before.clone();
     if let Some(s) = change.status {
@@ -101,14 +102,14 @@ pub async fn update_user(st: &AppState, actor: &User, caller: &Caller, id: i64, 
         revoked.push_str(&format!(", {n} phone logins ended"));
     }
     let detail = format!("{} (by {}){revoked}", describe_change(&before, &after), actor.id);
-    tracing::info!(user = id, admin = actor.id, %detail, "user updated");
+    tracing::info!(user = %id, admin = %actor.id, %detail, "user updated");
     st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &detail).await;
     Ok(after)
 }
 
 /// Signs user `id` out everywhere on behalf of `actor`: every session and every OIDC token
 /// ends at once, on every instance. Audited; the number of sessions ended.
-pub async fn sign_out_everywhere(st: &AppState, actor: &User, caller: &Caller, id: i64) -> Result<u64, AppError> {
+pub async fn sign_out_everywhere(st: &AppState, actor: &User, caller: &Caller, id: UserId) -> Result<u64, AppError> {
     if st.users.get(id).await?.is_none() {
         return Err(ErrorCode::UserNotFound.into());
     }
@@ -124,7 +125,7 @@ pub async fn sign_out_everywhere(st: &AppState, actor: &User, caller: &Caller, i
 
 /// Signs one browser of user `id` out on behalf of `actor` (the console's per-session
 /// 退出). Audited, on the user.
-pub async fn sign_out_browser(st: &AppState, actor: &User, caller: &Caller, id: i64, session: &str) -> Result<(), AppError> {
+pub async fn sign_out_browser(st: &AppState, actor: &User, caller: &Caller, id: UserId, session: &str) -> Result<(), AppError> {
     crate::server::phone::end_browser(st, id, session).await?;
     let detail = format!("signed out one browser (by {})", actor.id);
     st.audit.record(st.clock.now(), Kind::UserUpdated, Some(id), caller, &detail).await;
@@ -153,7 +154,7 @@ pub async fn new_setup_link(st_db: &crate::server::db::Db, now: UnixMillis) -> R
     sqlx::query("INSERT INTO setup_links (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")
         .bind(TokenHash::of(&secret).as_str())
         .bind(now)
-        .bind(now.plus_ms(SETUP_LINK_LIFE_MS))
+        .bind(now.plus(SETUP_LINK_LIFE))
         .execute(st_db)
         .await?;
     Ok(secret)
@@ -174,7 +175,7 @@ pub async fn setup_link_usable(db: &crate::server::db::Db, secret: &str, now: Un
 /// Makes the signed-in `user` an active admin through the setup link `secret`. The
 /// link is spent by one conditional update: of two phones at once, one wins and the
 /// other gets 410 `link_invalid`, as does a used or expired link.
-pub async fn claim_setup_link(st: &AppState, secret: &str, user: i64, caller: &Caller) -> Result<User, AppError> {
+pub async fn claim_setup_link(st: &AppState, secret: &str, user: UserId, caller: &Caller) -> Result<User, AppError> {
     let now = st.clock.now();
     let spent =
         sqlx::query("UPDATE setup_links SET used_at = $2, used_by = $3 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2")
@@ -190,7 +191,7 @@ pub async fn claim_setup_link(st: &AppState, secret: &str, user: i64, caller: &C
     u.status = UserStatus::Active;
     u.admin = true;
     st.users.save_access(&u).await?;
-    tracing::info!(user, "became an admin through a setup link");
+    tracing::info!(user = %user, "became an admin through a setup link");
     st.audit.record(now, Kind::AdminSetup, Some(user), caller, "setup link").await;
     Ok(u)
 }
@@ -221,7 +222,7 @@ pub struct Invitation {
     pub groups: Vec<GroupName>,
     pub max_uses: i64,
     pub uses: i64,
-    pub created_by: i64,
+    pub created_by: UserId,
     pub created_at: UnixMillis,
     pub expires_at: UnixMillis,
     pub revoked_at: Option<UnixMillis>,
@@ -234,7 +235,7 @@ impl Invitation {
     }
 }
 
-type InvitationRow = (i64, String, i64, i64, i64, i64, i64, Option<i64>);
+type InvitationRow = (i64, String, i64, i64, UserId, i64, i64, Option<i64>);
 const INVITATION_COLUMNS: &str = "id, group_names, max_uses, uses, created_by, created_at, expires_at, revoked_at";
 
 fn invitation((id, groups, max_uses, uses, created_by, created_at, expires_at, revoked_at): InvitationRow) -> Invitation {
@@ -270,7 +271,7 @@ pub async fn create_invitation(
     let now = st.clock.now();
     let secret = random_token(24);
     let joined = crate::server::users::join_groups(&groups);
-    let expires_at = now.plus_ms(i64::try_from(expires_in).unwrap_or(i64::MAX / 1000) * 1000);
+    let expires_at = now.plus(Duration::from_secs(expires_in));
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO invitations (token_hash, group_names, max_uses, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
@@ -325,7 +326,7 @@ pub async fn revoke_invitation(st: &AppState, actor: &User, caller: &Caller, id:
 /// added. A use is counted once per person, atomically: of more people at once than it
 /// has uses left, the extra ones get 410 `link_invalid` and nothing changes for them. The
 /// same person again is a success that counts nothing.
-pub async fn redeem_invitation(st: &AppState, secret: &str, user: i64, caller: &Caller) -> Result<User, AppError> {
+pub async fn redeem_invitation(st: &AppState, secret: &str, user: UserId, caller: &Caller) -> Result<User, AppError> {
     let now = st.clock.now();
     let Some(inv) = invitation_by_secret(&st.db, secret).await? else { return Err(ErrorCode::LinkInvalid.into()) };
     let Some(mut u) = st.users.get(user).await? else { return Err(ErrorCode::Unauthenticated.into()) };

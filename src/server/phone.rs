@@ -12,19 +12,21 @@
 //! row goes (with the forward-auth sessions linked to it), which every instance hears at
 //! once (the sessions trigger on PostgreSQL), and the OIDC tokens it authorized end.
 
-use crate::domain::UnixMillis;
+use crate::domain::{UnixMillis, UserId};
 use crate::error::{AppError, ErrorCode};
 use crate::model::{BrowserSession, PhoneLogin};
 use crate::server::audit::Kind;
 use crate::server::caller::Caller;
 use crate::server::clock::rfc3339;
+use crate::server::session::SessionKey;
 use crate::server::state::AppState;
 use crate::server::tokens::{TokenHash, random_token};
 use crate::server::users::User;
+use std::time::Duration;
 
 /// How long a phone token lives.
 pub const PHONE_SESSION_DAYS: i64 = 30;
-const LIFE_MS: i64 = PHONE_SESSION_DAYS * 86_400_000;
+const LIFE: Duration = Duration::from_secs(PHONE_SESSION_DAYS as u64 * 86_400);
 /// The longest token we read (ours are 32 characters).
 const MAX_TOKEN: usize = 64;
 
@@ -36,10 +38,10 @@ async fn issue(st: &AppState, user: &User) -> Result<PhoneLogin, AppError> {
         .bind(TokenHash::of(&token).as_str())
         .bind(user.id)
         .bind(now)
-        .bind(now.plus_ms(LIFE_MS))
+        .bind(now.plus(LIFE))
         .execute(&st.db)
         .await?;
-    Ok(PhoneLogin { token, expires_in: u64::try_from(LIFE_MS / 1000).unwrap_or(0), name: user.name.clone() })
+    Ok(PhoneLogin { token, expires_in: LIFE.as_secs(), name: user.name.clone() })
 }
 
 /// `mp/login`: the WeChat user of a `wx.login` code, if they have an account that may sign
@@ -61,7 +63,7 @@ pub async fn user_of(st: &AppState, token: &str) -> Result<User, AppError> {
     if token.is_empty() || token.len() > MAX_TOKEN {
         return Err(ErrorCode::Unauthenticated.into());
     }
-    let row: Option<(i64,)> = sqlx::query_as("SELECT user_id FROM phone_sessions WHERE token_hash = $1 AND expires_at > $2")
+    let row: Option<(UserId,)> = sqlx::query_as("SELECT user_id FROM phone_sessions WHERE token_hash = $1 AND expires_at > $2")
         .bind(TokenHash::of(token).as_str())
         .bind(st.clock.now())
         .fetch_optional(&st.db)
@@ -83,7 +85,7 @@ pub async fn renew(st: &AppState, user: &User, token: &str) -> Result<PhoneLogin
 
 /// The person's signed-in browsers, most recently seen first, with the sites each
 /// signed in to (for the phone and for the admin console).
-pub async fn web_sessions(st: &AppState, user: i64) -> Result<Vec<BrowserSession>, AppError> {
+pub async fn web_sessions(st: &AppState, user: UserId) -> Result<Vec<BrowserSession>, AppError> {
     use crate::server::display::describe_browser;
     let now = st.clock.now();
     let unknown = crate::server::error::current_lang().ui().unknown_browser;
@@ -108,7 +110,7 @@ pub async fn web_sessions(st: &AppState, user: i64) -> Result<Vec<BrowserSession
             signed_in_at: rfc3339(s.signed_in.login_at),
             last_seen: rfc3339(s.signed_in.seen_at),
             sites,
-            id: s.key,
+            id: s.key.as_str().to_string(),
         });
     }
     Ok(list)
@@ -117,12 +119,13 @@ pub async fn web_sessions(st: &AppState, user: i64) -> Result<Vec<BrowserSession
 /// Ends one browser session of `user` (the id `web_sessions` lists): its row and linked
 /// forward-auth sessions go (every instance hears it), and the OIDC tokens it authorized
 /// end. 404 `not_found` when it is not one of theirs, nothing changed.
-pub async fn end_browser(st: &AppState, user: i64, session: &str) -> Result<(), AppError> {
-    if session.len() > 128 || !st.sessions.remove_for_user(user, session).await? {
+pub async fn end_browser(st: &AppState, user: UserId, session: &str) -> Result<(), AppError> {
+    let Some(session) = SessionKey::parse(session) else { return Err(ErrorCode::NotFound.into()) };
+    if !st.sessions.remove_for_user(user, &session).await? {
         return Err(ErrorCode::NotFound.into());
     }
     if let Some(p) = &st.oidc {
-        p.store.revoke_session(session).await?;
+        p.store.revoke_session(&session).await?;
     }
     Ok(())
 }
@@ -130,7 +133,7 @@ pub async fn end_browser(st: &AppState, user: i64, session: &str) -> Result<(), 
 /// Signs one of the person's browsers out from the phone. Audited.
 pub async fn sign_out(st: &AppState, user: &User, caller: &Caller, session: &str) -> Result<(), AppError> {
     end_browser(st, user.id, session).await?;
-    tracing::info!(user = user.id, "a browser signed out from the phone");
+    tracing::info!(user = %user.id, "a browser signed out from the phone");
     st.audit.record(st.clock.now(), Kind::PhoneSignOut, Some(user.id), caller, "1").await;
     Ok(())
 }
@@ -142,13 +145,13 @@ pub async fn sign_out_all(st: &AppState, user: &User, caller: &Caller) -> Result
     if let Some(p) = &st.oidc {
         p.store.revoke_user(user.id).await?;
     }
-    tracing::info!(user = user.id, ended, "every browser signed out from the phone");
+    tracing::info!(user = %user.id, ended, "every browser signed out from the phone");
     st.audit.record(st.clock.now(), Kind::PhoneSignOut, Some(user.id), caller, &format!("all: {ended}")).await;
     Ok(ended)
 }
 
 /// Ends every phone token of `user` (disabled).
-pub async fn end_user(st: &AppState, user: i64) -> Result<u64, sqlx::Error> {
+pub async fn end_user(st: &AppState, user: UserId) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM phone_sessions WHERE user_id = $1").bind(user).execute(&st.db).await?.rows_affected())
 }
 

@@ -34,7 +34,7 @@ pub async fn finalize(
     let started = std::time::Instant::now();
     let now = st.tickets.now();
     let key = session.existing_browser_key().await?;
-    let signed_in_as = session.signed_in(now, st.site.session_absolute_ms).await?.map(|s| s.user);
+    let signed_in_as = session.signed_in(now, st.site.session_absolute).await?.map(|s| s.user);
     let key_hash = finalize_key.map(|k| TokenHash::of(k.as_str()));
     let attempt = FinalizeAttempt { browser_key: key.as_deref(), signed_in_as, key_hash: key_hash.as_ref() };
     let Some(current) = st.tickets.load(ticket).await? else {
@@ -56,7 +56,7 @@ pub async fn finalize(
             fa_cookie = forward_auth_cookie(st, session, &signed_in).await?;
             st.audit.record(now, Kind::SignIn, Some(user), who, &format!("{site} (repeat after a lost answer)")).await;
         }
-        tracing::info!(user, "signed in again after a lost finalize answer");
+        tracing::info!(user = %user, "signed in again after a lost finalize answer");
         return Ok(SignedInAnswer { finalized: next, forward_auth_cookie: fa_cookie });
     }
     session.sign_in(&signed_in).await?;
@@ -102,7 +102,7 @@ pub async fn finalize(
         tracing::error!(error = %e, "login succeeded but could not be recorded");
     }
     st.audit.record(now, Kind::SignIn, Some(user), who, &site).await;
-    tracing::info!(user, "signed in");
+    tracing::info!(user = %user, "signed in");
     metrics::counter!("scanlogin_signins_total").increment(1);
     metrics::histogram!("scanlogin_finalize_seconds").record(started.elapsed().as_secs_f64());
     Ok(SignedInAnswer { finalized: next, forward_auth_cookie: fa_cookie })
@@ -114,7 +114,7 @@ pub async fn finalize(
 pub async fn sign_out(st: &AppState, session: &WebSession, caller: &Caller) {
     let id = session.id();
     let now = st.clock.now();
-    if let Ok(Some(who)) = session.signed_in(now, st.site.session_absolute_ms).await {
+    if let Ok(Some(who)) = session.signed_in(now, st.site.session_absolute).await {
         st.audit.record(now, Kind::Logout, Some(who.user), caller, "").await;
     }
     if let Err(e) = session.sign_out().await {
@@ -137,7 +137,7 @@ pub async fn sign_out(st: &AppState, session: &WebSession, caller: &Caller) {
 /// trail; the number of browsers signed out. One implementation for the API and the
 /// account page's form.
 pub async fn revoke_others(st: &AppState, session: &WebSession, caller: &Caller) -> Result<u64, AppError> {
-    let Some(signed_in) = session.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
+    let Some(signed_in) = session.signed_in(st.clock.now(), st.site.session_absolute).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };
     let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;
@@ -145,7 +145,7 @@ pub async fn revoke_others(st: &AppState, session: &WebSession, caller: &Caller)
     if let Some(p) = &st.oidc {
         p.store.revoke_other_sessions(signed_in.user, &crate::server::session::stored_key(&keep)).await?;
     }
-    tracing::info!(user = signed_in.user, revoked, "signed out other browsers");
+    tracing::info!(user = %signed_in.user, revoked, "signed out other browsers");
     st.audit.record(st.clock.now(), Kind::RevokeOthers, Some(signed_in.user), caller, &revoked.to_string()).await;
     Ok(revoked)
 }
@@ -158,8 +158,8 @@ async fn forward_auth_cookie(st: &AppState, session: &WebSession, who: &SignedIn
     let (Some(name), Some(domain)) = (st.site.forward_auth_cookie, st.site.cookie_domain.as_deref()) else { return Ok(None) };
     let parent = session.id().ok_or_else(|| AppError::internal("a signed-in session without id"))?;
     let life = st.site.session_life.signed_in;
-    let expires = st.clock.now().plus_ms(i64::try_from(life.whole_milliseconds()).unwrap_or(i64::MAX));
+    let expires = st.clock.now().plus(life);
     let id = st.sessions.create_linked(&parent, who, expires).await?;
     let secure = if st.site.secure { "; Secure" } else { "" };
-    Ok(Some(format!("{name}={id}; Domain={domain}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}", life.whole_seconds())))
+    Ok(Some(format!("{name}={id}; Domain={domain}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}", life.as_secs())))
 }

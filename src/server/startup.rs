@@ -34,8 +34,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     purge_interval: Duration,
-    purge_grace_ms: i64,
-    audit_retention_ms: i64,
+    purge_grace: Duration,
+    audit_retention: Duration,
     /// `ACCESS_RULES` and the SIGHUP that re-reads it (watched from `build` on, so that a
     /// signal sent once the server is built is never the default's "terminate").
     rules_reload: Option<(std::path::PathBuf, tokio::signal::unix::Signal)>,
@@ -128,7 +128,7 @@ impl Application {
                 host,
                 demo,
                 longpoll: Duration::from_secs(config.tickets.longpoll_secs),
-                session_absolute_ms: config.sessions.absolute_ms().map_err(config_err)?,
+                session_absolute: config.sessions.absolute().map_err(config_err)?,
                 session_life,
                 trusted_proxies: config.trusted_proxies.clone(),
                 forward_auth_domains: config.idp.forward_auth_domains.clone(),
@@ -164,8 +164,8 @@ impl Application {
             router,
             state,
             purge_interval: Duration::from_secs(config.tickets.purge_interval_secs),
-            purge_grace_ms: config.tickets.purge_grace_ms().map_err(config_err)?,
-            audit_retention_ms: i64::try_from(config.sessions.audit_retention_days).unwrap_or(3650) * 86_400_000,
+            purge_grace: config.tickets.purge_grace().map_err(config_err)?,
+            audit_retention: days(config.sessions.audit_retention_days),
             rules_reload: match &config.idp.access_rules {
                 Some(path) => {
                     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(StartupError::Signal)?;
@@ -205,8 +205,8 @@ impl Application {
             self.state.clone(),
             crate::server::maintenance::Schedule {
                 every: self.purge_interval,
-                ticket_grace_ms: self.purge_grace_ms,
-                audit_retention_ms: self.audit_retention_ms,
+                ticket_grace: self.purge_grace,
+                audit_retention: self.audit_retention,
             },
         ));
         let changes = self.pg_listener.map(|(url, to)| tokio::spawn(crate::server::changes::listen(url, to)));
@@ -307,10 +307,10 @@ async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<c
         }
         None => {}
     }
-    let rotate_ms = i64::try_from(config.idp.oidc_key_rotate_days).unwrap_or(3650) * 86_400_000;
-    let hint_max_age_ms = state.site.session_absolute_ms;
-    keys.ensure(state.clock.now(), rotate_ms).await?;
-    keys.retire(state.clock.now(), hint_max_age_ms).await?;
+    let rotate = days(config.idp.oidc_key_rotate_days);
+    let hint_max_age = state.site.session_absolute;
+    keys.ensure(state.clock.now(), rotate).await?;
+    keys.retire(state.clock.now(), hint_max_age).await?;
     tracing::info!(clients = clients.len(), "OpenID Connect provider on");
     Ok(Some(Arc::new(Provider {
         clients,
@@ -318,8 +318,8 @@ async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<c
         store: OidcStore::new(state.db.clone()),
         pairwise_key: Provider::server_secret(&state.db, "oidc_pairwise").await?,
         issuer: state.site.public_url.clone(),
-        rotate_ms,
-        hint_max_age_ms,
+        rotate,
+        hint_max_age,
     })))
 }
 
@@ -335,7 +335,7 @@ pub fn load_rules(config: &Config) -> Result<crate::server::access::Rules, Start
 /// come later.
 async fn warn_about_unknown_users(state: &AppState) -> Result<(), StartupError> {
     let rules = state.rules();
-    let mut ids: Vec<i64> = rules.hosts.iter().flat_map(|r| r.policy.user_ids()).collect();
+    let mut ids: Vec<crate::domain::UserId> = rules.hosts.iter().flat_map(|r| r.policy.user_ids()).collect();
     if let Some(p) = &state.oidc {
         ids.extend(p.clients.iter().flat_map(|c| c.allow.user_ids()));
     }
@@ -343,7 +343,7 @@ async fn warn_about_unknown_users(state: &AppState) -> Result<(), StartupError> 
     ids.dedup();
     for id in ids {
         if state.users.get(id).await?.is_none() {
-            tracing::warn!(user = id, "an access rule names user:{id}, whom nobody is yet");
+            tracing::warn!(user = %id, "an access rule names user:{id}, whom nobody is yet");
         }
     }
     Ok(())
@@ -442,4 +442,9 @@ fn demo_wechat(
     Err(StartupError::Config(
         "this build has no demo mode (built without the `demo` feature): set WECHAT_APPID and WECHAT_SECRET (or WECHAT_SECRET_FILE)".into(),
     ))
+}
+
+/// A setting in days as a span.
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n.saturating_mul(86_400))
 }

@@ -31,7 +31,7 @@ pub struct Site {
     /// Longest status long-poll.
     pub longpoll: Duration,
     /// A login ends this long after it happened, ms.
-    pub session_absolute_ms: i64,
+    pub session_absolute: Duration,
     /// How long sessions live without activity.
     pub session_life: crate::server::session::SessionLifetimes,
     /// Proxies whose X-Forwarded-For is believed.

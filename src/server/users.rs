@@ -8,7 +8,7 @@
 //! `server::changes`), and while that listener is not connected the cache serves
 //! nothing. A read that started before an invalidation never fills it.
 
-use crate::domain::{GroupName, TicketId, UnixMillis, UserStatus};
+use crate::domain::{GroupName, TicketId, UnixMillis, UserId, UserStatus};
 use crate::server::db::Db;
 use crate::server::wechat::WxIdentity;
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     /// Our id.
-    pub id: i64,
+    pub id: UserId,
     /// The mini program's openid.
     pub openid: String,
     /// The Open Platform unionid, once known.
@@ -40,7 +40,7 @@ pub struct User {
 
 impl User {
     /// A user as first seen: `status` decided by the sign-up policy.
-    pub fn new(id: i64, who: &WxIdentity, name: String, created_at: UnixMillis, status: UserStatus) -> Self {
+    pub fn new(id: UserId, who: &WxIdentity, name: String, created_at: UnixMillis, status: UserStatus) -> Self {
         User {
             id,
             openid: who.openid.clone(),
@@ -75,7 +75,7 @@ impl User {
 /// Records a login on `exec`.
 async fn insert_login<'c>(
     exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    user: i64,
+    user: UserId,
     at: UnixMillis,
     ip: &str,
     user_agent: &str,
@@ -129,7 +129,7 @@ pub struct Login {
     pub user_agent: String,
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, openid, unionid, name, created_at, status, admin, group_names, profile_at, avatar_id, email";
+pub const USER_COLUMNS: &str = "id, openid, unionid, name, created_at, status, admin, group_names, profile_at, avatar_id, email";
 
 /// Users kept at most (the cache starts over past this).
 const USERS_CACHED: usize = 10_000;
@@ -137,7 +137,7 @@ const USERS_CACHED: usize = 10_000;
 /// Users by id in memory, exact (see the module's comment).
 #[derive(Debug, Default)]
 pub struct UserCache {
-    inner: Mutex<(HashMap<i64, User>, u64)>,
+    inner: Mutex<(HashMap<UserId, User>, u64)>,
     /// Whether entries may be served: always on SQLite; on PostgreSQL only while the
     /// change listener is connected.
     armed: AtomicBool,
@@ -149,12 +149,12 @@ impl UserCache {
         UserCache { inner: Mutex::default(), armed: AtomicBool::new(armed) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<i64, User>, u64)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<UserId, User>, u64)> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The user `id` if cached; otherwise the epoch to fill with after reading.
-    fn get(&self, id: i64) -> Result<User, u64> {
+    fn get(&self, id: UserId) -> Result<User, u64> {
         let inner = self.lock();
         match inner.0.get(&id) {
             Some(u) if self.armed.load(Ordering::Acquire) => Ok(u.clone()),
@@ -177,7 +177,7 @@ impl UserCache {
     }
 
     /// Forgets user `id` (changed here or, as announced, elsewhere).
-    pub fn forget(&self, id: i64) {
+    pub fn forget(&self, id: UserId) {
         let mut inner = self.lock();
         inner.0.remove(&id);
         inner.1 += 1;
@@ -220,7 +220,7 @@ impl SqlUserStore {
 
     /// User `id` through the cache: for the requests that only read who someone is and
     /// what they may do (forward-auth, OIDC, the phone).
-    pub async fn cached(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+    pub async fn cached(&self, id: UserId) -> Result<Option<User>, sqlx::Error> {
         let epoch = match self.cache.get(id) {
             Ok(u) => return Ok(Some(u)),
             Err(epoch) => epoch,
@@ -236,7 +236,7 @@ impl SqlUserStore {
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE {column} = $1")).bind(value).fetch_optional(&self.pool).await
     }
 
-    pub async fn get(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+    pub async fn get(&self, id: UserId) -> Result<Option<User>, sqlx::Error> {
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(&self.pool).await
     }
 
@@ -289,7 +289,7 @@ impl SqlUserStore {
                 .fetch_one(&self.pool)
                 .await;
         match inserted {
-            Ok((id,)) => Ok(User::new(id, who, name, now, status)),
+            Ok((id,)) => Ok(User::new(UserId(id), who, name, now, status)),
             // A concurrent first login of the same person won the race: theirs it is.
             Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => self.find(who).await?.ok_or(e),
             Err(e) => Err(e),
@@ -297,12 +297,19 @@ impl SqlUserStore {
     }
 
     /// Records a login (one per ticket).
-    pub async fn record_login(&self, user: i64, at: UnixMillis, ip: &str, user_agent: &str, ticket: &TicketId) -> Result<(), sqlx::Error> {
+    pub async fn record_login(
+        &self,
+        user: UserId,
+        at: UnixMillis,
+        ip: &str,
+        user_agent: &str,
+        ticket: &TicketId,
+    ) -> Result<(), sqlx::Error> {
         insert_login(&self.pool, user, at, ip, user_agent, ticket).await
     }
 
     /// The latest logins of a user, newest first.
-    pub async fn recent_logins(&self, user: i64, limit: i64) -> Result<Vec<Login>, sqlx::Error> {
+    pub async fn recent_logins(&self, user: UserId, limit: i64) -> Result<Vec<Login>, sqlx::Error> {
         sqlx::query_as("SELECT at, ip, user_agent FROM logins WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
             .bind(user)
             .bind(limit)
@@ -316,8 +323,8 @@ impl SqlUserStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let last: Vec<(i64, i64)> = sqlx::query_as("SELECT user_id, MAX(at) FROM logins GROUP BY user_id").fetch_all(&self.pool).await?;
-        let last: HashMap<i64, i64> = last.into_iter().collect();
+        let last: Vec<(UserId, i64)> = sqlx::query_as("SELECT user_id, MAX(at) FROM logins GROUP BY user_id").fetch_all(&self.pool).await?;
+        let last: HashMap<UserId, i64> = last.into_iter().collect();
         Ok(users
             .into_iter()
             .map(|u| {
@@ -328,7 +335,7 @@ impl SqlUserStore {
     }
 
     /// The last login of user `id`.
-    pub async fn last_login(&self, id: i64) -> Result<Option<UnixMillis>, sqlx::Error> {
+    pub async fn last_login(&self, id: UserId) -> Result<Option<UnixMillis>, sqlx::Error> {
         let (at,): (Option<i64>,) = sqlx::query_as("SELECT MAX(at) FROM logins WHERE user_id = $1").bind(id).fetch_one(&self.pool).await?;
         Ok(at.map(UnixMillis))
     }
@@ -384,7 +391,7 @@ impl SqlUserStore {
     }
 
     /// The person's chosen nickname (checked by the caller).
-    pub async fn set_name(&self, id: i64, name: &str, now: UnixMillis) -> Result<(), sqlx::Error> {
+    pub async fn set_name(&self, id: UserId, name: &str, now: UnixMillis) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE users SET name = $2, profile_at = $3 WHERE id = $1").bind(id).bind(name).bind(now).execute(&self.pool).await?;
         self.cache.forget(id);
         Ok(())
@@ -392,7 +399,7 @@ impl SqlUserStore {
 
     /// Stores `png` (already re-encoded) as user `id`'s avatar; its id, the SHA-256 of the
     /// bytes, names an immutable URL.
-    pub async fn set_avatar(&self, id: i64, png: &[u8], now: UnixMillis) -> Result<String, sqlx::Error> {
+    pub async fn set_avatar(&self, id: UserId, png: &[u8], now: UnixMillis) -> Result<String, sqlx::Error> {
         let key = crate::server::tokens::TokenHash::of_bytes(png).as_str().to_string();
         sqlx::query("INSERT INTO avatars (id, png, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
             .bind(&key)
@@ -407,7 +414,7 @@ impl SqlUserStore {
 
     /// Sets (or clears) the person's verified email; the unique index refuses an address
     /// another person has.
-    pub async fn set_email(&self, id: i64, email: Option<&str>) -> Result<(), sqlx::Error> {
+    pub async fn set_email(&self, id: UserId, email: Option<&str>) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE users SET email = $2 WHERE id = $1").bind(id).bind(email).execute(&self.pool).await?;
         self.cache.forget(id);
         Ok(())

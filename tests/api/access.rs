@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use crate::oidc::{RP, SECRET, auth_url, browser_no_redirects, exchange, location, provider_from, query_of};
+use scanlogin::domain::UserId;
 use serde_json::{Value, json};
 
 const RULES: &str = r#"
@@ -40,7 +41,7 @@ async fn user_id(app: &TestApp, b: &reqwest::Client) -> i64 {
 
 /// Sets `user`'s groups as an admin would (the store's own write: the API has its tests).
 async fn set_groups(app: &TestApp, user: i64, groups: &[&str]) {
-    let mut u = app.state.users.get(user).await.unwrap().unwrap();
+    let mut u = app.state.users.get(UserId(user)).await.unwrap().unwrap();
     u.groups = groups.iter().map(|g| scanlogin::domain::GroupName::try_from(*g).unwrap()).collect();
     app.state.users.save_access(&u).await.unwrap();
 }

@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use crate::oidc::{RP, SECRET, auth_url, authorize, browser_no_redirects, location, provider_from, query_of};
+use scanlogin::domain::UserId;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -169,7 +170,7 @@ async fn bad_addresses_foreign_posts_taken_addresses_and_floods_change_nothing()
     // An address another person verified is theirs.
     let lisi = app.count("users").await + 1;
     let other = signed_in(&app, "lisi").await;
-    app.state.users.set_email(lisi, Some("shared@example.com")).await.unwrap();
+    app.state.users.set_email(UserId(lisi), Some("shared@example.com")).await.unwrap();
     let res = post_email(&app, &b, "Shared@example.com", "/account").await;
     assert_eq!(res.status(), 409);
     drop(other);
@@ -276,7 +277,7 @@ async fn emails_on_postgres_one_address_per_person() {
     let li = signed_in(&b, "lisi").await;
     assert_eq!(post_email(&b, &li, "SAME@example.com", "/account").await.status(), 409);
     let lisi = me(&b, &li).await["user"]["id"].as_i64().unwrap();
-    assert!(b.state.users.set_email(lisi, Some("same@example.com")).await.is_err(), "the unique index holds on PostgreSQL");
+    assert!(b.state.users.set_email(UserId(lisi), Some("same@example.com")).await.is_err(), "the unique index holds on PostgreSQL");
     for app in [a, b] {
         app.server.abort();
         app.pool.close().await;

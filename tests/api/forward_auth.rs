@@ -6,6 +6,7 @@
 
 use crate::common::*;
 use axum::http::HeaderMap;
+use scanlogin::domain::UserId;
 use serde_json::json;
 use std::process::{Child, Command};
 
@@ -198,7 +199,7 @@ async fn protects_an_app(app: &TestApp, proxy: &Proxy) {
     // Signed in: the upstream sees our user (and the verified email), whatever the client claims.
     let (_, me) = app.post(&b, "/api/me", json!({})).await;
     let (id, name) = (&me["user"]["id"], me["user"]["name"].as_str().unwrap());
-    app.state.users.set_email(id.as_i64().unwrap(), Some("lisi@example.com")).await.unwrap();
+    app.state.users.set_email(UserId(id.as_i64().unwrap()), Some("lisi@example.com")).await.unwrap();
     let res = forged(&b, &page).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
@@ -377,7 +378,7 @@ async fn two_sites_behind_nginx_and_caddy_admit_each_group_only() {
     let id_of = async |b: &reqwest::Client| app.post(b, "/api/me", json!({})).await.1["user"]["id"].as_i64().unwrap();
     let (ops_id, dev_id) = (id_of(&ops).await, id_of(&dev).await);
     for (id, g) in [(ops_id, "ops"), (dev_id, "dev")] {
-        let mut u = app.state.users.get(id).await.unwrap().unwrap();
+        let mut u = app.state.users.get(UserId(id)).await.unwrap().unwrap();
         u.groups = groups(g);
         app.state.users.save_access(&u).await.unwrap();
     }
@@ -425,7 +426,7 @@ async fn two_sites_behind_nginx_and_caddy_admit_each_group_only() {
         }
     }
     // Out of the group: refused on the next request, through the proxy too.
-    let mut u = app.state.users.get(ops_id).await.unwrap().unwrap();
+    let mut u = app.state.users.get(UserId(ops_id)).await.unwrap().unwrap();
     u.groups = vec![];
     app.state.users.save_access(&u).await.unwrap();
     let proxy = nginx_two_sites(&app.base, &grafana, &wiki).await;

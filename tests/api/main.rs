@@ -18,7 +18,6 @@ mod fleet;
 mod forward_auth;
 mod guards;
 mod hardening;
-mod load;
 mod metrics;
 mod modes;
 mod oidc;

@@ -403,24 +403,32 @@ async fn discovery_and_jwks_name_everything() {
 async fn a_key_rotated_elsewhere_is_published_before_it_signs() {
     use openidconnect::{JsonWebKey as _, PrivateSigningKey as _};
     use scanlogin::domain::UnixMillis;
-    use scanlogin::server::oidc::keys::{PUBLISH_AHEAD_MS, SigningKeys};
+    use scanlogin::server::oidc::keys::{PUBLISH_AHEAD, SigningKeys};
+    use std::time::Duration;
     let app = provider().await;
     let here = SigningKeys::reloading_every(app.pool.clone(), std::time::Duration::from_millis(50));
     let elsewhere = SigningKeys::new(app.pool.clone());
     let kid = |k: &openidconnect::core::CoreRsaPrivateSigningKey| k.as_verification_key().key_id().unwrap().to_string();
     let t0 = UnixMillis(4_000_000_000_000);
     let before = kid(&here.current(t0).await.unwrap());
-    assert_eq!(here.jwks(t0, 1).await.unwrap().keys().len(), 1);
+    assert_eq!(here.jwks(t0, Duration::from_millis(1)).await.unwrap().keys().len(), 1);
 
     let new_kid = elsewhere.rotate(t0).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(80)).await;
-    let published: Vec<String> = here.jwks(t0, 1).await.unwrap().keys().iter().map(|k| k.key_id().unwrap().to_string()).collect();
+    let published: Vec<String> =
+        here.jwks(t0, Duration::from_millis(1)).await.unwrap().keys().iter().map(|k| k.key_id().unwrap().to_string()).collect();
     assert!(published.contains(&new_kid) && published.contains(&before), "both published: {published:?}");
-    assert_eq!(kid(&here.current(t0.plus_ms(PUBLISH_AHEAD_MS - 1)).await.unwrap()), before, "the new key waits");
-    let later = t0.plus_ms(PUBLISH_AHEAD_MS);
+    assert_eq!(kid(&here.current(t0.plus(PUBLISH_AHEAD - Duration::from_millis(1))).await.unwrap()), before, "the new key waits");
+    let later = t0.plus(PUBLISH_AHEAD);
     assert_eq!(kid(&here.current(later).await.unwrap()), new_kid, "then signs");
-    let after_keep: Vec<String> =
-        here.jwks(later.plus_ms(1000), 1000).await.unwrap().keys().iter().map(|k| k.key_id().unwrap().to_string()).collect();
+    let after_keep: Vec<String> = here
+        .jwks(later.plus(Duration::from_secs(1)), Duration::from_secs(1))
+        .await
+        .unwrap()
+        .keys()
+        .iter()
+        .map(|k| k.key_id().unwrap().to_string())
+        .collect();
     assert_eq!(after_keep, vec![new_kid], "the old key leaves once its tokens are expired");
 }
 

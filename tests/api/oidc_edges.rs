@@ -7,6 +7,7 @@
 use crate::common::*;
 use crate::oidc::*;
 use openidconnect::PkceCodeChallenge;
+use scanlogin::domain::UserId;
 use serde_json::{Value, json};
 
 /// A signed-in browser and a code for `grafana` with PKCE; the verifier.
@@ -127,11 +128,11 @@ async fn a_code_replay_that_loses_the_race_revokes_what_the_winner_got() {
     assert!(grant.used_at.is_none());
     let now = scanlogin::domain::UnixMillis(4_000_000_000_000);
     let winner = scanlogin::server::tokens::TokenHash::of("winner-token");
-    let first = store.redeem(&hash, &grant, &winner, now, now.plus_ms(60_000)).await.unwrap();
+    let first = store.redeem(&hash, &grant, &winner, now, now.plus(std::time::Duration::from_secs(60))).await.unwrap();
     assert_eq!(first, scanlogin::server::oidc::store::Redeemed::Issued);
     assert_eq!(app.count("oidc_tokens").await, 1);
     let loser = scanlogin::server::tokens::TokenHash::of("loser-token");
-    let second = store.redeem(&hash, &grant, &loser, now, now.plus_ms(60_000)).await.unwrap();
+    let second = store.redeem(&hash, &grant, &loser, now, now.plus(std::time::Duration::from_secs(60))).await.unwrap();
     assert_eq!(second, scanlogin::server::oidc::store::Redeemed::AlreadyUsed { revoked: 1 });
     assert_eq!(app.count("oidc_tokens").await, 0, "the loser stored nothing and revoked the winner's");
 
@@ -248,7 +249,7 @@ async fn the_groups_claim_comes_with_the_groups_scope() {
     let b = browser_no_redirects();
     let _ = code_for_grafana(&app, &b, "openid").await; // signs the browser in
     let (_, me) = app.post(&b, "/api/me", json!({})).await;
-    let mut user = app.state.users.get(me["user"]["id"].as_i64().unwrap()).await.unwrap().unwrap();
+    let mut user = app.state.users.get(UserId(me["user"]["id"].as_i64().unwrap())).await.unwrap().unwrap();
     user.groups = vec![scanlogin::domain::GroupName::try_from("dev").unwrap(), scanlogin::domain::GroupName::try_from("ops").unwrap()];
     app.state.users.save_access(&user).await.unwrap();
     for (scope, groups) in [("openid", None), ("openid groups", Some(json!(["dev", "ops"])))] {

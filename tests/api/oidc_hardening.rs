@@ -72,27 +72,29 @@ async fn signing_keys_are_sealed_with_the_key_file_and_unreadable_without_it() {
 #[tokio::test]
 async fn a_key_that_no_longer_signs_keeps_only_its_public_part_then_goes() {
     use openidconnect::JsonWebKey as _;
-    use scanlogin::server::oidc::keys::PUBLISH_AHEAD_MS;
+    use scanlogin::server::oidc::keys::PUBLISH_AHEAD;
+    use std::time::Duration;
+    const DAY: Duration = Duration::from_secs(86_400);
     let app = provider_with(&[]).await;
     let keys = &app.state.oidc.as_ref().unwrap().keys;
     let old_kid = stored_keys(&app).await[0].0.clone();
     let t0 = UnixMillis(4_000_000_000_000);
     keys.rotate(t0).await.unwrap();
     // Before the new key signs, nothing is retired.
-    assert_eq!(keys.retire(t0.plus_ms(PUBLISH_AHEAD_MS - 1), 86_400_000).await.unwrap(), (0, 0));
+    assert_eq!(keys.retire(t0.plus(PUBLISH_AHEAD - Duration::from_millis(1)), DAY).await.unwrap(), (0, 0));
     // Once it signs, the old key's private part is erased; its public key stays published.
-    let later = t0.plus_ms(PUBLISH_AHEAD_MS + 1);
-    assert_eq!(keys.retire(later, 86_400_000).await.unwrap(), (1, 0));
+    let later = t0.plus(PUBLISH_AHEAD + Duration::from_millis(1));
+    assert_eq!(keys.retire(later, DAY).await.unwrap(), (1, 0));
     let rows = stored_keys(&app).await;
     let old = rows.iter().find(|r| r.0 == old_kid).unwrap();
     assert_eq!(old.1, "", "no private material left");
     assert!(old.2.as_deref().is_some_and(|j| j.contains("\"n\"")), "the public JWK is kept");
     let published: Vec<String> =
-        keys.jwks(later, i64::MAX / 2).await.unwrap().keys().iter().map(|k| k.key_id().unwrap().to_string()).collect();
+        keys.jwks(later, Duration::MAX).await.unwrap().keys().iter().map(|k| k.key_id().unwrap().to_string()).collect();
     assert!(published.contains(&old_kid), "{published:?}");
     assert!(keys.current(later).await.is_ok(), "the new key signs");
     // Past the keep window it is deleted.
-    assert_eq!(keys.retire(later.plus_ms(86_400_001), 86_400_000).await.unwrap(), (0, 1));
+    assert_eq!(keys.retire(later.plus(DAY + Duration::from_millis(1)), DAY).await.unwrap(), (0, 1));
     assert!(stored_keys(&app).await.iter().all(|r| r.0 != old_kid));
 }
 

@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use crate::oidc::{RP, SECRET, auth_url, browser_no_redirects, exchange, location, provider_with, query_of};
+use scanlogin::domain::UserId;
 use serde_json::{Value, json};
 
 /// A fresh setup link's secret, as `scanlogin admin setup-link` makes one.
@@ -459,12 +460,16 @@ async fn the_upkeep_forgets_spent_and_expired_setup_links() {
     let b = no_redirects();
     sign_in_admin(&app, &b, "zhangsan").await; // spends one link
     let _unused = setup_secret(&app).await;
-    let schedule = Schedule { every: std::time::Duration::from_secs(60), ticket_grace_ms: 600_000, audit_retention_ms: i64::MAX / 4 };
+    let schedule = Schedule {
+        every: std::time::Duration::from_secs(60),
+        ticket_grace: std::time::Duration::from_secs(600),
+        audit_retention: std::time::Duration::from_secs(100 * 365 * 86_400),
+    };
     let now = app.state.clock.now();
     purge(&app.state, schedule, now).await;
     let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM setup_links").fetch_one(&app.pool).await.unwrap();
     assert_eq!(left, 2, "the unused ones (the one made at start and ours) stay; the spent one is gone");
-    purge(&app.state, schedule, now.plus_ms(2 * 86_400_000)).await;
+    purge(&app.state, schedule, now.plus(std::time::Duration::from_secs(2 * 86_400))).await;
     let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM setup_links").fetch_one(&app.pool).await.unwrap();
     assert_eq!(left, 0, "a day later every link has expired");
 }
@@ -511,7 +516,7 @@ async fn an_admin_sees_a_persons_browsers_and_signs_one_out() {
     // Not for anyone but an admin.
     assert_error(&app.post(&b1, "/api/admin/user/sessions", json!({ "id": lisi })).await, 403, "forbidden");
     // The console shows a person's verified email.
-    app.state.users.set_email(lisi, Some("lisi@example.com")).await.unwrap();
+    app.state.users.set_email(UserId(lisi), Some("lisi@example.com")).await.unwrap();
     let (_, users) = app.post(&admin, "/api/admin/users", json!({})).await;
     let row = users["users"].as_array().unwrap().iter().find(|u| u["id"] == lisi).unwrap().clone();
     assert_eq!(row["email"], "lisi@example.com");

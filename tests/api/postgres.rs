@@ -3,6 +3,7 @@
 //! to `skip` to skip.
 
 use crate::common::*;
+use scanlogin::domain::UserId;
 use serde_json::json;
 use sqlx::Connection as _;
 
@@ -161,12 +162,12 @@ async fn a_user_changed_anywhere_is_refused_everywhere_at_once() {
     // B answers from its caches once its listener is connected.
     for _ in 0..100 {
         assert_eq!(b.verify(&browser).await, 200);
-        if b.state.users.cached(id).await.unwrap().is_some() && b.state.sessions.cache().len() == 1 {
+        if b.state.users.cached(UserId(id)).await.unwrap().is_some() && b.state.sessions.cache().len() == 1 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let mut user = a.state.users.get(id).await.unwrap().unwrap();
+    let mut user = a.state.users.get(UserId(id)).await.unwrap().unwrap();
     user.status = scanlogin::domain::UserStatus::Pending;
     a.state.users.save_access(&user).await.unwrap();
     let started = std::time::Instant::now();

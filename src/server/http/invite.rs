@@ -48,7 +48,7 @@ pub async fn show(State(st): State<AppState>, web: WebSession, headers: HeaderMa
         Err(e) => return refusal(lang, &AppError::internal(e)),
     };
     let mut body = describe(&st, &inv, lang).await;
-    match web.signed_in(now, st.site.session_absolute_ms).await {
+    match web.signed_in(now, st.site.session_absolute).await {
         Ok(Some(_)) => body.push_str(&format!(
             "<form method=\"post\" action=\"/invite/{}\"><button type=\"submit\">{}</button></form>",
             esc(&secret),
@@ -66,7 +66,7 @@ pub async fn accept(State(st): State<AppState>, web: WebSession, who: Caller, he
     if let Err(e) = check_same_site(&headers, &st.site.public_url) {
         return refusal(lang, &e);
     }
-    let signed_in = match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {
+    let signed_in = match web.signed_in(st.clock.now(), st.site.session_absolute).await {
         Ok(Some(s)) => s,
         Ok(None) => return found(&Handoff::invite(&secret).login_url()),
         Err(e) => return refusal(lang, &e),

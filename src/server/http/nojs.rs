@@ -6,7 +6,7 @@
 //! and 退出其他设备 are forms too.
 
 use super::{esc, found, message_page, refusal_page};
-use crate::domain::{FinalizeKey, TicketId};
+use crate::domain::{FinalizeKey, TicketId, UserId};
 use crate::error::{AppError, ErrorCode};
 use crate::i18n::Lang;
 use crate::model::TicketStatus;
@@ -101,7 +101,7 @@ pub async fn revoke_others(State(st): State<AppState>, web: WebSession, who: Cal
 /// The admin console's forms: one user, one action.
 #[derive(Deserialize)]
 pub struct AdminAction {
-    id: i64,
+    id: UserId,
     action: String,
     #[serde(default)]
     groups: String,

@@ -54,7 +54,7 @@ pub async fn upload(
         let (ticket, token, file) = read_upload(form).await?;
         let user = crate::api::mp::scanner_of(&st, &caller, &ticket, &token).await?;
         let png = crate::server::avatar::reencode(&file).map_err(|e| {
-            tracing::info!(error = %e, user = user.id, "avatar refused");
+            tracing::info!(error = %e, user = %user.id, "avatar refused");
             AppError::new(ErrorCode::BadImage)
         })?;
         let key = st.users.set_avatar(user.id, &png, st.clock.now()).await?;
@@ -103,7 +103,7 @@ pub(super) async fn account_form(
 ) -> Result<crate::server::session::SignedIn, Response> {
     let lang = request_lang(headers);
     check_same_site(headers, &st.site.public_url).map_err(|e| account_refusal(lang, &e))?;
-    match web.signed_in(st.clock.now(), st.site.session_absolute_ms).await {
+    match web.signed_in(st.clock.now(), st.site.session_absolute).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(found("/login?next=/account")),
         Err(e) => Err(account_refusal(lang, &e)),

@@ -29,8 +29,8 @@ use axum::routing::{any, get};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 #[cfg(feature = "demo")]
 use std::sync::Arc;
+use tower_sessions::SessionManagerLayer;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
 
 /// The whole HTTP surface.
 pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: Option<String>) -> Router {
@@ -42,7 +42,7 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
         .with_http_only(true)
         .with_path("/")
         // A session starts anonymous and short-lived; signing in gives it the idle expiry.
-        .with_expiry(Expiry::OnInactivity(state.site.session_life.anonymous));
+        .with_expiry(crate::server::session::inactivity(state.site.session_life.anonymous));
     // Forward-auth reads its own cookie when one covers the apps' parent domain
     // (`COOKIE_DOMAIN`); scanlogin's own session cookie never leaves this host.
     let verify_sessions = match (&cookie_domain, state.site.forward_auth_cookie) {

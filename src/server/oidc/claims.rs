@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn the_name_is_disclosed_only_under_the_profile_scope() {
         let who = crate::server::wechat::WxIdentity { openid: "o".into(), unionid: None };
-        let user = User::new(7, &who, "张三".into(), UnixMillis(0), crate::domain::UserStatus::Active);
+        let user = User::new(crate::domain::UserId(7), &who, "张三".into(), UnixMillis(0), crate::domain::UserStatus::Active);
         let bare = standard_claims(&user, "7".into(), "openid", "https://x");
         assert_eq!(bare.subject().as_str(), "7");
         assert!(bare.name().is_none());
@@ -127,8 +127,8 @@ mod tests {
     fn subjects_are_pairwise_and_opaque() {
         let who = crate::server::wechat::WxIdentity { openid: "o".into(), unionid: None };
         let (a, b) = (
-            User::new(7, &who, "x".into(), UnixMillis(0), crate::domain::UserStatus::Active),
-            User::new(8, &who, "y".into(), UnixMillis(0), crate::domain::UserStatus::Active),
+            User::new(crate::domain::UserId(7), &who, "x".into(), UnixMillis(0), crate::domain::UserStatus::Active),
+            User::new(crate::domain::UserId(8), &who, "y".into(), UnixMillis(0), crate::domain::UserStatus::Active),
         );
         let key = [9u8; 32];
         let s = subject(&a, "grafana", false, &key);

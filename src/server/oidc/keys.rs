@@ -4,7 +4,7 @@
 //! for the tokens it signed to expire.
 //!
 //! Parsed keys are kept in memory and re-read from the database every [`RELOAD`]. A new
-//! key is published at once but signs only once it is [`PUBLISH_AHEAD_MS`] old, so every
+//! key is published at once but signs only once it is [`PUBLISH_AHEAD`] old, so every
 //! instance's JWKS lists a key before any instance signs with it.
 //!
 //! At rest (security review #12): with `OIDC_KEY_FILE` the private key is stored sealed
@@ -27,7 +27,7 @@ const RSA_BITS: usize = 2048;
 pub const RELOAD: Duration = Duration::from_secs(60);
 
 /// A new key signs only once it is this old: longer than every instance's [`RELOAD`].
-pub const PUBLISH_AHEAD_MS: i64 = 2 * RELOAD.as_millis() as i64;
+pub const PUBLISH_AHEAD: Duration = Duration::from_secs(2 * RELOAD.as_secs());
 
 /// One key, parsed. `signing` is `None` once the key is retired.
 struct Key {
@@ -165,17 +165,17 @@ impl SigningKeys {
     /// only its public JWK (its private part is erased), and a key replaced more than
     /// `keep_public_ms` ago (nothing it signed can still be presented: tokens, and logout
     /// hints no older than a login) is deleted. Returns (erased, deleted).
-    pub async fn retire(&self, now: UnixMillis, keep_public_ms: i64) -> Result<(u64, u64), KeyError> {
+    pub async fn retire(&self, now: UnixMillis, keep_public: Duration) -> Result<(u64, u64), KeyError> {
         let keys = self.keys().await?;
         let (mut erased, mut deleted) = (0, 0);
         // `keys` is newest first: each key's successor is the one before it.
         for pair in keys.windows(2) {
             let (successor, key) = (&pair[0], &pair[1]);
-            let replaced_at = successor.created_at.plus_ms(PUBLISH_AHEAD_MS);
+            let replaced_at = successor.created_at.plus(PUBLISH_AHEAD);
             if now < replaced_at {
                 continue;
             }
-            if now.since(replaced_at) > keep_public_ms {
+            if now.since(replaced_at) > keep_public {
                 deleted += sqlx::query("DELETE FROM oidc_keys WHERE kid = $1").bind(&key.kid).execute(&self.pool).await?.rows_affected();
             } else if key.signing.is_some() {
                 let public = serde_json::to_string(&key.public).map_err(|e| KeyError::Key(e.to_string()))?;
@@ -194,12 +194,12 @@ impl SigningKeys {
         Ok((erased, deleted))
     }
 
-    /// Makes a key when there is none, or when the newest is older than `rotate_ms`.
+    /// Makes a key when there is none, or when the newest is older than `rotate`.
     /// Returns whether it made one.
-    pub async fn ensure(&self, now: UnixMillis, rotate_ms: i64) -> Result<bool, KeyError> {
+    pub async fn ensure(&self, now: UnixMillis, rotate: Duration) -> Result<bool, KeyError> {
         let newest: Option<(i64,)> =
             sqlx::query_as("SELECT created_at FROM oidc_keys ORDER BY created_at DESC LIMIT 1").fetch_optional(&self.pool).await?;
-        if newest.is_some_and(|(at,)| now.since(UnixMillis(at)) < rotate_ms) {
+        if newest.is_some_and(|(at,)| now.since(UnixMillis(at)) < rotate) {
             return Ok(false);
         }
         self.rotate(now).await?;
@@ -271,12 +271,12 @@ impl SigningKeys {
     }
 
     /// The key new tokens are signed with: the newest that has been published for
-    /// [`PUBLISH_AHEAD_MS`], or the oldest that can sign when none has (the first start).
+    /// [`PUBLISH_AHEAD`], or the oldest that can sign when none has (the first start).
     pub async fn current(&self, now: UnixMillis) -> Result<Arc<CoreRsaPrivateSigningKey>, KeyError> {
         let keys = self.keys().await?;
         let signers = || keys.iter().filter_map(|k| k.signing.as_ref().map(|s| (k, s)));
         let (_, key) = signers()
-            .find(|(k, _)| now.since(k.created_at) >= PUBLISH_AHEAD_MS)
+            .find(|(k, _)| now.since(k.created_at) >= PUBLISH_AHEAD)
             .or_else(|| signers().next_back())
             .ok_or_else(|| KeyError::Key("no signing key".into()))?;
         Ok(key.clone())
@@ -285,16 +285,16 @@ impl SigningKeys {
     /// The public keys that may have signed a token still alive: every key not yet
     /// replaced by a signing successor, and every key whose successor began signing
     /// less than `keep_ms` ago.
-    pub async fn jwks(&self, now: UnixMillis, keep_ms: i64) -> Result<CoreJsonWebKeySet, KeyError> {
+    pub async fn jwks(&self, now: UnixMillis, keep: Duration) -> Result<CoreJsonWebKeySet, KeyError> {
         let keys = self.keys().await?;
         let mut published: Vec<CoreJsonWebKey> = Vec::new();
         // When the next newer key took over signing.
         let mut replaced_at: Option<UnixMillis> = None;
         for k in keys.iter() {
-            if replaced_at.is_none_or(|r| now.since(r) < keep_ms) {
+            if replaced_at.is_none_or(|r| now.since(r) < keep) {
                 published.push(k.public.clone());
             }
-            replaced_at = Some(k.created_at.plus_ms(PUBLISH_AHEAD_MS));
+            replaced_at = Some(k.created_at.plus(PUBLISH_AHEAD));
         }
         Ok(CoreJsonWebKeySet::new(published))
     }

@@ -31,14 +31,15 @@ use crate::server::state::AppState;
 use axum::routing::get;
 use clients::Clients;
 use keys::SigningKeys;
+use std::time::Duration;
 use store::OidcStore;
 
 /// How long a code may wait for its exchange.
-const CODE_LIFE_MS: i64 = 60_000;
+const CODE_LIFE: Duration = Duration::from_secs(60);
 /// How long an access token (and the ID token) lives.
-const TOKEN_LIFE_SECS: i64 = 3600;
+const TOKEN_LIFE: Duration = Duration::from_secs(3600);
 /// How long a pending authorization request waits for the scan.
-const REQUEST_LIFE_MS: i64 = 600_000;
+const REQUEST_LIFE: Duration = Duration::from_secs(600);
 
 /// The provider: its clients, its keys, its tables, its address.
 pub struct Provider {
@@ -48,11 +49,11 @@ pub struct Provider {
     /// `PUBLIC_URL`, the issuer.
     pub issuer: String,
     /// A new signing key after this long.
-    pub rotate_ms: i64,
+    pub rotate: Duration,
     /// The oldest `id_token_hint` logout accepts (a login's longest life,
     /// `SESSION_ABSOLUTE_SECS`: an older hint cannot name a live login); also how long a
     /// retired key's public part stays.
-    pub hint_max_age_ms: i64,
+    pub hint_max_age: Duration,
     /// The key of the pairwise subjects (`claims::subject`), the same on every instance.
     pub pairwise_key: Vec<u8>,
 }
@@ -83,7 +84,7 @@ impl Provider {
     /// Forgets finished codes, expired tokens and abandoned requests. Codes stay a while
     /// after use so that a replay is recognised (and revokes).
     pub async fn purge(&self, now: UnixMillis) -> Result<(), sqlx::Error> {
-        self.store.purge(now, TOKEN_LIFE_SECS * 1000).await
+        self.store.purge(now, TOKEN_LIFE).await
     }
 }
 

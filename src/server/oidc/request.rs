@@ -8,6 +8,7 @@ use crate::domain::UnixMillis;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Longest `state` we keep and send back (clients use tens of characters; some encode a
 /// return URL). Longer → `invalid_request`, so an anonymous request cannot park
@@ -115,7 +116,7 @@ impl AuthorizeRequest {
             not_before = now;
         }
         if let Some(m) = max_age {
-            not_before = not_before.max(now.plus_ms(-m.saturating_mul(1000)));
+            not_before = not_before.max(now.minus(Duration::from_secs(u64::try_from(m).unwrap_or(0))));
         }
         Ok((req, not_before))
     }

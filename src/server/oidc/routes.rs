@@ -6,7 +6,7 @@ use super::discovery::metadata;
 use super::error::OidcError;
 use super::request::{AuthorizeQuery, AuthorizeRequest, ClientCredentials, Grant, credentials};
 use super::store::{PendingRequest, Redeemed};
-use super::{CODE_LIFE_MS, Provider, REQUEST_LIFE_MS, TOKEN_LIFE_SECS};
+use super::{CODE_LIFE, Provider, REQUEST_LIFE, TOKEN_LIFE};
 use crate::domain::UnixMillis;
 use crate::server::audit::Kind;
 use crate::server::caller::Caller;
@@ -54,7 +54,7 @@ pub async fn discovery(Oidc(p): Oidc) -> Result<Response, OidcError> {
 /// `GET /oidc/jwks`.
 pub async fn jwks(State(st): State<AppState>, Oidc(p): Oidc) -> Result<Response, OidcError> {
     // A replaced key stays published until every token it signed has expired.
-    let set = p.keys.jwks(st.clock.now(), TOKEN_LIFE_SECS * 1000 + 300_000).await.map_err(OidcError::internal)?;
+    let set = p.keys.jwks(st.clock.now(), TOKEN_LIFE + Duration::from_secs(300)).await.map_err(OidcError::internal)?;
     Ok(axum::Json(set).into_response())
 }
 
@@ -84,7 +84,7 @@ pub async fn authorize(
     }
     let id = random_token(16);
     let browser = web.existing_browser_key().await?;
-    p.store.save_request(&id, &req, not_before, now.plus_ms(REQUEST_LIFE_MS), browser.as_deref()).await?;
+    p.store.save_request(&id, &req, not_before, now.plus(REQUEST_LIFE), browser.as_deref()).await?;
     Ok(found(&answer.next_step(&id, not_before)))
 }
 
@@ -132,7 +132,7 @@ pub async fn consent_page(
 ) -> Result<Response, OidcError> {
     use crate::server::http::{esc, message_page};
     let (request, client) = pending_for_consent(&st, &p, &id).await?;
-    if web.signed_in(st.clock.now(), st.site.session_absolute_ms).await?.is_none() {
+    if web.signed_in(st.clock.now(), st.site.session_absolute).await?.is_none() {
         return Ok(found(&Handoff::oidc(&id, false).login_url()));
     }
     let lang = crate::server::error::request_lang(&headers);
@@ -169,7 +169,7 @@ pub async fn consent_answer(
             message: "拒绝来自其他网站的请求。Requests from other sites are refused.",
         });
     }
-    let Some(who) = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await? else {
+    let Some(who) = web.signed_in(st.clock.now(), st.site.session_absolute).await? else {
         return Ok(found(&Handoff::oidc(&id, false).login_url()));
     };
     if form.get("decision").map(String::as_str) == Some("allow") {
@@ -207,7 +207,7 @@ async fn issue_code(
     now: UnixMillis,
     caller: &Caller,
 ) -> Result<Answer, OidcError> {
-    let Some(who) = web.signed_in(now, st.site.session_absolute_ms).await? else { return Ok(Answer::NeedsLogin) };
+    let Some(who) = web.signed_in(now, st.site.session_absolute).await? else { return Ok(Answer::NeedsLogin) };
     if who.login_at < not_before {
         return Ok(Answer::NeedsLogin);
     }
@@ -232,8 +232,8 @@ async fn issue_code(
     }
     let code = random_token(32);
     let session = web.id().map(|id| crate::server::session::stored_key(&id));
-    p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, session.as_deref(), now.plus_ms(CODE_LIFE_MS)).await?;
-    tracing::info!(client = client.id, user = who.user, "oidc: code issued");
+    p.store.save_code(&TokenHash::of(&code), req, who.user, who.login_at, session.as_ref(), now.plus(CODE_LIFE)).await?;
+    tracing::info!(client = client.id, user = %who.user, "oidc: code issued");
     st.audit.record(now, Kind::OidcCode, Some(who.user), caller, &client.name).await;
     Ok(Answer::Code(req.redirect(&p.issuer, vec![("code", code)]).into_response()))
 }
@@ -316,7 +316,7 @@ pub async fn token(
         return Err(OidcError::invalid_grant("this account may not sign in to this site"));
     }
     let access = random_token(32);
-    match p.store.redeem(&code_hash, &grant, &TokenHash::of(&access), now, now.plus_ms(TOKEN_LIFE_SECS * 1000)).await? {
+    match p.store.redeem(&code_hash, &grant, &TokenHash::of(&access), now, now.plus(TOKEN_LIFE)).await? {
         Redeemed::Issued => {}
         Redeemed::AlreadyUsed { revoked } => {
             // Lost a race with another exchange of the same code: a replay all the same.
@@ -328,7 +328,7 @@ pub async fn token(
     let claims = IdTokenClaims::new(
         IssuerUrl::new(p.issuer.clone()).map_err(OidcError::internal)?,
         vec![Audience::new(client.id.clone())],
-        time(now.0 + TOKEN_LIFE_SECS * 1000)?,
+        time(now.plus(TOKEN_LIFE).0)?,
         time(now.0)?,
         standard_claims(&user, subject(&user, &client.id, client.legacy_subject, &p.pairwise_key), &grant.scope, &p.issuer),
         groups_claim(&user, &grant.scope),
@@ -347,9 +347,9 @@ pub async fn token(
     )
     .map_err(OidcError::internal)?;
     let mut answer = TokenResponse::new(access_token, CoreTokenType::Bearer, IdTokenFields::new(Some(id_token), EmptyExtraTokenFields {}));
-    answer.set_expires_in(Some(&Duration::from_secs(TOKEN_LIFE_SECS as u64)));
+    answer.set_expires_in(Some(&TOKEN_LIFE));
     answer.set_scopes(Some(grant.scope.split(' ').filter(|s| !s.is_empty()).map(|s| Scope::new(s.to_string())).collect()));
-    tracing::info!(client = client.id, user = user.id, "oidc: tokens issued");
+    tracing::info!(client = client.id, user = %user.id, "oidc: tokens issued");
     metrics::counter!("scanlogin_oidc_tokens_issued_total").increment(1);
     st.audit.record(now, Kind::OidcTokens, Some(user.id), crate::server::audit::Actor::Client(&client.id), &client.name).await;
     Ok(no_store_json(answer))
@@ -431,7 +431,7 @@ async fn end_session(
         })?),
         None => None,
     };
-    let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute_ms).await?;
+    let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute).await?;
     if let Some(who) = &signed_in {
         let hint_names_them = match (&hinted, st.users.cached(who.user).await?) {
             (Some((client, sub)), Some(user)) => {
@@ -489,11 +489,11 @@ fn confirm_logout_page(headers: &HeaderMap, q: &HashMap<String, String>) -> Resp
 }
 
 /// The client (audience) and subject of an ID token we signed; expired hints are fine
-/// (that is what logging out late looks like), up to [`Provider::hint_max_age_ms`] old.
+/// (that is what logging out late looks like), up to [`Provider::hint_max_age`] old.
 async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<(String, String), ()> {
     use std::str::FromStr as _;
     let token = CoreIdToken::from_str(hint).map_err(|_| ())?;
-    let jwks = p.keys.jwks(st.clock.now(), i64::MAX / 2).await.map_err(|_| ())?;
+    let jwks = p.keys.jwks(st.clock.now(), Duration::MAX).await.map_err(|_| ())?;
     let issuer = IssuerUrl::new(p.issuer.clone()).map_err(|_| ())?;
     let verifier = CoreIdTokenVerifier::new_public_client(openidconnect::ClientId::new(String::new()), issuer, jwks)
         .require_audience_match(false)
@@ -502,7 +502,7 @@ async fn hinted_client(st: &AppState, p: &Provider, hint: &str) -> Result<(Strin
     // No older than a login can last: an older hint names no live login, and a leaked one
     // must not work for ever.
     let issued = UnixMillis(claims.issue_time().timestamp_millis());
-    if st.clock.now().since(issued) > p.hint_max_age_ms {
+    if st.clock.now().since(issued) > p.hint_max_age {
         return Err(());
     }
     let client = claims.audiences().first().map(|a| a.to_string()).ok_or(())?;

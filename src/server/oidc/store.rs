@@ -3,9 +3,11 @@
 //! statement of the provider is here; the handlers speak in these types.
 
 use super::request::AuthorizeRequest;
-use crate::domain::UnixMillis;
+use crate::domain::{UnixMillis, UserId};
 use crate::server::db::Db;
+use crate::server::session::SessionKey;
 use crate::server::tokens::TokenHash;
+use std::time::Duration;
 
 /// A pending authorization request and the earliest login it accepts.
 #[derive(Clone, Debug)]
@@ -23,13 +25,13 @@ pub struct CodeGrant {
     pub redirect_uri: String,
     pub code_challenge: Option<String>,
     pub nonce: Option<String>,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub auth_time: i64,
     pub scope: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
     /// The stored key of the browser session that authorized it.
-    pub session_key: Option<String>,
+    pub session_key: Option<SessionKey>,
 }
 
 /// How an exchange of a code ended.
@@ -121,9 +123,9 @@ impl OidcStore {
         &self,
         code: &TokenHash,
         req: &AuthorizeRequest,
-        user: i64,
+        user: UserId,
         auth_time: UnixMillis,
-        session: Option<&str>,
+        session: Option<&SessionKey>,
         expires_at: UnixMillis,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
@@ -202,14 +204,14 @@ impl OidcStore {
     }
 
     /// Revokes what the browser session stored under `session` authorized (its logout).
-    pub async fn revoke_session(&self, session: &str) -> Result<u64, sqlx::Error> {
+    pub async fn revoke_session(&self, session: &SessionKey) -> Result<u64, sqlx::Error> {
         sqlx::query("DELETE FROM oidc_codes WHERE session_key = $1 AND used_at IS NULL").bind(session).execute(&self.db).await?;
         Ok(sqlx::query("DELETE FROM oidc_tokens WHERE session_key = $1").bind(session).execute(&self.db).await?.rows_affected())
     }
 
     /// The clients holding live tokens that the browser session stored under `session`
     /// authorized.
-    pub async fn session_clients(&self, session: &str, now: UnixMillis) -> Result<Vec<String>, sqlx::Error> {
+    pub async fn session_clients(&self, session: &SessionKey, now: UnixMillis) -> Result<Vec<String>, sqlx::Error> {
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT DISTINCT client_id FROM oidc_tokens WHERE session_key = $1 AND expires_at > $2 ORDER BY client_id")
                 .bind(session)
@@ -220,7 +222,7 @@ impl OidcStore {
     }
 
     /// Revokes what `user`'s sessions other than `keep` authorized (退出其他设备).
-    pub async fn revoke_other_sessions(&self, user: i64, keep: &str) -> Result<u64, sqlx::Error> {
+    pub async fn revoke_other_sessions(&self, user: UserId, keep: &SessionKey) -> Result<u64, sqlx::Error> {
         sqlx::query("DELETE FROM oidc_codes WHERE user_id = $1 AND (session_key IS NULL OR session_key <> $2) AND used_at IS NULL")
             .bind(user)
             .bind(keep)
@@ -245,7 +247,7 @@ impl OidcStore {
     }
 
     /// Whether `user` allowed `client` to sign them in without asking.
-    pub async fn has_consent(&self, user: i64, client: &str) -> Result<bool, sqlx::Error> {
+    pub async fn has_consent(&self, user: UserId, client: &str) -> Result<bool, sqlx::Error> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT at FROM oidc_consents WHERE user_id = $1 AND client_id = $2")
             .bind(user)
             .bind(client)
@@ -255,7 +257,7 @@ impl OidcStore {
     }
 
     /// Records that `user` allowed `client`.
-    pub async fn grant_consent(&self, user: i64, client: &str, now: UnixMillis) -> Result<(), sqlx::Error> {
+    pub async fn grant_consent(&self, user: UserId, client: &str, now: UnixMillis) -> Result<(), sqlx::Error> {
         sqlx::query("INSERT INTO oidc_consents (user_id, client_id, at) VALUES ($1, $2, $3) ON CONFLICT (user_id, client_id) DO NOTHING")
             .bind(user)
             .bind(client)
@@ -266,14 +268,14 @@ impl OidcStore {
     }
 
     /// The clients `user` allowed, with when.
-    pub async fn consents(&self, user: i64) -> Result<Vec<(String, UnixMillis)>, sqlx::Error> {
+    pub async fn consents(&self, user: UserId) -> Result<Vec<(String, UnixMillis)>, sqlx::Error> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT client_id, at FROM oidc_consents WHERE user_id = $1 ORDER BY at").bind(user).fetch_all(&self.db).await?;
         Ok(rows.into_iter().map(|(c, at)| (c, UnixMillis(at))).collect())
     }
 
     /// Withdraws `user`'s consent to `client`, and what the client holds for them.
-    pub async fn revoke_consent(&self, user: i64, client: &str) -> Result<bool, sqlx::Error> {
+    pub async fn revoke_consent(&self, user: UserId, client: &str) -> Result<bool, sqlx::Error> {
         let gone = sqlx::query("DELETE FROM oidc_consents WHERE user_id = $1 AND client_id = $2")
             .bind(user)
             .bind(client)
@@ -284,15 +286,15 @@ impl OidcStore {
     }
 
     /// Revokes every token of `user` and every code not yet exchanged (disabled).
-    pub async fn revoke_user(&self, user: i64) -> Result<u64, sqlx::Error> {
+    pub async fn revoke_user(&self, user: UserId) -> Result<u64, sqlx::Error> {
         let tokens = sqlx::query("DELETE FROM oidc_tokens WHERE user_id = $1").bind(user).execute(&self.db).await?.rows_affected();
         sqlx::query("DELETE FROM oidc_codes WHERE user_id = $1 AND used_at IS NULL").bind(user).execute(&self.db).await?;
         Ok(tokens)
     }
 
     /// The user, scope and client of the access token whose hash is `token`, while it lives.
-    pub async fn token(&self, token: &TokenHash, now: UnixMillis) -> Result<Option<(i64, String, String)>, sqlx::Error> {
-        let row: Option<(i64, String, String, i64)> =
+    pub async fn token(&self, token: &TokenHash, now: UnixMillis) -> Result<Option<(UserId, String, String)>, sqlx::Error> {
+        let row: Option<(UserId, String, String, i64)> =
             sqlx::query_as("SELECT user_id, scope, client_id, expires_at FROM oidc_tokens WHERE token_hash = $1")
                 .bind(token.as_str())
                 .fetch_optional(&self.db)
@@ -302,9 +304,9 @@ impl OidcStore {
 
     /// Forgets abandoned requests, codes `keep_codes_ms` past their expiry (so a late
     /// replay is still recognised, and revokes), and expired tokens.
-    pub async fn purge(&self, now: UnixMillis, keep_codes_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn purge(&self, now: UnixMillis, keep_codes: Duration) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM oidc_requests WHERE expires_at < $1").bind(now).execute(&self.db).await?;
-        sqlx::query("DELETE FROM oidc_codes WHERE expires_at < $1").bind(now.plus_ms(-keep_codes_ms)).execute(&self.db).await?;
+        sqlx::query("DELETE FROM oidc_codes WHERE expires_at < $1").bind(now.minus(keep_codes)).execute(&self.db).await?;
         sqlx::query("DELETE FROM oidc_tokens WHERE expires_at < $1").bind(now).execute(&self.db).await?;
         Ok(())
     }

@@ -17,6 +17,7 @@
 //! Entries are keyed like the table's rows: by [`stored_key`], the digest of the
 //! session id, which is also all a notification carries.
 
+use crate::domain::UserId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,19 +40,52 @@ pub const PG_CHANNEL: &str = "scanlogin_sessions";
 /// What a session is stored and announced under: the SHA-256 (hex) of its id. The id is
 /// the cookie's value, a bearer credential; neither the table, a backup of it, nor the
 /// change channel (which any role that can connect may `LISTEN` to) holds it.
-pub fn stored_key(id: &tower_sessions::session::Id) -> String {
-    crate::server::tokens::TokenHash::of(&id.to_string()).as_str().to_string()
+pub fn stored_key(id: &tower_sessions::session::Id) -> SessionKey {
+    SessionKey(crate::server::tokens::TokenHash::of(&id.to_string()).as_str().to_string())
+}
+
+/// A session as stored: its [`stored_key`], the `sessions` row's key. The phone and the
+/// console name a signed-in browser by it; it is not the cookie and cannot act as one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct SessionKey(String);
+
+impl SessionKey {
+    /// A key named by a request (the phone's or the console's sign-out): SHA-256 hex, or
+    /// none, so nothing else reaches a query.
+    pub fn parse(s: &str) -> Option<SessionKey> {
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then(|| SessionKey(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Hashes as its text (a derived `Hash` of the one field), so the cache is read by `&str`.
+impl std::borrow::Borrow<str> for SessionKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SessionKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 struct Entry {
     record: Record,
-    user: Option<i64>,
+    user: Option<UserId>,
     filled: Instant,
 }
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<SessionKey, Entry>,
     /// Bumped by every invalidation.
     epoch: u64,
 }
@@ -99,7 +133,7 @@ impl SessionCache {
 
     /// Keeps `record` (read from the database after `mark` was taken), unless anything
     /// was invalidated in between.
-    pub fn fill(&self, mark: ReadMark, record: &Record, user: Option<i64>) {
+    pub fn fill(&self, mark: ReadMark, record: &Record, user: Option<UserId>) {
         if !self.serving() {
             return;
         }
@@ -110,7 +144,7 @@ impl SessionCache {
     }
 
     /// Stores an entry, making room first when full.
-    fn keep(&self, inner: &mut Inner, record: &Record, user: Option<i64>) {
+    fn keep(&self, inner: &mut Inner, record: &Record, user: Option<UserId>) {
         if inner.entries.len() >= CAPACITY {
             let ttl = self.ttl;
             inner.entries.retain(|_, e| e.filled.elapsed() < ttl);
@@ -123,7 +157,7 @@ impl SessionCache {
 
     /// Keeps a session this instance has just created: its id is new, so no read of it
     /// can be on its way, and concurrent reads of other sessions may still fill.
-    pub fn created(&self, record: &Record, user: Option<i64>) {
+    pub fn created(&self, record: &Record, user: Option<UserId>) {
         if self.serving() {
             self.keep(&mut self.lock(), record, user);
         }
@@ -131,7 +165,7 @@ impl SessionCache {
 
     /// Keeps `record` as this instance has just written it (committed). Reads already on
     /// their way saw older data: the epoch moves on so that they do not fill.
-    pub fn wrote(&self, record: &Record, user: Option<i64>) {
+    pub fn wrote(&self, record: &Record, user: Option<UserId>) {
         if !self.serving() {
             return;
         }
@@ -162,7 +196,7 @@ impl SessionCache {
     }
 
     /// Forgets every session of `user`.
-    pub fn forget_user(&self, user: i64) {
+    pub fn forget_user(&self, user: UserId) {
         let mut inner = self.lock();
         inner.epoch += 1;
         inner.entries.retain(|_, e| e.user != Some(user));
@@ -212,7 +246,7 @@ mod tests {
         let r = record(time::Duration::hours(1));
         let id = stored_key(&r.id);
         let t = c.get(&id, OffsetDateTime::now_utc()).unwrap_err();
-        c.fill(t, &r, Some(7));
+        c.fill(t, &r, Some(UserId(7)));
         assert_eq!(c.get(&id, OffsetDateTime::now_utc()).ok().map(|r| r.id), Some(r.id));
         c.forget(&id);
         assert!(c.get(&id, OffsetDateTime::now_utc()).is_err());
@@ -225,7 +259,7 @@ mod tests {
         let id = stored_key(&r.id);
         let t = c.get(&id, OffsetDateTime::now_utc()).unwrap_err();
         c.forget("some other session"); // a delete committed while our read was on its way
-        c.fill(t, &r, Some(7));
+        c.fill(t, &r, Some(UserId(7)));
         assert!(c.get(&id, OffsetDateTime::now_utc()).is_err());
     }
 
@@ -233,7 +267,7 @@ mod tests {
     fn a_save_of_what_was_just_written_is_recognised() {
         let c = SessionCache::new(Duration::from_secs(60), true);
         let mut r = record(time::Duration::hours(1));
-        c.wrote(&r, Some(1));
+        c.wrote(&r, Some(UserId(1)));
         let mut later = r.clone();
         later.expiry_date += time::Duration::seconds(2);
         assert!(c.unchanged(&later), "only the expiry moved, by seconds");
@@ -255,9 +289,9 @@ mod tests {
         let (a, b) = (record(time::Duration::hours(1)), record(time::Duration::hours(1)));
         for (r, user) in [(&a, 1), (&b, 2)] {
             let t = c.get(&stored_key(&r.id), OffsetDateTime::now_utc()).unwrap_err();
-            c.fill(t, r, Some(user));
+            c.fill(t, r, Some(UserId(user)));
         }
-        c.forget_user(1);
+        c.forget_user(UserId(1));
         assert!(c.get(&stored_key(&a.id), OffsetDateTime::now_utc()).is_err());
         assert!(c.get(&stored_key(&b.id), OffsetDateTime::now_utc()).is_ok());
     }

@@ -3,18 +3,19 @@
 //! a typed wrapper: a session holds the browser's binding key and, once signed in, one
 //! [`SignedIn`] struct under one key.
 
-use crate::domain::UnixMillis;
+use crate::domain::{UnixMillis, UserId};
 use crate::error::AppError;
 use crate::server::db::Db;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::{Expiry, Session, SessionStore};
 
 pub mod cache;
-pub use cache::{SessionCache, stored_key};
+pub use cache::{SessionCache, SessionKey, stored_key};
 use std::sync::Arc;
 
 const BROWSER_KEY: &str = "browser_key";
@@ -61,7 +62,7 @@ const SIGNED_IN: &str = "signed_in";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedIn {
     /// Our user id.
-    pub user: i64,
+    pub user: UserId,
     pub login_at: UnixMillis,
     /// Last activity, to the hour.
     pub seen_at: UnixMillis,
@@ -74,26 +75,26 @@ pub struct SignedIn {
 /// After login rotates the session id, the old id stays this long as an anonymous
 /// session holding only the old binding key: longer than the minute in which a lost
 /// finalize answer may be repeated with the old cookie.
-const ROTATED_GRACE_SECS: i64 = 90;
+const ROTATED_GRACE: Duration = Duration::from_secs(90);
 
 /// How long sessions live without activity.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionLifetimes {
     /// A session with only a binding key: no longer than its longest ticket plus the
     /// purge grace.
-    pub anonymous: time::Duration,
+    pub anonymous: Duration,
     /// A signed-in session (`SESSION_IDLE_SECS`), counted from sign-in.
-    pub signed_in: time::Duration,
+    pub signed_in: Duration,
 }
 
 /// A signed-in session is re-saved (sliding its idle expiry) at most this often.
-const TOUCH_EVERY_MS: i64 = 3_600_000;
+const TOUCH_EVERY: Duration = Duration::from_secs(3600);
 
 /// One signed-in browser of a user, as listed on the account page.
 #[derive(Clone, Debug)]
 pub struct SignedInBrowser {
     /// The session's [`stored_key`] (never sent to a browser).
-    pub key: String,
+    pub key: SessionKey,
     pub signed_in: SignedIn,
 }
 
@@ -116,8 +117,13 @@ fn millis(t: OffsetDateTime) -> UnixMillis {
 }
 
 /// The signed-in user of a session record.
-fn user_of(r: &Record) -> Option<i64> {
-    r.data.get(SIGNED_IN).and_then(|v| v.get("user")).and_then(|v| v.as_i64())
+fn user_of(r: &Record) -> Option<UserId> {
+    r.data.get(SIGNED_IN).and_then(|v| v.get("user")).and_then(|v| v.as_i64()).map(UserId)
+}
+
+/// tower-sessions' expiry after `d` without activity (its own duration type stays here).
+pub fn inactivity(d: Duration) -> Expiry {
+    Expiry::OnInactivity(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -141,8 +147,8 @@ impl SqlSessionStore {
     }
 
     /// The user's live signed-in sessions, most recently seen first.
-    pub async fn list_for_user(&self, user: i64, now: UnixMillis) -> Result<Vec<SignedInBrowser>, sqlx::Error> {
-        let rows: Vec<(String, String)> =
+    pub async fn list_for_user(&self, user: UserId, now: UnixMillis) -> Result<Vec<SignedInBrowser>, sqlx::Error> {
+        let rows: Vec<(SessionKey, String)> =
             sqlx::query_as("SELECT id, data FROM sessions WHERE user_id = $1 AND expires_at > $2 AND parent IS NULL")
                 .bind(user)
                 .bind(now)
@@ -167,7 +173,7 @@ impl SqlSessionStore {
 
     /// Removes `user`'s signed-in browser session stored under `key` (with its linked
     /// forward-auth sessions); false when `user` has no such session.
-    pub async fn remove_for_user(&self, user: i64, key: &str) -> Result<bool, sqlx::Error> {
+    pub async fn remove_for_user(&self, user: UserId, key: &SessionKey) -> Result<bool, sqlx::Error> {
         let mine: Option<(String,)> = sqlx::query_as("SELECT id FROM sessions WHERE id = $1 AND user_id = $2 AND parent IS NULL")
             .bind(key)
             .bind(user)
@@ -181,14 +187,14 @@ impl SqlSessionStore {
     }
 
     /// Whether forward-auth sessions hang off the session stored under `key`.
-    pub async fn has_linked(&self, key: &str) -> Result<bool, sqlx::Error> {
+    pub async fn has_linked(&self, key: &SessionKey) -> Result<bool, sqlx::Error> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE parent = $1").bind(key).fetch_one(&self.pool).await?;
         Ok(n > 0)
     }
 
     /// Removes the row stored under `key` outright, with the forward-auth sessions
     /// linked to it.
-    async fn remove_stored(&self, key: &str) -> Result<(), sqlx::Error> {
+    async fn remove_stored(&self, key: &SessionKey) -> Result<(), sqlx::Error> {
         let children: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions WHERE parent = $1").bind(key).fetch_all(&self.pool).await?;
         sqlx::query("DELETE FROM sessions WHERE id = $1 OR parent = $1").bind(key).execute(&self.pool).await?;
         self.cache.forget(key);
@@ -215,8 +221,8 @@ impl SqlSessionStore {
     }
 
     /// How many live signed-in sessions each user has.
-    pub async fn count_by_user(&self, now: UnixMillis) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+    pub async fn count_by_user(&self, now: UnixMillis) -> Result<std::collections::HashMap<UserId, i64>, sqlx::Error> {
+        let rows: Vec<(UserId, i64)> = sqlx::query_as(
             "SELECT user_id, COUNT(*) FROM sessions WHERE user_id IS NOT NULL AND expires_at > $1 AND parent IS NULL GROUP BY user_id",
         )
         .bind(now)
@@ -226,14 +232,14 @@ impl SqlSessionStore {
     }
 
     /// Deletes every session of `user` (disabled); returns how many ended.
-    pub async fn delete_user(&self, user: i64) -> Result<u64, sqlx::Error> {
+    pub async fn delete_user(&self, user: UserId) -> Result<u64, sqlx::Error> {
         let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(&self.pool).await?.rows_affected();
         self.cache.forget_user(user);
         Ok(ended)
     }
 
     /// Deletes every session of `user` but `keep`; returns how many ended.
-    pub async fn delete_others(&self, user: i64, keep: &Id) -> Result<u64, sqlx::Error> {
+    pub async fn delete_others(&self, user: UserId, keep: &Id) -> Result<u64, sqlx::Error> {
         // Every other browser's session (counted), then the forward-auth sessions linked to
         // them (not to `keep`).
         let keep = stored_key(keep);
@@ -266,7 +272,7 @@ impl SqlSessionStore {
         }))
     }
 
-    fn row(r: &Record) -> StoreResult<(String, String, UnixMillis, Option<i64>)> {
+    fn row(r: &Record) -> StoreResult<(SessionKey, String, UnixMillis, Option<UserId>)> {
         let data = serde_json::to_string(&r.data).map_err(|e| StoreError::Encode(e.to_string()))?;
         Ok((stored_key(&r.id), data, millis(r.expiry_date), user_of(r)))
     }
@@ -390,7 +396,7 @@ impl SessionStore for SqlSessionStore {
         match found {
             Some((Some(key), expires)) => {
                 let stub = serde_json::json!({ BROWSER_KEY: key }).to_string();
-                let grace = millis(OffsetDateTime::now_utc()).plus_ms(ROTATED_GRACE_SECS * 1000);
+                let grace = millis(OffsetDateTime::now_utc()).plus(ROTATED_GRACE);
                 sqlx::query("UPDATE sessions SET data = $2, user_id = NULL, expires_at = $3 WHERE id = $1")
                     .bind(&id)
                     .bind(stub)
@@ -460,7 +466,7 @@ impl WebSession {
         let key = crate::server::tokens::random_token(16);
         self.session.insert(BROWSER_KEY, &key).await?;
         if self.session.get::<SignedIn>(SIGNED_IN).await?.is_none() {
-            self.session.set_expiry(Some(Expiry::OnInactivity(self.life.anonymous)));
+            self.session.set_expiry(Some(inactivity(self.life.anonymous)));
         }
         Ok(BrowserKey(key))
     }
@@ -470,19 +476,19 @@ impl WebSession {
         Ok(self.session.get::<String>(BROWSER_KEY).await?.map(BrowserKey))
     }
 
-    /// Who is signed in, if the login is younger than `absolute_ms`. An older login is
+    /// Who is signed in, if the login is younger than `absolute`. An older login is
     /// ended here (absolute expiry, whatever the activity).
-    pub async fn signed_in(&self, now: UnixMillis, absolute_ms: i64) -> Result<Option<SignedIn>, AppError> {
+    pub async fn signed_in(&self, now: UnixMillis, absolute: Duration) -> Result<Option<SignedIn>, AppError> {
         let Some(mut s) = self.session.get::<SignedIn>(SIGNED_IN).await? else { return Ok(None) };
-        if now.since(s.login_at) > absolute_ms {
+        if now.since(s.login_at) > absolute {
             self.sign_out().await?;
             return Ok(None);
         }
         // Activity slides the idle expiry, but writes at most once an hour.
-        if now.since(s.seen_at) >= TOUCH_EVERY_MS {
+        if now.since(s.seen_at) >= TOUCH_EVERY {
             s.seen_at = now;
             self.session.insert(SIGNED_IN, &s).await?;
-            self.session.set_expiry(Some(Expiry::OnInactivity(self.life.signed_in)));
+            self.session.set_expiry(Some(inactivity(self.life.signed_in)));
         }
         Ok(Some(s))
     }
@@ -495,7 +501,7 @@ impl WebSession {
         self.session.cycle_id().await?;
         self.session.insert(BROWSER_KEY, crate::server::tokens::random_token(16)).await?;
         self.session.insert(SIGNED_IN, who).await?;
-        self.session.set_expiry(Some(Expiry::OnInactivity(self.life.signed_in)));
+        self.session.set_expiry(Some(inactivity(self.life.signed_in)));
         Ok(self.session.save().await?)
     }
 
@@ -507,7 +513,7 @@ impl WebSession {
     /// Undoes [`WebSession::sign_in`] when the ticket could not be consumed after all.
     pub async fn undo_sign_in(&self) -> Result<(), AppError> {
         self.session.remove_value(SIGNED_IN).await?;
-        self.session.set_expiry(Some(Expiry::OnInactivity(self.life.anonymous)));
+        self.session.set_expiry(Some(inactivity(self.life.anonymous)));
         Ok(self.session.save().await?)
     }
 

@@ -6,12 +6,13 @@
 //! it before doing anything costly, and the transition itself is the guard plus the
 //! change.
 
-use crate::domain::{NextPath, TicketId, UnixMillis};
+use crate::domain::{NextPath, TicketId, UnixMillis, UserId};
 use crate::error::ErrorCode;
 use crate::model::TicketStatus;
 use crate::server::caller::Caller;
 use crate::server::session::BrowserKey;
 use crate::server::tokens::{TokenHash, constant_time_eq};
+use std::time::Duration;
 
 /// Why a transition was refused. Maps 1:1 onto contract error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,14 +56,14 @@ impl From<TicketError> for ErrorCode {
 #[derive(Clone, Copy, Debug)]
 pub struct Lifetimes {
     /// A waiting ticket expires this long after creation.
-    pub waiting_ms: i64,
+    pub waiting: Duration,
     /// A scanned or confirmed ticket expires this long after creation.
-    pub active_ms: i64,
+    pub active: Duration,
 }
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Lifetimes { waiting_ms: 120_000, active_ms: 300_000 }
+        Lifetimes { waiting: Duration::from_secs(120), active: Duration::from_secs(300) }
     }
 }
 
@@ -82,7 +83,7 @@ pub struct Ticket {
     /// Moves to `created_at + active` on scan.
     pub expires_at: UnixMillis,
     /// The WeChat user who scanned it (our user id).
-    pub scanner_id: Option<i64>,
+    pub scanner_id: Option<UserId>,
     /// The hash of the scanner's current confirm token.
     pub confirm_hash: Option<TokenHash>,
     /// The hash of the finalize key given to the creating browser (`None`: a ticket
@@ -130,7 +131,7 @@ impl Ticket {
             browser_key,
             next,
             created_at: now,
-            expires_at: now.plus_ms(life.waiting_ms),
+            expires_at: now.plus(life.waiting),
             scanner_id: None,
             confirm_hash: None,
             finalize_hash: Some(finalize_hash),
@@ -164,7 +165,7 @@ impl Ticket {
 
     /// Whole seconds left (rounded up), 0 once final.
     pub fn expires_in(&self, now: UnixMillis) -> u64 {
-        if self.status.is_final() { 0 } else { u64::try_from(self.expires_at.since(now).max(0)).unwrap_or(0).div_ceil(1000) }
+        if self.status.is_final() { 0 } else { now.until(self.expires_at).as_millis().div_ceil(1000) as u64 }
     }
 
     /// True when `key` is the creating browser's key.
@@ -185,7 +186,7 @@ impl Ticket {
 
     /// Why `user` could not scan this ticket now (`None`: the scan would be accepted).
     /// `user` is `None` for a WeChat user we have never seen, who is nobody's scanner.
-    pub fn scan_refusal(&self, user: Option<i64>, now: UnixMillis) -> Option<TicketError> {
+    pub fn scan_refusal(&self, user: Option<UserId>, now: UnixMillis) -> Option<TicketError> {
         let by_scanner = user.is_some() && self.scanner_id == user;
         match self.status_at(now) {
             TicketStatus::Waiting => None,
@@ -202,7 +203,7 @@ impl Ticket {
     /// the number the browser will show (a re-scan keeps the first one).
     pub fn scan(
         &mut self,
-        user: i64,
+        user: UserId,
         confirm_hash: TokenHash,
         now: UnixMillis,
         life: Lifetimes,
@@ -214,7 +215,7 @@ impl Ticket {
         }
         if self.status == TicketStatus::Waiting {
             self.scanner_id = Some(user);
-            self.expires_at = self.created_at.plus_ms(life.active_ms);
+            self.expires_at = self.created_at.plus(life.active);
             self.match_number = number;
         }
         self.confirm_hash = Some(confirm_hash);
@@ -297,7 +298,7 @@ impl Ticket {
     /// The caller must hold the finalize key (`key_hash`); without it, or with another
     /// one, the ticket is answered like another browser's (404). The first finalize
     /// also needs the creating browser (`browser_key`). A repeat within
-    /// [`REPEAT_FINALIZE_MS`] of the first is that browser with either cookie: the old
+    /// [`REPEAT_FINALIZE`] of the first is that browser with either cookie: the old
     /// one (same binding key) or the new one (signed in as the scanner).
     pub fn finalize_check(&self, fin: &FinalizeAttempt<'_>, now: UnixMillis) -> Result<Finalize, TicketError> {
         let holds_key = match (&self.finalize_hash, fin.key_hash) {
@@ -311,7 +312,7 @@ impl Ticket {
         let status = self.status_at(now);
         let same_browser = bound || (fin.signed_in_as.is_some() && fin.signed_in_as == self.scanner_id);
         if status == TicketStatus::Consumed && same_browser {
-            let lost_answer = now.since(self.updated_at) <= REPEAT_FINALIZE_MS;
+            let lost_answer = now.since(self.updated_at) <= REPEAT_FINALIZE;
             return if lost_answer { Ok(Finalize::Repeat) } else { Err(TicketError::Used) };
         }
         if !bound {
@@ -341,7 +342,7 @@ impl Ticket {
 }
 
 /// How long after the first finalize a repeat (a lost answer) still signs the browser in.
-pub const REPEAT_FINALIZE_MS: i64 = 60_000;
+pub const REPEAT_FINALIZE: Duration = Duration::from_secs(60);
 
 /// Who asks to finalize.
 #[derive(Clone, Copy, Debug)]
@@ -349,7 +350,7 @@ pub struct FinalizeAttempt<'a> {
     /// The binding key of the caller's session, if it has one.
     pub browser_key: Option<&'a str>,
     /// The user the caller's session is signed in as.
-    pub signed_in_as: Option<i64>,
+    pub signed_in_as: Option<UserId>,
     /// The hash of the finalize key the caller sent.
     pub key_hash: Option<&'a TokenHash>,
 }
@@ -368,7 +369,7 @@ mod tests {
     use super::*;
 
     const T0: UnixMillis = UnixMillis(1_800_000_000_000);
-    const LIFE: Lifetimes = Lifetimes { waiting_ms: 120_000, active_ms: 300_000 };
+    const LIFE: Lifetimes = Lifetimes { waiting: Duration::from_secs(120), active: Duration::from_secs(300) };
 
     fn ticket() -> Ticket {
         let origin = Caller { ip: Some(std::net::Ipv4Addr::LOCALHOST.into()), user_agent: "test".into() };
@@ -393,16 +394,16 @@ mod tests {
     }
 
     /// `T0` plus `ms`.
-    fn at(ms: i64) -> UnixMillis {
-        T0.plus_ms(ms)
+    fn at(ms: u64) -> UnixMillis {
+        T0.plus(Duration::from_millis(ms))
     }
 
     #[test]
     fn happy_path_bumps_version_each_step() {
         let mut t = ticket();
         assert_eq!((t.status, t.version), (TicketStatus::Waiting, 1));
-        t.scan(7, h("h1"), at(1_000), LIFE, None).unwrap();
-        assert_eq!((t.status, t.version, t.scanner_id), (TicketStatus::Scanned, 2, Some(7)));
+        t.scan(UserId(7), h("h1"), at(1_000), LIFE, None).unwrap();
+        assert_eq!((t.status, t.version, t.scanner_id), (TicketStatus::Scanned, 2, Some(UserId(7))));
         assert_eq!(t.expires_at, at(300_000), "scanning extends the life to the active lifetime");
         t.confirm(&h("h1"), None, at(2_000)).unwrap();
         assert_eq!((t.status, t.version), (TicketStatus::Confirmed, 3));
@@ -415,13 +416,13 @@ mod tests {
     #[test]
     fn rescan_by_same_user_rotates_token_other_user_refused() {
         let mut t = ticket();
-        t.scan(7, h("h1"), T0, LIFE, None).unwrap();
-        assert_eq!(t.scan(8, h("h2"), T0, LIFE, None), Err(TicketError::AlreadyScanned));
-        t.scan(7, h("h3"), T0, LIFE, None).unwrap();
+        t.scan(UserId(7), h("h1"), T0, LIFE, None).unwrap();
+        assert_eq!(t.scan(UserId(8), h("h2"), T0, LIFE, None), Err(TicketError::AlreadyScanned));
+        t.scan(UserId(7), h("h3"), T0, LIFE, None).unwrap();
         assert_eq!(t.confirm(&h("h1"), None, T0), Err(TicketError::NotScanner), "old token stops working");
         t.confirm(&h("h3"), None, T0).unwrap();
-        assert_eq!(t.scan(7, h("h4"), T0, LIFE, None), Err(TicketError::AlreadyConfirmed));
-        assert_eq!(t.scan(8, h("h4"), T0, LIFE, None), Err(TicketError::AlreadyScanned));
+        assert_eq!(t.scan(UserId(7), h("h4"), T0, LIFE, None), Err(TicketError::AlreadyConfirmed));
+        assert_eq!(t.scan(UserId(8), h("h4"), T0, LIFE, None), Err(TicketError::AlreadyScanned));
     }
 
     #[test]
@@ -434,7 +435,7 @@ mod tests {
         assert!(!t.expire_at(at(500_000)), "expiring twice is not a change");
 
         let mut t = ticket();
-        t.scan(1, h("h"), at(100_000), LIFE, None).unwrap();
+        t.scan(UserId(1), h("h"), at(100_000), LIFE, None).unwrap();
         assert!(!t.expire_at(at(200_000)));
         assert_eq!(t.confirm(&h("h"), None, at(300_000)), Err(TicketError::Expired));
         assert_eq!(t.status, TicketStatus::Expired);
@@ -443,23 +444,23 @@ mod tests {
     #[test]
     fn scan_of_expired_ticket_is_refused() {
         let mut t = ticket();
-        assert_eq!(t.scan(1, h("h"), at(120_000), LIFE, None), Err(TicketError::Expired));
+        assert_eq!(t.scan(UserId(1), h("h"), at(120_000), LIFE, None), Err(TicketError::Expired));
     }
 
     #[test]
     fn cancel_rules() {
         let mut t = ticket();
         assert_eq!(t.cancel(&h("h"), T0), Err(TicketError::NotScanner), "nobody scanned: no token is valid");
-        t.scan(1, h("h"), T0, LIFE, None).unwrap();
+        t.scan(UserId(1), h("h"), T0, LIFE, None).unwrap();
         assert_eq!(t.cancel(&h("x"), T0), Err(TicketError::NotScanner));
         t.cancel(&h("h"), T0).unwrap();
         assert_eq!(t.status, TicketStatus::Cancelled);
         assert_eq!(t.confirm(&h("h"), None, T0), Err(TicketError::Cancelled));
-        assert_eq!(t.scan(1, h("h"), T0, LIFE, None), Err(TicketError::Cancelled));
+        assert_eq!(t.scan(UserId(1), h("h"), T0, LIFE, None), Err(TicketError::Cancelled));
         assert_eq!(t.consume(&a(), T0), Err(TicketError::Cancelled));
 
         let mut t = ticket();
-        t.scan(1, h("h"), T0, LIFE, None).unwrap();
+        t.scan(UserId(1), h("h"), T0, LIFE, None).unwrap();
         t.confirm(&h("h"), None, T0).unwrap();
         assert_eq!(t.cancel(&h("h"), T0), Err(TicketError::AlreadyConfirmed));
         assert_eq!(t.confirm(&h("h"), None, T0), Err(TicketError::AlreadyConfirmed));
@@ -470,7 +471,7 @@ mod tests {
         let mut t = ticket();
         assert_eq!(t.consume(&a(), T0), Err(TicketError::NotConfirmed));
         assert_eq!(t.consume(&by("browser-b", &KEY_A), T0), Err(TicketError::NotFound), "another browser sees not-found");
-        t.scan(1, h("h"), T0, LIFE, None).unwrap();
+        t.scan(UserId(1), h("h"), T0, LIFE, None).unwrap();
         assert_eq!(t.consume(&a(), T0), Err(TicketError::NotConfirmed));
         t.confirm(&h("h"), None, T0).unwrap();
         // Binding (404) is checked before expiry (410).
@@ -483,12 +484,12 @@ mod tests {
     #[test]
     fn guards_answer_without_changing_anything() {
         let mut t = ticket();
-        t.scan(7, h("h"), T0, LIFE, None).unwrap();
+        t.scan(UserId(7), h("h"), T0, LIFE, None).unwrap();
         let before = t.clone();
         assert_eq!(t.closed_to_scans(T0), None, "the scanner may still re-scan");
         assert_eq!(t.scan_refusal(None, T0), Some(TicketError::AlreadyScanned), "a WeChat user never seen is not the scanner");
-        assert_eq!(t.scan_refusal(Some(7), T0), None);
-        assert_eq!(t.scan_refusal(Some(7), at(300_000)), Some(TicketError::Expired));
+        assert_eq!(t.scan_refusal(Some(UserId(7)), T0), None);
+        assert_eq!(t.scan_refusal(Some(UserId(7)), at(300_000)), Some(TicketError::Expired));
         assert_eq!(t.closed_to_scans(at(300_000)), Some(TicketError::Expired));
         assert_eq!(t.phone_refusal(&h("x"), T0), Some(TicketError::NotScanner));
         assert_eq!(t.finalize_check(&a(), T0), Err(TicketError::NotConfirmed));
@@ -499,7 +500,7 @@ mod tests {
     #[test]
     fn finalize_needs_the_key_and_a_lost_answer_can_be_repeated_for_a_minute() {
         let mut t = ticket();
-        t.scan(7, h("h"), T0, LIFE, None).unwrap();
+        t.scan(UserId(7), h("h"), T0, LIFE, None).unwrap();
         t.confirm(&h("h"), None, T0).unwrap();
         let no_key = FinalizeAttempt { browser_key: Some("browser-a"), signed_in_as: None, key_hash: None };
         assert_eq!(t.finalize_check(&no_key, T0), Err(TicketError::NotFound), "no key: like another browser's");
@@ -508,10 +509,10 @@ mod tests {
         t.consume(&a(), at(1_000)).unwrap();
         // The answer was lost: the same page retries, with the old cookie or the new one.
         assert_eq!(t.finalize_check(&a(), at(2_000)), Ok(Finalize::Repeat));
-        let new_cookie = FinalizeAttempt { browser_key: Some("rotated"), signed_in_as: Some(7), key_hash: Some(&KEY_A) };
+        let new_cookie = FinalizeAttempt { browser_key: Some("rotated"), signed_in_as: Some(UserId(7)), key_hash: Some(&KEY_A) };
         assert_eq!(t.finalize_check(&new_cookie, at(61_000)), Ok(Finalize::Repeat));
         assert_eq!(t.finalize_check(&a(), at(61_001)), Err(TicketError::Used), "after a minute: used");
-        let other_user = FinalizeAttempt { signed_in_as: Some(8), ..new_cookie };
+        let other_user = FinalizeAttempt { signed_in_as: Some(UserId(8)), ..new_cookie };
         assert_eq!(t.finalize_check(&other_user, at(2_000)), Err(TicketError::NotFound));
         let cookie_copy = FinalizeAttempt { key_hash: None, ..a() };
         assert_eq!(t.finalize_check(&cookie_copy, at(2_000)), Err(TicketError::NotFound), "a copied cookie without the key");
@@ -521,9 +522,9 @@ mod tests {
     #[test]
     fn number_matching_confirms_only_the_right_pick_and_cancels_after_two_wrong_ones() {
         let mut t = ticket();
-        t.scan(7, h("h"), T0, LIFE, Some(47)).unwrap();
+        t.scan(UserId(7), h("h"), T0, LIFE, Some(47)).unwrap();
         assert_eq!(t.match_number, Some(47));
-        t.scan(7, h("h2"), T0, LIFE, Some(12)).unwrap();
+        t.scan(UserId(7), h("h2"), T0, LIFE, Some(12)).unwrap();
         assert_eq!(t.match_number, Some(47), "a re-scan keeps the number the browser shows");
         let before = t.clone();
         for wrong in [None, Some(12)] {
@@ -539,12 +540,12 @@ mod tests {
         assert_eq!(t.confirm(&h("h2"), Some(47), T0), Err(TicketError::Cancelled), "too late for the right number");
 
         let mut t = ticket();
-        t.scan(7, h("h"), T0, LIFE, Some(47)).unwrap();
+        t.scan(UserId(7), h("h"), T0, LIFE, Some(47)).unwrap();
         t.miss(&h("h"), T0).unwrap();
         t.confirm(&h("h"), Some(47), T0).unwrap();
         assert_eq!(t.status, TicketStatus::Confirmed, "the second try may be right");
         let mut plain = ticket();
-        plain.scan(7, h("h"), T0, LIFE, None).unwrap();
+        plain.scan(UserId(7), h("h"), T0, LIFE, None).unwrap();
         assert!(plain.number_matches(None) && plain.number_matches(Some(3)), "without number matching any pick is fine");
     }
 

@@ -161,8 +161,8 @@ impl Tickets {
             let mut wake = deadline;
             if !t.status.is_final() {
                 // Wake just after expiry so an expiring ticket is answered promptly.
-                let left = u64::try_from(t.expires_at.since(self.now()).max(0)).unwrap_or(0) + 20;
-                wake = wake.min(tokio::time::Instant::now() + Duration::from_millis(left));
+                let left = self.now().until(t.expires_at) + Duration::from_millis(20);
+                wake = wake.min(tokio::time::Instant::now() + left);
             }
             // A change notification carries the ticket as written: answer from it without
             // reading the store again (under load, that read waits for a connection).

@@ -2,7 +2,7 @@
 //! today and a Redis store can implement later, change notification included.
 
 use super::machine::Ticket;
-use crate::domain::{NextPath, TicketId, UnixMillis};
+use crate::domain::{NextPath, TicketId, UnixMillis, UserId};
 use crate::model::TicketStatus;
 use crate::server::caller::Caller;
 use crate::server::db::Db;
@@ -238,7 +238,7 @@ struct TicketRow {
     next: String,
     created_at: UnixMillis,
     expires_at: UnixMillis,
-    scanner_id: Option<i64>,
+    scanner_id: Option<UserId>,
     confirm_hash: Option<String>,
     origin_ip: String,
     origin_ua: String,

@@ -12,6 +12,7 @@ use crate::server::clock::Clock;
 use sqlx::AnyPool;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The advisory lock key of token fetches ("scanlog").
 const LOCK_KEY: i64 = 0x0073_6361_6e6c_6f67;
@@ -21,7 +22,7 @@ pub struct FleetTokens {
     pool: AnyPool,
     appid: String,
     clock: Arc<dyn Clock>,
-    margin_ms: i64,
+    margin: Duration,
 }
 
 fn store(e: sqlx::Error) -> WechatError {
@@ -32,7 +33,7 @@ impl FleetTokens {
     /// Tokens of `appid` in `pool`, refreshed `margin_secs` before expiry (at most half
     /// their lifetime, as the in-memory cache does).
     pub fn new(pool: AnyPool, appid: String, clock: Arc<dyn Clock>, margin_secs: u64) -> Self {
-        FleetTokens { pool, appid, clock, margin_ms: i64::try_from(margin_secs.min(299) * 1000).unwrap_or(0) }
+        FleetTokens { pool, appid, clock, margin: Duration::from_secs(margin_secs.min(299)) }
     }
 
     /// The stored token and its remaining seconds, if it is fresh.
@@ -45,8 +46,8 @@ impl FleetTokens {
         let now = self.clock.now();
         Ok(row.and_then(|(token, fetched_at, expires_at)| {
             let (fetched_at, expires_at) = (UnixMillis(fetched_at), UnixMillis(expires_at));
-            super::token::is_fresh(fetched_at, expires_at, self.margin_ms, now)
-                .then(|| (AccessToken::new(token), u64::try_from(expires_at.since(now) / 1000).unwrap_or(0)))
+            super::token::is_fresh(fetched_at, expires_at, self.margin, now)
+                .then(|| (AccessToken::new(token), now.until(expires_at).as_secs()))
         }))
     }
 
@@ -73,7 +74,7 @@ impl FleetTokens {
         }
         let (token, expires_in) = fetch().await?;
         let now = self.clock.now();
-        let expires_at = now.plus_ms(i64::try_from(expires_in).unwrap_or(0).saturating_mul(1000));
+        let expires_at = now.plus(Duration::from_secs(expires_in));
         sqlx::query(
             "INSERT INTO wechat_tokens (appid, token, fetched_at, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (appid) DO UPDATE SET token = EXCLUDED.token, fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at",

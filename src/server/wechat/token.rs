@@ -5,6 +5,7 @@ use crate::domain::UnixMillis;
 use crate::server::clock::Clock;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An access token. Never printed: its `Debug` is redacted and it is not `Serialize`.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,17 +35,17 @@ struct Cached {
 }
 
 /// Whether a token fetched at `fetched_at` and expiring at `expires_at` is still used at
-/// `now`: until `margin_ms` before expiry, the margin at most half its lifetime.
-pub fn is_fresh(fetched_at: UnixMillis, expires_at: UnixMillis, margin_ms: i64, now: UnixMillis) -> bool {
-    let margin = margin_ms.min(expires_at.since(fetched_at) / 2);
-    now < expires_at.plus_ms(-margin)
+/// `now`: until `margin` before expiry, the margin at most half its lifetime.
+pub fn is_fresh(fetched_at: UnixMillis, expires_at: UnixMillis, margin: Duration, now: UnixMillis) -> bool {
+    let margin = margin.min(expires_at.since(fetched_at) / 2);
+    now < expires_at.minus(margin)
 }
 
 /// Caches one access token.
 pub struct TokenCache {
     slot: tokio::sync::Mutex<Option<Cached>>,
     clock: Arc<dyn Clock>,
-    margin_ms: i64,
+    margin: Duration,
 }
 
 impl TokenCache {
@@ -52,11 +53,11 @@ impl TokenCache {
     /// must stay under 300 s, or refreshing returns the same token and loops; it is
     /// also never more than half the token's lifetime, for the same reason.
     pub fn new(clock: Arc<dyn Clock>, margin_secs: u64) -> Self {
-        TokenCache { slot: tokio::sync::Mutex::new(None), clock, margin_ms: (margin_secs.min(299) * 1000) as i64 }
+        TokenCache { slot: tokio::sync::Mutex::new(None), clock, margin: Duration::from_secs(margin_secs.min(299)) }
     }
 
     fn is_fresh(&self, c: &Cached, now: UnixMillis) -> bool {
-        is_fresh(c.fetched_at, c.expires_at, self.margin_ms, now)
+        is_fresh(c.fetched_at, c.expires_at, self.margin, now)
     }
 
     /// The cached token, or the result of `fetch` (`(token, expires_in seconds)`).
@@ -73,8 +74,8 @@ impl TokenCache {
         }
         let (token, expires_in) = fetch().await?;
         let now = self.clock.now();
-        let life_ms = i64::try_from(expires_in).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
-        *slot = Some(Cached { token: token.clone(), fetched_at: now, expires_at: now.plus_ms(life_ms) });
+        let life = Duration::from_secs(expires_in);
+        *slot = Some(Cached { token: token.clone(), fetched_at: now, expires_at: now.plus(life) });
         Ok(token)
     }
 

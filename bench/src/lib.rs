@@ -1,12 +1,13 @@
-//! The load generator behind `scripts/bench` and `tests/load.rs`: N concurrent complete
+//! The load generator behind `scripts/bench` (`src/main.rs`) and `tests/load.rs`: N concurrent complete
 //! logins (browser and phone, a cookie jar per browser, a distinct WeChat user each)
 //! against one server on loopback, each verified against the database afterwards, and
 //! the same traffic shape against a bare axum endpoint as a baseline from the same run.
 
-use crate::server::config::Config;
-use crate::server::startup::Application;
 use axum::extract::{Path, State};
 use axum::routing::post;
+use scanlogin::domain::UserId;
+use scanlogin::server::config::Config;
+use scanlogin::server::startup::Application;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -153,7 +154,7 @@ async fn post_json(client: &reqwest::Client, url: String, body: Value) -> Result
 
 struct Outcome {
     ticket: String,
-    me_user: i64,
+    me_user: UserId,
     confirm_to_browser: Duration,
 }
 
@@ -197,7 +198,7 @@ async fn login_as(base: &str, wechat: &str, phone: &reqwest::Client, browser: &r
     let me = post_json(&browser, format!("{base}/api/me"), json!({})).await?;
     Ok(Outcome {
         ticket,
-        me_user: me["user"]["id"].as_i64().ok_or("no user id")?,
+        me_user: UserId(me["user"]["id"].as_i64().ok_or("no user id")?),
         confirm_to_browser: seen_at.saturating_duration_since(confirm_done),
     })
 }
@@ -230,7 +231,7 @@ pub async fn run_scanlogin_sim_apart(
 /// `bin simulator` on a free loopback port, listening: the child, its port, its appsecret.
 async fn spawn_simulator(bin: &std::path::Path) -> Result<(std::process::Child, u16, String), String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let secret = crate::server::tokens::random_token(16);
+    let secret = scanlogin::server::tokens::random_token(16);
     let sim = std::process::Command::new(bin)
         .args(["simulator", "--listen", &format!("127.0.0.1:{port}"), "--site", "http://127.0.0.1:9"])
         .env_clear()
@@ -313,12 +314,12 @@ async fn run_scanlogin_on(
 
     // Verify against the database: the signed-in user is the ticket's scanner, and
     // every login is a different user.
-    let rows: Vec<(String, i64, Option<i64>)> =
+    let rows: Vec<(String, UserId, Option<UserId>)> =
         sqlx::query_as("SELECT l.ticket_id, l.user_id, t.scanner_id FROM logins l JOIN tickets t ON t.id = l.ticket_id")
             .fetch_all(&pool)
             .await
             .map_err(|e| e.to_string())?;
-    let by_ticket: HashMap<String, (i64, Option<i64>)> = rows.into_iter().map(|(t, u, s)| (t, (u, s))).collect();
+    let by_ticket: HashMap<String, (UserId, Option<UserId>)> = rows.into_iter().map(|(t, u, s)| (t, (u, s))).collect();
     let mut verdict = Verdict::default();
     let mut users = HashSet::new();
     let mut lat = Vec::new();
@@ -388,7 +389,7 @@ impl BareState {
 /// A bare axum server doing no work, for the login shape `shape` (the same long-poll and
 /// wake-up as scanlogin's). Logins/s, CPU and context switches per login.
 pub async fn run_baseline(n: usize, deadline: Duration, shape: Shape) -> Result<Figures, String> {
-    let listener = crate::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
+    let listener = scanlogin::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let state = BareState { waiters: Bare::default(), upstream: reqwest::Client::new(), base: base.clone() };
     let ok = || axum::Json(json!({"ok": true}));
@@ -545,9 +546,9 @@ pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize)
         .build()
         .map_err(|e| e.to_string())?;
     login_as(&base, &base, &reqwest::Client::new(), &browser, "verify-bench".into()).await?;
-    let (uid,): (i64,) = sqlx::query_as("SELECT id FROM users LIMIT 1").fetch_one(&state.db).await.map_err(|e| e.to_string())?;
+    let (uid,): (UserId,) = sqlx::query_as("SELECT id FROM users LIMIT 1").fetch_one(&state.db).await.map_err(|e| e.to_string())?;
     let mut user = state.users.get(uid).await.map_err(|e| e.to_string())?.ok_or("no user")?;
-    user.groups = vec![crate::domain::GroupName::try_from("bench").map_err(|e| e.to_string())?];
+    user.groups = vec![scanlogin::domain::GroupName::try_from("bench").map_err(|e| e.to_string())?];
     state.users.save_access(&user).await.map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&rules);
     hammer(&browser, &format!("{base}/auth/verify"), 200, 8, 200).await?; // warm up
@@ -556,7 +557,7 @@ pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize)
 
     let bare = axum::Router::new()
         .route("/verify", axum::routing::get(|| async { ([("remote-user", "1"), ("remote-name", "bench")], axum::http::StatusCode::OK) }));
-    let listener = crate::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
+    let listener = scanlogin::server::startup::listen(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
     let bare_base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().map_err(|e| e.to_string())?;
@@ -670,7 +671,7 @@ async fn server_waiters(
     transport: Transport,
 ) -> Result<WaiterMemory, String> {
     use std::io::BufRead as _;
-    let db = dir.join(format!("waiters-{}.db", crate::server::tokens::random_token(6)));
+    let db = dir.join(format!("waiters-{}.db", scanlogin::server::tokens::random_token(6)));
     let mut child = std::process::Command::new(bin)
         .env_clear()
         .envs(env.iter().copied())
@@ -834,9 +835,9 @@ async fn waiters_at(base: &str, sim: &str, pid: u32, n: usize, transport: Transp
 /// What one rate-limit check costs, µs: counted in this process, and counted in
 /// PostgreSQL for the fleet (one UPSERT), `n` checks one after another on distinct keys.
 pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
-    use crate::server::limits::KeyedLimit;
+    use scanlogin::server::limits::KeyedLimit;
     sqlx::any::install_default_drivers();
-    let pool = crate::server::db::connect(pg_url, "bench", None).await.map_err(|e| e.to_string())?;
+    let pool = scanlogin::server::db::connect(pg_url, "bench", None).await.map_err(|e| e.to_string())?;
     let run = |limit: KeyedLimit| async move {
         let started = Instant::now();
         for i in 0..n {
@@ -853,10 +854,10 @@ pub async fn limit_cost(pg_url: &str, n: usize) -> Result<(f64, f64), String> {
 /// A user as `/api/me` reads it (`users::USER_COLUMNS`).
 type UserRow = (i64, String, Option<String>, String, i64);
 
-/// One pool: the app's [`Db`](crate::server::db::Db), sqlx's `Any` pool under it, or the
+/// One pool: the app's [`Db`](scanlogin::server::db::Db), sqlx's `Any` pool under it, or the
 /// backend's own.
 enum BenchPool {
-    Db(crate::server::db::Db),
+    Db(scanlogin::server::db::Db),
     Any(sqlx::AnyPool),
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
@@ -865,7 +866,7 @@ enum BenchPool {
 impl BenchPool {
     /// `/api/me`'s user read (`Users::get`).
     async fn read_user(&self, id: i64) -> Result<UserRow, sqlx::Error> {
-        let sql = format!("SELECT {} FROM users WHERE id = $1", crate::server::users::USER_COLUMNS);
+        let sql = format!("SELECT {} FROM users WHERE id = $1", scanlogin::server::users::USER_COLUMNS);
         match self {
             BenchPool::Db(db) => sqlx::query_as(&sql).bind(id).fetch_one(db).await,
             BenchPool::Any(pool) => sqlx::query_as(&sql).bind(id).fetch_one(pool).await,
@@ -875,7 +876,7 @@ impl BenchPool {
     }
 }
 
-/// A user read by id through three pools: the app's [`Db`](crate::server::db::Db), sqlx's
+/// A user read by id through three pools: the app's [`Db`](scanlogin::server::db::Db), sqlx's
 /// `Any` pool under it, and the backend's own pool.
 pub struct DriverCost {
     pub db: Timings,
@@ -890,9 +891,9 @@ pub struct DriverCost {
 /// connections without sqlx's ping on release saves (on SQLite; on PostgreSQL the `Db`
 /// is that pool).
 pub async fn driver_cost(database_url: &str, n: usize) -> Result<DriverCost, String> {
-    use crate::server::db::Backend;
+    use scanlogin::server::db::Backend;
     let err = |e: sqlx::Error| e.to_string();
-    let db = crate::server::db::connect(database_url, "bench", Some(1)).await.map_err(|e| e.to_string())?;
+    let db = scanlogin::server::db::connect(database_url, "bench", Some(1)).await.map_err(|e| e.to_string())?;
     let backend = db.backend();
     let id: i64 = sqlx::query_scalar("INSERT INTO users (openid, unionid, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
         .bind("driver-bench")

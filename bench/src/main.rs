@@ -9,7 +9,7 @@
 //! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=verify for forward-auth alone, BENCH_ONLY=driver for the app's `Db`, sqlx's
 //! `Any` pool under it and the backend's own pool.
 
-use scanlogin::server::loadgen::{self, Figures, Shape};
+use scanlogin_bench::{self as loadgen, Figures, Shape};
 use std::time::Duration;
 
 #[tokio::main]
