@@ -6,7 +6,8 @@
 //! Usage: `bench [LOGINS] [EMPTY_POSTGRES_URL]` (default 1000 logins on temporary SQLite
 //! files). BENCH_ROUNDS (default 3) login bursts per side, the median reported;
 //! BENCH_WAITERS (default 10000); BENCH_ONLY=waiters for the memory rows alone,
-//! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=verify for forward-auth alone, BENCH_ONLY=driver for the app's `Db`, sqlx's
+//! BENCH_ONLY=logins for the login rows alone, BENCH_ONLY=verify for forward-auth alone, BENCH_ONLY=profile for the login bursts alone (for a profiler),
+//! BENCH_ONLY=driver for the app's `Db`, sqlx's
 //! `Any` pool under it and the backend's own pool.
 
 use scanlogin_bench::{self as loadgen, Figures, Shape};
@@ -44,6 +45,23 @@ async fn main() {
         return;
     }
     let deadline = Duration::from_secs(300);
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "profile") {
+        // The login bursts alone, no baseline: for a profiler attached to this process.
+        for round in 0..rounds {
+            let (f, v) =
+                loadgen::run_scanlogin(n, &db_url(&format!("profile-{round}")), round, deadline).await.unwrap_or_else(|e| fail(&e));
+            println!(
+                "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each); lost {}, cross-bound {}",
+                round + 1,
+                f.rate(),
+                f.cpu_ms_per_login(),
+                f.switches_per_login(),
+                v.lost.len(),
+                v.cross_bound.len()
+            );
+        }
+        return;
+    }
     // Rounds alternate the two sides, so a slow moment of the machine hits both.
     let (mut base, mut shaped, mut ours, mut apart, mut problems) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let server = std::env::current_exe().map(|p| p.with_file_name("scanlogin")).unwrap_or_default();

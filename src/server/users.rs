@@ -72,26 +72,6 @@ impl User {
     }
 }
 
-/// Records a login on `exec`.
-async fn insert_login<'c>(
-    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    user: UserId,
-    at: UnixMillis,
-    ip: &str,
-    user_agent: &str,
-    ticket: &TicketId,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO logins (user_id, at, ip, user_agent, ticket_id) VALUES ($1, $2, $3, $4, $5)")
-        .bind(user)
-        .bind(at)
-        .bind(ip)
-        .bind(user_agent)
-        .bind(ticket.as_str())
-        .execute(exec)
-        .await?;
-    Ok(())
-}
-
 /// Groups as stored: comma-separated names (names never contain a comma).
 pub fn join_groups(groups: &[GroupName]) -> String {
     groups.iter().map(GroupName::as_str).collect::<Vec<_>>().join(",")
@@ -305,7 +285,15 @@ impl SqlUserStore {
         user_agent: &str,
         ticket: &TicketId,
     ) -> Result<(), sqlx::Error> {
-        insert_login(&self.pool, user, at, ip, user_agent, ticket).await
+        sqlx::query("INSERT INTO logins (user_id, at, ip, user_agent, ticket_id) VALUES ($1, $2, $3, $4, $5)")
+            .bind(user)
+            .bind(at)
+            .bind(ip)
+            .bind(user_agent)
+            .bind(ticket.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The latest logins of a user, newest first.
