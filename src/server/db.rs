@@ -4,12 +4,15 @@
 use crate::server::error::StartupError;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
+use sqlx_core::any::{AnyArgumentBuffer, AnyValueKind};
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 /// Which database is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +54,18 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     kept: Option<Arc<Kept>>,
+    /// SQLite's group commit ([`write_loop`]): where single writes go.
+    writes: Option<mpsc::UnboundedSender<WriteJob>>,
+    /// Writes through the group commit, and the commits they took.
+    write_stats: Arc<WriteStats>,
+}
+
+/// What the group commit did: `writes` answered, in `commits` transactions (a lone write
+/// is its own). Their ratio is the batching.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    pub writes: std::sync::atomic::AtomicU64,
+    pub commits: std::sync::atomic::AtomicU64,
 }
 
 /// SQLite's connections, out of sqlx's pool for good and lent by [`Db::acquire`].
@@ -98,7 +113,19 @@ impl Db {
         let kept = (backend == Backend::Sqlite).then(|| {
             Arc::new(Kept { idle: Mutex::default(), permits: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1).max(1))) })
         });
-        Db { pool, backend, kept }
+        let mut db = Db { pool, backend, kept, writes: None, write_stats: Arc::default() };
+        if backend == Backend::Sqlite {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_loop(db.clone(), rx));
+            db.writes = Some(tx);
+        }
+        db
+    }
+
+    /// The group commit's counts (zero on PostgreSQL).
+    pub fn write_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.write_stats.writes.load(Relaxed), self.write_stats.commits.load(Relaxed))
     }
 
     /// Which database this is.
@@ -149,6 +176,10 @@ impl<'p> Executor<'p> for &'_ Db {
         // The app's results are a few rows: collected on the connection, then streamed.
         let db = self.clone();
         stream::once(async move {
+            let mut query = query;
+            if let Some(job) = db.group_write(&mut query)? {
+                return job.await;
+            }
             let mut conn = db.acquire().await?;
             conn.fetch_many(query).try_collect::<Vec<_>>().await
         })
@@ -162,7 +193,13 @@ impl<'p> Executor<'p> for &'_ Db {
         E: 'q + Execute<'q, Any>,
     {
         let db = self.clone();
-        Box::pin(async move { db.acquire().await?.fetch_optional(query).await })
+        Box::pin(async move {
+            let mut query = query;
+            if let Some(job) = db.group_write(&mut query)? {
+                return Ok(job.await?.into_iter().find_map(|r| r.right()));
+            }
+            db.acquire().await?.fetch_optional(query).await
+        })
     }
 
     fn prepare_with<'e, 'q: 'e>(self, sql: &'q str, parameters: &'e [AnyTypeInfo]) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>> {
@@ -173,6 +210,160 @@ impl<'p> Executor<'p> for &'_ Db {
     fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>> {
         let db = self.clone();
         Box::pin(async move { db.acquire().await?.describe(sql).await })
+    }
+}
+
+type Results = Vec<Either<AnyQueryResult, AnyRow>>;
+
+/// One write for [`write_loop`]: the statement, its arguments (owned) and who waits.
+struct WriteJob {
+    sql: String,
+    args: Option<AnyArguments<'static>>,
+    reply: oneshot::Sender<Result<Results, sqlx::Error>>,
+}
+
+/// Writes committed together at most (a batch is what queued while the last one ran).
+const MAX_BATCH: usize = 64;
+
+impl Db {
+    /// On SQLite, a lone INSERT, UPDATE or DELETE goes to [`write_loop`]: the answer once
+    /// it is committed. None: run it here (a read, PostgreSQL, or arguments it cannot own).
+    fn group_write<'q, E: Execute<'q, Any>>(
+        &self,
+        query: &mut E,
+    ) -> Result<Option<impl Future<Output = Result<Results, sqlx::Error>> + use<'q, E>>, sqlx::Error> {
+        let Some(writes) = &self.writes else { return Ok(None) };
+        let head = query.sql().trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
+        if !matches!(head.as_str(), "INSERT" | "UPDATE" | "DELETE") {
+            return Ok(None);
+        }
+        let args = match query.take_arguments().map_err(sqlx::Error::Encode)? {
+            Some(a) => match owned(a) {
+                Some(a) => Some(a),
+                // Taken, and not ownable: refuse rather than run it without them.
+                None => return Err(sqlx::Error::Protocol("a write argument of a kind the group commit cannot keep".into())),
+            },
+            None => None,
+        };
+        let (reply, answer) = oneshot::channel();
+        writes.send(WriteJob { sql: query.sql().to_string(), args, reply }).map_err(|_| sqlx::Error::PoolClosed)?;
+        Ok(Some(async move { answer.await.map_err(|_| sqlx::Error::PoolClosed)? }))
+    }
+}
+
+impl Db {
+    /// One commit of `writes` writes.
+    fn counted(&self, writes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.write_stats.writes.fetch_add(writes, Relaxed);
+        self.write_stats.commits.fetch_add(1, Relaxed);
+    }
+}
+
+/// The arguments with their text and bytes copied, to outlive the request.
+fn owned(args: AnyArguments<'_>) -> Option<AnyArguments<'static>> {
+    let mut values = Vec::with_capacity(args.values.0.len());
+    for v in args.values.0 {
+        values.push(match v {
+            AnyValueKind::Null(k) => AnyValueKind::Null(k),
+            AnyValueKind::Bool(b) => AnyValueKind::Bool(b),
+            AnyValueKind::SmallInt(i) => AnyValueKind::SmallInt(i),
+            AnyValueKind::Integer(i) => AnyValueKind::Integer(i),
+            AnyValueKind::BigInt(i) => AnyValueKind::BigInt(i),
+            AnyValueKind::Real(f) => AnyValueKind::Real(f),
+            AnyValueKind::Double(f) => AnyValueKind::Double(f),
+            AnyValueKind::Text(t) => AnyValueKind::Text(Cow::Owned(t.into_owned())),
+            AnyValueKind::Blob(b) => AnyValueKind::Blob(Cow::Owned(b.into_owned())),
+            _ => return None,
+        });
+    }
+    Some(AnyArguments { values: AnyArgumentBuffer(values) })
+}
+
+/// SQLite's group commit (issue 31). Every lone write of the app comes here, and the
+/// writes that queued while the last batch ran are committed in one transaction: on
+/// SQLite a commit appends every page it touched to the WAL (a table page and one per
+/// index) and the checkpoint copies them back, so a page many writes touch is written
+/// once a batch instead of once a write. A write is answered only after its batch
+/// commits (nothing answered is lost on restart). A statement that fails fails alone:
+/// SQLite undoes only that statement, what ran before it is committed and answered, and
+/// the rest of the batch goes on in a new transaction. A lone write runs as before.
+async fn write_loop(db: Db, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut conn = match db.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(sqlx::Error::Protocol(format!("no connection for the write: {e}"))));
+                }
+                continue;
+            }
+        };
+        if batch.len() == 1 {
+            let mut job = batch.remove(0);
+            let result = run(&mut conn, &mut job).await;
+            if result.is_ok() {
+                db.counted(1);
+            }
+            let _ = job.reply.send(result);
+            continue;
+        }
+        let mut done: Vec<(WriteJob, Results)> = Vec::new();
+        let mut open = false;
+        for mut job in batch {
+            if !open {
+                if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+                    let _ = job.reply.send(Err(e));
+                    continue;
+                }
+                open = true;
+            }
+            match run(&mut conn, &mut job).await {
+                Ok(rows) => done.push((job, rows)),
+                Err(e) => {
+                    settle(&db, &mut conn, std::mem::take(&mut done)).await;
+                    open = false;
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        if open {
+            settle(&db, &mut conn, done).await;
+        }
+    }
+}
+
+async fn run(conn: &mut DbConnection, job: &mut WriteJob) -> Result<Results, sqlx::Error> {
+    let query = match job.args.take() {
+        Some(args) => sqlx::query_with(&job.sql, args),
+        None => sqlx::query(&job.sql),
+    };
+    conn.fetch_many(query).try_collect().await
+}
+
+/// Commits the open transaction and answers its writes: their results, or the commit's
+/// failure (then rolled back).
+async fn settle(db: &Db, conn: &mut DbConnection, done: Vec<(WriteJob, Results)>) {
+    match sqlx::query("COMMIT").execute(&mut **conn).await {
+        Ok(_) => {
+            db.counted(done.len() as u64);
+            for (job, rows) in done {
+                let _ = job.reply.send(Ok(rows));
+            }
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+            for (job, _) in done {
+                let _ = job.reply.send(Err(sqlx::Error::Protocol(format!("the write's transaction did not commit: {e}"))));
+            }
+        }
     }
 }
 
@@ -292,6 +483,37 @@ mod tests {
         assert!(db.pool().size() <= 2, "sqlx opened {} connections", db.pool().size());
         db.close().await;
         assert!(db.acquire().await.is_err(), "closed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_commit_together_and_a_failing_one_fails_alone() {
+        let (db, dir) = sqlite(4).await;
+        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)").execute(&db).await.unwrap();
+        // 400 writes at once; every tenth repeats a key another write also inserts.
+        let results = futures_util::future::join_all((0..400_i64).map(|i| {
+            let db = db.clone();
+            let key = if i % 10 == 9 { i - 1 } else { i };
+            async move { sqlx::query("INSERT INTO t (k, v) VALUES ($1, $2)").bind(key).bind(format!("v{i}")).execute(&db).await }
+        }))
+        .await;
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(failed.len(), 40, "exactly the repeated keys fail");
+        assert!(
+            failed.iter().all(|e| e.as_database_error().is_some_and(|d| d.is_unique_violation())),
+            "each with its own error, as if it ran alone: {failed:?}"
+        );
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&db).await.unwrap();
+        assert_eq!(n, 360, "every other write committed, those after a failure too");
+        let (writes, commits) = db.write_stats();
+        assert!(writes >= 360 && commits < writes, "writes were committed together: {writes} writes in {commits} commits");
+        // What was answered is on disk: a new pool on the same file reads it.
+        db.close().await;
+        let again = connect(&format!("sqlite://{}/t.db", dir.path().display()), "test", Some(1)).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&again).await.unwrap();
+        assert_eq!(n, 360);
+        // RETURNING through the group commit.
+        let k: i64 = sqlx::query_scalar("INSERT INTO t (k, v) VALUES (1000, 'x') RETURNING k").fetch_one(&again).await.unwrap();
+        assert_eq!(k, 1000);
     }
 
     #[tokio::test]
