@@ -38,6 +38,8 @@ pub struct Figures {
     pub confirm_to_browser: Vec<Duration>,
     /// What the burst cost this process and the kernel (server and load generator alike).
     pub usage: Usage,
+    /// Writes through SQLite's group commit during the burst, and the commits they took.
+    pub group_commit: (u64, u64),
 }
 
 /// What this process and the kernel have counted so far; the difference of two readings
@@ -302,7 +304,7 @@ async fn run_scanlogin_on(
     // Warm up (token fetch, pools) outside the measurement.
     one_login(&base, &wechat, &phone, format!("warmup-{round}")).await?;
 
-    let (started, before) = (Instant::now(), Usage::now());
+    let (started, before, writes_before) = (Instant::now(), Usage::now(), pool.write_stats());
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let (base, wechat, phone) = (base.clone(), wechat.clone(), phone.clone());
@@ -311,6 +313,8 @@ async fn run_scanlogin_on(
         .collect();
     let results = join_all(tasks, deadline).await?;
     let (elapsed, usage) = (started.elapsed(), Usage::now().since(before));
+    let writes_after = pool.write_stats();
+    let group_commit = (writes_after.0 - writes_before.0, writes_after.1 - writes_before.1);
 
     // Verify against the database: the signed-in user is the ticket's scanner, and
     // every login is a different user.
@@ -339,7 +343,7 @@ async fn run_scanlogin_on(
         }
     }
     server.abort();
-    Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, usage }, verdict))
+    Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, usage, group_commit }, verdict))
 }
 
 #[derive(Clone, Default)]
@@ -463,7 +467,7 @@ pub async fn run_baseline(n: usize, deadline: Duration, shape: Shape) -> Result<
     let (elapsed, usage) = (started.elapsed(), Usage::now().since(before));
     server.abort();
     let lat = joined?.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, usage })
+    Ok(Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, usage, group_commit: (0, 0) })
 }
 
 /// Request timings: forward-auth's `GET /auth/verify` for a signed-in browser (as a

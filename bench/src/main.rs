@@ -51,11 +51,13 @@ async fn main() {
             let (f, v) =
                 loadgen::run_scanlogin(n, &db_url(&format!("profile-{round}")), round, deadline).await.unwrap_or_else(|e| fail(&e));
             println!(
-                "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each); lost {}, cross-bound {}",
+                "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each; {} writes in {} commits); lost {}, cross-bound {}",
                 round + 1,
                 f.rate(),
                 f.cpu_ms_per_login(),
                 f.switches_per_login(),
+                f.group_commit.0,
+                f.group_commit.1,
                 v.lost.len(),
                 v.cross_bound.len()
             );
