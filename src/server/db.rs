@@ -249,9 +249,7 @@ impl Db {
         writes.send(WriteJob { sql: query.sql().to_string(), args, reply }).map_err(|_| sqlx::Error::PoolClosed)?;
         Ok(Some(async move { answer.await.map_err(|_| sqlx::Error::PoolClosed)? }))
     }
-}
 
-impl Db {
     /// One commit of `writes` writes.
     fn counted(&self, writes: u64) {
         use std::sync::atomic::Ordering::Relaxed;
