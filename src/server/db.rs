@@ -55,7 +55,7 @@ pub struct Db {
     backend: Backend,
     kept: Option<Arc<Kept>>,
     /// SQLite's group commit ([`write_loop`]): where single writes go.
-    writes: Option<mpsc::UnboundedSender<WriteJob>>,
+    writes: Option<mpsc::Sender<WriteJob>>,
     /// Writes through the group commit, and the commits they took.
     write_stats: Arc<WriteStats>,
 }
@@ -115,7 +115,7 @@ impl Db {
         });
         let mut db = Db { pool, backend, kept, writes: None, write_stats: Arc::default() };
         if backend == Backend::Sqlite {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(QUEUED_WRITES);
             tokio::spawn(write_loop(db.clone(), rx));
             db.writes = Some(tx);
         }
@@ -225,6 +225,9 @@ struct WriteJob {
 /// Writes committed together at most (a batch is what queued while the last one ran).
 const MAX_BATCH: usize = 64;
 
+/// Writes queued at most; more wait to be queued ([`ACQUIRE_TIMEOUT`] at most).
+const QUEUED_WRITES: usize = 4096;
+
 impl Db {
     /// On SQLite, a lone INSERT, UPDATE or DELETE goes to [`write_loop`]: the answer once
     /// it is committed. None: run it here (a read, PostgreSQL, or arguments it cannot own).
@@ -246,8 +249,16 @@ impl Db {
             None => None,
         };
         let (reply, answer) = oneshot::channel();
-        writes.send(WriteJob { sql: query.sql().to_string(), args, reply }).map_err(|_| sqlx::Error::PoolClosed)?;
-        Ok(Some(async move { answer.await.map_err(|_| sqlx::Error::PoolClosed)? }))
+        let (writes, job) = (writes.clone(), WriteJob { sql: query.sql().to_string(), args, reply });
+        Ok(Some(async move {
+            // A full queue waits like a connection would, and fails the same way: before
+            // the write has run.
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, writes.send(job)).await {
+                Ok(Ok(())) => answer.await.map_err(|_| sqlx::Error::PoolClosed)?,
+                Ok(Err(_)) => Err(sqlx::Error::PoolClosed),
+                Err(_) => Err(sqlx::Error::PoolTimedOut),
+            }
+        }))
     }
 
     /// One commit of `writes` writes.
@@ -286,7 +297,7 @@ fn owned(args: AnyArguments<'_>) -> Option<AnyArguments<'static>> {
 /// commits (nothing answered is lost on restart). A statement that fails fails alone:
 /// SQLite undoes only that statement, what ran before it is committed and answered, and
 /// the rest of the batch goes on in a new transaction. A lone write runs as before.
-async fn write_loop(db: Db, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
+async fn write_loop(db: Db, mut jobs: mpsc::Receiver<WriteJob>) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
