@@ -84,31 +84,6 @@ impl<'a> From<&'a Caller> for Actor<'a> {
     }
 }
 
-/// Writes one event on `exec` (the pool, or a transaction it belongs to).
-pub async fn insert<'c>(
-    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    at: UnixMillis,
-    kind: Kind,
-    user: Option<UserId>,
-    who: Actor<'_>,
-    detail: &str,
-) -> Result<(), sqlx::Error> {
-    let (ip, user_agent) = match who {
-        Actor::Request(c) => (c.ip_text(), c.user_agent.clone()),
-        Actor::Client(id) => (String::new(), format!("OIDC client {id}")),
-    };
-    sqlx::query("INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(at)
-        .bind(kind.as_str())
-        .bind(user)
-        .bind(ip)
-        .bind(user_agent)
-        .bind(detail.chars().take(200).collect::<String>())
-        .execute(exec)
-        .await?;
-    Ok(())
-}
-
 /// One stored event.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Event {
@@ -133,7 +108,20 @@ impl Audit {
     /// Records `kind` for `user` (if known) by `who`, with a short `detail` (a refusal's
     /// code, the OIDC client, a count). Never fails the caller.
     pub async fn record<'a>(&self, at: UnixMillis, kind: Kind, user: Option<UserId>, who: impl Into<Actor<'a>>, detail: &str) {
-        if let Err(e) = insert(&self.pool, at, kind, user, who.into(), detail).await {
+        let (ip, user_agent) = match who.into() {
+            Actor::Request(c) => (c.ip_text(), c.user_agent.clone()),
+            Actor::Client(id) => (String::new(), format!("OIDC client {id}")),
+        };
+        let done = sqlx::query("INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(at)
+            .bind(kind.as_str())
+            .bind(user)
+            .bind(ip)
+            .bind(user_agent)
+            .bind(detail.chars().take(200).collect::<String>())
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = done {
             tracing::error!(error = %e, kind = kind.as_str(), "audit event not recorded");
         }
     }

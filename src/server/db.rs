@@ -63,9 +63,9 @@ pub struct Db {
 /// What the group commit did: `writes` answered, in `commits` transactions (a lone write
 /// is its own). Their ratio is the batching.
 #[derive(Debug, Default)]
-pub struct WriteStats {
-    pub writes: std::sync::atomic::AtomicU64,
-    pub commits: std::sync::atomic::AtomicU64,
+struct WriteStats {
+    writes: std::sync::atomic::AtomicU64,
+    commits: std::sync::atomic::AtomicU64,
 }
 
 /// SQLite's connections, out of sqlx's pool for good and lent by [`Db::acquire`].
@@ -236,8 +236,8 @@ impl Db {
         query: &mut E,
     ) -> Result<Option<impl Future<Output = Result<Results, sqlx::Error>> + use<'q, E>>, sqlx::Error> {
         let Some(writes) = &self.writes else { return Ok(None) };
-        let head = query.sql().trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
-        if !matches!(head.as_str(), "INSERT" | "UPDATE" | "DELETE") {
+        let head = query.sql().trim_start().get(..6).unwrap_or("");
+        if !["INSERT", "UPDATE", "DELETE"].iter().any(|k| head.eq_ignore_ascii_case(k)) {
             return Ok(None);
         }
         let args = match query.take_arguments().map_err(sqlx::Error::Encode)? {

@@ -46,9 +46,8 @@ pub fn stored_key(id: &tower_sessions::session::Id) -> SessionKey {
 
 /// A session as stored: its [`stored_key`], the `sessions` row's key. The phone and the
 /// console name a signed-in browser by it; it is not the cookie and cannot act as one.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, sqlx::Type)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(transparent)]
-#[serde(transparent)]
 pub struct SessionKey(String);
 
 impl SessionKey {
