@@ -1053,7 +1053,7 @@ pub fn rows_driver(database: &str, c: &DriverCost) -> String {
         ratio(c.any.rate(), c.native.rate()),
         "(measured: keep `Any` unless it costs)",
     ) + &row(
-        &format!("the same read through the app's `Db` (connections lent again without sqlx's ping on release), {database}"),
+        &format!("the same read through the app's `Db` (SQLite: on the calling thread, no hand-off; PostgreSQL: sqlx's pool), {database}"),
         &reads(&c.db, ""),
         &reads(&c.any, ", sqlx's `Any` pool"),
         ratio(c.db.rate(), c.any.rate()),

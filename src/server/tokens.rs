@@ -34,15 +34,27 @@ pub fn new_finalize_key() -> FinalizeKey {
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenHash(String);
 
+/// `bytes` in lower-case hex, in one allocation (a login hashes a few session ids and
+/// tokens; a `format!` a byte was 1–2% of its CPU).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
 impl TokenHash {
     /// The hash of `token`.
     pub fn of(token: &str) -> Self {
-        TokenHash(Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
+        TokenHash(hex(&Sha256::digest(token.as_bytes())))
     }
 
     /// The hash of some bytes (an avatar's content address).
     pub fn of_bytes(bytes: &[u8]) -> Self {
-        TokenHash(Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect())
+        TokenHash(hex(&Sha256::digest(bytes)))
     }
 
     /// A hash as stored.
@@ -79,6 +91,16 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(
+            TokenHash::of("abc").as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "SHA-256 of \"abc\" (FIPS 180-2)"
+        );
+    }
 
     /// WeChat's `scene` rules: 1–32 visible characters of `0-9A-Za-z!#$&'()*+,/:;=?@-._~`.
     fn is_valid_scene(scene: &str) -> bool {

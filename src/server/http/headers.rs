@@ -38,6 +38,9 @@ pub async fn asset_caching(State(st): State<AppState>, req: Request, next: Next)
 /// (signed-in ones above all) never cached; HSTS when the site is https (`secure`).
 /// Set on every answer a browser reads, by [`super::edge::Edge`].
 pub fn security_headers(h: &mut HeaderMap, secure: bool) {
+    // Room for what follows at once: growing the map header by header showed in a
+    // login's profile.
+    h.reserve(7);
     let html = h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     if html && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -103,7 +103,7 @@ impl std::fmt::Debug for ClientSecret {
 
 fn sha256_hex(s: &str) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::server::tokens::hex(&sha2::Sha256::digest(s.as_bytes()))
 }
 
 /// All relying parties, by id.

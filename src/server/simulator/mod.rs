@@ -87,7 +87,7 @@ fn random_string(prefix: &str) -> String {
     use rand::RngCore as _;
     let mut b = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("{prefix}{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    format!("{prefix}{}", crate::server::tokens::hex(&b))
 }
 
 /// A stable, opaque id derived from the user key (28 characters, like WeChat's).

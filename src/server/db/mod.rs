@@ -4,15 +4,15 @@
 use crate::server::error::StartupError;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use sqlx::any::{AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
-use sqlx_core::any::{AnyArgumentBuffer, AnyValueKind};
-use std::borrow::Cow;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::sync::{mpsc, oneshot};
+
+mod inline;
 
 /// Which database is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +54,9 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     kept: Option<Arc<Kept>>,
-    /// SQLite's group commit ([`write_loop`]): where single writes go.
-    writes: Option<mpsc::Sender<WriteJob>>,
+    /// SQLite run by this process's own threads ([`inline`]): reads on the calling
+    /// thread, writes through the group commit.
+    sqlite: Option<Arc<inline::Sqlite>>,
     /// Writes through the group commit, and the commits they took.
     write_stats: Arc<WriteStats>,
 }
@@ -108,18 +109,18 @@ impl Drop for DbConnection {
 }
 
 impl Db {
-    /// `pool` on `backend`, with `size` connections at most.
-    fn new(pool: AnyPool, backend: Backend, size: u32) -> Self {
+    /// `pool` on `backend`, with `size` connections at most; on SQLite, the file at
+    /// `path` run by [`inline`] as well.
+    fn new(pool: AnyPool, backend: Backend, size: u32, path: Option<&std::path::Path>) -> Result<Self, sqlx::Error> {
         let kept = (backend == Backend::Sqlite).then(|| {
             Arc::new(Kept { idle: Mutex::default(), permits: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1).max(1))) })
         });
-        let mut db = Db { pool, backend, kept, writes: None, write_stats: Arc::default() };
-        if backend == Backend::Sqlite {
-            let (tx, rx) = mpsc::channel(QUEUED_WRITES);
-            tokio::spawn(write_loop(db.clone(), rx));
-            db.writes = Some(tx);
-        }
-        db
+        let write_stats = Arc::<WriteStats>::default();
+        let sqlite = match path {
+            Some(path) => Some(inline::Sqlite::open(path, write_stats.clone())?),
+            None => None,
+        };
+        Ok(Db { pool, backend, kept, sqlite, write_stats })
     }
 
     /// The group commit's counts (zero on PostgreSQL).
@@ -141,6 +142,9 @@ impl Db {
 
     /// Closes every connection, waiting for those in use.
     pub async fn close(&self) {
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.close();
+        }
         if let Some(kept) = &self.kept {
             kept.permits.close();
             kept.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -177,8 +181,9 @@ impl<'p> Executor<'p> for &'_ Db {
         let db = self.clone();
         stream::once(async move {
             let mut query = query;
-            if let Some(job) = db.group_write(&mut query)? {
-                return job.await;
+            if let Some(sqlite) = &db.sqlite {
+                let args = query.take_arguments().map_err(sqlx::Error::Encode)?;
+                return sqlite.run(query.sql(), args).await;
             }
             let mut conn = db.acquire().await?;
             conn.fetch_many(query).try_collect::<Vec<_>>().await
@@ -195,8 +200,9 @@ impl<'p> Executor<'p> for &'_ Db {
         let db = self.clone();
         Box::pin(async move {
             let mut query = query;
-            if let Some(job) = db.group_write(&mut query)? {
-                return Ok(job.await?.into_iter().find_map(|r| r.right()));
+            if let Some(sqlite) = &db.sqlite {
+                let args = query.take_arguments().map_err(sqlx::Error::Encode)?;
+                return Ok(sqlite.run(query.sql(), args).await?.into_iter().find_map(|r| r.right()));
             }
             db.acquire().await?.fetch_optional(query).await
         })
@@ -210,169 +216,6 @@ impl<'p> Executor<'p> for &'_ Db {
     fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>> {
         let db = self.clone();
         Box::pin(async move { db.acquire().await?.describe(sql).await })
-    }
-}
-
-type Results = Vec<Either<AnyQueryResult, AnyRow>>;
-
-/// One write for [`write_loop`]: the statement, its arguments (owned) and who waits.
-struct WriteJob {
-    sql: String,
-    args: Option<AnyArguments<'static>>,
-    reply: oneshot::Sender<Result<Results, sqlx::Error>>,
-}
-
-/// Writes committed together at most (a batch is what queued while the last one ran).
-const MAX_BATCH: usize = 64;
-
-/// Writes queued at most; more wait to be queued ([`ACQUIRE_TIMEOUT`] at most).
-const QUEUED_WRITES: usize = 4096;
-
-impl Db {
-    /// On SQLite, a lone INSERT, UPDATE or DELETE goes to [`write_loop`]: the answer once
-    /// it is committed. None: run it here (a read, PostgreSQL, or arguments it cannot own).
-    fn group_write<'q, E: Execute<'q, Any>>(
-        &self,
-        query: &mut E,
-    ) -> Result<Option<impl Future<Output = Result<Results, sqlx::Error>> + use<'q, E>>, sqlx::Error> {
-        let Some(writes) = &self.writes else { return Ok(None) };
-        let head = query.sql().trim_start().get(..6).unwrap_or("");
-        if !["INSERT", "UPDATE", "DELETE"].iter().any(|k| head.eq_ignore_ascii_case(k)) {
-            return Ok(None);
-        }
-        let args = match query.take_arguments().map_err(sqlx::Error::Encode)? {
-            Some(a) => match owned(a) {
-                Some(a) => Some(a),
-                // Taken, and not ownable: refuse rather than run it without them.
-                None => return Err(sqlx::Error::Protocol("a write argument of a kind the group commit cannot keep".into())),
-            },
-            None => None,
-        };
-        let (reply, answer) = oneshot::channel();
-        let (writes, job) = (writes.clone(), WriteJob { sql: query.sql().to_string(), args, reply });
-        Ok(Some(async move {
-            // A full queue waits like a connection would, and fails the same way: before
-            // the write has run.
-            match tokio::time::timeout(ACQUIRE_TIMEOUT, writes.send(job)).await {
-                Ok(Ok(())) => answer.await.map_err(|_| sqlx::Error::PoolClosed)?,
-                Ok(Err(_)) => Err(sqlx::Error::PoolClosed),
-                Err(_) => Err(sqlx::Error::PoolTimedOut),
-            }
-        }))
-    }
-
-    /// One commit of `writes` writes.
-    fn counted(&self, writes: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.write_stats.writes.fetch_add(writes, Relaxed);
-        self.write_stats.commits.fetch_add(1, Relaxed);
-    }
-}
-
-/// The arguments with their text and bytes copied, to outlive the request.
-fn owned(args: AnyArguments<'_>) -> Option<AnyArguments<'static>> {
-    let mut values = Vec::with_capacity(args.values.0.len());
-    for v in args.values.0 {
-        values.push(match v {
-            AnyValueKind::Null(k) => AnyValueKind::Null(k),
-            AnyValueKind::Bool(b) => AnyValueKind::Bool(b),
-            AnyValueKind::SmallInt(i) => AnyValueKind::SmallInt(i),
-            AnyValueKind::Integer(i) => AnyValueKind::Integer(i),
-            AnyValueKind::BigInt(i) => AnyValueKind::BigInt(i),
-            AnyValueKind::Real(f) => AnyValueKind::Real(f),
-            AnyValueKind::Double(f) => AnyValueKind::Double(f),
-            AnyValueKind::Text(t) => AnyValueKind::Text(Cow::Owned(t.into_owned())),
-            AnyValueKind::Blob(b) => AnyValueKind::Blob(Cow::Owned(b.into_owned())),
-            _ => return None,
-        });
-    }
-    Some(AnyArguments { values: AnyArgumentBuffer(values) })
-}
-
-/// SQLite's group commit (issue 31). Every lone write of the app comes here, and the
-/// writes that queued while the last batch ran are committed in one transaction: on
-/// SQLite a commit appends every page it touched to the WAL (a table page and one per
-/// index) and the checkpoint copies them back, so a page many writes touch is written
-/// once a batch instead of once a write. A write is answered only after its batch
-/// commits (nothing answered is lost on restart). A statement that fails fails alone:
-/// SQLite undoes only that statement, what ran before it is committed and answered, and
-/// the rest of the batch goes on in a new transaction. A lone write runs as before.
-async fn write_loop(db: Db, mut jobs: mpsc::Receiver<WriteJob>) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut conn = match db.acquire().await {
-            Ok(c) => c,
-            Err(e) => {
-                for job in batch {
-                    let _ = job.reply.send(Err(sqlx::Error::Protocol(format!("no connection for the write: {e}"))));
-                }
-                continue;
-            }
-        };
-        if batch.len() == 1 {
-            let mut job = batch.remove(0);
-            let result = run(&mut conn, &mut job).await;
-            if result.is_ok() {
-                db.counted(1);
-            }
-            let _ = job.reply.send(result);
-            continue;
-        }
-        let mut done: Vec<(WriteJob, Results)> = Vec::new();
-        let mut open = false;
-        for mut job in batch {
-            if !open {
-                if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-                    let _ = job.reply.send(Err(e));
-                    continue;
-                }
-                open = true;
-            }
-            match run(&mut conn, &mut job).await {
-                Ok(rows) => done.push((job, rows)),
-                Err(e) => {
-                    settle(&db, &mut conn, std::mem::take(&mut done)).await;
-                    open = false;
-                    let _ = job.reply.send(Err(e));
-                }
-            }
-        }
-        if open {
-            settle(&db, &mut conn, done).await;
-        }
-    }
-}
-
-async fn run(conn: &mut DbConnection, job: &mut WriteJob) -> Result<Results, sqlx::Error> {
-    let query = match job.args.take() {
-        Some(args) => sqlx::query_with(&job.sql, args),
-        None => sqlx::query(&job.sql),
-    };
-    conn.fetch_many(query).try_collect().await
-}
-
-/// Commits the open transaction and answers its writes: their results, or the commit's
-/// failure (then rolled back).
-async fn settle(db: &Db, conn: &mut DbConnection, done: Vec<(WriteJob, Results)>) {
-    match sqlx::query("COMMIT").execute(&mut **conn).await {
-        Ok(_) => {
-            db.counted(done.len() as u64);
-            for (job, rows) in done {
-                let _ = job.reply.send(Ok(rows));
-            }
-        }
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
-            for (job, _) in done {
-                let _ = job.reply.send(Err(sqlx::Error::Protocol(format!("the write's transaction did not commit: {e}"))));
-            }
-        }
     }
 }
 
@@ -395,9 +238,9 @@ pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) ->
     } else {
         return Err(StartupError::Config("DATABASE_URL must start with sqlite: or postgres:".into()));
     };
-    let url = match backend {
-        Backend::Sqlite => sqlite_url(url)?,
-        Backend::Postgres => url.to_string(),
+    let (url, path) = match backend {
+        Backend::Sqlite => sqlite_url(url).map(|(url, path)| (url, Some(path)))?,
+        Backend::Postgres => (url.to_string(), None),
     };
     let size = max_connections.unwrap_or(backend.default_connections());
     let pool = AnyPoolOptions::new()
@@ -431,11 +274,12 @@ pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) ->
         Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
     };
     migrated?;
-    Ok(Db::new(pool, backend, size))
+    Ok(Db::new(pool, backend, size, path.as_deref())?)
 }
 
-/// Makes sure a file database can be created (its directory exists, `mode=rwc`).
-fn sqlite_url(url: &str) -> Result<String, StartupError> {
+/// Makes sure a file database can be created (its directory exists, `mode=rwc`): the URL
+/// for sqlx, and the file's path.
+fn sqlite_url(url: &str) -> Result<(String, PathBuf), StartupError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() || path == ":memory:" {
@@ -451,7 +295,7 @@ fn sqlite_url(url: &str) -> Result<String, StartupError> {
     } else {
         format!("{query}&mode=rwc")
     };
-    Ok(format!("sqlite://{path}?{query}"))
+    Ok((format!("sqlite://{path}?{query}"), PathBuf::from(path)))
 }
 
 #[cfg(test)]
@@ -525,13 +369,75 @@ mod tests {
         assert_eq!(k, 1000);
     }
 
-    #[tokio::test]
-    async fn a_statement_abandoned_half_way_leaves_its_connection_usable() {
+    /// A read runs on the calling thread only while it is short: a long one moves to the
+    /// blocking pool, and the runtime's one thread goes on meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_read_does_not_hold_the_runtime_and_stops_when_abandoned() {
         let (db, _dir) = sqlite(1).await;
         let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000000) SELECT COUNT(*) FROM n";
+        let order = Mutex::new(Vec::new());
+        let read = async {
+            let n: i64 = sqlx::query_scalar(slow).fetch_one(&db).await.unwrap();
+            order.lock().unwrap().push("read");
+            n
+        };
+        let tick = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            order.lock().unwrap().push("tick");
+        };
+        let (n, ()) = tokio::join!(read, tick);
+        assert_eq!(n, 20_000_000);
+        assert_eq!(*order.lock().unwrap(), ["tick", "read"], "the other task ran while the long read did");
+
+        // Abandoned half-way, it is interrupted; the next statements get their own rows.
         let abandoned = tokio::time::timeout(Duration::from_millis(20), sqlx::query_scalar::<_, i64>(slow).fetch_one(&db)).await;
         assert!(abandoned.is_err(), "the slow statement was still running when abandoned");
         let rows: Vec<i64> = sqlx::query_scalar("SELECT 7 UNION ALL SELECT 8").fetch_all(&db).await.unwrap();
-        assert_eq!(rows, vec![7, 8], "the next statement on the same connection gets its own rows");
+        assert_eq!(rows, vec![7, 8], "the next statement gets its own rows");
+        let both =
+            futures_util::future::join_all((0..20_i64).map(|i| sqlx::query_scalar::<_, i64>("SELECT $1 * 2").bind(i).fetch_one(&db))).await;
+        assert!(both.iter().enumerate().all(|(i, r)| r.as_ref().is_ok_and(|v| *v == 2 * i as i64)), "{both:?}");
+    }
+
+    /// What the app reads and writes comes back as sqlx's own SQLite driver gives it.
+    #[tokio::test]
+    async fn rows_and_errors_read_as_through_sqlx() {
+        let (db, _dir) = sqlite(1).await;
+        sqlx::query("CREATE TABLE v (id INTEGER PRIMARY KEY, n BIGINT, t TEXT, b BLOB, r REAL, o TEXT, p INTEGER REFERENCES v(id))")
+            .execute(&db)
+            .await
+            .unwrap();
+        let done = sqlx::query("INSERT INTO v (id, n, t, b, r, o) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(1_i64)
+            .bind(-5_i64)
+            .bind("文字")
+            .bind(vec![0_u8, 255])
+            .bind(1.5_f64)
+            .bind(None::<String>)
+            .execute(&db)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+        // `$2` twice is one argument, as on sqlx's driver.
+        let same: i64 = sqlx::query_scalar("SELECT $2 + $2 - $1").bind(1_i64).bind(10_i64).fetch_one(&db).await.unwrap();
+        assert_eq!(same, 19);
+        let row: (i64, String, Vec<u8>, f64, Option<String>, Option<i64>) =
+            sqlx::query_as("SELECT n, t, b, r, o, p FROM v WHERE id = $1").bind(1_i64).fetch_one(&db).await.unwrap();
+        assert_eq!(row, (-5, "文字".to_string(), vec![0, 255], 1.5, None, None));
+        let by_name = sqlx::query("SELECT t AS label FROM v").fetch_one(&db).await.unwrap();
+        assert_eq!(sqlx::Row::get::<String, _>(&by_name, "label"), "文字");
+        assert!(sqlx::query_as::<_, (i64,)>("SELECT n FROM v WHERE id = 2").fetch_optional(&db).await.unwrap().is_none());
+        // An UPDATE counts its rows; a constraint names its kind.
+        let updated = sqlx::query("UPDATE v SET n = n + 1 WHERE id >= $1").bind(0_i64).execute(&db).await.unwrap();
+        assert_eq!(updated.rows_affected(), 1);
+        let dup = sqlx::query("INSERT INTO v (id) VALUES (1)").execute(&db).await.unwrap_err();
+        assert!(dup.as_database_error().is_some_and(|d| d.is_unique_violation()), "{dup:?}");
+        let orphan = sqlx::query("INSERT INTO v (id, p) VALUES (3, 99)").execute(&db).await.unwrap_err();
+        assert!(orphan.as_database_error().is_some_and(|d| d.is_foreign_key_violation()), "foreign keys are on: {orphan:?}");
+        let missing = sqlx::query("SELECT nope FROM v").execute(&db).await.unwrap_err();
+        assert!(missing.to_string().contains("no such column"), "{missing}");
+        // Nothing of the failures was written.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM v").fetch_one(&db).await.unwrap();
+        assert_eq!(n, 1);
     }
 }
