@@ -10,7 +10,7 @@
 //! BENCH_ONLY=driver for the app's `Db`, sqlx's
 //! `Any` pool under it and the backend's own pool.
 
-use scanlogin_bench::{self as loadgen, Figures, Shape};
+use scanlogin_bench::{self as loadgen, Shape, median};
 use std::time::Duration;
 
 #[tokio::main]
@@ -108,7 +108,7 @@ async fn main() {
     }
     table += &loadgen::rows_logins(n, database, rounds, median(&ours), median(&base));
     table += &loadgen::rows_ceiling(median(&shaped), median(&base));
-    table += &loadgen::rows_logins_apart(database, median(&apart), median(&ours), median(&shaped));
+    table += &loadgen::rows_logins_apart(database, &apart, &ours, &shaped);
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "logins") {
         print!("\n{table}");
         return;
@@ -142,19 +142,12 @@ async fn main() {
     }
 }
 
-/// The run with the median rate.
 /// The `Any` driver against the backend's own (4000 reads each).
 async fn driver_rows(url: &str, database: &str) -> String {
     match loadgen::driver_cost(url, 4000).await {
         Ok(cost) => loadgen::rows_driver(database, &cost),
         Err(e) => fail(&format!("driver: {e}")),
     }
-}
-
-fn median(runs: &[Figures]) -> &Figures {
-    let mut sorted: Vec<&Figures> = runs.iter().collect();
-    sorted.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-    sorted[sorted.len() / 2]
 }
 
 /// Memory of waiting browsers and the wake-up beside them, measured on the release
