@@ -43,12 +43,14 @@ impl Backend {
 }
 
 /// The app's database: an executor like sqlx's pool (`query.execute(&db)`), which it
-/// wraps. On SQLite it keeps the connections it has used in an idle list of its own and
-/// hands them out again as they are: sqlx's pool pings every connection it takes back
-/// (one more round trip to the connection's worker thread after every statement), and a
-/// SQLite connection has nothing to check — its worker runs commands in order, so even a
-/// statement abandoned half-way is finished before the next one starts. On PostgreSQL it
-/// is sqlx's pool unchanged: those connections can die, and the pings find that out.
+/// wraps. On SQLite the statements sent to it run on this process's own threads
+/// ([`inline`]); the sqlx connections it lends for explicit transactions
+/// ([`Db::acquire`]) it keeps in an idle list of its own and hands out again as they
+/// are: sqlx's pool pings every connection it takes back (one more round trip to the
+/// connection's worker thread), and a SQLite connection has nothing to check — its worker
+/// runs commands in order, so even a statement abandoned half-way is finished before the
+/// next one starts. On PostgreSQL it is sqlx's pool unchanged: those connections can
+/// die, and the pings find that out.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
