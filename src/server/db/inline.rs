@@ -17,12 +17,12 @@
 //! transactions (`Db::acquire`) and the migrations stay on sqlx's connections; SQLite
 //! orders them with these on the same file (WAL, `busy_timeout`).
 
-use super::{ACQUIRE_TIMEOUT, WriteStats};
+use super::{ACQUIRE_TIMEOUT, SQLITE_SETTINGS};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
-use sqlx::Either;
 use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
 use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::{Any, Either, Execute};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
 use sqlx_core::ext::ustr::UStr;
 use std::borrow::Cow;
@@ -69,7 +69,16 @@ pub(super) struct Sqlite {
     path: PathBuf,
     readers: Mutex<Vec<Reader>>,
     writes: mpsc::Sender<WriteJob>,
+    stats: Arc<WriteStats>,
     closed: AtomicBool,
+}
+
+/// What the group commit did: `writes` answered, in `commits` transactions (a lone write
+/// is its own). Their ratio is the batching.
+#[derive(Debug, Default)]
+struct WriteStats {
+    writes: AtomicU64,
+    commits: AtomicU64,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -103,23 +112,34 @@ fn nanos_since_epoch(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX - 1)
 }
 
-/// A connection with the app's settings (WAL is the file's own, set by sqlx's pool).
+/// A connection with the app's settings, those of sqlx's connections.
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+    for pragma in SQLITE_SETTINGS {
+        conn.execute_batch(pragma)?;
+    }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
 impl Sqlite {
     /// Opens the writer (and its thread) on the file at `path`, which sqlx has created
-    /// and migrated. `stats` counts the group commit's writes and commits.
-    pub(super) fn open(path: &Path, stats: Arc<WriteStats>) -> Result<Arc<Self>, sqlx::Error> {
+    /// and migrated.
+    pub(super) fn open(path: &Path) -> Result<Arc<Self>, sqlx::Error> {
         let writer = open(path).map_err(error)?;
         let (writes, jobs) = mpsc::channel(QUEUED_WRITES);
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || write_loop(writer, jobs, stats)).map_err(sqlx::Error::Io)?;
-        Ok(Arc::new(Sqlite { path: path.to_path_buf(), readers: Mutex::default(), writes, closed: AtomicBool::new(false) }))
+        let stats = Arc::<WriteStats>::default();
+        let counts = stats.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(writer, jobs, counts))
+            .map_err(sqlx::Error::Io)?;
+        Ok(Arc::new(Sqlite { path: path.to_path_buf(), readers: Mutex::default(), writes, stats, closed: AtomicBool::new(false) }))
+    }
+
+    /// The group commit's writes answered, and the commits they took.
+    pub(super) fn write_stats(&self) -> (u64, u64) {
+        (self.stats.writes.load(Ordering::Relaxed), self.stats.commits.load(Ordering::Relaxed))
     }
 
     /// No statement runs after this; the idle readers are closed (the writer thread ends
@@ -129,12 +149,13 @@ impl Sqlite {
         self.readers.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// Runs `sql` with `args`: a write through the writer thread, a read here.
-    pub(super) async fn run(&self, sql: &str, args: Option<AnyArguments<'_>>) -> Result<Results, sqlx::Error> {
+    /// Runs `query`: a write through the writer thread, a read here.
+    pub(super) async fn run<'q>(&self, mut query: impl Execute<'q, Any>) -> Result<Results, sqlx::Error> {
         if self.closed.load(Ordering::Acquire) {
             return Err(sqlx::Error::PoolClosed);
         }
-        let args = match args {
+        let sql = query.sql();
+        let args = match query.take_arguments().map_err(sqlx::Error::Encode)? {
             Some(a) => values(a)?,
             None => Vec::new(),
         };

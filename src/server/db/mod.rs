@@ -59,16 +59,6 @@ pub struct Db {
     /// SQLite run by this process's own threads ([`inline`]): reads on the calling
     /// thread, writes through the group commit.
     sqlite: Option<Arc<inline::Sqlite>>,
-    /// Writes through the group commit, and the commits they took.
-    write_stats: Arc<WriteStats>,
-}
-
-/// What the group commit did: `writes` answered, in `commits` transactions (a lone write
-/// is its own). Their ratio is the batching.
-#[derive(Debug, Default)]
-struct WriteStats {
-    writes: std::sync::atomic::AtomicU64,
-    commits: std::sync::atomic::AtomicU64,
 }
 
 /// SQLite's connections, out of sqlx's pool for good and lent by [`Db::acquire`].
@@ -117,18 +107,16 @@ impl Db {
         let kept = (backend == Backend::Sqlite).then(|| {
             Arc::new(Kept { idle: Mutex::default(), permits: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1).max(1))) })
         });
-        let write_stats = Arc::<WriteStats>::default();
         let sqlite = match path {
-            Some(path) => Some(inline::Sqlite::open(path, write_stats.clone())?),
+            Some(path) => Some(inline::Sqlite::open(path)?),
             None => None,
         };
-        Ok(Db { pool, backend, kept, sqlite, write_stats })
+        Ok(Db { pool, backend, kept, sqlite })
     }
 
     /// The group commit's counts (zero on PostgreSQL).
     pub fn write_stats(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.write_stats.writes.load(Relaxed), self.write_stats.commits.load(Relaxed))
+        self.sqlite.as_ref().map_or((0, 0), |s| s.write_stats())
     }
 
     /// Which database this is.
@@ -182,10 +170,8 @@ impl<'p> Executor<'p> for &'_ Db {
         // The app's results are a few rows: collected on the connection, then streamed.
         let db = self.clone();
         stream::once(async move {
-            let mut query = query;
             if let Some(sqlite) = &db.sqlite {
-                let args = query.take_arguments().map_err(sqlx::Error::Encode)?;
-                return sqlite.run(query.sql(), args).await;
+                return sqlite.run(query).await;
             }
             let mut conn = db.acquire().await?;
             conn.fetch_many(query).try_collect::<Vec<_>>().await
@@ -201,10 +187,8 @@ impl<'p> Executor<'p> for &'_ Db {
     {
         let db = self.clone();
         Box::pin(async move {
-            let mut query = query;
             if let Some(sqlite) = &db.sqlite {
-                let args = query.take_arguments().map_err(sqlx::Error::Encode)?;
-                return Ok(sqlite.run(query.sql(), args).await?.into_iter().find_map(|r| r.right()));
+                return Ok(sqlite.run(query).await?.into_iter().find_map(|r| r.right()));
             }
             db.acquire().await?.fetch_optional(query).await
         })
@@ -225,6 +209,11 @@ impl<'p> Executor<'p> for &'_ Db {
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default database URL.
+/// Every SQLite connection's settings, sqlx's and [`inline`]'s alike. WAL lets readers
+/// run beside the writer; busy_timeout queues writers.
+const SQLITE_SETTINGS: [&str; 4] =
+    ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL"];
+
 pub const DEFAULT_URL: &str = "sqlite://data/scanlogin.db";
 
 /// Connects and runs the migrations. On PostgreSQL every connection names its instance
@@ -256,13 +245,7 @@ pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) ->
                     sqlx::query("SELECT set_config('scanlogin.instance', $1, false)").bind(instance).fetch_optional(&mut *conn).await?;
                 }
                 if backend == Backend::Sqlite {
-                    // WAL lets readers run beside the writer; busy_timeout queues writers.
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA busy_timeout = 5000",
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA synchronous = NORMAL",
-                    ] {
+                    for pragma in SQLITE_SETTINGS {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
                 }
