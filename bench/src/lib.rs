@@ -889,11 +889,11 @@ pub struct DriverCost {
 }
 
 /// What the app's way to the database costs: `/api/me`'s user read, `n` times one after
-/// another through each pool, one connection each (checked before use as the app's
-/// are), in alternating blocks so a drift of the machine hits all three. `Any` against
-/// native is the driver's cost; the app's `Db` against the `Any` pool is what lending
-/// connections without sqlx's ping on release saves (on SQLite; on PostgreSQL the `Db`
-/// is that pool).
+/// another through each pool, one connection each, in alternating blocks so a drift of
+/// the machine hits all three. sqlx's pools check a PostgreSQL connection before each
+/// use, as sqlx's default is (a SQLite one only on release). `Any` against native is the
+/// driver's cost; the app's `Db` against the `Any` pool is what lending connections
+/// without sqlx's pings saves (and on SQLite, running the statement on this thread).
 pub async fn driver_cost(database_url: &str, n: usize) -> Result<DriverCost, String> {
     use scanlogin::server::db::Backend;
     let err = |e: sqlx::Error| e.to_string();
@@ -907,7 +907,7 @@ pub async fn driver_cost(database_url: &str, n: usize) -> Result<DriverCost, Str
         .fetch_one(&db)
         .await
         .map_err(err)?;
-    let ping = backend.ping_before_use();
+    let ping = backend == Backend::Postgres;
     let native = match backend {
         Backend::Sqlite => BenchPool::Sqlite(
             sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).test_before_acquire(ping).connect(database_url).await.map_err(err)?,

@@ -17,10 +17,10 @@
 
 use crate::domain::{TicketId, UnixMillis};
 use crate::server::clock::Clock;
+use crate::server::db::Db;
 use crate::server::tokens::new_ticket_id;
 use crate::server::wechat::parse::{WechatError, parse_image};
 use crate::server::wechat::{MiniProgramCode, WechatClient};
-use sqlx::AnyPool;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,7 @@ fn store(e: sqlx::Error) -> WechatError {
 pub struct CodePool {
     ready: Mutex<VecDeque<Ready>>,
     /// PostgreSQL: the fleet's pool, in `ready_codes`.
-    shared: Option<AnyPool>,
+    shared: Option<Db>,
     /// How many codes to keep ready (0: no pool).
     size: usize,
     wechat: Arc<WechatClient>,
@@ -102,7 +102,7 @@ pub fn link_code(public_url: &str, id: &TicketId) -> MiniProgramCode {
 
 impl CodePool {
     /// A pool of `size` codes; in `shared` (PostgreSQL) for the whole fleet, else here.
-    pub fn new(wechat: Arc<WechatClient>, size: usize, shared: Option<AnyPool>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(wechat: Arc<WechatClient>, size: usize, shared: Option<Db>, clock: Arc<dyn Clock>) -> Self {
         CodePool {
             ready: Mutex::default(),
             shared,
@@ -167,7 +167,7 @@ impl CodePool {
     }
 
     /// The oldest fresh code of the fleet's pool, removed from it.
-    async fn take_shared(&self, db: &AnyPool) -> Result<Option<Ready>, WechatError> {
+    async fn take_shared(&self, db: &Db) -> Result<Option<Ready>, WechatError> {
         let row: Option<(String, Vec<u8>)> = sqlx::query_as(
             "DELETE FROM ready_codes WHERE ticket_id = (SELECT ticket_id FROM ready_codes WHERE made_at > $1 \
              ORDER BY made_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ticket_id, image",
@@ -224,7 +224,8 @@ impl CodePool {
         };
         // The lock, the count and the insert in one transaction: the fleet's pool never
         // holds more than `size`.
-        let mut tx = db.begin().await.map_err(store)?;
+        let mut conn = db.acquire().await.map_err(store)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(store)?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(LOCK_KEY).fetch_one(&mut *tx).await.map_err(store)?;
         if !locked {

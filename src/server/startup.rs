@@ -70,7 +70,7 @@ impl Application {
         let postgres = backend == db::Backend::Postgres;
         let (wechat, simulator) = wechat(&config.wechat, credentials, &addresses, clock.clone())?;
         // In real mode on PostgreSQL the fleet shares one access token.
-        let wechat = Arc::new(if !demo && postgres { wechat.share_tokens(pool.pool().clone()) } else { wechat });
+        let wechat = Arc::new(if !demo && postgres { wechat.share_tokens(pool.clone()) } else { wechat });
         let store = Arc::new(SqlTicketStore::new(pool.clone()));
         // Sessions are read through a cache; on PostgreSQL it serves only while the
         // listener that hears other instances' revocations is connected.
@@ -104,7 +104,7 @@ impl Application {
                 let pool = CodePool::new(
                     wechat.clone(),
                     usize::try_from(config.wechat.qr_pool_size).unwrap_or(0),
-                    postgres.then(|| pool.pool().clone()),
+                    postgres.then(|| pool.clone()),
                     clock.clone(),
                 );
                 match config.wechat.qr_mode {

@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod inline;
@@ -33,46 +33,55 @@ impl Backend {
         }
     }
 
-    /// Whether the pool pings a connection each time it hands it out. A PostgreSQL
-    /// connection can die under us (a server restart, a dropped network), and the ping
-    /// finds that before a query does. A SQLite connection is a file this process holds;
-    /// its ping is only a round trip to sqlx's worker thread, one per statement.
-    pub fn ping_before_use(self) -> bool {
-        self == Backend::Postgres
+    /// How long a connection may sit idle before it is checked (a round trip) before
+    /// being lent again. A PostgreSQL connection can die under us (a server restart, a
+    /// dropped network), and the check finds that before a statement does; one used a
+    /// moment ago is known to be alive. A SQLite connection is a file this process holds:
+    /// never checked.
+    pub fn check_idle_after(self) -> Option<Duration> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Duration::from_secs(1)),
+        }
     }
 }
 
 /// The app's database: an executor like sqlx's pool (`query.execute(&db)`), which it
 /// wraps. On SQLite the statements sent to it run on this process's own threads
-/// ([`inline`]); the sqlx connections it lends for explicit transactions
-/// ([`Db::acquire`]) it keeps in an idle list of its own and hands out again as they
-/// are: sqlx's pool pings every connection it takes back (one more round trip to the
-/// connection's worker thread), and a SQLite connection has nothing to check — its worker
-/// runs commands in order, so even a statement abandoned half-way is finished before the
-/// next one starts. On PostgreSQL it is sqlx's pool unchanged: those connections can
-/// die, and the pings find that out.
+/// ([`inline`]). The sqlx connections it lends (every statement on PostgreSQL, explicit
+/// transactions on both) it keeps in an idle list of its own and hands out again as they
+/// are. sqlx's pool would ping each connection as it takes it back and again as it lends
+/// it: two more round trips a statement, with a task spawned for one of them. Neither is
+/// needed to stay in step: a connection finishes whatever an abandoned statement or
+/// transaction left on it (the rows, a queued ROLLBACK) before it runs the next one. What
+/// the pings did find — a connection that died — is found here by a check before lending
+/// one that sat idle ([`Backend::check_idle_after`]), and by dropping one whose statement
+/// failed on the connection itself rather than in the database.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    kept: Option<Arc<Kept>>,
+    kept: Arc<Kept>,
     /// SQLite run by this process's own threads ([`inline`]): reads on the calling
     /// thread, writes through the group commit.
     sqlite: Option<Arc<inline::Sqlite>>,
 }
 
-/// SQLite's connections, out of sqlx's pool for good and lent by [`Db::acquire`].
+/// The connections, out of sqlx's pool for good and lent by [`Db::acquire`].
 #[derive(Debug)]
 struct Kept {
-    idle: Mutex<Vec<PoolConnection<Any>>>,
+    idle: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
     /// One permit per connection: lent out or idle, never more than the pool's size.
     permits: Arc<Semaphore>,
+    /// A connection idle this long is checked before it is lent.
+    check_after: Option<Duration>,
 }
 
 /// A connection lent by [`Db::acquire`]; dropped, it goes back where it came from.
 pub struct DbConnection {
     conn: Option<PoolConnection<Any>>,
-    kept: Option<(Arc<Kept>, OwnedSemaphorePermit)>,
+    kept: Arc<Kept>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl std::ops::Deref for DbConnection {
@@ -88,13 +97,24 @@ impl std::ops::DerefMut for DbConnection {
     }
 }
 
+impl DbConnection {
+    /// Gives the connection back to sqlx's pool instead of the idle list: `e`, its
+    /// statement's error, came from the connection itself (closed, broken, out of step),
+    /// not from the database. sqlx's pool checks it and closes it.
+    fn drop_if_broken(&mut self, e: &sqlx::Error) {
+        if matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed) {
+            drop(self.conn.take());
+        }
+    }
+}
+
 impl Drop for DbConnection {
     fn drop(&mut self) {
-        if let (Some(conn), Some((kept, _permit))) = (self.conn.take(), self.kept.as_ref()) {
-            // Back on the list before the permit (dropped after this) lets a waiter in;
-            // after `close`, back to sqlx's pool, which closes it.
-            if !kept.permits.is_closed() {
-                kept.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        // Back on the list before the permit (dropped after this) lets a waiter in;
+        // after `close`, back to sqlx's pool, which closes it.
+        if let Some(conn) = self.conn.take() {
+            if !self.kept.permits.is_closed() {
+                self.kept.idle.lock().unwrap_or_else(|e| e.into_inner()).push((conn, Instant::now()));
             }
         }
     }
@@ -104,8 +124,10 @@ impl Db {
     /// `pool` on `backend`, with `size` connections at most; on SQLite, the file at
     /// `path` run by [`inline`] as well.
     fn new(pool: AnyPool, backend: Backend, size: u32, path: Option<&std::path::Path>) -> Result<Self, sqlx::Error> {
-        let kept = (backend == Backend::Sqlite).then(|| {
-            Arc::new(Kept { idle: Mutex::default(), permits: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1).max(1))) })
+        let kept = Arc::new(Kept {
+            idle: Mutex::default(),
+            permits: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1).max(1))),
+            check_after: backend.check_idle_after(),
         });
         let sqlite = match path {
             Some(path) => Some(inline::Sqlite::open(path)?),
@@ -124,39 +146,38 @@ impl Db {
         self.backend
     }
 
-    /// sqlx's pool itself: for transactions, which only the PostgreSQL-only parts (the
-    /// fleet's shared token and pool of codes) use.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
     /// Closes every connection, waiting for those in use.
     pub async fn close(&self) {
         if let Some(sqlite) = &self.sqlite {
             sqlite.close();
         }
-        if let Some(kept) = &self.kept {
-            kept.permits.close();
-            kept.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
+        self.kept.permits.close();
+        self.kept.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.pool.close().await;
     }
 
-    /// A connection of its own, for several statements in a row.
+    /// A connection of its own, for several statements in a row (a transaction:
+    /// `sqlx::Connection::begin(&mut *conn)`).
     pub async fn acquire(&self) -> Result<DbConnection, sqlx::Error> {
-        let Some(kept) = &self.kept else {
-            return Ok(DbConnection { conn: Some(self.pool.acquire().await?), kept: None });
-        };
+        let kept = &self.kept;
         let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, kept.permits.clone().acquire_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let idle = kept.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let conn = loop {
+            let idle = kept.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some((mut conn, since)) = idle else {
+                break self.pool.acquire().await?;
+            };
+            if kept.check_after.is_none_or(|after| since.elapsed() < after) {
+                break conn;
+            }
+            // Sat idle: checked, and if dead handed back to sqlx's pool, which closes it.
+            if sqlx::Connection::ping(&mut *conn).await.is_ok() {
+                break conn;
+            }
         };
-        Ok(DbConnection { conn: Some(conn), kept: Some((kept.clone(), permit)) })
+        Ok(DbConnection { conn: Some(conn), kept: kept.clone(), _permit: permit })
     }
 }
 
@@ -174,7 +195,11 @@ impl<'p> Executor<'p> for &'_ Db {
                 return sqlite.run(query).await;
             }
             let mut conn = db.acquire().await?;
-            conn.fetch_many(query).try_collect::<Vec<_>>().await
+            let rows = conn.fetch_many(query).try_collect::<Vec<_>>().await;
+            if let Err(e) = &rows {
+                conn.drop_if_broken(e);
+            }
+            rows
         })
         .map_ok(|rows| stream::iter(rows.into_iter().map(Ok)))
         .try_flatten()
@@ -190,7 +215,12 @@ impl<'p> Executor<'p> for &'_ Db {
             if let Some(sqlite) = &db.sqlite {
                 return Ok(sqlite.run(query).await?.into_iter().find_map(|r| r.right()));
             }
-            db.acquire().await?.fetch_optional(query).await
+            let mut conn = db.acquire().await?;
+            let row = conn.fetch_optional(query).await;
+            if let Err(e) = &row {
+                conn.drop_if_broken(e);
+            }
+            row
         })
     }
 
@@ -237,7 +267,9 @@ pub async fn connect(url: &str, instance: &str, max_connections: Option<u32>) ->
     let pool = AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .test_before_acquire(backend.ping_before_use())
+        // The connections live in `Db`'s own list (checked there); sqlx's pool only opens
+        // them, and closes those given back.
+        .test_before_acquire(false)
         .after_connect(move |conn, _| {
             let instance = instance.clone();
             Box::pin(async move {
@@ -318,7 +350,7 @@ mod tests {
         }))
         .await;
         assert_eq!(sums, (1..=50).collect::<Vec<i64>>());
-        assert!(db.pool().size() <= 2, "sqlx opened {} connections", db.pool().size());
+        assert!(db.pool.size() <= 2, "sqlx opened {} connections", db.pool.size());
         db.close().await;
         assert!(db.acquire().await.is_err(), "closed");
     }

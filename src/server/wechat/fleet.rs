@@ -9,7 +9,7 @@ use super::parse::WechatError;
 use super::token::AccessToken;
 use crate::domain::UnixMillis;
 use crate::server::clock::Clock;
-use sqlx::AnyPool;
+use crate::server::db::Db;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ const LOCK_KEY: i64 = 0x0073_6361_6e6c_6f67;
 
 /// The shared token store.
 pub struct FleetTokens {
-    pool: AnyPool,
+    db: Db,
     appid: String,
     clock: Arc<dyn Clock>,
     margin: Duration,
@@ -30,10 +30,10 @@ fn store(e: sqlx::Error) -> WechatError {
 }
 
 impl FleetTokens {
-    /// Tokens of `appid` in `pool`, refreshed `margin_secs` before expiry (at most half
+    /// Tokens of `appid` in `db`, refreshed `margin_secs` before expiry (at most half
     /// their lifetime, as the in-memory cache does).
-    pub fn new(pool: AnyPool, appid: String, clock: Arc<dyn Clock>, margin_secs: u64) -> Self {
-        FleetTokens { pool, appid, clock, margin: Duration::from_secs(margin_secs.min(299)) }
+    pub fn new(db: Db, appid: String, clock: Arc<dyn Clock>, margin_secs: u64) -> Self {
+        FleetTokens { db, appid, clock, margin: Duration::from_secs(margin_secs.min(299)) }
     }
 
     /// The stored token and its remaining seconds, if it is fresh.
@@ -58,10 +58,11 @@ impl FleetTokens {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(AccessToken, u64), WechatError>>,
     {
-        if let Some(t) = self.read_fresh(&self.pool).await? {
+        if let Some(t) = self.read_fresh(&self.db).await? {
             return Ok(t);
         }
-        let mut tx = self.pool.begin().await.map_err(store)?;
+        let mut conn = self.db.acquire().await.map_err(store)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(store)?;
         // pg_advisory_xact_lock returns void, which the Any driver cannot decode: count it.
         sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS l")
             .bind(LOCK_KEY)
@@ -95,7 +96,7 @@ impl FleetTokens {
         let deleted = sqlx::query("DELETE FROM wechat_tokens WHERE appid = $1 AND token = $2")
             .bind(&self.appid)
             .bind(failed.expose())
-            .execute(&self.pool)
+            .execute(&self.db)
             .await;
         if let Err(e) = deleted {
             tracing::warn!(error = %e, "could not drop a refused token from the shared store");

@@ -139,8 +139,8 @@ impl WechatClient {
 
     /// Shares the access token with the other instances on `pool` (real mode only: in
     /// demo mode each instance has a simulator, and tokens, of its own).
-    pub fn share_tokens(mut self, pool: sqlx::AnyPool) -> Self {
-        self.fleet = Some(fleet::FleetTokens::new(pool, self.cfg.appid.clone(), self.clock.clone(), TOKEN_MARGIN_SECS));
+    pub fn share_tokens(mut self, db: crate::server::db::Db) -> Self {
+        self.fleet = Some(fleet::FleetTokens::new(db, self.cfg.appid.clone(), self.clock.clone(), TOKEN_MARGIN_SECS));
         self
     }
 
