@@ -441,3 +441,58 @@ async fn the_fleet_shares_one_pool_of_ready_codes() {
     drop(sim);
     drop_database(&name).await;
 }
+
+/// The app lends its PostgreSQL connections without sqlx's pings: a statement abandoned
+/// half-way leaves nothing for the next one to read, and connections the server ended
+/// are replaced — checked before lending when they sat idle, dropped after the one
+/// statement that found them dead when they did not.
+#[tokio::test]
+async fn connections_ended_under_the_app_are_replaced_and_an_abandoned_statement_leaves_nothing_behind() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let db = scanlogin::server::db::connect(&url, "test", Some(2)).await.unwrap();
+    let sum = |i: i64| {
+        let db = db.clone();
+        async move { sqlx::query_scalar::<_, i64>("SELECT $1::BIGINT + 1").bind(i).fetch_one(&db).await }
+    };
+    // Both connections in use at once, then idle in the app's list.
+    let both = futures_util::future::join_all((0..8).map(sum)).await;
+    assert!(both.iter().enumerate().all(|(i, r)| r.as_ref().is_ok_and(|v| *v == i as i64 + 1)), "{both:?}");
+
+    // Abandoned while PostgreSQL still works on it: the next statements get their own rows.
+    let slow = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM (SELECT pg_sleep(0.3)) AS s");
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(50), slow.fetch_one(&db)).await.is_err());
+    for i in 0..6 {
+        assert_eq!(sum(i).await.unwrap(), i + 1, "statement {i} after the abandoned one");
+    }
+
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let end_all =
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let mut end_all = async || {
+        let ended: i64 = sqlx::query_scalar(end_all).fetch_one(&mut admin).await.unwrap();
+        assert!(ended >= 1, "the app's connections were there to end");
+        // pg_terminate_backend signals; the backends exit a moment later.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // Ended while idle for longer than the check's threshold: found before lending.
+    end_all().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for i in 0..6 {
+        assert_eq!(sum(i).await.unwrap(), i + 1, "statement {i} after idle connections were ended");
+    }
+    // Ended while in use a moment ago: each dead connection fails one statement at most.
+    end_all().await;
+    let mut failed = 0;
+    for i in 0..10 {
+        match sum(i).await {
+            Ok(v) => assert_eq!(v, i + 1),
+            Err(e) => {
+                failed += 1;
+                assert!(i < 2, "statement {i} failed after the dead connections were dropped: {e}");
+            }
+        }
+    }
+    assert!(failed <= 2, "{failed} statements failed on two dead connections");
+    db.close().await;
+    drop_database(&name).await;
+}

@@ -98,11 +98,13 @@ impl std::ops::DerefMut for DbConnection {
 }
 
 impl DbConnection {
-    /// Gives the connection back to sqlx's pool instead of the idle list: `e`, its
-    /// statement's error, came from the connection itself (closed, broken, out of step),
-    /// not from the database. sqlx's pool checks it and closes it.
+    /// Gives the connection back to sqlx's pool instead of the idle list when `e`, its
+    /// statement's error, says the connection is gone: it broke (closed, out of step), or
+    /// the server ended it (SQLSTATE class 08, or 57P: shut down, terminated by an
+    /// administrator). sqlx's pool checks it and closes it.
     fn drop_if_broken(&mut self, e: &sqlx::Error) {
-        if matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed) {
+        let ended = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c.starts_with("08") || c.starts_with("57P"));
+        if ended || matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed) {
             drop(self.conn.take());
         }
     }
@@ -112,10 +114,10 @@ impl Drop for DbConnection {
     fn drop(&mut self) {
         // Back on the list before the permit (dropped after this) lets a waiter in;
         // after `close`, back to sqlx's pool, which closes it.
-        if let Some(conn) = self.conn.take() {
-            if !self.kept.permits.is_closed() {
-                self.kept.idle.lock().unwrap_or_else(|e| e.into_inner()).push((conn, Instant::now()));
-            }
+        if let Some(conn) = self.conn.take()
+            && !self.kept.permits.is_closed()
+        {
+            self.kept.idle.lock().unwrap_or_else(|e| e.into_inner()).push((conn, Instant::now()));
         }
     }
 }
