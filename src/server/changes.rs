@@ -1,5 +1,6 @@
 //! What other instances on the same PostgreSQL database change, heard through
-//! `LISTEN` (all announced by triggers): ticket changes wake this instance's long-polls,
+//! `LISTEN` (all announced by triggers): ticket changes wake this instance's long-polls
+//! (and take the ticket out of what it keeps in memory),
 //! changed or deleted sessions leave its session cache, and changed users (disabled,
 //! regrouped, renamed) its user cache.
 
@@ -24,13 +25,15 @@ pub struct Listeners {
 }
 
 /// Listens until the task is stopped, reconnecting by itself. While it is not
-/// connected, the session cache serves nothing (a revocation could be missed), and a
-/// ticket change announced meanwhile is still answered, at the long-poll's deadline.
+/// connected, the session and user caches and the kept tickets serve nothing (a change
+/// could be missed), and a ticket change announced meanwhile is still answered, at the
+/// long-poll's deadline.
 pub async fn listen(url: String, to: Listeners) {
     loop {
         let Err(e) = relay(&url, &to).await;
         to.sessions.disarm();
         to.users.disarm();
+        to.tickets.disarm();
         tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
@@ -43,6 +46,7 @@ async fn relay(url: &str, to: &Listeners) -> Result<std::convert::Infallible, sq
     // Listening now: from here on no change is missed, so the caches may serve again.
     to.sessions.arm();
     to.users.arm();
+    to.tickets.arm();
     loop {
         let n = listener.recv().await?;
         // "<id> <instance>": what this instance changed itself, it has acted on already.

@@ -142,6 +142,11 @@ impl UserCache {
         }
     }
 
+    /// The epoch to fill with after a read or write that starts now.
+    fn epoch(&self) -> u64 {
+        self.lock().1
+    }
+
     fn fill(&self, epoch: u64, user: &User) {
         if !self.armed.load(Ordering::Acquire) {
             return;
@@ -220,18 +225,28 @@ impl SqlUserStore {
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(&self.pool).await
     }
 
-    /// Finds the person without creating them: by unionid when WeChat sent one, else by openid.
+    /// Finds the person without creating them: by unionid when WeChat sent one, else by
+    /// openid. What is found is cached, for the finalize that follows a scan.
     pub async fn find(&self, who: &WxIdentity) -> Result<Option<User>, sqlx::Error> {
-        let Some(unionid) = &who.unionid else { return self.by("openid", &who.openid).await };
-        // One read for both: the unionid's account first.
-        sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE unionid = $1 OR openid = $2 \
-             ORDER BY CASE WHEN unionid = $1 THEN 0 ELSE 1 END LIMIT 1"
-        ))
-        .bind(unionid)
-        .bind(&who.openid)
-        .fetch_optional(&self.pool)
-        .await
+        let epoch = self.cache.epoch();
+        let found = match &who.unionid {
+            None => self.by("openid", &who.openid).await?,
+            // One read for both: the unionid's account first.
+            Some(unionid) => {
+                sqlx::query_as(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE unionid = $1 OR openid = $2 \
+                     ORDER BY CASE WHEN unionid = $1 THEN 0 ELSE 1 END LIMIT 1"
+                ))
+                .bind(unionid)
+                .bind(&who.openid)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        if let Some(u) = &found {
+            self.cache.fill(epoch, u);
+        }
+        Ok(found)
     }
 
     /// The account of `who`: `known` (what [`find`] returned) with the unionid attached
@@ -259,6 +274,7 @@ impl SqlUserStore {
         }
         let tail: String = who.openid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
         let name = format!("微信用户 {tail}");
+        let epoch = self.cache.epoch();
         let inserted: Result<(i64,), sqlx::Error> =
             sqlx::query_as("INSERT INTO users (openid, unionid, name, created_at, status) VALUES ($1, $2, $3, $4, $5) RETURNING id")
                 .bind(&who.openid)
@@ -269,7 +285,11 @@ impl SqlUserStore {
                 .fetch_one(&self.pool)
                 .await;
         match inserted {
-            Ok((id,)) => Ok(User::new(UserId(id), who, name, now, status)),
+            Ok((id,)) => {
+                let user = User::new(UserId(id), who, name, now, status);
+                self.cache.fill(epoch, &user);
+                Ok(user)
+            }
             // A concurrent first login of the same person won the race: theirs it is.
             Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => self.find(who).await?.ok_or(e),
             Err(e) => Err(e),

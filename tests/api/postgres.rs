@@ -94,6 +94,14 @@ async fn two_instances_on_one_database_wake_each_others_long_polls() {
     let (answer, waited) = poll.await.unwrap();
     assert_eq!(answer["status"], "scanned", "{answer}");
     assert!(waited < std::time::Duration::from_secs(5), "woken by B's NOTIFY, not the 20 s deadline ({waited:?})");
+    // A keeps the ticket in memory for its long-polls (it read version 2 when woken);
+    // B's confirm, announced, takes it out: A's next long-poll sees version 3 at once.
+    b.confirm(&t, v["confirm_token"].as_str().unwrap()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let (s, answer) = a.post(&browser, "/api/login/status", json!({ "ticket": t, "seen": 2 })).await;
+    assert_eq!((s.as_u16(), &answer["status"]), (200, &json!("confirmed")), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered from the database, not a stale kept copy");
     a.server.abort();
     b.server.abort();
     a.pool.close().await;

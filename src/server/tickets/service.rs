@@ -91,7 +91,21 @@ impl Tickets {
 
     /// Loads a ticket, persisting its expiry when its time has come.
     pub async fn load(&self, id: &TicketId) -> Result<Option<Ticket>, AppError> {
-        let Some(mut t) = self.store.get(id).await? else { return Ok(None) };
+        let t = self.store.get(id).await?;
+        self.expire_due(id, t).await
+    }
+
+    /// [`Tickets::load`] for a long-poll: the ticket as this instance last knew it, which
+    /// may lag a change another instance has just made ([`TicketStore::peek`]) — that
+    /// change's notification, on its way, wakes the long-poll, which reads again.
+    async fn load_to_follow(&self, id: &TicketId) -> Result<Option<Ticket>, AppError> {
+        let t = self.store.peek(id).await?;
+        self.expire_due(id, t).await
+    }
+
+    /// `t` as it is now: expired, and that persisted, when its time has come.
+    async fn expire_due(&self, id: &TicketId, t: Option<Ticket>) -> Result<Option<Ticket>, AppError> {
+        let Some(mut t) = t else { return Ok(None) };
         let before = t.version;
         if t.expire_at(self.now()) && !self.store.replace(&t, before).await? {
             // Someone else changed it meanwhile; their version is the truth.
@@ -146,7 +160,7 @@ impl Tickets {
         let mine = |t: Option<Ticket>| t.filter(|t| t.is_bound_to(browser_key)).ok_or(AppError::new(ErrorCode::TicketNotFound));
         // Changes are watched before the one read: a change made after it always wakes us.
         let mut changes = self.store.watch(id);
-        let mut t = mine(self.load(id).await?)?;
+        let mut t = mine(self.load_to_follow(id).await?)?;
         if t.version > seen {
             return Ok(t);
         }
@@ -173,7 +187,7 @@ impl Tickets {
             };
             t = match pushed {
                 Some(p) => mine(Some(p))?,
-                None => mine(self.load(id).await?)?,
+                None => mine(self.load_to_follow(id).await?)?,
             };
         }
     }

@@ -60,6 +60,12 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Stores a new ticket.
     async fn insert(&self, ticket: &Ticket) -> Result<(), StoreError>;
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError>;
+    /// The ticket as this instance last knew it, for following it (not for deciding):
+    /// it may lag a change another instance has just made, whose notification, on its
+    /// way, wakes the followers.
+    async fn peek(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        self.get(id).await
+    }
     /// Writes `ticket` only if the stored version is still `expected_version`, then
     /// notifies watchers. `false` when someone else changed it first.
     async fn replace(&self, ticket: &Ticket, expected_version: u64) -> Result<bool, StoreError>;
@@ -79,10 +85,13 @@ pub trait TicketStore: Send + Sync + 'static {
     fn forget_kept(&self) {}
 }
 
-/// In-process change notification: one watch channel per followed ticket.
+/// In-process change notification: one watch channel per followed ticket; and the
+/// tickets as this instance last wrote or read them ([`Kept`]), which a change announced
+/// by another instance takes out.
 #[derive(Default)]
 pub struct Notifier {
     channels: Mutex<HashMap<String, watch::Sender<Option<Ticket>>>>,
+    kept: Kept,
 }
 
 impl Notifier {
@@ -109,9 +118,22 @@ impl Notifier {
     }
 
     /// Wakes the subscribers of `id` without a ticket (a change made by another
-    /// instance): they read the ticket from the store.
+    /// instance): they read the ticket from the store, not from what was kept of it.
     pub fn wake(&self, id: &str) {
+        self.kept.forget(id);
         self.send(id, || None);
+    }
+
+    /// Kept tickets may be served from now on: the listener hears every other instance's
+    /// changes (PostgreSQL).
+    pub fn arm(&self) {
+        self.kept.set_armed(true);
+    }
+
+    /// Kept tickets are forgotten and not served: the listener lost its connection, so
+    /// another instance's change could go unheard.
+    pub fn disarm(&self) {
+        self.kept.set_armed(false);
     }
 
     /// Sends to the subscribers of `id`, dropping the channel when nobody listens.
@@ -141,70 +163,126 @@ pub const PG_CHANNEL: &str = "scanlogin_tickets";
 /// trigger announces every change on [`PG_CHANNEL`] to the other instances sharing the
 /// database (migration 10).
 ///
-/// On SQLite, which serves one instance, every write to a ticket goes through this store,
-/// so it also keeps each ticket as last written (or read) and answers reads from memory:
-/// a login reads its ticket five times (two long-polls, scan, confirm, finalize). Writes
-/// still go to the database first, and only a write that took is remembered, so a
-/// restart loses nothing. On PostgreSQL other instances write too: every read goes to the
-/// database.
+/// Each ticket is also kept in memory as this instance last wrote or read it
+/// ([`Kept`]): a login reads its ticket five times (two long-polls, scan, confirm,
+/// finalize). Writes go to the database first, and only a write that took is kept, so a
+/// restart loses nothing. On SQLite, which serves one instance, every write goes through
+/// this store and every read is answered from memory. On PostgreSQL other instances write
+/// too, and their changes are heard a moment after they commit: only the long-polls read
+/// from memory ([`TicketStore::peek`]), which that moment cannot mislead — the change's
+/// notification takes the kept ticket out and wakes them — while the transitions read
+/// the database, so nothing is refused on a state already gone.
 pub struct SqlTicketStore {
     pool: Db,
     notifier: Arc<Notifier>,
-    kept: Option<Kept>,
+    /// Whether every read may be answered from memory (SQLite).
+    reads_from_memory: bool,
 }
 
-/// Tickets as last written or read, by id (SQLite only).
+/// Tickets as last written or read, by id, with an epoch that every forgetting moves on:
+/// a read or write started before a ticket was forgotten (another instance changed it)
+/// keeps nothing, since what it brings back may be older than that change.
 #[derive(Default)]
-struct Kept(Mutex<HashMap<String, Ticket>>);
+struct Kept {
+    inner: Mutex<(HashMap<String, Ticket>, u64)>,
+    armed: std::sync::atomic::AtomicBool,
+}
 
 /// Tickets kept at most (the service-wide ceiling allows 10,000 live ones by default):
 /// past it, new tickets are read from the database until the purge makes room.
 const KEPT_AT_MOST: usize = 50_000;
 
 impl Kept {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<String, Ticket>, u64)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The kept ticket `id`, if kept and served.
     fn get(&self, id: &TicketId) -> Option<Ticket> {
-        self.map().get(id.as_str()).cloned()
+        let inner = self.lock();
+        inner.0.get(id.as_str()).filter(|_| self.armed.load(std::sync::atomic::Ordering::Acquire)).cloned()
     }
 
-    /// Remembers `t` unless a later version of it is already remembered (two writers'
-    /// answers may arrive in either order; versions only grow).
-    fn put(&self, t: &Ticket) {
-        let mut map = self.map();
-        let full = map.len() >= KEPT_AT_MOST;
-        match map.get_mut(t.id.as_str()) {
+    /// The current epoch, taken before a read or write whose result is then kept.
+    fn epoch(&self) -> u64 {
+        self.lock().1
+    }
+
+    /// Keeps `t`, read or written since `epoch`, unless a later version of it is kept
+    /// already (two writers' answers may arrive in either order; versions only grow).
+    /// If something was forgotten since, `t` may be older than what the database holds:
+    /// nothing is kept of it, not even an older version.
+    fn put(&self, epoch: u64, t: &Ticket) {
+        if !self.armed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.1 != epoch {
+            inner.0.remove(t.id.as_str());
+            return;
+        }
+        let full = inner.0.len() >= KEPT_AT_MOST;
+        match inner.0.get_mut(t.id.as_str()) {
             Some(known) if known.version >= t.version => {}
             Some(known) => *known = t.clone(),
             None if full => {}
             None => {
-                map.insert(t.id.as_str().to_string(), t.clone());
+                inner.0.insert(t.id.as_str().to_string(), t.clone());
             }
         }
     }
 
-    /// Forgets `id` if what is remembered is not newer than `version`: a conditional write
-    /// against it failed, so the database holds something else.
-    fn forget_up_to(&self, id: &TicketId, version: u64) {
-        let mut map = self.map();
-        if map.get(id.as_str()).is_some_and(|known| known.version <= version) {
-            map.remove(id.as_str());
-        }
+    /// Forgets `id`: the database holds something else.
+    fn forget(&self, id: &str) {
+        let mut inner = self.lock();
+        inner.0.remove(id);
+        inner.1 += 1;
+    }
+
+    /// Serves (or stops serving) what is kept, starting from nothing either way.
+    fn set_armed(&self, armed: bool) {
+        let mut inner = self.lock();
+        inner.0.clear();
+        inner.1 += 1;
+        self.armed.store(armed, std::sync::atomic::Ordering::Release);
     }
 }
 
 impl SqlTicketStore {
-    /// A store over `pool`.
+    /// A store over `pool`. On PostgreSQL it keeps nothing until the listener is
+    /// connected ([`Notifier::arm`]).
     pub fn new(pool: Db) -> Self {
-        let kept = (pool.backend() == crate::server::db::Backend::Sqlite).then(Kept::default);
-        SqlTicketStore { pool, notifier: Arc::default(), kept }
+        let reads_from_memory = pool.backend() == crate::server::db::Backend::Sqlite;
+        let notifier = Arc::new(Notifier::default());
+        notifier.kept.set_armed(reads_from_memory);
+        SqlTicketStore { pool, notifier, reads_from_memory }
     }
 
     /// The notifier, for the PostgreSQL listener to wake local followers.
     pub fn notifier(&self) -> Arc<Notifier> {
         self.notifier.clone()
+    }
+
+    fn kept(&self) -> &Kept {
+        &self.notifier.kept
+    }
+
+    /// Ticket `id` from the database, kept if nothing was forgotten meanwhile.
+    async fn read(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        let epoch = self.kept().epoch();
+        let row: Option<TicketRow> = sqlx::query_as(
+            "SELECT id, status, version, browser_key, next, created_at, expires_at, scanner_id, \
+             confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name, match_number, match_misses \
+             FROM tickets WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let t = row.map(Ticket::try_from).transpose()?;
+        if let Some(t) = &t {
+            self.kept().put(epoch, t);
+        }
+        Ok(t)
     }
 }
 
@@ -278,6 +356,7 @@ impl TryFrom<TicketRow> for Ticket {
 #[async_trait]
 impl TicketStore for SqlTicketStore {
     async fn insert(&self, t: &Ticket) -> Result<(), StoreError> {
+        let epoch = self.kept().epoch();
         sqlx::query(
             "INSERT INTO tickets (id, status, version, browser_key, next, created_at, expires_at, \
              scanner_id, confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name, match_number, match_misses) \
@@ -301,32 +380,26 @@ impl TicketStore for SqlTicketStore {
         .bind(i64::from(t.match_misses))
         .execute(&self.pool)
         .await?;
-        if let Some(kept) = &self.kept {
-            kept.put(t);
-        }
+        self.kept().put(epoch, t);
         Ok(())
     }
 
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
-        if let Some(t) = self.kept.as_ref().and_then(|k| k.get(id)) {
-            return Ok(Some(t));
+        if self.reads_from_memory {
+            return self.peek(id).await;
         }
-        let row: Option<TicketRow> = sqlx::query_as(
-            "SELECT id, status, version, browser_key, next, created_at, expires_at, scanner_id, \
-             confirm_hash, origin_ip, origin_ua, updated_at, finalize_hash, client_name, match_number, match_misses \
-             FROM tickets WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let t = row.map(Ticket::try_from).transpose()?;
-        if let (Some(kept), Some(t)) = (&self.kept, &t) {
-            kept.put(t);
+        self.read(id).await
+    }
+
+    async fn peek(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        match self.kept().get(id) {
+            Some(t) => Ok(Some(t)),
+            None => self.read(id).await,
         }
-        Ok(t)
     }
 
     async fn replace(&self, t: &Ticket, expected_version: u64) -> Result<bool, StoreError> {
+        let epoch = self.kept().epoch();
         let done = sqlx::query(
             "UPDATE tickets SET status = $2, version = $3, expires_at = $4, scanner_id = $5, \
              confirm_hash = $6, updated_at = $7, match_number = $9, match_misses = $10 WHERE id = $1 AND version = $8",
@@ -345,12 +418,10 @@ impl TicketStore for SqlTicketStore {
         .await?
         .rows_affected()
             == 1;
-        if let Some(kept) = &self.kept {
-            if done {
-                kept.put(t);
-            } else {
-                kept.forget_up_to(&t.id, expected_version);
-            }
+        if done {
+            self.kept().put(epoch, t);
+        } else {
+            self.kept().forget(t.id.as_str());
         }
         if done {
             self.notifier.publish(t);
@@ -370,10 +441,8 @@ impl TicketStore for SqlTicketStore {
 
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
         let n = sqlx::query(&PURGE).bind(before).execute(&self.pool).await?.rows_affected();
-        if let Some(kept) = &self.kept {
-            // What the statement deleted.
-            kept.map().retain(|_, t| t.expires_at >= before && !(DONE.contains(&t.status) && t.updated_at < before));
-        }
+        // What the statement deleted.
+        self.kept().lock().0.retain(|_, t| t.expires_at >= before && !(DONE.contains(&t.status) && t.updated_at < before));
         self.notifier.sweep();
         Ok(n)
     }
@@ -388,9 +457,9 @@ impl TicketStore for SqlTicketStore {
 
     #[cfg(feature = "test-support")]
     fn forget_kept(&self) {
-        if let Some(kept) = &self.kept {
-            kept.map().clear();
-        }
+        let mut kept = self.kept().lock();
+        kept.0.clear();
+        kept.1 += 1;
     }
 }
 
@@ -416,6 +485,45 @@ mod tests {
         let mut other = t.clone();
         other.id = TicketId::try_from("nobody").unwrap();
         n.publish(&other); // no channel, no panic
+    }
+
+    /// What another instance changed (announced: forgotten) is never served again from
+    /// a read or write that began before the announcement; and nothing is served while
+    /// the announcements cannot be heard.
+    #[test]
+    fn a_kept_ticket_never_outlives_an_announced_change() {
+        let kept = Kept::default();
+        let id = TicketId::try_from("a").unwrap();
+        let t = Ticket::new(
+            id.clone(),
+            "k".into(),
+            TokenHash::of("f"),
+            NextPath::default(),
+            Caller::unknown(),
+            UnixMillis(0),
+            Default::default(),
+        );
+        let mut two = t.clone();
+        two.version = 2;
+        kept.put(kept.epoch(), &t);
+        assert!(kept.get(&id).is_none(), "not armed: nothing kept");
+        kept.set_armed(true);
+        kept.put(kept.epoch(), &t);
+        assert_eq!(kept.get(&id).map(|t| t.version), Some(1));
+        // A write of version 2 starts; another instance's change to some ticket is
+        // announced before it answers: version 2 is not kept, and version 1 is gone too.
+        let before = kept.epoch();
+        kept.forget("other");
+        kept.put(before, &two);
+        assert!(kept.get(&id).is_none(), "an answer older than an announcement keeps nothing");
+        kept.put(kept.epoch(), &two);
+        kept.put(kept.epoch(), &t);
+        assert_eq!(kept.get(&id).map(|t| t.version), Some(2), "a late older version changes nothing");
+        kept.forget("a");
+        assert!(kept.get(&id).is_none(), "announced: forgotten");
+        kept.put(kept.epoch(), &two);
+        kept.set_armed(false);
+        assert!(kept.get(&id).is_none(), "the listener gone: nothing served");
     }
 
     #[cfg(feature = "test-support")]
@@ -444,7 +552,7 @@ mod tests {
         assert!(store.replace(&six, 5).await.unwrap());
         assert_eq!(store.get(&id).await.unwrap().map(|t| (t.version, t.status)), Some((6, TicketStatus::Cancelled)));
         // An older version arriving late (a slower writer's answer) changes nothing.
-        store.kept.as_ref().unwrap().put(&t);
+        store.kept().put(store.kept().epoch(), &t);
         assert_eq!(version(store.get(&id).await.unwrap()), Some(6));
         // What the purge deletes is gone from memory too.
         assert_eq!(store.purge(UnixMillis(i64::MAX)).await.unwrap(), 1);
