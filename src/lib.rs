@@ -14,6 +14,13 @@ pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
 
+/// The server's allocator: mimalloc, in every binary that links the server (the bench's
+/// baselines too, so its ratios compare like with like). glibc's malloc and free were a
+/// fifth of a login's CPU, spread over every caller (docs/benchmarks.md, issue 31).
+#[cfg(feature = "ssr")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The browser entry point: readies the islands (`#[island]` components), which
 /// Leptos' script then hydrates one by one; the rest of the page stays server HTML.
 #[cfg(feature = "hydrate")]
