@@ -13,25 +13,51 @@ use crate::server::{caller::Caller, state::AppState};
 /// The state and the ticket, after the phone endpoints' rate limits: per client, then,
 /// once the ticket is known to exist, per ticket and client (so one client's garbage
 /// cannot lock the real scanner out, and unknown ids allocate no limiter entry).
+/// `scanner`: the confirm token's hash of a call the scanner makes ([`phone_call_of`]).
 #[cfg(feature = "ssr")]
-async fn phone_call(ticket: &TicketId) -> Result<(AppState, crate::server::tickets::Ticket, Caller), AppError> {
+async fn phone_call(
+    ticket: &TicketId,
+    scanner: Option<&crate::server::tokens::TokenHash>,
+) -> Result<(AppState, crate::server::tickets::Ticket, Caller), AppError> {
     let st = AppState::current()?;
     let caller = Caller::current(&st).await?;
-    let current = phone_call_of(&st, &caller, ticket).await?;
+    let current = phone_call_of(&st, &caller, ticket, scanner).await?;
     Ok((st, current, caller))
 }
 
 /// [`phone_call`] for an axum handler, which has the state and the caller already.
+///
+/// A scan (`scanner` `None`) reads the stored ticket: what it decides before its
+/// conditional write (whether to spend the WeChat code, to create an account) must not
+/// rest on a copy another instance has changed since. The scanner's later calls take the
+/// ticket as this instance knows it, and the stored one if that copy refuses them
+/// ([`Tickets::newer`](crate::server::tickets::Tickets::newer)); what they change is
+/// written conditionally.
 #[cfg(feature = "ssr")]
-pub async fn phone_call_of(st: &AppState, caller: &Caller, ticket: &TicketId) -> Result<crate::server::tickets::Ticket, AppError> {
+pub async fn phone_call_of(
+    st: &AppState,
+    caller: &Caller,
+    ticket: &TicketId,
+    scanner: Option<&crate::server::tokens::TokenHash>,
+) -> Result<crate::server::tickets::Ticket, AppError> {
     use crate::error::ErrorCode;
     use crate::server::limits::client_bucket;
 
     let client = client_bucket(caller.ip);
     st.limits.phone_per_ip.check(&client).await?;
-    let Some(current) = st.tickets.load(ticket).await? else {
+    let known = match scanner {
+        None => st.tickets.load_stored(ticket).await?,
+        Some(_) => st.tickets.load(ticket).await?,
+    };
+    let Some(mut current) = known else {
         return Err(ErrorCode::TicketNotFound.into());
     };
+    if let Some(hash) = scanner
+        && current.phone_refusal(hash, st.tickets.now()).is_some()
+        && let Some(stored) = st.tickets.newer(&current).await?
+    {
+        current = stored;
+    }
     st.limits.phone_per_ticket.check(&format!("{ticket} {client}")).await?;
     Ok(current)
 }
@@ -47,7 +73,7 @@ pub async fn mp_scan(ticket: TicketId, code: WxCode) -> Result<ScanAnswer, AppEr
     use crate::server::error::current_lang;
     use crate::server::tokens::{TokenHash, new_confirm_token};
 
-    let (st, current, caller) = phone_call(&ticket).await?;
+    let (st, current, caller) = phone_call(&ticket, None).await?;
     // Refuse what cannot succeed before spending the single-use code.
     if let Some(refusal) = current.closed_to_scans(st.tickets.now()) {
         return Err(refusal.into());
@@ -138,7 +164,7 @@ pub async fn mp_confirm(ticket: TicketId, confirm_token: ConfirmToken, number: O
     use crate::server::tokens::TokenHash;
 
     let hash = TokenHash::of(confirm_token.as_str());
-    let (st, current, caller) = phone_call(&ticket).await?;
+    let (st, current, caller) = phone_call(&ticket, Some(&hash)).await?;
     let scanner = current.scanner_id;
     // Disabled between the scan and this tap: refused with words, the ticket unchanged.
     // (Checked only when the confirm would otherwise succeed: other refusals come first.)
@@ -183,7 +209,7 @@ pub async fn mp_cancel(ticket: TicketId, confirm_token: ConfirmToken) -> Result<
     use crate::server::tokens::TokenHash;
 
     let hash = TokenHash::of(confirm_token.as_str());
-    let (st, current, _) = phone_call(&ticket).await?;
+    let (st, current, _) = phone_call(&ticket, Some(&hash)).await?;
     let (t, ()) = st.tickets.update_from(current, |t, now| t.cancel(&hash, now)).await?;
     metrics::counter!("scanlogin_phone_calls_total", "call" => "cancel").increment(1);
     Ok(PhoneAnswer { status: t.status })
@@ -199,8 +225,9 @@ pub async fn scanner_of(
     confirm_token: &ConfirmToken,
 ) -> Result<crate::server::users::User, AppError> {
     use crate::server::tokens::TokenHash;
-    let current = phone_call_of(st, caller, ticket).await?;
-    if let Some(refusal) = current.phone_refusal(&TokenHash::of(confirm_token.as_str()), st.tickets.now()) {
+    let hash = TokenHash::of(confirm_token.as_str());
+    let current = phone_call_of(st, caller, ticket, Some(&hash)).await?;
+    if let Some(refusal) = current.phone_refusal(&hash, st.tickets.now()) {
         return Err(refusal.into());
     }
     let id = current.scanner_id.ok_or_else(|| AppError::internal("scanned ticket without scanner"))?;

@@ -37,10 +37,7 @@ pub async fn finalize(
     let signed_in_as = session.signed_in(now, st.site.session_absolute).await?.map(|s| s.user);
     let key_hash = finalize_key.map(|k| TokenHash::of(k.as_str()));
     let attempt = FinalizeAttempt { browser_key: key.as_deref(), signed_in_as, key_hash: key_hash.as_ref() };
-    let Some(current) = st.tickets.load(ticket).await? else {
-        return Err(ErrorCode::TicketNotFound.into());
-    };
-    let decision = current.finalize_check(&attempt, now)?;
+    let (current, decision) = st.tickets.decide(ticket, |t| t.finalize_check(&attempt, now)).await?;
     let user = current.scanner_id.ok_or_else(|| AppError::internal("confirmed ticket without scanner"))?;
     // Disabled between the confirm and now: no session.
     if st.users.cached(user).await?.is_none_or(|u| u.status == crate::domain::UserStatus::Disabled) {
@@ -70,7 +67,7 @@ pub async fn finalize(
             // finalize of this same page won, this is a repeat and this session stays
             // signed in too; anything else undoes the sign-in first.
             let after = match lost {
-                Ok(_) => st.tickets.load(ticket).await,
+                Ok(_) => st.tickets.load_stored(ticket).await,
                 Err(e) => Err(e),
             };
             let again = FinalizeAttempt { signed_in_as: Some(user), ..attempt };

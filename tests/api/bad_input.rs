@@ -66,7 +66,7 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
     assert_eq!(s, 200);
     // Used more than the minute ago in which a lost answer may be repeated.
     sqlx::query("UPDATE tickets SET updated_at = updated_at - 120000 WHERE id = $1").bind(&tu).execute(&app.pool).await.unwrap();
-    app.state.tickets.forget_kept(); // the server keeps tickets in memory on SQLite
+    app.state.tickets.forget_kept(); // the server keeps tickets in memory
     let tw = app.new_ticket(&a).await;
     let ts = app.new_ticket(&a).await;
     let ts_tok = app.scan(&ts, "zhangsan").await;
@@ -85,7 +85,7 @@ async fn every_row_of_the_bad_input_table_is_refused_and_changes_nothing() {
         .execute(&app.pool)
         .await
         .unwrap();
-    app.state.tickets.forget_kept(); // the server keeps tickets in memory on SQLite
+    app.state.tickets.forget_kept(); // the server keeps tickets in memory
     let _ = app.new_ticket(&b).await;
     let used_code = app.wx_code("zhangsan").await;
     let (s, _) = app.post(&phone(), "/api/mp/scan", json!({ "ticket": ts, "code": used_code })).await;

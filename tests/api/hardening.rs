@@ -79,7 +79,7 @@ async fn a_lost_finalize_answer_is_repeated_within_a_minute_and_signs_in() {
     assert_eq!(app.count("logins").await, 1, "one login, recorded once");
     // A minute later the ticket is used.
     sqlx::query("UPDATE tickets SET updated_at = updated_at - 61000 WHERE id = $1").bind(&t).execute(&app.pool).await.unwrap();
-    app.state.tickets.forget_kept(); // the server keeps tickets in memory on SQLite
+    app.state.tickets.forget_kept(); // the server keeps tickets in memory
     let (s, v, _) = post_with_cookie(&app, &fresh, "/api/login/finalize", body).await;
     assert_eq!((s, v["code"].as_str()), (409, Some("ticket_used")), "{v}");
 }

@@ -89,18 +89,43 @@ impl Tickets {
         Ok(())
     }
 
-    /// Loads a ticket, persisting its expiry when its time has come.
+    /// Loads a ticket as this instance knows it, persisting its expiry when its time has
+    /// come. It may lag a change another instance has just made (on PostgreSQL,
+    /// [`TicketStore::peek`]): a long-poll is woken by that change's announcement, and a
+    /// decision that refuses reads the database again ([`Tickets::newer`]) — what it
+    /// allows is written by a conditional write, which fails on a stale copy.
     pub async fn load(&self, id: &TicketId) -> Result<Option<Ticket>, AppError> {
+        let t = self.store.peek(id).await?;
+        self.expire_due(id, t).await
+    }
+
+    /// [`Tickets::load`] from the store itself (on PostgreSQL, the database).
+    pub async fn load_stored(&self, id: &TicketId) -> Result<Option<Ticket>, AppError> {
         let t = self.store.get(id).await?;
         self.expire_due(id, t).await
     }
 
-    /// [`Tickets::load`] for a long-poll: the ticket as this instance last knew it, which
-    /// may lag a change another instance has just made ([`TicketStore::peek`]) — that
-    /// change's notification, on its way, wakes the long-poll, which reads again.
-    async fn load_to_follow(&self, id: &TicketId) -> Result<Option<Ticket>, AppError> {
-        let t = self.store.peek(id).await?;
-        self.expire_due(id, t).await
+    /// The stored ticket if it is not `t`: another instance changed it since this one
+    /// last heard (its announcement still on its way). `None` on SQLite, where the
+    /// store's copy is the one in memory.
+    pub async fn newer(&self, t: &Ticket) -> Result<Option<Ticket>, AppError> {
+        Ok(self.load_stored(&t.id).await?.filter(|stored| stored.version != t.version))
+    }
+
+    /// Loads ticket `id` and decides on it; a refusal is decided again on the stored
+    /// ticket if that is newer ([`Tickets::newer`]).
+    pub async fn decide<T>(&self, id: &TicketId, decide: impl Fn(&Ticket) -> Result<T, TicketError>) -> Result<(Ticket, T), AppError> {
+        let Some(t) = self.load(id).await? else { return Err(ErrorCode::TicketNotFound.into()) };
+        match decide(&t) {
+            Ok(out) => Ok((t, out)),
+            Err(refused) => match self.newer(&t).await? {
+                Some(stored) => {
+                    let out = decide(&stored)?;
+                    Ok((stored, out))
+                }
+                None => Err(refused.into()),
+            },
+        }
     }
 
     /// `t` as it is now: expired, and that persisted, when its time has come.
@@ -136,11 +161,21 @@ impl Tickets {
     ) -> Result<(Ticket, T), AppError> {
         for _ in 0..8 {
             let mut next = current.clone();
-            let out = change(&mut next, self.now())?;
+            let out = match change(&mut next, self.now()) {
+                Ok(out) => out,
+                // Refused on a copy another instance has changed since: decided again.
+                Err(refused) => match self.newer(&current).await? {
+                    Some(stored) => {
+                        current = stored;
+                        continue;
+                    }
+                    None => return Err(refused.into()),
+                },
+            };
             if next == current || self.store.replace(&next, current.version).await? {
                 return Ok((next, out));
             }
-            current = match self.load(&current.id).await? {
+            current = match self.load_stored(&current.id).await? {
                 Some(t) => t,
                 None => return Err(ErrorCode::TicketNotFound.into()),
             };
@@ -160,7 +195,7 @@ impl Tickets {
         let mine = |t: Option<Ticket>| t.filter(|t| t.is_bound_to(browser_key)).ok_or(AppError::new(ErrorCode::TicketNotFound));
         // Changes are watched before the one read: a change made after it always wakes us.
         let mut changes = self.store.watch(id);
-        let mut t = mine(self.load_to_follow(id).await?)?;
+        let mut t = mine(self.load(id).await?)?;
         if t.version > seen {
             return Ok(t);
         }
@@ -187,7 +222,7 @@ impl Tickets {
             };
             t = match pushed {
                 Some(p) => mine(Some(p))?,
-                None => mine(self.load_to_follow(id).await?)?,
+                None => mine(self.load(id).await?)?,
             };
         }
     }
@@ -281,6 +316,98 @@ impl Drop for PollSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::tickets::store::StoreError;
+
+    /// A store whose memory lags the database by one change: another instance's, its
+    /// announcement still on its way.
+    struct Lagging {
+        memory: Mutex<Ticket>,
+        stored: Mutex<Ticket>,
+        reads: std::sync::atomic::AtomicUsize,
+        notifier: Arc<super::super::store::Notifier>,
+    }
+
+    #[async_trait::async_trait]
+    impl TicketStore for Lagging {
+        async fn insert(&self, _: &Ticket) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn get(&self, _: &TicketId) -> Result<Option<Ticket>, StoreError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Some(self.stored.lock().unwrap().clone()))
+        }
+        async fn peek(&self, _: &TicketId) -> Result<Option<Ticket>, StoreError> {
+            Ok(Some(self.memory.lock().unwrap().clone()))
+        }
+        async fn replace(&self, t: &Ticket, expected: u64) -> Result<bool, StoreError> {
+            let mut stored = self.stored.lock().unwrap();
+            if stored.version != expected {
+                return Ok(false);
+            }
+            *stored = t.clone();
+            *self.memory.lock().unwrap() = t.clone();
+            Ok(true)
+        }
+        async fn count_live(&self, _: &str, _: UnixMillis) -> Result<i64, StoreError> {
+            Ok(0)
+        }
+        async fn count_all_live(&self, _: UnixMillis) -> Result<i64, StoreError> {
+            Ok(0)
+        }
+        async fn purge(&self, _: UnixMillis) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn watch(&self, id: &TicketId) -> super::super::store::TicketWatch {
+            self.notifier.watch(id.as_str())
+        }
+        fn watchers(&self) -> usize {
+            0
+        }
+    }
+
+    /// A phone's confirm lands on an instance that has not yet heard of the re-scan
+    /// another instance recorded (a new confirm token): refused on the kept copy, it is
+    /// decided again on the stored ticket and goes through. A refusal the stored ticket
+    /// shares stays a refusal, and nothing is written.
+    #[tokio::test]
+    async fn a_refusal_on_a_lagging_copy_is_decided_again_on_the_stored_ticket() {
+        use crate::domain::{NextPath, UserId};
+        use crate::model::TicketStatus;
+        use crate::server::caller::Caller;
+        use crate::server::tokens::TokenHash;
+        let clock = Arc::new(crate::server::clock::SystemClock);
+        let now = clock.now();
+        let id = TicketId::try_from("lagging").unwrap();
+        let life = Lifetimes::default();
+        let mut first = Ticket::new(id.clone(), "k".into(), TokenHash::of("f"), NextPath::default(), Caller::unknown(), now, life);
+        first.scan(UserId(7), TokenHash::of("token 1"), now, life, None).unwrap();
+        let mut rescanned = first.clone();
+        rescanned.scan(UserId(7), TokenHash::of("token 2"), now, life, None).unwrap();
+        rescanned.version = first.version + 1;
+        let store = Arc::new(Lagging {
+            memory: Mutex::new(first.clone()),
+            stored: Mutex::new(rescanned.clone()),
+            reads: Default::default(),
+            notifier: Default::default(),
+        });
+        let tickets = Tickets::new(store.clone(), clock, life, 4);
+
+        let refused = tickets.update(&id, |t, now| t.confirm(&TokenHash::of("token 1"), None, now)).await;
+        assert_eq!(refused.err().map(|e| e.code), Some(ErrorCode::NotScanner), "the old token is refused by the stored ticket too");
+        assert_eq!(store.stored.lock().unwrap().version, rescanned.version, "nothing written");
+
+        let (confirmed, ()) = tickets.update(&id, |t, now| t.confirm(&TokenHash::of("token 2"), None, now)).await.unwrap();
+        assert_eq!((confirmed.status, confirmed.version), (TicketStatus::Confirmed, rescanned.version + 1));
+        assert_eq!(*store.stored.lock().unwrap(), confirmed);
+
+        // `decide` likewise: the kept copy says scanned, the stored one confirmed.
+        *store.memory.lock().unwrap() = first;
+        let reads = store.reads.load(std::sync::atomic::Ordering::SeqCst);
+        let confirmed_only = |t: &Ticket| if t.status == TicketStatus::Confirmed { Ok(t.version) } else { Err(TicketError::NotConfirmed) };
+        let (t, v) = tickets.decide(&id, confirmed_only).await.unwrap();
+        assert_eq!((t.status, v), (TicketStatus::Confirmed, confirmed.version));
+        assert_eq!(store.reads.load(std::sync::atomic::Ordering::SeqCst), reads + 1, "one read of the stored ticket");
+    }
 
     #[test]
     fn poll_limiter_bounds_and_releases() {
