@@ -92,13 +92,7 @@ pub async fn finalize(
     {
         tracing::error!(error = %e, "the site's consent could not be recorded (the person will be asked)");
     }
-    // Two statements, not one transaction: on SQLite each statement (BEGIN and COMMIT too)
-    // is a hand-off to the connection's thread, and a transaction measured 3 more context
-    // switches a login for no gain (docs/benchmarks.md, issue 31).
-    if let Err(e) = st.users.record_login(user, now, &signed_in.ip, &signed_in.user_agent, ticket).await {
-        tracing::error!(error = %e, "login succeeded but could not be recorded");
-    }
-    st.audit.record(now, Kind::SignIn, Some(user), who, &site).await;
+    st.audit.record_sign_in(now, user, who, &site, ticket).await;
     tracing::info!(user = %user, "signed in");
     metrics::counter!("scanlogin_signins_total").increment(1);
     metrics::histogram!("scanlogin_finalize_seconds").record(started.elapsed().as_secs_f64());

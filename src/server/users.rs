@@ -8,7 +8,7 @@
 //! `server::changes`), and while that listener is not connected the cache serves
 //! nothing. A read that started before an invalidation never fills it.
 
-use crate::domain::{GroupName, TicketId, UnixMillis, UserId, UserStatus};
+use crate::domain::{GroupName, UnixMillis, UserId, UserStatus};
 use crate::server::db::Db;
 use crate::server::wechat::WxIdentity;
 use std::collections::HashMap;
@@ -294,26 +294,6 @@ impl SqlUserStore {
             Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => self.find(who).await?.ok_or(e),
             Err(e) => Err(e),
         }
-    }
-
-    /// Records a login (one per ticket).
-    pub async fn record_login(
-        &self,
-        user: UserId,
-        at: UnixMillis,
-        ip: &str,
-        user_agent: &str,
-        ticket: &TicketId,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO logins (user_id, at, ip, user_agent, ticket_id) VALUES ($1, $2, $3, $4, $5)")
-            .bind(user)
-            .bind(at)
-            .bind(ip)
-            .bind(user_agent)
-            .bind(ticket.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// The latest logins of a user, newest first.

@@ -55,6 +55,15 @@ async fn full_login_and_refusals_on_postgres() {
     let (s, me) = app.post(&a, "/api/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
     assert_eq!(me["recent_logins"].as_array().unwrap().len(), 1);
+    // The login and its audit event are written by one statement on PostgreSQL.
+    let signed_in: Vec<(String, Option<i64>, String)> =
+        sqlx::query_as("SELECT l.ticket_id, a.user_id, a.ip FROM logins l JOIN audit_events a ON a.at = l.at AND a.kind = 'sign_in'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(signed_in.len(), 1, "{signed_in:?}");
+    assert_eq!(signed_in[0].0, t);
+    assert!(signed_in[0].1.is_some() && !signed_in[0].2.is_empty(), "{signed_in:?}");
     assert_eq!(app.count("users").await, 1, "the refused second scanner got no account");
 
     // unionid attached on a later login of the same person.
