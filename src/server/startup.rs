@@ -12,7 +12,7 @@ use crate::server::open_link::OpenLinks;
 use crate::server::session::{SessionCache, SqlSessionStore};
 #[cfg(feature = "demo")]
 use crate::server::simulator::{SimConfig, Simulator};
-use crate::server::state::{AppState, Site};
+use crate::server::state::{AppState, Site, State};
 use crate::server::tickets::{SqlTicketStore, Tickets};
 use crate::server::users::SqlUserStore;
 use crate::server::wechat::{QrMode, WechatClient};
@@ -95,7 +95,7 @@ impl Application {
         let host = url::Url::parse(&addresses.public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         let config_err = |e: crate::server::config::ConfigError| StartupError::Config(e.to_string());
         let session_life = config.sessions.lifetimes(&config.tickets).map_err(config_err)?;
-        let state = AppState {
+        let state = State {
             leptos,
             db: pool.clone(),
             tickets: Arc::new(tickets),
@@ -148,7 +148,7 @@ impl Application {
             oidc: None,
             rules: Arc::new(std::sync::RwLock::new(Arc::new(load_rules(config)?))),
         };
-        let state = AppState { oidc: oidc_provider(config, &state).await?, ..state };
+        let state = AppState::new(State { oidc: oidc_provider(config, &state).await?, ..state });
         crate::server::people::announce_setup_link(&state).await?;
         warn_about_unknown_users(&state).await?;
         if !postgres {
@@ -291,7 +291,7 @@ fn addresses(config: &Config, tcp: &TcpListener) -> Result<Addresses, StartupErr
 
 /// The OpenID Connect provider when `OIDC_CLIENTS` is set: its clients read and checked,
 /// a signing key made on first start.
-async fn oidc_provider(config: &Config, state: &AppState) -> Result<Option<Arc<crate::server::oidc::Provider>>, StartupError> {
+async fn oidc_provider(config: &Config, state: &State) -> Result<Option<Arc<crate::server::oidc::Provider>>, StartupError> {
     use crate::server::oidc::{Provider, clients::Clients, keys::KeySeal, keys::SigningKeys, store::OidcStore};
     let Some(path) = &config.idp.oidc_clients else { return Ok(None) };
     let clients = Clients::load(path).map_err(StartupError::Config)?;

@@ -50,9 +50,28 @@ pub struct Site {
     pub qr_verify_file: Option<(String, Arc<[u8]>)>,
 }
 
-/// Shared state (cheap to clone).
+/// Shared state: one allocation, so the clone every request and server function takes
+/// is one reference count, not one per field (the clones and drops of the fields were
+/// 2–3% of a login's CPU, docs/benchmarks.md).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<State>);
+
+impl AppState {
+    /// The state `state`, shared.
+    pub fn new(state: State) -> Self {
+        AppState(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct State {
     pub leptos: LeptosOptions,
     pub db: Db,
     pub tickets: Arc<Tickets>,
