@@ -14,10 +14,9 @@ pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
 
-/// The server's allocator: mimalloc, in every binary that links the server (the bench's
-/// baselines too, so its ratios compare like with like). glibc's malloc and free were a
-/// fifth of a login's CPU, spread over every caller (docs/benchmarks.md, issue 31).
-#[cfg(feature = "ssr")]
+/// With the `mimalloc` feature, the server's allocator is mimalloc, in every binary that
+/// links the server (the bench's baselines too, so its ratios compare like with like).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
