@@ -56,7 +56,10 @@ impl Backend {
 /// transaction left on it (the rows, a queued ROLLBACK) before it runs the next one. What
 /// the pings did find — a connection that died — is found here by a check before lending
 /// one that sat idle ([`Backend::check_idle_after`]), and by dropping one whose statement
-/// failed on the connection itself rather than in the database.
+/// failed on the connection itself rather than in the database. Every connection goes
+/// back to sqlx's pool after [`BACK_TO_SQLX_AFTER`], where its lifetime is kept (a
+/// connection past sqlx's 30 minutes is closed and a new one opened): a server that
+/// changed behind the same address, a failover say, is reached again.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
@@ -67,19 +70,33 @@ pub struct Db {
     sqlite: Option<Arc<inline::Sqlite>>,
 }
 
-/// The connections, out of sqlx's pool for good and lent by [`Db::acquire`].
+/// The connections, out of sqlx's pool and lent by [`Db::acquire`].
 #[derive(Debug)]
 struct Kept {
-    idle: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
+    idle: Mutex<Vec<Idle>>,
     /// One permit per connection: lent out or idle, never more than the pool's size.
     permits: Arc<Semaphore>,
     /// A connection idle this long is checked before it is lent.
     check_after: Option<Duration>,
 }
 
+/// An idle connection.
+#[derive(Debug)]
+struct Idle {
+    conn: PoolConnection<Any>,
+    /// Idle since.
+    since: Instant,
+    /// Taken out of sqlx's pool at.
+    taken: Instant,
+}
+
+/// How long a connection stays out of sqlx's pool.
+const BACK_TO_SQLX_AFTER: Duration = Duration::from_secs(600);
+
 /// A connection lent by [`Db::acquire`]; dropped, it goes back where it came from.
 pub struct DbConnection {
     conn: Option<PoolConnection<Any>>,
+    taken: Instant,
     kept: Arc<Kept>,
     _permit: OwnedSemaphorePermit,
 }
@@ -101,9 +118,11 @@ impl DbConnection {
     /// Gives the connection back to sqlx's pool instead of the idle list when `e`, its
     /// statement's error, says the connection is gone: it broke (closed, out of step), or
     /// the server ended it (SQLSTATE class 08, or 57P: shut down, terminated by an
-    /// administrator). sqlx's pool checks it and closes it.
+    /// administrator), or it reaches a server that can no longer write (25006: after a
+    /// failover, a standby). sqlx's pool checks it and closes it.
     fn drop_if_broken(&mut self, e: &sqlx::Error) {
-        let ended = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c.starts_with("08") || c.starts_with("57P"));
+        let code = e.as_database_error().and_then(|d| d.code());
+        let ended = code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "25006");
         if ended || matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed) {
             drop(self.conn.take());
         }
@@ -113,11 +132,13 @@ impl DbConnection {
 impl Drop for DbConnection {
     fn drop(&mut self) {
         // Back on the list before the permit (dropped after this) lets a waiter in;
-        // after `close`, back to sqlx's pool, which closes it.
+        // after `close`, or when its time out of it is up, back to sqlx's pool.
         if let Some(conn) = self.conn.take()
             && !self.kept.permits.is_closed()
+            && self.taken.elapsed() < BACK_TO_SQLX_AFTER
         {
-            self.kept.idle.lock().unwrap_or_else(|e| e.into_inner()).push((conn, Instant::now()));
+            let idle = Idle { conn, since: Instant::now(), taken: self.taken };
+            self.kept.idle.lock().unwrap_or_else(|e| e.into_inner()).push(idle);
         }
     }
 }
@@ -166,20 +187,20 @@ impl Db {
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let conn = loop {
+        let (conn, taken) = loop {
             let idle = kept.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some((mut conn, since)) = idle else {
-                break self.pool.acquire().await?;
+            let Some(Idle { mut conn, since, taken }) = idle else {
+                break (self.pool.acquire().await?, Instant::now());
             };
             if kept.check_after.is_none_or(|after| since.elapsed() < after) {
-                break conn;
+                break (conn, taken);
             }
             // Sat idle: checked, and if dead handed back to sqlx's pool, which closes it.
             if sqlx::Connection::ping(&mut *conn).await.is_ok() {
-                break conn;
+                break (conn, taken);
             }
         };
-        Ok(DbConnection { conn: Some(conn), kept: kept.clone(), _permit: permit })
+        Ok(DbConnection { conn: Some(conn), taken, kept: kept.clone(), _permit: permit })
     }
 }
 
