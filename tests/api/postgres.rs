@@ -515,5 +515,15 @@ async fn connections_ended_under_the_app_are_replaced_and_an_abandoned_statement
     }
     assert!(failed <= 2, "{failed} statements failed on two dead connections");
     db.close().await;
+
+    // A connection that can no longer write (as after a failover, a standby behind the
+    // same address) is dropped at its first refused write; the next one writes.
+    let db = scanlogin::server::db::connect(&url, "test", Some(1)).await.unwrap();
+    sqlx::query("SET default_transaction_read_only = on").execute(&db).await.unwrap();
+    let insert = || sqlx::query("INSERT INTO audit_events (at, kind, ip, user_agent, detail) VALUES (0, 'test', '', '', '')").execute(&db);
+    let refused = insert().await.unwrap_err();
+    assert_eq!(refused.as_database_error().and_then(|d| d.code()).as_deref(), Some("25006"), "{refused}");
+    assert!(insert().await.is_ok(), "written on a new connection");
+    db.close().await;
     drop_database(&name).await;
 }

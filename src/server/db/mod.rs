@@ -115,16 +115,19 @@ impl std::ops::DerefMut for DbConnection {
 }
 
 impl DbConnection {
-    /// Gives the connection back to sqlx's pool instead of the idle list when `e`, its
+    /// Closes the connection instead of putting it back on the idle list when `e`, its
     /// statement's error, says the connection is gone: it broke (closed, out of step), or
     /// the server ended it (SQLSTATE class 08, or 57P: shut down, terminated by an
     /// administrator), or it reaches a server that can no longer write (25006: after a
-    /// failover, a standby). sqlx's pool checks it and closes it.
-    fn drop_if_broken(&mut self, e: &sqlx::Error) {
+    /// failover, a standby). sqlx's pool opens another in its place.
+    fn close_if_gone(&mut self, e: &sqlx::Error) {
         let code = e.as_database_error().and_then(|d| d.code());
         let ended = code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "25006");
-        if ended || matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed) {
-            drop(self.conn.take());
+        let broken = matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed);
+        if (ended || broken)
+            && let Some(mut conn) = self.conn.take()
+        {
+            conn.close_on_drop();
         }
     }
 }
@@ -220,7 +223,7 @@ impl<'p> Executor<'p> for &'_ Db {
             let mut conn = db.acquire().await?;
             let rows = conn.fetch_many(query).try_collect::<Vec<_>>().await;
             if let Err(e) = &rows {
-                conn.drop_if_broken(e);
+                conn.close_if_gone(e);
             }
             rows
         })
@@ -241,7 +244,7 @@ impl<'p> Executor<'p> for &'_ Db {
             let mut conn = db.acquire().await?;
             let row = conn.fetch_optional(query).await;
             if let Err(e) = &row {
-                conn.drop_if_broken(e);
+                conn.close_if_gone(e);
             }
             row
         })
