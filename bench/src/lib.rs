@@ -343,6 +343,10 @@ async fn run_scanlogin_on(
         }
     }
     server.abort();
+    // Its connections closed: on PostgreSQL the rounds share one server, whose 100
+    // connections the earlier rounds' pools would otherwise still hold (the third round
+    // then waited ten seconds for one).
+    pool.close().await;
     Ok((Figures { logins: lat.len(), elapsed, confirm_to_browser: lat, usage, group_commit }, verdict))
 }
 
@@ -558,6 +562,7 @@ pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize)
     hammer(&browser, &format!("{base}/auth/verify"), 200, 8, 200).await?; // warm up
     let ours = hammer(&browser, &format!("{base}/auth/verify"), requests, concurrency, 200).await;
     server.abort();
+    state.db.close().await;
 
     let bare = axum::Router::new()
         .route("/verify", axum::routing::get(|| async { ([("remote-user", "1"), ("remote-name", "bench")], axum::http::StatusCode::OK) }));
