@@ -78,7 +78,7 @@ async fn verify(
     caller: crate::server::caller::Caller,
     headers: HeaderMap,
 ) -> Response {
-    let signed_in = match web.signed_in(st.clock.now(), st.site.session_absolute).await {
+    let signed_in = match web.signed_in_now(&st).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = ?e, "forward-auth: the session store failed; refusing");
@@ -189,7 +189,7 @@ async fn denied(State(st): State<AppState>, web: WebSession, headers: HeaderMap,
     let lang = crate::server::error::request_lang(&headers);
     let t = lang.people();
     let site: String = q.site.unwrap_or_default().chars().filter(|c| !c.is_control()).take(253).collect();
-    let who = match web.signed_in(st.clock.now(), st.site.session_absolute).await {
+    let who = match web.signed_in_now(&st).await {
         Ok(Some(s)) => st.users.cached(s.user).await.ok().flatten(),
         _ => None,
     };

@@ -36,7 +36,7 @@ pub fn phone_refusal(user: &User) -> Option<ErrorCode> {
 /// The signed-in admin of this request: 401 when nobody is signed in, 403 `forbidden`
 /// for anyone who is not an active admin.
 pub async fn require_admin(st: &AppState, session: &WebSession) -> Result<User, AppError> {
-    let Some(who) = session.signed_in(st.clock.now(), st.site.session_absolute).await? else {
+    let Some(who) = session.signed_in_now(st).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };
     match st.users.cached(who.user).await? {

@@ -128,7 +128,7 @@ pub async fn sign_out(st: &AppState, session: &WebSession, caller: &Caller) {
 /// trail; the number of browsers signed out. One implementation for the API and the
 /// account page's form.
 pub async fn revoke_others(st: &AppState, session: &WebSession, caller: &Caller) -> Result<u64, AppError> {
-    let Some(signed_in) = session.signed_in(st.clock.now(), st.site.session_absolute).await? else {
+    let Some(signed_in) = session.signed_in_now(st).await? else {
         return Err(ErrorCode::Unauthenticated.into());
     };
     let keep = session.id().ok_or_else(|| AppError::internal("signed-in session without id"))?;

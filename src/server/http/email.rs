@@ -41,7 +41,7 @@ pub async fn show(State(st): State<AppState>, web: WebSession, headers: HeaderMa
     let lang = request_lang(&headers);
     let t = lang.people();
     let next = next_of(q.next.as_deref());
-    let signed_in = match web.signed_in(st.clock.now(), st.site.session_absolute).await {
+    let signed_in = match web.signed_in_now(&st).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             let back: String = url::form_urlencoded::byte_serialize(format!("/account/email?next={}", next.as_str()).as_bytes()).collect();
@@ -129,7 +129,7 @@ pub async fn verify(State(st): State<AppState>, web: WebSession, who: Caller, he
         Ok(v) => v,
         Err(e) => return account_refusal(lang, &e),
     };
-    match web.signed_in(st.clock.now(), st.site.session_absolute).await {
+    match web.signed_in_now(&st).await {
         Ok(Some(s)) if s.user == user => found(next.as_str()),
         _ => message_page(
             StatusCode::OK,

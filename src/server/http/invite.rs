@@ -66,7 +66,7 @@ pub async fn accept(State(st): State<AppState>, web: WebSession, who: Caller, he
     if let Err(e) = check_same_site(&headers, &st.site.public_url) {
         return refusal(lang, &e);
     }
-    let signed_in = match web.signed_in(st.clock.now(), st.site.session_absolute).await {
+    let signed_in = match web.signed_in_now(&st).await {
         Ok(Some(s)) => s,
         Ok(None) => return found(&Handoff::invite(&secret).login_url()),
         Err(e) => return refusal(lang, &e),

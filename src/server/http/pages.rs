@@ -24,8 +24,7 @@ pub async fn page_guards(State(st): State<AppState>, session: Session, req: Requ
     {
         return next.run(req).await;
     }
-    let signed_in =
-        WebSession::new(session, st.site.session_life).signed_in(st.clock.now(), st.site.session_absolute).await.is_ok_and(|s| s.is_some());
+    let signed_in = WebSession::new(session, st.site.session_life).signed_in_now(&st).await.is_ok_and(|s| s.is_some());
     match (path, signed_in) {
         ("/", true) => found(DEFAULT_NEXT),
         ("/", false) => found("/login"),

@@ -103,7 +103,7 @@ pub(super) async fn account_form(
 ) -> Result<crate::server::session::SignedIn, Response> {
     let lang = request_lang(headers);
     check_same_site(headers, &st.site.public_url).map_err(|e| account_refusal(lang, &e))?;
-    match web.signed_in(st.clock.now(), st.site.session_absolute).await {
+    match web.signed_in_now(st).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(found("/login?next=/account")),
         Err(e) => Err(account_refusal(lang, &e)),

@@ -132,7 +132,7 @@ pub async fn consent_page(
 ) -> Result<Response, OidcError> {
     use crate::server::http::{esc, message_page};
     let (request, client) = pending_for_consent(&st, &p, &id).await?;
-    if web.signed_in(st.clock.now(), st.site.session_absolute).await?.is_none() {
+    if web.signed_in_now(&st).await?.is_none() {
         return Ok(found(&Handoff::oidc(&id, false).login_url()));
     }
     let lang = crate::server::error::request_lang(&headers);
@@ -169,7 +169,7 @@ pub async fn consent_answer(
             message: "拒绝来自其他网站的请求。Requests from other sites are refused.",
         });
     }
-    let Some(who) = web.signed_in(st.clock.now(), st.site.session_absolute).await? else {
+    let Some(who) = web.signed_in_now(&st).await? else {
         return Ok(found(&Handoff::oidc(&id, false).login_url()));
     };
     if form.get("decision").map(String::as_str) == Some("allow") {
@@ -431,7 +431,7 @@ async fn end_session(
         })?),
         None => None,
     };
-    let signed_in = web.signed_in(st.clock.now(), st.site.session_absolute).await?;
+    let signed_in = web.signed_in_now(st).await?;
     if let Some(who) = &signed_in {
         let hint_names_them = match (&hinted, st.users.cached(who.user).await?) {
             (Some((client, sub)), Some(user)) => {

@@ -476,6 +476,12 @@ impl WebSession {
         Ok(self.session.get::<String>(BROWSER_KEY).await?.map(BrowserKey))
     }
 
+    /// [`WebSession::signed_in`] now, by the state's clock and the site's absolute
+    /// lifetime: what every handler asks.
+    pub async fn signed_in_now(&self, st: &crate::server::state::State) -> Result<Option<SignedIn>, AppError> {
+        self.signed_in(st.clock.now(), st.site.session_absolute).await
+    }
+
     /// Who is signed in, if the login is younger than `absolute`. An older login is
     /// ended here (absolute expiry, whatever the activity).
     pub async fn signed_in(&self, now: UnixMillis, absolute: Duration) -> Result<Option<SignedIn>, AppError> {
