@@ -96,8 +96,15 @@ test('the owner becomes admin, approves a newcomer, and a disable signs them out
   await shot(owner, '22-admin-pending');
   await owner.getByTestId(`approve-${id}`).click();
   await expect(owner.getByTestId(`status-${id}`)).toHaveText('正常');
+  // Typed only once the page has loaded, and Enter's form post waited for by name: a CI
+  // run once saw the typed value stay put for 15 s, and this says which half it was —
+  // no post sent (the browser) or no answer (the server).
+  await owner.waitForLoadState('load');
   await owner.getByTestId(`groups-${id}`).fill('ops, dev');
+  const posted = owner.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/admin/user'));
   await owner.getByTestId(`groups-${id}`).press('Enter');
+  const answer = await (await posted).response();
+  expect(answer?.status()).toBe(302);
   await expect(owner.getByTestId(`groups-${id}`)).toHaveValue('dev,ops');
   await expect(owner.getByTestId('pending-count')).toHaveText('待批准 0');
   await shot(owner, '23-admin-approved');
