@@ -126,10 +126,9 @@ pub async fn me() -> Result<MeView, AppError> {
         session.sign_out().await?;
         return Err(ErrorCode::Unauthenticated.into());
     };
-    let logins = st.users.recent_logins(user.id, 10).await?;
-    let events = st.audit.recent_for_user(user.id, 20).await?;
+    let crate::server::account::Overview { logins, events, sessions } =
+        crate::server::account::overview(&st.db, user.id, now, 10, 20).await?;
     let current = session.id().map(|id| crate::server::session::stored_key(&id));
-    let sessions = st.sessions.list_for_user(user.id, now).await?;
     let apps = match &st.oidc {
         Some(p) => p
             .store

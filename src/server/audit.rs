@@ -164,15 +164,6 @@ impl Audit {
         self.record(at, Kind::SignIn, Some(user), who, site).await;
     }
 
-    /// The latest events of `user`, newest first.
-    pub async fn recent_for_user(&self, user: UserId, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
-        sqlx::query_as("SELECT at, kind, ip, user_agent, detail FROM audit_events WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
-            .bind(user)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-    }
-
     /// The latest events, newest first, with whom they concern: everyone's or `user`'s,
     /// of every kind or `kind`.
     pub async fn recent(&self, user: Option<UserId>, kind: Option<&str>, limit: i64) -> Result<Vec<(Event, Option<UserId>)>, sqlx::Error> {

@@ -24,7 +24,7 @@ use crate::server::wechat::{MiniProgramCode, WechatClient};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Waits after a failed refill: doubling from 1 s up to a minute; a quota answer waits
@@ -40,6 +40,12 @@ pub const SHARED_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// How often an instance looks at the fleet's pool without having taken from it (codes
 /// other instances took are refilled by their refillers; this is the safety net).
 const SHARED_RECHECK: Duration = Duration::from_secs(10);
+
+/// After a take found the fleet's pool empty, this instance makes codes on the spot for
+/// this long without asking the pool again (unless its own refiller adds one first):
+/// under a burst most takes would find the pool empty, and each asking is a round trip
+/// (issue 31). A code another instance adds meanwhile waits this long at most.
+const SHARED_EMPTY_FOR: Duration = Duration::from_millis(500);
 
 /// The advisory lock key of the fleet's refiller ("scanpool").
 const LOCK_KEY: i64 = 0x7363_616e_706f_6f6c;
@@ -78,11 +84,19 @@ pub struct CodePool {
     taken: Notify,
     /// The shared pool's depth as last counted.
     depth: AtomicUsize,
+    /// When a take last found the fleet's pool empty, if no code was added here since.
+    found_empty: Mutex<Option<Instant>>,
     /// Codes handed out from the pool, and made on the spot because it was empty.
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     /// `WECHAT_QR_MODE=link`: the public URL the codes point under; no pool, no WeChat.
     links_under: Option<String>,
+}
+
+/// Whether the fleet's pool, found empty at `found_empty` (none: not since this
+/// instance last added a code), is taken as still empty at `now`.
+fn still_empty(found_empty: Option<Instant>, now: Instant) -> bool {
+    found_empty.is_some_and(|at| now.saturating_duration_since(at) < SHARED_EMPTY_FOR)
 }
 
 /// A plain QR of `PUBLIC_URL/q/<ticket>` (扫普通链接二维码打开小程序), as a PNG.
@@ -111,6 +125,7 @@ impl CodePool {
             clock,
             taken: Notify::new(),
             depth: AtomicUsize::new(0),
+            found_empty: Mutex::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             links_under: None,
@@ -145,10 +160,16 @@ impl CodePool {
         }
         let ready = match &self.shared {
             None => self.lock().pop_front(),
-            Some(db) if self.size > 0 => self.take_shared(db).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "the fleet's code pool is unreachable; making a code on the spot");
-                None
-            }),
+            Some(db) if self.size > 0 && !self.recently_empty() => {
+                let taken = self.take_shared(db).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the fleet's code pool is unreachable; making a code on the spot");
+                    None
+                });
+                if taken.is_none() {
+                    *self.found_empty.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+                taken
+            }
             Some(_) => None,
         };
         if self.size > 0 {
@@ -164,6 +185,12 @@ impl CodePool {
         let id = new_ticket_id();
         let code = self.wechat.mini_program_code(id.as_str()).await?;
         Ok((id, code))
+    }
+
+    /// A take found the fleet's pool empty less than [`SHARED_EMPTY_FOR`] ago, and this
+    /// instance has added no code since.
+    fn recently_empty(&self) -> bool {
+        still_empty(*self.found_empty.lock().unwrap_or_else(|e| e.into_inner()), Instant::now())
     }
 
     /// The oldest fresh code of the fleet's pool, removed from it.
@@ -254,6 +281,7 @@ impl CodePool {
             .map_err(store)?;
         tx.commit().await.map_err(store)?;
         self.depth.store(ready + 1, Ordering::Relaxed);
+        *self.found_empty.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(Step::Added)
     }
 
@@ -268,6 +296,16 @@ impl CodePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_found_empty_is_not_asked_again_for_a_moment() {
+        let now = Instant::now();
+        let later = now + SHARED_EMPTY_FOR;
+        assert!(!still_empty(None, now), "never found empty (or refilled here since): asked");
+        assert!(still_empty(Some(now), now), "just found empty: codes are made on the spot");
+        assert!(still_empty(Some(now), later - Duration::from_millis(1)));
+        assert!(!still_empty(Some(now), later), "asked again once the moment has passed");
+    }
 
     #[test]
     fn refills_back_off_and_wait_out_a_quota() {

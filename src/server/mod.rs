@@ -1,6 +1,7 @@
 //! Everything that runs only on the server (`ssr` feature).
 
 pub mod access;
+pub mod account;
 pub mod audit;
 pub mod avatar;
 pub mod caller;

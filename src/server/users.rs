@@ -296,15 +296,6 @@ impl SqlUserStore {
         }
     }
 
-    /// The latest logins of a user, newest first.
-    pub async fn recent_logins(&self, user: UserId, limit: i64) -> Result<Vec<Login>, sqlx::Error> {
-        sqlx::query_as("SELECT at, ip, user_agent FROM logins WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
-            .bind(user)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-    }
-
     /// Every user with their last login, newest first, at most `limit`.
     pub async fn list(&self, limit: i64) -> Result<Vec<(User, Option<UnixMillis>)>, sqlx::Error> {
         let users: Vec<User> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id DESC LIMIT $1"))

@@ -360,3 +360,9 @@ async fn concurrent_finalizes_from_one_page_consume_once_and_all_sign_in() {
     let (s, me) = app.post(&b, "/api/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
 }
+
+#[tokio::test]
+async fn the_account_page_lists_logins_events_and_browsers_newest_first() {
+    let app = spawn(&[]).await;
+    check_account_overview(&app).await;
+}

@@ -278,3 +278,36 @@ pub async fn standalone_simulator(appid: &str, secret: &str, site: &str) -> (Pro
     wait_for_port(port).await;
     (proc, format!("http://127.0.0.1:{port}/_wechat"))
 }
+
+/// The account page's lists (`/api/me`, read in one statement): a person signed in on
+/// twelve browsers sees their ten latest logins, their events newest first and all twelve
+/// browsers, the asking one marked; after 退出其他设备 that event comes first and one
+/// browser is left.
+pub async fn check_account_overview(app: &TestApp) {
+    let browsers: Vec<reqwest::Client> = (0..12).map(|_| browser()).collect();
+    for b in &browsers {
+        app.sign_in(b, "zhangsan").await;
+    }
+    let last = browsers.last().unwrap();
+    let (s, me) = app.post(last, "/api/me", serde_json::json!({})).await;
+    assert_eq!(s, 200, "{me}");
+    let logins = me["recent_logins"].as_array().unwrap();
+    assert_eq!(logins.len(), 10, "the ten latest logins: {me}");
+    let at = |v: &Value| v["at"].as_str().unwrap().to_string();
+    assert!(logins.windows(2).all(|w| at(&w[0]) >= at(&w[1])), "newest first: {me}");
+    let events = me["events"].as_array().unwrap();
+    assert_eq!(events.len(), 12, "{me}");
+    assert!(events.iter().all(|e| e["kind"] == "sign_in"), "{me}");
+    let sessions = me["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 12, "{me}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1, "{me}");
+
+    let (s, _) = app.post(last, "/api/sessions/revoke-others", serde_json::json!({})).await;
+    assert_eq!(s, 200);
+    let (_, me) = app.post(last, "/api/me", serde_json::json!({})).await;
+    let kinds: Vec<&str> = me["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 13, "{me}");
+    assert_eq!(&kinds[..2], ["revoke_others", "sign_in"], "newest first: {me}");
+    let sessions = me["sessions"].as_array().unwrap();
+    assert_eq!((sessions.len(), &sessions[0]["current"]), (1, &serde_json::json!(true)), "{me}");
+}

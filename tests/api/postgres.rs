@@ -30,6 +30,17 @@ pub async fn drop_database(name: &str) {
     }
 }
 
+/// `/api/me`'s one statement on PostgreSQL (a `UNION ALL` of three lists).
+#[tokio::test]
+async fn the_account_page_lists_logins_events_and_browsers_on_postgres() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let app = spawn_on(tempfile::tempdir().unwrap(), url, &[]).await;
+    check_account_overview(&app).await;
+    app.server.abort();
+    app.pool.close().await;
+    drop_database(&name).await;
+}
+
 #[tokio::test]
 async fn full_login_and_refusals_on_postgres() {
     let Some((url, name)) = fresh_database().await else { return };

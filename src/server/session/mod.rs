@@ -98,6 +98,21 @@ pub struct SignedInBrowser {
     pub signed_in: SignedIn,
 }
 
+/// Signed-in browsers from `sessions` rows (their key and data), most recently seen
+/// first; a row whose data names no signed-in person is left out.
+pub fn signed_in_browsers(rows: Vec<(SessionKey, String)>) -> Vec<SignedInBrowser> {
+    let mut list: Vec<SignedInBrowser> = rows
+        .into_iter()
+        .filter_map(|(key, data)| {
+            let mut v: serde_json::Value = serde_json::from_str(&data).ok()?;
+            let signed_in = serde_json::from_value(v.get_mut(SIGNED_IN)?.take()).ok()?;
+            Some(SignedInBrowser { key, signed_in })
+        })
+        .collect();
+    list.sort_by_key(|s| std::cmp::Reverse(s.signed_in.seen_at));
+    list
+}
+
 /// Sessions in the `sessions` table, read through a [`SessionCache`]. Rows are keyed by
 /// [`stored_key`], the digest of the session id: the id itself is never stored.
 #[derive(Clone)]
@@ -154,16 +169,7 @@ impl SqlSessionStore {
                 .bind(now)
                 .fetch_all(&self.pool)
                 .await?;
-        let mut list: Vec<SignedInBrowser> = rows
-            .into_iter()
-            .filter_map(|(key, data)| {
-                let mut v: serde_json::Value = serde_json::from_str(&data).ok()?;
-                let signed_in = serde_json::from_value(v.get_mut(SIGNED_IN)?.take()).ok()?;
-                Some(SignedInBrowser { key, signed_in })
-            })
-            .collect();
-        list.sort_by_key(|s| std::cmp::Reverse(s.signed_in.seen_at));
-        Ok(list)
+        Ok(signed_in_browsers(rows))
     }
 
     /// Removes the session `id` outright.
