@@ -50,12 +50,12 @@ pub async fn overview(db: &Db, user: UserId, now: UnixMillis, logins: i64, event
             _ => browsers.push((sid, detail)),
         }
     }
-    // A union's rows come in no promised order: each list is put back in its own.
-    found.sort_by_key(|(at, id, _)| std::cmp::Reverse((*at, *id)));
-    happened.sort_by_key(|(at, id, _)| std::cmp::Reverse((*at, *id)));
-    Ok(Overview {
-        logins: found.into_iter().map(|(_, _, l)| l).collect(),
-        events: happened.into_iter().map(|(_, _, e)| e).collect(),
-        sessions: signed_in_browsers(browsers),
-    })
+    Ok(Overview { logins: newest_first(found), events: newest_first(happened), sessions: signed_in_browsers(browsers) })
+}
+
+/// A list's items by `(at, id)`, newest first: a union's rows come in no promised order,
+/// so each list is put back in its own.
+fn newest_first<T>(mut rows: Vec<(i64, i64, T)>) -> Vec<T> {
+    rows.sort_by_key(|(at, id, _)| std::cmp::Reverse((*at, *id)));
+    rows.into_iter().map(|(_, _, item)| item).collect()
 }

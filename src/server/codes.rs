@@ -141,6 +141,10 @@ impl CodePool {
         self.ready.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn found_empty(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.found_empty.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// How many codes are ready (the fleet's pool: as last counted by this instance).
     pub fn len(&self) -> usize {
         if self.shared.is_some() { self.depth.load(Ordering::Relaxed) } else { self.lock().len() }
@@ -166,7 +170,7 @@ impl CodePool {
                     None
                 });
                 if taken.is_none() {
-                    *self.found_empty.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    *self.found_empty() = Some(Instant::now());
                 }
                 taken
             }
@@ -190,7 +194,7 @@ impl CodePool {
     /// A take found the fleet's pool empty less than [`SHARED_EMPTY_FOR`] ago, and this
     /// instance has added no code since.
     fn recently_empty(&self) -> bool {
-        still_empty(*self.found_empty.lock().unwrap_or_else(|e| e.into_inner()), Instant::now())
+        still_empty(*self.found_empty(), Instant::now())
     }
 
     /// The oldest fresh code of the fleet's pool, removed from it.
@@ -281,7 +285,7 @@ impl CodePool {
             .map_err(store)?;
         tx.commit().await.map_err(store)?;
         self.depth.store(ready + 1, Ordering::Relaxed);
-        *self.found_empty.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.found_empty() = None;
         Ok(Step::Added)
     }
 

@@ -289,7 +289,7 @@ pub async fn check_account_overview(app: &TestApp) {
         app.sign_in(b, "zhangsan").await;
     }
     let last = browsers.last().unwrap();
-    let (s, me) = app.post(last, "/api/me", serde_json::json!({})).await;
+    let (s, me) = app.post(last, "/api/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
     let logins = me["recent_logins"].as_array().unwrap();
     assert_eq!(logins.len(), 10, "the ten latest logins: {me}");
@@ -302,12 +302,12 @@ pub async fn check_account_overview(app: &TestApp) {
     assert_eq!(sessions.len(), 12, "{me}");
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1, "{me}");
 
-    let (s, _) = app.post(last, "/api/sessions/revoke-others", serde_json::json!({})).await;
+    let (s, _) = app.post(last, "/api/sessions/revoke-others", json!({})).await;
     assert_eq!(s, 200);
-    let (_, me) = app.post(last, "/api/me", serde_json::json!({})).await;
+    let (_, me) = app.post(last, "/api/me", json!({})).await;
     let kinds: Vec<&str> = me["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.len(), 13, "{me}");
     assert_eq!(&kinds[..2], ["revoke_others", "sign_in"], "newest first: {me}");
     let sessions = me["sessions"].as_array().unwrap();
-    assert_eq!((sessions.len(), &sessions[0]["current"]), (1, &serde_json::json!(true)), "{me}");
+    assert_eq!((sessions.len(), &sessions[0]["current"]), (1, &json!(true)), "{me}");
 }
