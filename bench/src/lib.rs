@@ -38,7 +38,8 @@ pub struct Figures {
     pub confirm_to_browser: Vec<Duration>,
     /// What the burst cost this process and the kernel (server and load generator alike).
     pub usage: Usage,
-    /// Writes through SQLite's group commit during the burst, and the commits they took.
+    /// Lone writes during the burst, and the commits (SQLite's group commit) or round
+    /// trips (PostgreSQL's batches) they took.
     pub group_commit: (u64, u64),
 }
 

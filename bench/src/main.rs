@@ -51,13 +51,14 @@ async fn main() {
             let (f, v) =
                 loadgen::run_scanlogin(n, &db_url(&format!("profile-{round}")), round, deadline).await.unwrap_or_else(|e| fail(&e));
             println!(
-                "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each; {} writes in {} commits); lost {}, cross-bound {}",
+                "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each; {} lone writes in {} {}); lost {}, cross-bound {}",
                 round + 1,
                 f.rate(),
                 f.cpu_ms_per_login(),
                 f.switches_per_login(),
                 f.group_commit.0,
                 f.group_commit.1,
+                if postgres.is_some() { "round trips" } else { "commits" },
                 v.lost.len(),
                 v.cross_bound.len()
             );
@@ -73,7 +74,7 @@ async fn main() {
         let url = db_url(&format!("bench-{round}"));
         let (figures, verdict) = loadgen::run_scanlogin(n, &url, round, deadline).await.unwrap_or_else(|e| fail(&e));
         println!(
-            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each), bare axum {:.1} ({:.2} ms, {:.0}), no-work server with scanlogin's exchanges {:.1} ({:.2} ms); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}",
+            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each), bare axum {:.1} ({:.2} ms, {:.0}), no-work server with scanlogin's exchanges {:.1} ({:.2} ms); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}; {} lone writes in {} {}",
             round + 1,
             figures.rate(),
             figures.cpu_ms_per_login(),
@@ -87,7 +88,10 @@ async fn main() {
             base[round].usage.overflows,
             figures.logins - verdict.cross_bound.len().min(figures.logins),
             verdict.lost.len(),
-            verdict.cross_bound.len()
+            verdict.cross_bound.len(),
+            figures.group_commit.0,
+            figures.group_commit.1,
+            if postgres.is_some() { "round trips" } else { "commits" },
         );
         problems.extend(verdict.lost.into_iter().chain(verdict.cross_bound));
         ours.push(figures);

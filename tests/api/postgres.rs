@@ -538,3 +538,86 @@ async fn connections_ended_under_the_app_are_replaced_and_an_abandoned_statement
     db.close().await;
     drop_database(&name).await;
 }
+
+/// PostgreSQL's lone writes go out together (`db/batch.rs`): each answers as if it had
+/// been sent alone, its own count and its own error, and what it wrote reads back as
+/// bound, whatever its text holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_writes_sent_together_answer_as_if_alone() {
+    let Some((url, name)) = fresh_database().await else { return };
+    let db = scanlogin::server::db::connect(&url, "test", Some(4)).await.unwrap();
+    // Only a login's tables are written together: this fresh database's `logins` is
+    // made over into a table of every kind of value.
+    sqlx::query("DROP TABLE logins").execute(&db).await.unwrap();
+    sqlx::query("CREATE TABLE logins (k BIGINT PRIMARY KEY, v TEXT NOT NULL, n DOUBLE PRECISION, b BYTEA, f BOOLEAN, o BIGINT)")
+        .execute(&db)
+        .await
+        .unwrap();
+    let texts = ["it's", "\\", "\\'", "$1", "'; DROP TABLE t; --", "E'\\n'", "文字\n\t", "''", "/* x */", ""];
+    let insert = |i: i64, key: i64| {
+        let db = db.clone();
+        let text = texts[i as usize % texts.len()];
+        async move {
+            sqlx::query("INSERT INTO logins (k, v, n, b, f, o) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(key)
+                .bind(format!("{text}{i}"))
+                .bind(i as f64 / 3.0)
+                .bind(vec![0_u8, i as u8, 255])
+                .bind(i % 2 == 0)
+                .bind(None::<i64>)
+                .execute(&db)
+                .await
+        }
+    };
+    // 300 writes at once: they go out together, each answered with its own count.
+    let (before, trips_before) = db.write_stats();
+    let results = futures_util::future::join_all((0..300_i64).map(|i| insert(i, i))).await;
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|done| done.rows_affected() == 1)), "{results:?}");
+    let (writes, round_trips) = db.write_stats();
+    let (writes, round_trips) = (writes - before, round_trips - trips_before);
+    assert!(writes == 300 && round_trips < 150, "writes went out together: {writes} writes in {round_trips} round trips");
+    // 100 more, every tenth repeating a key another write also inserts: each fails or
+    // succeeds as if alone.
+    let results = futures_util::future::join_all((300..400_i64).map(|i| insert(i, if i % 10 == 9 { i - 1 } else { i }))).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failed.len(), 10, "exactly the repeated keys fail");
+    assert!(failed.iter().all(|e| e.as_database_error().is_some_and(|d| d.is_unique_violation())), "each with its own error: {failed:?}");
+    assert!(results.iter().flatten().all(|done| done.rows_affected() == 1));
+
+    type Row = (i64, String, f64, Vec<u8>, bool, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as("SELECT k, v, n, b, f, o FROM logins ORDER BY k").fetch_all(&db).await.unwrap();
+    assert_eq!(rows.len(), 390);
+    for (k, v, n, b, f, o) in rows {
+        // A repeated key holds one of its two writes, whole.
+        let i = if k >= 300 && k % 10 == 8 && v.ends_with(&(k + 1).to_string()) { k + 1 } else { k };
+        assert_eq!(v, format!("{}{i}", texts[i as usize % texts.len()]), "row {k}");
+        assert_eq!((n, b, f, o), (i as f64 / 3.0, vec![0, i as u8, 255], i % 2 == 0, None), "row {k}");
+    }
+
+    // Conditional updates of one row, all expecting the same value: one wins.
+    let won = futures_util::future::join_all((0..50).map(|i| {
+        let db = db.clone();
+        async move {
+            sqlx::query("UPDATE logins SET v = $1 WHERE k = $2 AND v = $3")
+                .bind(format!("won {i}"))
+                .bind(0_i64)
+                .bind("it's0")
+                .execute(&db)
+                .await
+        }
+    }))
+    .await;
+    let counts: Vec<u64> = won.into_iter().map(|r| r.unwrap().rows_affected()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), 1, "{counts:?}");
+    let v: String = sqlx::query_scalar("SELECT v FROM logins WHERE k = 0").fetch_one(&db).await.unwrap();
+    assert_eq!(v, format!("won {}", counts.iter().position(|c| *c == 1).unwrap()));
+
+    // A write that fails alone, and one that fails in the database's eyes only once run.
+    let refused =
+        sqlx::query("INSERT INTO logins (k, v) VALUES ($1, $2)").bind(1_000_i64).bind(None::<String>).execute(&db).await.unwrap_err();
+    assert!(refused.as_database_error().is_some_and(|d| d.code().as_deref() == Some("23502")), "NOT NULL: {refused}");
+    let deleted = sqlx::query("DELETE FROM logins WHERE k >= $1").bind(100_i64).execute(&db).await.unwrap();
+    assert_eq!(deleted.rows_affected(), 290);
+    db.close().await;
+    drop_database(&name).await;
+}

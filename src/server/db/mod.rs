@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+mod batch;
 mod inline;
 
 /// Which database is behind the pool.
@@ -68,6 +69,8 @@ pub struct Db {
     /// SQLite run by this process's own threads ([`inline`]): reads on the calling
     /// thread, writes through the group commit.
     sqlite: Option<Arc<inline::Sqlite>>,
+    /// PostgreSQL's lone writes, sent together ([`batch`]).
+    batches: Arc<batch::Batches>,
 }
 
 /// The connections, out of sqlx's pool and lent by [`Db::acquire`].
@@ -159,12 +162,13 @@ impl Db {
             Some(path) => Some(inline::Sqlite::open(path)?),
             None => None,
         };
-        Ok(Db { pool, backend, kept, sqlite })
+        Ok(Db { pool, backend, kept, sqlite, batches: Arc::default() })
     }
 
-    /// The group commit's counts (zero on PostgreSQL).
+    /// The lone writes answered, and the commits (SQLite's group commit) or round trips
+    /// (PostgreSQL's batches) they took.
     pub fn write_stats(&self) -> (u64, u64) {
-        self.sqlite.as_ref().map_or((0, 0), |s| s.write_stats())
+        self.sqlite.as_ref().map_or_else(|| self.batches.stats(), |s| s.write_stats())
     }
 
     /// Which database this is.
@@ -207,6 +211,18 @@ impl Db {
     }
 }
 
+impl Db {
+    /// `query` on a connection of its own (PostgreSQL), its rows collected.
+    async fn fetch_alone<'q>(&self, query: impl Execute<'q, Any> + 'q) -> Result<Vec<Either<AnyQueryResult, AnyRow>>, sqlx::Error> {
+        let mut conn = self.acquire().await?;
+        let rows = conn.fetch_many(query).try_collect::<Vec<_>>().await;
+        if let Err(e) = &rows {
+            conn.close_if_gone(e);
+        }
+        rows
+    }
+}
+
 impl<'p> Executor<'p> for &'_ Db {
     type Database = Any;
 
@@ -220,12 +236,13 @@ impl<'p> Executor<'p> for &'_ Db {
             if let Some(sqlite) = &db.sqlite {
                 return sqlite.run(query).await;
             }
-            let mut conn = db.acquire().await?;
-            let rows = conn.fetch_many(query).try_collect::<Vec<_>>().await;
-            if let Err(e) = &rows {
-                conn.close_if_gone(e);
+            if batch::is_lone_write(query.sql()) {
+                match batch::rendered(query)? {
+                    Ok(sql) => return Ok(vec![Either::Left(db.batches.write(&db, sql).await?)]),
+                    Err(query) => return db.fetch_alone(query).await,
+                }
             }
-            rows
+            db.fetch_alone(query).await
         })
         .map_ok(|rows| stream::iter(rows.into_iter().map(Ok)))
         .try_flatten()
