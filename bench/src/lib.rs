@@ -554,8 +554,9 @@ pub async fn run_verify(database_url: &str, requests: usize, concurrency: usize)
         .pool_max_idle_per_host(concurrency)
         .build()
         .map_err(|e| e.to_string())?;
-    login_as(&base, &base, &reqwest::Client::new(), &browser, "verify-bench".into()).await?;
-    let (uid,): (UserId,) = sqlx::query_as("SELECT id FROM users LIMIT 1").fetch_one(&state.db).await.map_err(|e| e.to_string())?;
+    // The user this browser signed in as: on a PostgreSQL database the login rounds have
+    // used before, not the first one (their owner, whom the rules let in without a group).
+    let uid = login_as(&base, &base, &reqwest::Client::new(), &browser, "verify-bench".into()).await?.me_user;
     let mut user = state.users.get(uid).await.map_err(|e| e.to_string())?.ok_or("no user")?;
     user.groups = vec![scanlogin::domain::GroupName::try_from("bench").map_err(|e| e.to_string())?];
     state.users.save_access(&user).await.map_err(|e| e.to_string())?;
