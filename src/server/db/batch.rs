@@ -228,11 +228,27 @@ impl Batches {
 
     /// A writer: sends what is queued, batch after batch, until nothing is.
     async fn drain(&self, db: &Db) {
+        // A writer that ends without seeing the queue empty (it panicked, or the runtime
+        // dropped it) gives its place back, so that the next write starts another.
+        struct Place<'a> {
+            batches: &'a Batches,
+            given_back: bool,
+        }
+        impl Drop for Place<'_> {
+            fn drop(&mut self) {
+                if !self.given_back {
+                    self.batches.queue.lock().unwrap_or_else(|e| e.into_inner()).writers -= 1;
+                }
+            }
+        }
+        let mut place = Place { batches: self, given_back: false };
         loop {
             let jobs: Vec<Job> = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 if q.jobs.is_empty() {
+                    // In the lock that a new write takes to see whether a writer runs.
                     q.writers -= 1;
+                    place.given_back = true;
                     return;
                 }
                 let n = q.jobs.len().min(MAX_BATCH);
