@@ -179,7 +179,8 @@ fn literal(out: &mut String, v: &AnyValueKind<'_>) -> Option<()> {
             out.push_str("'::text");
         }
         AnyValueKind::Blob(b) => {
-            out.push_str("'\\x");
+            // An escape string too: `\\x…` whatever `standard_conforming_strings` says.
+            out.push_str("E'\\\\x");
             for byte in b.iter() {
                 write!(out, "{byte:02x}").ok()?;
             }
@@ -347,7 +348,7 @@ mod tests {
         assert_eq!(
             render(sql, &args).unwrap(),
             "UPDATE t SET a = E'it''s \\\\ $2 ''; DROP TABLE t; --'::text, b = '-9223372036854775808'::int8, c = NULL::int8, \
-             d = TRUE, e = 'NaN'::float8, f = '\\x00ff'::bytea, g = '-7'::int4, h = '1.5'::float8, i = NULL::text \
+             d = TRUE, e = 'NaN'::float8, f = E'\\\\x00ff'::bytea, g = '-7'::int4, h = '1.5'::float8, i = NULL::text \
              WHERE s = 'a$1' AND j = '3'::int2 AND k = '-9223372036854775808'::int8"
         );
         assert_eq!(render("SELECT $2", &args[..1]), None, "a parameter out of range");
