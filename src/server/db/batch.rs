@@ -4,17 +4,17 @@
 //! loopback in between, more than the statement's own work for the app's one-row writes
 //! (docs/benchmarks.md). Under load many such writes are waiting at once, each for a
 //! connection of its own. Here a **lone write** (an INSERT, UPDATE or DELETE that returns
-//! no rows, `WITH` ones included) is queued, and a writer sends every write queued while
+//! no rows, `WITH` ones included, to a login's tables: [`BATCHED_TABLES`]) is queued, and a writer sends every write queued while
 //! its last batch ran as *one* message of the simple-query protocol: `w1; w2; …`, one
 //! round trip and one commit for all, each write's count of rows read back in order.
 //!
 //! The simple-query protocol has no parameters, so each write is sent with its arguments
-//! written into it as typed literals ([`render`]): text as an escape string (`E'…'`, read
-//! the same whatever `standard_conforming_strings` says) cast to `text`, numbers quoted
-//! and cast, `NULL` cast — the very types sqlx would have bound (`AnyArguments::convert_to`),
-//! so each write means what it meant with parameters. A statement the renderer does not
-//! fully understand (a `$` that is no parameter, a backslash, a `;`) is not queued: it
-//! runs as before, with parameters.
+//! written into it as typed literals ([`render`]): text and blobs as escape strings
+//! (`E'…'`, read the same whatever `standard_conforming_strings` says) cast to `text` and
+//! `bytea`, numbers quoted and cast, `NULL` cast — the very types sqlx would have bound
+//! (`AnyArguments::convert_to`), so each write means what it meant with parameters. A
+//! statement the renderer does not fully understand (a `$` that is no parameter, a
+//! backslash, a `;`, a comment) is not queued: it runs as before, with parameters.
 //!
 //! PostgreSQL runs the writes of one message as one transaction. When one fails, none of
 //! them is committed: each is then sent again alone, so it succeeds or fails as if it had
@@ -106,10 +106,10 @@ pub(super) fn is_lone_write(sql: &str) -> bool {
 /// `$` that is not a parameter in range, or quotes that do not close.
 pub(super) fn render(sql: &str, args: &[AnyValueKind<'_>]) -> Option<String> {
     let mut out = String::with_capacity(sql.len() + 32 * args.len());
-    let mut chars = sql.char_indices().peekable();
+    let mut chars = sql.chars().peekable();
     // Inside '…' or "…" (a doubled quote stays inside): copied as it is.
     let mut quote: Option<char> = None;
-    while let Some((_, c)) = chars.next() {
+    while let Some(c) = chars.next() {
         if let Some(q) = quote {
             out.push(c);
             if c == q {
@@ -125,7 +125,7 @@ pub(super) fn render(sql: &str, args: &[AnyValueKind<'_>]) -> Option<String> {
             '$' => {
                 let mut n = 0usize;
                 let mut digits = 0;
-                while let Some(&(_, d)) = chars.peek() {
+                while let Some(&d) = chars.peek() {
                     let Some(v) = d.to_digit(10) else { break };
                     n = n.checked_mul(10)?.checked_add(v as usize)?;
                     digits += 1;
