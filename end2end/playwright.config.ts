@@ -1,19 +1,20 @@
 import { defineConfig } from '@playwright/test';
 import * as path from 'path';
+import { databaseUrl, freshDatabase } from './database';
 
 // Two demo servers built by `cargo leptos build`: one with default lifetimes, one whose
-// codes expire after 4 s (for the expired → 刷新 path). Each gets a fresh database.
+// codes expire after 4 s (for the expired → 刷新 path). Each gets a fresh database
+// (SQLite; PostgreSQL with E2E_POSTGRES_URL, see database.ts).
 const root = path.resolve(__dirname, '..');
-const out = path.join(root, 'target', 'e2e');
 const server = (port: number, extra: string) => ({
-  command: `rm -f ${out}/db-${port}.db* && mkdir -p ${out} && ${root}/target/debug/scanlogin ${extra}`,
+  command: `${freshDatabase(port)} && ${root}/target/debug/scanlogin ${extra}`,
   cwd: root,
   url: `http://127.0.0.1:${port}/login`,
   reuseExistingServer: false,
   timeout: 60_000,
   env: {
     LISTEN: `127.0.0.1:${port}`,
-    DATABASE_URL: `sqlite://${out}/db-${port}.db`,
+    DATABASE_URL: databaseUrl(port),
     LEPTOS_SITE_ROOT: 'target/site',
     RUST_LOG: 'warn',
   },

@@ -3,6 +3,7 @@ import * as path from 'path';
 import * as fs from 'fs';
 import { execFileSync } from 'child_process';
 import { decodeQrDataUrl } from './qr';
+import { databaseUrl } from '../database';
 
 // The admin console on the server that admits newcomers only after approval (3104):
 // the owner becomes admin through `scanlogin admin setup-link`, approves a newcomer,
@@ -66,7 +67,7 @@ test('the simulated phone offers 头像昵称填写 and says the account waits f
 test('the owner becomes admin, approves a newcomer, and a disable signs them out', async ({ browser }) => {
   const out = execFileSync(path.join(root, 'target', 'debug', 'scanlogin'), ['admin', 'setup-link'], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: `sqlite://${root}/target/e2e/db-3104.db`, LISTEN: '127.0.0.1:3104', RUST_LOG: 'error' },
+    env: { ...process.env, DATABASE_URL: databaseUrl(3104), LISTEN: '127.0.0.1:3104', RUST_LOG: 'error' },
   }).toString();
   const setup = out.trim().split('\n').pop()!;
   expect(setup).toMatch(/^http:\/\/127\.0\.0\.1:3104\/setup\/[A-Za-z0-9_-]+$/);
