@@ -28,6 +28,8 @@ async fn main() {
         return;
     }
     let database = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    // What the lone writes of a burst took: SQLite's group commits, PostgreSQL's batches.
+    let lone_writes_took = if postgres.is_some() { "round trips" } else { "commits" };
     // The given PostgreSQL database, else a SQLite file of this name.
     let db_url = |name: &str| postgres.clone().unwrap_or_else(|| format!("sqlite://{}/{name}.db", dir.display()));
     let driver_db = db_url("driver");
@@ -58,7 +60,7 @@ async fn main() {
                 f.switches_per_login(),
                 f.group_commit.0,
                 f.group_commit.1,
-                if postgres.is_some() { "round trips" } else { "commits" },
+                lone_writes_took,
                 v.lost.len(),
                 v.cross_bound.len()
             );
@@ -91,7 +93,7 @@ async fn main() {
             verdict.cross_bound.len(),
             figures.group_commit.0,
             figures.group_commit.1,
-            if postgres.is_some() { "round trips" } else { "commits" },
+            lone_writes_took,
         );
         problems.extend(verdict.lost.into_iter().chain(verdict.cross_bound));
         ours.push(figures);

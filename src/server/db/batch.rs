@@ -288,8 +288,8 @@ impl Batches {
     /// One message of `n` writes: their counts, in order.
     async fn send(&self, db: &Db, text: &str, n: usize) -> Result<Vec<AnyQueryResult>, sqlx::Error> {
         use futures_util::TryStreamExt as _;
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let mut conn = db.acquire().await?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let results = conn.fetch_many(sqlx::raw_sql(text)).try_collect::<Vec<_>>().await;
         let results = match results {
             Ok(r) => r,

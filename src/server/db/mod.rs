@@ -209,9 +209,7 @@ impl Db {
         };
         Ok(DbConnection { conn: Some(conn), taken, kept: kept.clone(), _permit: permit })
     }
-}
 
-impl Db {
     /// `query` on a connection of its own (PostgreSQL), its rows collected.
     async fn fetch_alone<'q>(&self, query: impl Execute<'q, Any> + 'q) -> Result<Vec<Either<AnyQueryResult, AnyRow>>, sqlx::Error> {
         let mut conn = self.acquire().await?;
