@@ -53,6 +53,7 @@ pub async fn spawn(extra: &[&str]) -> TestApp {
 
 /// Starts the app on an existing database (a restart).
 pub async fn spawn_on(dir: tempfile::TempDir, db_url: String, extra: &[&str]) -> TestApp {
+    trace_to_file();
     let app = Application::build(&config(&db_url, extra), leptos_options()).await.expect("app builds");
     let base = app.public_url().to_string();
     let local = format!("http://{}", app.local_addr());
@@ -60,6 +61,23 @@ pub async fn spawn_on(dir: tempfile::TempDir, db_url: String, extra: &[&str]) ->
     let state = app.state().clone();
     let server = tokio::spawn(app.run_until(std::future::pending()));
     TestApp { base, local, keys: Default::default(), pool, db_url, dir, server, state }
+}
+
+/// With `SCANLOGIN_TEST_TRACE=<file>`, every app's log lines (filtered by `RUST_LOG`) go
+/// to that file, each named by its thread: a `#[tokio::test]`'s app runs on the test's
+/// own thread, which is named after the test. For finding what a stuck test waits on.
+fn trace_to_file() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let Some(path) = std::env::var_os("SCANLOGIN_TEST_TRACE") else { return };
+    ONCE.call_once(|| {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("the trace file opens");
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_thread_names(true)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init();
+    });
 }
 
 /// A browser: its own cookie jar, JSON accept.

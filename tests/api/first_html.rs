@@ -128,3 +128,37 @@ async fn the_account_page_signs_out_other_browsers_with_a_form() {
     assert!(back.contains("已退出其他设备"), "the page says so");
     assert!(!back.contains("action=\"/account/sign-out-others\""), "no other browser is left to sign out");
 }
+
+/// Pages that load data while they render keep rendering while more servers start in
+/// the same process (the tests, the bench): listing the app's routes, which every server
+/// once did as it started, held every page resource first polled meanwhile in the whole
+/// process pending forever (leptos-rs/leptos#4773). Each `/login` render makes a ticket in
+/// a resource, so each must come back with its QR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_while_other_servers_start() {
+    let app = std::sync::Arc::new(spawn(&["--rate-tickets-per-ip", "0"]).await);
+    let renders = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            // Eight at a time, 400 in all: a route listing takes a millisecond or two.
+            let render = async |n: usize| {
+                let page = async { browser().get(format!("{}/login", app.base)).send().await.unwrap().text().await.unwrap() };
+                let html = tokio::time::timeout(std::time::Duration::from_secs(10), page)
+                    .await
+                    .unwrap_or_else(|_| panic!("render {n} of /login never finished"));
+                assert!(html.contains("<img src=\"data:image/"), "render {n} has its QR");
+            };
+            for round in 0..50 {
+                futures_util::future::join_all((0..8).map(|i| render(round * 8 + i))).await;
+            }
+        })
+    };
+    let mut started = 0;
+    while !renders.is_finished() {
+        let other = spawn(&[]).await;
+        other.server.abort();
+        started += 1;
+    }
+    renders.await.unwrap();
+    assert!(started > 1, "servers started beside the renders: {started}");
+}

@@ -32,9 +32,20 @@ use std::sync::Arc;
 use tower_sessions::SessionManagerLayer;
 use tower_sessions::cookie::SameSite;
 
+/// The app's page routes, listed once per process. Listing them renders the app with
+/// every resource's load suppressed by a process-wide flag, and a resource first polled
+/// anywhere in the process while that flag is up never loads (leptos-rs/leptos#4773): a
+/// second server built in the same process (the tests, the bench) would leave a page
+/// another server was rendering hanging forever. Listed once, before any server serves,
+/// the flag is never up while a page renders.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: Option<String>) -> Router {
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let sessions = SessionManagerLayer::new(state.sessions.clone())
         .with_name(state.site.cookie_name)
         .with_secure(state.site.secure)
