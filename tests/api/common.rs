@@ -80,15 +80,20 @@ fn trace_to_file() {
     });
 }
 
+/// How long the test clients wait for a whole answer (the longest long-poll is 120 s,
+/// the tests' at most 25): an answer that never comes fails its test, naming the
+/// request, instead of holding the run until CI's limit.
+pub const REQUEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(150);
+
 /// A browser: its own cookie jar, JSON accept.
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).build().unwrap()
+    reqwest::Client::builder().cookie_store(true).user_agent(CHROME_UA).timeout(REQUEST_LIMIT).build().unwrap()
 }
 
 /// A browser whose cookie jar the test can read: the client and its jar.
 pub fn browser_with_jar() -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    (reqwest::Client::builder().cookie_provider(jar.clone()).user_agent(CHROME_UA).build().unwrap(), jar)
+    (reqwest::Client::builder().cookie_provider(jar.clone()).user_agent(CHROME_UA).timeout(REQUEST_LIMIT).build().unwrap(), jar)
 }
 
 /// The session id the jar holds for `base` (the cookie's value; the table stores only its
@@ -106,7 +111,7 @@ pub fn stored_key(id: &str) -> String {
 
 /// The phone: no cookies.
 pub fn phone() -> reqwest::Client {
-    reqwest::Client::builder().user_agent("Mozilla/5.0 MicroMessenger/8.0.50 miniProgram").build().unwrap()
+    reqwest::Client::builder().user_agent("Mozilla/5.0 MicroMessenger/8.0.50 miniProgram").timeout(REQUEST_LIMIT).build().unwrap()
 }
 
 pub const CHROME_UA: &str =
