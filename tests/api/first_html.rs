@@ -140,7 +140,7 @@ async fn pages_render_while_other_servers_start() {
     let renders = {
         let app = app.clone();
         tokio::spawn(async move {
-            // Eight at a time, 400 in all: a route listing takes a millisecond or two.
+            // Eight at a time, 400 in all: the window a route listing opens is short.
             let render = async |n: usize| {
                 let page = async { browser().get(format!("{}/login", app.base)).send().await.unwrap().text().await.unwrap() };
                 let html = tokio::time::timeout(std::time::Duration::from_secs(10), page)
