@@ -80,6 +80,17 @@ fn trace_to_file() {
     });
 }
 
+/// Waits until `holds` (checked every 10 ms), for what the app does a moment after it
+/// answered (another instance hearing a change, rules re-read); fails with `what` if it
+/// still does not hold after 5 s.
+pub async fn eventually(what: impl std::fmt::Display, mut holds: impl AsyncFnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !holds().await {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// How long the test clients wait for a whole answer (the longest long-poll is 120 s,
 /// the tests' at most 25): an answer that never comes fails its test, naming the
 /// request, instead of holding the run until CI's limit.
