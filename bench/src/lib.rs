@@ -57,12 +57,15 @@ pub struct Usage {
     /// Connections the kernel dropped because a listen queue was full, on the whole host
     /// (`TcpExtListenOverflows`): each one a client retrying a second later.
     pub overflows: u64,
+    /// TCP connections opened on the whole host (`Tcp: ActiveOpens`): a client that
+    /// cannot reuse a kept-alive connection pays for a new one on both ends.
+    pub connections: u64,
 }
 
 impl Usage {
     /// The counters as they stand.
     pub fn now() -> Usage {
-        Usage { cpu: process_cpu(), switches: process_switches(), overflows: listen_overflows() }
+        Usage { cpu: process_cpu(), switches: process_switches(), overflows: listen_overflows(), connections: active_opens() }
     }
     /// What was spent since `before`.
     pub fn since(self, before: Usage) -> Usage {
@@ -70,6 +73,7 @@ impl Usage {
             cpu: self.cpu.saturating_sub(before.cpu),
             switches: self.switches.saturating_sub(before.switches),
             overflows: self.overflows.saturating_sub(before.overflows),
+            connections: self.connections.saturating_sub(before.connections),
         }
     }
 }
@@ -100,14 +104,25 @@ fn process_switches() -> u64 {
         .sum()
 }
 
+/// The host's TCP connections opened so far (`/proc/net/snmp`'s `Tcp: ActiveOpens`).
+fn active_opens() -> u64 {
+    snmp_counter("/proc/net/snmp", "Tcp:", "ActiveOpens")
+}
+
+/// A counter of `file` (`/proc/net/snmp` or `/proc/net/netstat`: for each group, a
+/// line of names, then a line of values, both starting with `group`).
+fn snmp_counter(file: &str, group: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with(group));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return 0 };
+    let at = names.split_whitespace().position(|n| n == name);
+    at.and_then(|i| values.split_whitespace().nth(i)?.parse().ok()).unwrap_or(0)
+}
+
 /// The host's `TcpExtListenOverflows` so far (`/proc/net/netstat`: a line of names, then
 /// a line of values).
 fn listen_overflows() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else { return 0 };
-    let at = names.split_whitespace().position(|n| n == "ListenOverflows");
-    at.and_then(|i| values.split_whitespace().nth(i)?.parse().ok()).unwrap_or(0)
+    snmp_counter("/proc/net/netstat", "TcpExt:", "ListenOverflows")
 }
 
 impl Figures {
@@ -126,6 +141,10 @@ impl Figures {
     /// Context switches per login.
     pub fn switches_per_login(&self) -> f64 {
         self.usage.switches as f64 / self.logins.max(1) as f64
+    }
+    /// TCP connections opened per login (the host's, over the burst).
+    pub fn connections_per_login(&self) -> f64 {
+        self.usage.connections as f64 / self.logins.max(1) as f64
     }
 }
 
@@ -286,10 +305,13 @@ async fn run_scanlogin_on(
     let wechat = match &sim {
         Some((port, secret)) => {
             let api = format!("http://127.0.0.1:{port}/_wechat");
-            args.extend(
-                ["--wechat-appid", "wxdemo0000000000", "--wechat-secret", secret, "--wechat-api-base", &api, "--signup", "open"]
-                    .map(String::from),
-            );
+            // `--name=value`: a secret that starts with `-` would read as a flag.
+            args.extend([
+                "--wechat-appid=wxdemo0000000000".to_string(),
+                format!("--wechat-secret={secret}"),
+                format!("--wechat-api-base={api}"),
+                "--signup=open".to_string(),
+            ]);
             Some(format!("http://127.0.0.1:{port}"))
         }
         None => None,

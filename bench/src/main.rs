@@ -76,16 +76,18 @@ async fn main() {
         let url = db_url(&format!("bench-{round}"));
         let (figures, verdict) = loadgen::run_scanlogin(n, &url, round, deadline).await.unwrap_or_else(|e| fail(&e));
         println!(
-            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches each), bare axum {:.1} ({:.2} ms, {:.0}), no-work server with scanlogin's exchanges {:.1} ({:.2} ms); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}; {} lone writes in {} {}",
+            "round {}: scanlogin {:.1} logins/s ({:.2} ms CPU, {:.0} context switches, {:.1} connections each), bare axum {:.1} ({:.2} ms, {:.0}), no-work server with scanlogin's exchanges {:.1} ({:.2} ms, {:.1} connections); listen-queue overflows {} / {}; {} of {n} signed in as the right user, lost {}, cross-bound {}; {} lone writes in {} {}",
             round + 1,
             figures.rate(),
             figures.cpu_ms_per_login(),
             figures.switches_per_login(),
+            figures.connections_per_login(),
             base[round].rate(),
             base[round].cpu_ms_per_login(),
             base[round].switches_per_login(),
             shaped[round].rate(),
             shaped[round].cpu_ms_per_login(),
+            shaped[round].connections_per_login(),
             figures.usage.overflows,
             base[round].usage.overflows,
             figures.logins - verdict.cross_bound.len().min(figures.logins),
@@ -102,10 +104,11 @@ async fn main() {
             .await
             .unwrap_or_else(|e| fail(&format!("simulator apart: {e}")));
         println!(
-            "round {}: scanlogin with the simulator in its own process {:.1} logins/s ({:.2} ms CPU each); lost {}, cross-bound {}",
+            "round {}: scanlogin with the simulator in its own process {:.1} logins/s ({:.2} ms CPU, {:.1} connections each); lost {}, cross-bound {}",
             round + 1,
             figures.rate(),
             figures.cpu_ms_per_login(),
+            figures.connections_per_login(),
             verdict.lost.len(),
             verdict.cross_bound.len()
         );
