@@ -170,3 +170,43 @@ async fn the_status_long_poll_keeps_the_api_rules_on_its_own_stack() {
     assert_eq!(big.status(), 413);
     assert_eq!(big.json::<serde_json::Value>().await.unwrap()["code"], "payload_too_large");
 }
+
+/// The API endpoints and the demo's WeChat run through stacks of their own, shorter than
+/// the pages' (issue 31): an endpoint still gets the session, compression, the security
+/// headers and the request id; a route of the simulator with a path parameter still
+/// reads it; what is no endpoint is still the API's JSON 404.
+#[tokio::test]
+async fn the_api_and_the_demo_wechat_keep_their_rules_on_their_own_stacks() {
+    let app = spawn(&[]).await;
+    let res = browser()
+        .post(format!("{}/api/login/ticket", app.base))
+        .header("accept-encoding", "gzip")
+        .header("x-request-id", "ticket-7")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip", "the ticket's QR is worth compressing");
+    assert!(res.headers()["set-cookie"].to_str().unwrap().starts_with("scanlogin_session="), "the session layer ran");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert_eq!(res.headers()["x-request-id"], "ticket-7");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    // A new request id when none (or no plain one) was sent: 16 base64url characters.
+    let res =
+        browser().post(format!("{}/api/me", app.base)).header("x-request-id", "a b").json(&serde_json::json!({})).send().await.unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
+
+    let missing = browser().post(format!("{}/api/no/such/endpoint", app.base)).json(&serde_json::json!({})).send().await.unwrap();
+    let missing = (missing.status(), missing.json::<serde_json::Value>().await.unwrap());
+    assert_error(&missing, 404, "not_found");
+
+    let link = reqwest::Client::new().get(format!("{}/_wechat/sim/urllink/nosuchlink", app.base)).send().await.unwrap();
+    assert_eq!(link.status(), 404, "the simulator's own answer for an unknown link, its parameter read");
+    assert_eq!(link.headers()["x-content-type-options"], "nosniff");
+    assert!(link.text().await.unwrap().contains("小程序链接不存在"));
+    let phone = reqwest::Client::new().get(format!("{}/_wechat/phone?scene=abc", app.base)).send().await.unwrap();
+    assert_eq!(phone.status(), 200);
+    assert!(phone.headers().get("set-cookie").is_none(), "WeChat's side has no session of ours");
+}

@@ -29,6 +29,7 @@ use axum::routing::{any, get};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 #[cfg(feature = "demo")]
 use std::sync::Arc;
+use tower_http::compression::CompressionLayer;
 use tower_sessions::SessionManagerLayer;
 use tower_sessions::cookie::SameSite;
 
@@ -89,14 +90,17 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     if let Some((name, body)) = state.site.qr_verify_file.clone() {
         app = app.route(&format!("/{name}"), get(move || std::future::ready(link::verify_file(body.clone()))));
     }
+    // The demo's WeChat side (`/_wechat`): the mailbox and the simulator.
+    let mut wechat: Option<Router<AppState>> = None;
     if matches!(*state.mailer, crate::server::mail::Mailer::Demo(_)) {
-        app = app
-            .route("/_wechat/mailbox", get(crate::server::mail::mailbox_page))
-            .route("/_wechat/sim/mails", get(crate::server::mail::mails_json));
+        let mailbox = Router::new()
+            .route("/mailbox", get(crate::server::mail::mailbox_page))
+            .route("/sim/mails", get(crate::server::mail::mails_json));
+        wechat = Some(mailbox);
     }
     #[cfg(feature = "demo")]
     if let Some(sim) = simulator {
-        app = app.nest("/_wechat", crate::server::simulator::router(sim));
+        wechat = Some(wechat.unwrap_or_default().merge(crate::server::simulator::router(sim)));
     }
     #[cfg(not(feature = "demo"))]
     let _: Option<DemoSimulator> = simulator;
@@ -115,14 +119,16 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     // one unboxed future (`http::edge`).
     let edge = edge::Edge { secure: state.site.secure, security_headers: true };
     let common = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).layer(sessions.clone());
-    let full = common
+    // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
+    let compressed = common.clone().map_response(axum::response::IntoResponse::into_response).layer(CompressionLayer::new());
+    let full = compressed
         .clone()
-        // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
-        .map_response(axum::response::IntoResponse::into_response)
-        .layer(tower_http::compression::CompressionLayer::new())
         .layer(from_fn_with_state(state.clone(), headers::asset_caching))
         .layer(from_fn_with_state(state.clone(), pages::page_guards))
         .service(app.clone());
+    // The API: no page or asset rule concerns `/api/…` (each `from_fn` layer is a boxed
+    // future and a clone of the stack below it, ten times a login; issue 31).
+    let api = compressed.service(app.clone());
     // The status long-poll is what thousands of waiting browsers hold open at once: it
     // runs the same server function through only the layers that concern it (a JSON
     // answer of a few bytes needs no compression, no page or asset rule applies, and it
@@ -135,6 +141,24 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     let verify = tower::ServiceBuilder::new()
         .layer(edge::Edge { security_headers: false, ..edge })
         .layer(verify_sessions)
-        .service(crate::server::forward_auth::verify_router().with_state(state));
-    Router::new().route_service("/auth/verify", verify).route_service("/api/login/status", longpoll).fallback_service(full)
+        .service(crate::server::forward_auth::verify_router().with_state(state.clone()));
+    let mut outer = Router::new().route_service("/auth/verify", verify).route_service("/api/login/status", longpoll);
+    // Each endpoint by its own path: a wildcard route here would leave its parameter in
+    // the request for the routes below to trip on. What is no endpoint goes the full way
+    // (to `api::not_found`).
+    let mut endpoints: std::collections::BTreeSet<&str> =
+        leptos::server_fn::axum::server_fn_paths().map(|(path, _)| path).filter(|p| p.starts_with("/api/")).collect();
+    endpoints.insert("/api/mp/avatar");
+    endpoints.remove("/api/login/status");
+    for path in endpoints {
+        outer = outer.route_service(path, api.clone());
+    }
+    // The demo's WeChat is WeChat's side: no session of ours, no page rules, nothing
+    // worth compressing; the simulator the server itself calls twice a login.
+    if let Some(wechat) = wechat {
+        let wechat = wechat.fallback(|| async { axum::http::StatusCode::NOT_FOUND }).with_state(state);
+        let stack = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).service(wechat);
+        outer = outer.nest_service("/_wechat", stack);
+    }
+    outer.fallback_service(full)
 }
