@@ -202,6 +202,20 @@ async fn the_api_and_the_demo_wechat_keep_their_rules_on_their_own_stacks() {
     let missing = (missing.status(), missing.json::<serde_json::Value>().await.unwrap());
     assert_error(&missing, 404, "not_found");
 
+    // The phone's endpoints (no browser session behind them): the same API rules.
+    let scan = reqwest::Client::new()
+        .post(format!("{}/api/mp/scan", app.base))
+        .json(&serde_json::json!({ "ticket": "AAAAAAAAAAAAAAAAAAAAAA", "code": "nope" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scan.headers()["x-frame-options"], "DENY");
+    assert!(scan.headers().get("set-cookie").is_none());
+    let scan = (scan.status(), scan.json::<serde_json::Value>().await.unwrap());
+    assert_error(&scan, 404, "ticket_not_found");
+    let unsupported = reqwest::Client::new().post(format!("{}/api/mp/confirm", app.base)).body("x").send().await.unwrap();
+    assert_eq!(unsupported.status(), 415);
+
     let link = reqwest::Client::new().get(format!("{}/_wechat/sim/urllink/nosuchlink", app.base)).send().await.unwrap();
     assert_eq!(link.status(), 404, "the simulator's own answer for an unknown link, its parameter read");
     assert_eq!(link.headers()["x-content-type-options"], "nosniff");

@@ -129,6 +129,14 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     // The API: no page or asset rule concerns `/api/…` (each `from_fn` layer is a boxed
     // future and a clone of the stack below it, ten times a login; issue 31).
     let api = compressed.service(app.clone());
+    // The phone's endpoints (`/api/mp/…`) are authenticated by the phone's own tokens,
+    // never by a browser session: no session layer either.
+    let phone = tower::ServiceBuilder::new()
+        .layer(edge)
+        .layer(DefaultBodyLimit::max(api::MAX_BODY))
+        .map_response(axum::response::IntoResponse::into_response)
+        .layer(CompressionLayer::new())
+        .service(app.clone());
     // The status long-poll is what thousands of waiting browsers hold open at once: it
     // runs the same server function through only the layers that concern it (a JSON
     // answer of a few bytes needs no compression, no page or asset rule applies, and it
@@ -151,7 +159,8 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     endpoints.insert("/api/mp/avatar");
     endpoints.remove("/api/login/status");
     for path in endpoints {
-        outer = outer.route_service(path, api.clone());
+        outer =
+            if path.starts_with("/api/mp/") { outer.route_service(path, phone.clone()) } else { outer.route_service(path, api.clone()) };
     }
     // The demo's WeChat is WeChat's side: no session of ours, no page rules, nothing
     // worth compressing; the simulator the server itself calls twice a login.
