@@ -1,15 +1,25 @@
-//! The whole HTTP surface: every route, and the three middleware stacks a request can go
+//! The whole HTTP surface: every route, and the middleware stacks a request can go
 //! through.
 //!
-//! Why three stacks: the middleware wraps the router once, outermost first, and a request
-//! pays for every layer it passes (each holds a future and a clone of the service below
-//! it while the request is open). Most requests take the **full** stack (edge, body
-//! limit, session, compression, asset caching, page guards). Two paths are what thousands
-//! of clients hold open or send constantly, so they skip what does not concern them: the
-//! **long-poll** (`/api/login/status`: no session layer, no compression, no page rules;
-//! it reads the binding key through the session store's cache and never writes a session)
-//! and **forward-auth's verify** (`/auth/verify`, asked before every request of every
-//! protected app: the edge without browser security headers, and the session layer).
+//! Why several stacks: the middleware wraps the router once, outermost first, and a
+//! request pays for every layer it passes (each holds a future and a clone of the
+//! service below it while the request is open). Pages and whatever is not an endpoint
+//! take the **full** stack (edge, body limit, session, compression, asset caching, page
+//! guards). The rest skip what does not concern them:
+//! - the **browser's endpoints** (`/api/…`): edge, body limit, session, compression; no
+//!   page or asset rule applies to them;
+//! - the **phone's endpoints** (`/api/mp/…`): the same without the session layer (the
+//!   phone's own tokens authenticate them);
+//! - the **long-poll** (`/api/login/status`, what thousands of browsers hold open): no
+//!   session layer, no compression; it reads the binding key through the session
+//!   store's cache and never writes a session;
+//! - **forward-auth's verify** (`/auth/verify`, asked before every request of every
+//!   protected app): the edge without browser security headers, and the session layer;
+//! - the demo's **WeChat** (`/_wechat`: simulator, simulated phone, mailbox): edge and
+//!   body limit.
+//!
+//! Endpoints are routed by their own paths, not a wildcard (a wildcard route here would
+//! leave its parameter in the request for the routes below to trip on).
 //! docs/benchmarks.md has the figures that chose this.
 
 use super::{api, edge, email, headers, health, invite, link, nojs, pages, profile, setup};
