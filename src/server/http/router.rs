@@ -128,7 +128,9 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     // edge is the request id, span, body limit, JSON failures and security headers in
     // one unboxed future (`http::edge`).
     let edge = edge::Edge { secure: state.site.secure, security_headers: true };
-    let common = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).layer(sessions.clone());
+    // What every browser-facing stack starts with.
+    let base = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY));
+    let common = base.clone().layer(sessions.clone());
     // gzip / brotli for whoever asks: pages and JSON (release assets come precompressed).
     let compressed = common.clone().map_response(axum::response::IntoResponse::into_response).layer(CompressionLayer::new());
     let full = compressed
@@ -141,19 +143,14 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     let api = compressed.service(app.clone());
     // The phone's endpoints (`/api/mp/…`) are authenticated by the phone's own tokens,
     // never by a browser session: no session layer either.
-    let phone = tower::ServiceBuilder::new()
-        .layer(edge)
-        .layer(DefaultBodyLimit::max(api::MAX_BODY))
-        .map_response(axum::response::IntoResponse::into_response)
-        .layer(CompressionLayer::new())
-        .service(app.clone());
+    let phone = base.clone().map_response(axum::response::IntoResponse::into_response).layer(CompressionLayer::new()).service(app.clone());
     // The status long-poll is what thousands of waiting browsers hold open at once: it
     // runs the same server function through only the layers that concern it (a JSON
     // answer of a few bytes needs no compression, no page or asset rule applies, and it
     // reads the session's binding key through the store's cache instead of the session
     // layer: it never writes a session). 40 → 12–14 KiB held per waiting browser
     // (docs/benchmarks.md).
-    let longpoll = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).service(app);
+    let longpoll = base.clone().service(app);
     // Forward-auth's verify runs before every request of every protected app: the edge
     // (its answers go to the proxy: no security headers) and the session layer.
     let verify = tower::ServiceBuilder::new()
@@ -176,8 +173,7 @@ pub fn router(state: AppState, simulator: Option<DemoSimulator>, cookie_domain: 
     // worth compressing; the simulator the server itself calls twice a login.
     if let Some(wechat) = wechat {
         let wechat = wechat.fallback(|| async { axum::http::StatusCode::NOT_FOUND }).with_state(state);
-        let stack = tower::ServiceBuilder::new().layer(edge).layer(DefaultBodyLimit::max(api::MAX_BODY)).service(wechat);
-        outer = outer.nest_service("/_wechat", stack);
+        outer = outer.nest_service("/_wechat", base.service(wechat));
     }
     outer.fallback_service(full)
 }
