@@ -203,7 +203,7 @@ async fn the_api_and_the_demo_wechat_keep_their_rules_on_their_own_stacks() {
     assert_error(&missing, 404, "not_found");
 
     // The phone's endpoints (no browser session behind them): the same API rules.
-    let scan = reqwest::Client::new()
+    let scan = phone()
         .post(format!("{}/api/mp/scan", app.base))
         .json(&serde_json::json!({ "ticket": "AAAAAAAAAAAAAAAAAAAAAA", "code": "nope" }))
         .send()
@@ -213,14 +213,14 @@ async fn the_api_and_the_demo_wechat_keep_their_rules_on_their_own_stacks() {
     assert!(scan.headers().get("set-cookie").is_none());
     let scan = (scan.status(), scan.json::<serde_json::Value>().await.unwrap());
     assert_error(&scan, 404, "ticket_not_found");
-    let unsupported = reqwest::Client::new().post(format!("{}/api/mp/confirm", app.base)).body("x").send().await.unwrap();
+    let unsupported = phone().post(format!("{}/api/mp/confirm", app.base)).body("x").send().await.unwrap();
     assert_eq!(unsupported.status(), 415);
 
-    let link = reqwest::Client::new().get(format!("{}/_wechat/sim/urllink/nosuchlink", app.base)).send().await.unwrap();
+    let link = phone().get(format!("{}/_wechat/sim/urllink/nosuchlink", app.base)).send().await.unwrap();
     assert_eq!(link.status(), 404, "the simulator's own answer for an unknown link, its parameter read");
     assert_eq!(link.headers()["x-content-type-options"], "nosniff");
     assert!(link.text().await.unwrap().contains("小程序链接不存在"));
-    let phone = reqwest::Client::new().get(format!("{}/_wechat/phone?scene=abc", app.base)).send().await.unwrap();
+    let phone = phone().get(format!("{}/_wechat/phone?scene=abc", app.base)).send().await.unwrap();
     assert_eq!(phone.status(), 200);
     assert!(phone.headers().get("set-cookie").is_none(), "WeChat's side has no session of ours");
 }
