@@ -3,6 +3,7 @@ import * as path from 'path';
 import * as fs from 'fs';
 import { execFileSync } from 'child_process';
 import { decodeQrDataUrl } from './qr';
+import { failOnCspViolation } from './csp';
 import { databaseUrl } from '../database';
 
 // The admin console on the server that admits newcomers only after approval (3104):
@@ -15,11 +16,8 @@ const shots = path.join(__dirname, '..', 'output');
 fs.mkdirSync(shots, { recursive: true });
 const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 
-test.beforeEach(async ({ page }) => {
-  page.on('console', (msg) => {
-    if (/Content.Security.Policy/i.test(msg.text())) throw new Error('CSP violation: ' + msg.text());
-  });
-});
+// Every page must work under its Content-Security-Policy: a violation fails the test.
+test.beforeEach(async ({ page }) => failOnCspViolation(page));
 
 /** Signs the page in as the demo user `user`: reads the QR, scans it on a phone, confirms. */
 async function signIn(page: Page, browser: Browser, user: string, landing: RegExp) {

@@ -2,15 +2,12 @@ import { test, expect, Page, Browser } from '@playwright/test';
 import * as path from 'path';
 import * as fs from 'fs';
 import { decodeQrDataUrl } from './qr';
+import { failOnCspViolation } from './csp';
 
 const shots = path.join(__dirname, '..', 'output');
 fs.mkdirSync(shots, { recursive: true });
 // Every page must work under its Content-Security-Policy: a violation fails the test.
-test.beforeEach(async ({ page }) => {
-  page.on('console', (msg) => {
-    if (/Content.Security.Policy/i.test(msg.text())) throw new Error('CSP violation: ' + msg.text());
-  });
-});
+test.beforeEach(async ({ page }) => failOnCspViolation(page));
 
 /** Waits until the WASM has hydrated the page (its click handlers are attached). */
 const hydrated = (page: Page) => page.locator('html[data-hydrated="1"]').waitFor();
