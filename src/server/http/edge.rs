@@ -53,7 +53,7 @@ pub struct EdgeService<S> {
 fn request_id(req: &Request) -> HeaderValue {
     let plain =
         |v: &HeaderValue| (1..=64).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
-    match req.headers().get(REQUEST_ID).filter(|v| plain(v)) {
+    match req.headers().get(&REQUEST_ID).filter(|v| plain(v)) {
         Some(sent) => sent.clone(),
         None => new_request_id(),
     }
@@ -94,7 +94,7 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let id = request_id(&req);
-        req.headers_mut().insert(REQUEST_ID, id.clone());
+        req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
         // The span names the path only: simulator URLs carry secrets in their query.
         let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(),
             request_id = %id.to_str().unwrap_or("-"));
@@ -184,7 +184,7 @@ where
         if this.edge.security_headers {
             security_headers(res.headers_mut(), this.edge.secure);
         }
-        res.headers_mut().insert(REQUEST_ID, this.id.clone());
+        res.headers_mut().insert(REQUEST_ID.clone(), this.id.clone());
         let latency = this.started.elapsed();
         if res.status().is_server_error() {
             tracing::error!(status = res.status().as_u16(), ?latency, "response failed");

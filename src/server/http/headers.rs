@@ -2,12 +2,12 @@
 
 use crate::server::state::AppState;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// The request-id header.
-pub const REQUEST_ID: &str = "x-request-id";
+/// The request-id header (a name of its own, built once: none parsed per request).
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The value of the request's cookie `name`, from any of its `Cookie` headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -48,8 +48,9 @@ pub fn security_headers(h: &mut HeaderMap, secure: bool) {
     if secure {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // The http crate's own names: no name parsed per answer.
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Pages set their own policy (with the script nonce); everything else gets this one.
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
@@ -59,5 +60,5 @@ pub fn security_headers(h: &mut HeaderMap, secure: bool) {
             ),
         );
     }
-    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
 }

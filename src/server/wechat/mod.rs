@@ -158,7 +158,8 @@ impl WechatClient {
         if res.content_length().is_some_and(|n| n > MAX_BODY as u64) {
             return Err(too_large());
         }
-        let mut body = Vec::new();
+        // Room for the whole answer at once when its length is known (a code is kilobytes).
+        let mut body = Vec::with_capacity(res.content_length().map_or(0, |n| n as usize));
         while let Some(chunk) = res.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(too_large());
