@@ -155,11 +155,12 @@ impl WechatClient {
         if !status.is_success() {
             return Err(WechatError::Http(status.as_u16()));
         }
-        if res.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        let declared = res.content_length();
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
             return Err(too_large());
         }
         // Room for the whole answer at once when its length is known (a code is kilobytes).
-        let mut body = Vec::with_capacity(res.content_length().map_or(0, |n| n as usize));
+        let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
         while let Some(chunk) = res.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(too_large());
